@@ -1,0 +1,10 @@
+"""imgsearch: query-by-example image search over MySQL/MariaDB or SQLite."""
+import os as _os
+
+__version__ = "0.1.0"
+
+# OpenCV reads its decoded-pixel limit once, when cv2 is first imported, and then refuses
+# larger images before allocating them: that is what stops a decompression bomb (a 300 kB
+# PNG claiming 30,000 x 30,000 pixels). So it is set here, before any module imports cv2.
+MAX_PIXELS = int(_os.environ.get("IMGSEARCH_MAX_PIXELS", 100_000_000))
+_os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_PIXELS)

@@ -1,0 +1,192 @@
+"""build: walk -> decode + extract (worker processes) -> write whole batches; incremental.
+
+A file is re-read only when it is new, its size or mtime changed, or an extractor lacks
+its vector; it is re-extracted only when its sha256 changed (or a vector is missing).
+Rows of files that disappeared from disk are removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.extraction import cached_extractor, extract_all, map_in_workers
+from imgsearch.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
+from imgsearch.store.base import ExtractorRow, FeatureStore, ImageRecord, StoredImage
+from imgsearch.walk import FoundFile, Problem, walk_collection
+
+COLLECTION_ROOT_KEY = "collection_root"
+
+
+@dataclass(frozen=True)
+class Task:
+    found: FoundFile
+    all_names: tuple[str, ...]  # what a new or changed file needs
+    missing: tuple[str, ...]  # what an unchanged stored file still lacks
+    stored: StoredImage | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    record: ImageRecord | None = None
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    content_changed: bool = False
+    skipped: str | None = None
+
+
+@dataclass
+class BuildReport:
+    indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[tuple[bytes, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        reasons = Counter(reason for _, reason in self.skipped)
+        detail = ", ".join(f"{why}: {n}" for why, n in reasons.most_common())
+        skipped = f"skipped {len(self.skipped)}" + (f" ({detail})" if detail else "")
+        return (
+            f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
+            f"{skipped} in {self.seconds:.1f} s"
+        )
+
+
+def build(
+    store: FeatureStore,
+    folder: str | None,
+    extractor_names: tuple[str, ...],
+    workers: int,
+    batch_size: int,
+    progress: bool = True,
+) -> BuildReport:
+    started = time.perf_counter()
+    rows = {name: _register(store, name) for name in extractor_names}
+    root = resolve_collection_root(store, folder)
+    report = BuildReport()
+    stored = store.stored_images()
+    have = {name: store.image_ids_with_features(row.id) for name, row in rows.items()}
+    tasks, present = plan(root, stored, have, report)
+
+    batch: list[Outcome] = []
+    outcomes = map_in_workers(process, tasks, workers)
+    for outcome in tqdm(outcomes, total=len(tasks), unit="img", disable=not progress or None,
+                        desc="build", smoothing=0.1):
+        if outcome.skipped is not None:
+            report.skipped.append((outcome.task.found.relpath, outcome.skipped))
+            continue
+        batch.append(outcome)
+        if len(batch) >= batch_size:
+            _write(store, batch, rows, report)
+            batch = []
+    if batch:
+        _write(store, batch, rows, report)
+    report.removed = remove_vanished(store, root, stored, present)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _register(store: FeatureStore, name: str) -> ExtractorRow:
+    extractor = cached_extractor(name)
+    return store.register_extractor(name, extractor.params_json(), extractor.dim)
+
+
+def resolve_collection_root(store: FeatureStore, folder: str | None) -> Path:
+    """The folder to index: the one given, else the one this database already indexes."""
+    stored = store.get_meta(COLLECTION_ROOT_KEY)
+    if folder is None:
+        if stored is None:
+            raise ImgsearchError("no FOLDER given and none configured ([collection] folder in config.ini)")
+        folder = stored
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise ImgsearchError(f"collection folder {folder} does not exist or is not a folder")
+    if stored is not None and Path(stored) != root:
+        raise ImgsearchError(f"this database indexes {stored}, not {root}; use another --db for another collection")
+    if stored is None:
+        store.set_meta(COLLECTION_ROOT_KEY, str(root))
+    return root
+
+
+def plan(
+    root: Path, stored: dict[bytes, StoredImage], have: dict[str, set[int]], report: BuildReport
+) -> tuple[list[Task], set[bytes]]:
+    """Compare the folder with the stored rows: the files to read, and every relative
+    path seen on disk. Counts unchanged files and problems into the report."""
+    names = tuple(have)
+    tasks = []
+    present = set()
+    for entry in walk_collection(root):
+        present.add(entry.relpath)
+        if isinstance(entry, Problem):
+            report.skipped.append((entry.relpath, entry.reason))
+        elif not has_image_suffix(entry.path):
+            report.skipped.append((entry.relpath, "not an image file type"))
+        elif (row := stored.get(entry.relpath)) is None:
+            tasks.append(Task(entry, names, names, None))
+        else:
+            missing = tuple(n for n in names if row.id not in have[n])
+            if row.bytes == entry.size and row.mtime_ns == entry.mtime_ns and not missing:
+                report.unchanged += 1
+            else:
+                tasks.append(Task(entry, names, missing, row))
+    return tasks, present
+
+
+def process(task: Task) -> Outcome:
+    """Worker side: read and hash; decode and extract only what the content needs."""
+    try:
+        data = read_bytes(task.found.path)
+        sha256 = hashlib.sha256(data).hexdigest()
+        same_content = task.stored is not None and task.stored.sha256 == sha256
+        names = task.missing if same_content else task.all_names
+        if same_content and not names:
+            return Outcome(task, _record(task.found, sha256, task.stored.width, task.stored.height))
+        pixels = decode_bytes(data)
+        height, width = pixels.shape[:2]
+        return Outcome(
+            task, _record(task.found, sha256, width, height), extract_all(pixels, names),
+            content_changed=task.stored is not None and not same_content,
+        )
+    except SkippedFile as e:
+        return Outcome(task, skipped=str(e))
+
+
+def _record(found: FoundFile, sha256: str, width: int, height: int) -> ImageRecord:
+    return ImageRecord(
+        path=found.relpath, name=os.path.basename(found.relpath), bytes=found.size,
+        mtime_ns=found.mtime_ns, sha256=sha256, width=width, height=height,
+    )
+
+
+def _write(store: FeatureStore, batch: list[Outcome], rows: dict[str, ExtractorRow], report: BuildReport) -> None:
+    store.write_batch(
+        [(o.record, {rows[name].id: vec for name, vec in o.vectors.items()}) for o in batch],
+        replaced_ids=[o.task.stored.id for o in batch if o.content_changed],
+    )
+    for o in batch:
+        if o.vectors:
+            report.indexed += 1
+        else:
+            report.unchanged += 1
+
+
+def remove_vanished(store: FeatureStore, root: Path, stored: dict[bytes, StoredImage], present: set[bytes]) -> int:
+    """Delete the rows of files that are gone from disk. A file the walk could not see but
+    that still exists (in a folder unreadable this time) keeps its row."""
+    root_bytes = os.fsencode(root)
+    gone = [
+        row.id
+        for path, row in stored.items()
+        if path not in present and not os.path.lexists(os.path.join(root_bytes, path))
+    ]
+    store.delete_images(gone)
+    return len(gone)

@@ -1,0 +1,173 @@
+"""Command line: parse, call, print. The work lives in build, query, evaluate, inspect."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from imgsearch.config import Settings, load_settings
+from imgsearch.errors import ImgsearchError
+from imgsearch.features.registry import EXTRACTORS
+from imgsearch.similarity import METRICS
+
+EXTRACTOR_HELP = "Descriptor: " + ", ".join(sorted(EXTRACTORS)) + "."
+METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) + "."
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @click.option("--db", "db_url", metavar="URL",
+                  help="mysql://user:pass@host:3306/db, sqlite:///file or a file path. "
+                       "Default: IMGSEARCH_DB_URL, [database] url in config.ini, else imgsearch.sqlite3 here.")
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                  help="Config file (default: IMGSEARCH_CONFIG or ./config.ini).")
+    @functools.wraps(fn)
+    def wrapper(db_url: str | None, config_file: str | None, **kwargs: Any) -> Any:
+        settings = load_settings(config_file).with_flags(db_url=db_url)
+        return fn(settings, **kwargs)
+
+    return wrapper
+
+
+def open_settings_store(settings: Settings, create: bool = False):
+    from imgsearch.store import open_store
+    from imgsearch.store.url import parse_database_url
+
+    return open_store(parse_database_url(settings.db_url), create=create)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="imgsearch")
+def cli() -> None:
+    """Query-by-example image search: index a photo folder into MySQL/MariaDB (or the
+    embedded SQLite default), then find the images most similar to a given one."""
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
+@click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
+              help="Descriptor to compute; repeat for several. Default: [build] extractors (rgb, hsv72).")
+@click.option("--workers", "-j", type=click.IntRange(1), help="Decoding processes (default: the core count).")
+@click.option("--batch-size", type=click.IntRange(1), help="Images per transaction (default 256).")
+@click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
+@common_options
+def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], workers: int | None,
+          batch_size: int | None, verbose: bool) -> None:
+    """Index every image below FOLDER (default: [collection] folder of the config).
+
+    Incremental: a rerun reads only new or changed files and removes the rows of files
+    that disappeared. Unreadable, corrupt and non-image files are skipped and counted."""
+    from imgsearch.build import build as run_build
+    from imgsearch.query import display
+
+    settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size)
+    with open_settings_store(settings, create=True) as store:
+        report = run_build(store, settings.folder, settings.build_extractors, settings.workers,
+                           settings.batch_size, progress=True)
+    shown = report.skipped if verbose else report.skipped[:10]
+    for path, reason in shown:
+        click.echo(f"skipped {display(path)}: {reason}", err=True)
+    if len(report.skipped) > len(shown):
+        click.echo(f"... and {len(report.skipped) - len(shown)} more skipped (--verbose lists them)", err=True)
+    click.echo(report.summary())
+
+
+@cli.command()
+@click.argument("image")
+@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
+@click.option("--metric", "-m", type=click.Choice(list(METRICS)), help=METRIC_HELP + " Default: pearson.")
+@click.option("--top-k", "-k", type=click.IntRange(1), help="How many matches to print (default 10).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
+@click.option("--include-self", is_flag=True, help="Keep the query's own stored row in the results.")
+@common_options
+def query(settings: Settings, image: str, extractor: str | None, metric: str | None, top_k: int | None,
+          as_json: bool, include_self: bool) -> None:
+    """Print the indexed images most similar to IMAGE.
+
+    IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
+    import os
+
+    from imgsearch.query import display, run_query
+
+    settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k)
+    with open_settings_store(settings) as store:
+        result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
+                           settings.block_rows, include_self)
+    if as_json:
+        click.echo(json.dumps({
+            "query": result.query, "extractor": result.extractor, "metric": result.metric,
+            "elapsed_s": result.elapsed_s,
+            "results": [{"rank": m.rank, "name": os.fsdecode(m.name), "path": os.fsdecode(m.path),
+                         "score": m.score} for m in result.matches],
+        }))
+        return
+    for m in result.matches:
+        click.echo(f"{m.rank:4d}  {display(m.path)}  {m.score:.6f}")
+    click.echo(f"spend {result.elapsed_s:.3f} s")
+
+
+@cli.command(name="eval")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
+@click.option("--metric", "-m", type=click.Choice(list(METRICS)), help=METRIC_HELP + " Default: pearson.")
+@click.option("--workers", "-j", type=click.IntRange(1), help="Decoding processes (default: the core count).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file.")
+def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: int | None, as_json: bool,
+             config_file: str | None) -> None:
+    """Leave-one-out retrieval quality on DATASET, a folder whose sub-folders are classes.
+
+    Every image queries all others; prints mAP, P@1, P@10, P@20, P@100 and n_queries."""
+    from imgsearch.evaluate import evaluate as run_eval
+
+    settings = load_settings(config_file).with_flags(extractor=extractor, metric=metric, workers=workers)
+    scores = run_eval(dataset, settings.extractor, settings.metric, settings.workers)
+    if as_json:
+        click.echo(json.dumps(scores))
+        return
+    click.echo(f"{settings.extractor} / {settings.metric} on {dataset}")
+    for key, value in scores.items():
+        click.echo(f"{key:>10}  {value:.4f}" if key != "n_queries" else f"{key:>10}  {value}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help="Only this descriptor's vector.")
+@common_options
+def show(settings: Settings, name: str, extractor: str | None) -> None:
+    """Print the stored metadata and vector values of the indexed image NAME."""
+    from imgsearch.inspect import describe_image
+
+    with open_settings_store(settings) as store:
+        click.echo(describe_image(store, name, extractor))
+
+
+@cli.command()
+@common_options
+def stats(settings: Settings) -> None:
+    """Counts per extractor, dimensions and database size."""
+    from imgsearch.inspect import describe_store
+
+    with open_settings_store(settings) as store:
+        click.echo(describe_store(store))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("imgsearch: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except ImgsearchError as e:
+        click.echo(f"imgsearch: error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("imgsearch: interrupted; whole batches written so far are kept, rerun to finish", err=True)
+        sys.exit(130)

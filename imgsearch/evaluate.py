@@ -1,0 +1,93 @@
+"""eval: leave-one-out retrieval quality on a folder whose sub-folders are classes.
+
+Every image queries all the others with the same extractor and metric code as `query`
+(one prepared matrix, scores by matrix product); reported: mAP, P@1, P@10, P@20, P@100.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.extraction import extract_all, map_in_workers
+from imgsearch.images import SkippedFile, has_image_suffix, load_image
+from imgsearch.similarity import get_metric
+from imgsearch.walk import FoundFile, walk_collection
+
+CUTOFFS = (1, 10, 20, 100)
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    paths: list[Path]
+    labels: np.ndarray  # int class index per image
+    classes: list[str]
+
+
+def labelled_images(dataset: Path) -> LabelledImages:
+    if not dataset.is_dir():
+        raise ImgsearchError(f"dataset {dataset} is not a folder")
+    paths, labels, classes = [], [], {}
+    for entry in walk_collection(dataset):
+        if not isinstance(entry, FoundFile) or not has_image_suffix(entry.path):
+            continue
+        parts = Path(os.fsdecode(entry.relpath)).parts
+        if len(parts) < 2:
+            continue  # a file at the top level has no class
+        paths.append(entry.path)
+        labels.append(classes.setdefault(parts[0], len(classes)))
+    if len(classes) < 2:
+        raise ImgsearchError(f"{dataset} needs at least two class sub-folders of images")
+    return LabelledImages(paths, np.array(labels), list(classes))
+
+
+def _extract_one(job: tuple[Path, str]) -> np.ndarray | None:
+    path, name = job
+    try:
+        return extract_all(load_image(path).pixels, [name])[name]
+    except SkippedFile:
+        return None
+
+
+def extract_dataset(images: LabelledImages, extractor_name: str, workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The (vectors, labels) of every decodable image of the dataset."""
+    jobs = [(p, extractor_name) for p in images.paths]
+    vectors = list(tqdm(map_in_workers(_extract_one, jobs, workers), total=len(jobs), unit="img",
+                        desc=f"extract {extractor_name}", disable=not progress or None))
+    keep = [i for i, v in enumerate(vectors) if v is not None]
+    return np.stack([vectors[i] for i in keep]).astype(np.float32), images.labels[keep]
+
+
+def retrieval_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Leave-one-out mAP and P@k from a square score matrix (the diagonal is ignored).
+    Ties are ranked by database index, the same tie-break as the scan's TopK."""
+    n = len(labels)
+    ap_sum = 0.0
+    hits_at = {k: 0.0 for k in CUTOFFS}
+    for start in range(0, n, 512):
+        block = scores[start : start + 512].astype(np.float64, copy=True)
+        rows = np.arange(start, min(start + 512, n))
+        block[rows - start, rows] = -np.inf
+        order = np.argsort(-block, axis=1, kind="stable")[:, : n - 1]
+        relevant = labels[order] == labels[rows][:, None]
+        cumulative = np.cumsum(relevant, axis=1)
+        n_relevant = relevant.sum(axis=1)
+        precision_at_hits = np.where(relevant, cumulative / np.arange(1, n), 0).sum(axis=1)
+        ap_sum += float(np.sum(np.divide(precision_at_hits, n_relevant, out=np.zeros(len(rows)), where=n_relevant > 0)))
+        for k in CUTOFFS:
+            hits_at[k] += float(np.sum(cumulative[:, min(k, n - 1) - 1] / k))
+    result = {"mAP": ap_sum / n}
+    result.update({f"P@{k}": hits_at[k] / n for k in CUTOFFS})
+    result["n_queries"] = n
+    return result
+
+
+def evaluate(dataset: Path, extractor_name: str, metric_name: str, workers: int, progress: bool = True) -> dict[str, float]:
+    metric = get_metric(metric_name)
+    vectors, labels = extract_dataset(labelled_images(dataset), extractor_name, workers, progress)
+    prepared = metric.prepare_rows(vectors)
+    return retrieval_metrics(prepared @ prepared.T, labels)

@@ -1,0 +1,1 @@
+"""Descriptor families. Each is an Extractor; `registry.EXTRACTORS` names them."""

@@ -1,0 +1,48 @@
+"""show and stats: what is stored, as text a person reads."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from imgsearch.build import COLLECTION_ROOT_KEY
+from imgsearch.errors import ImgsearchError
+from imgsearch.query import display
+from imgsearch.store.base import FeatureStore
+
+
+def describe_image(store: FeatureStore, name: str, extractor_name: str | None = None) -> str:
+    images = store.find_images(os.fsencode(name))
+    if not images:
+        raise ImgsearchError(f"no indexed image has the name or path {name!r}")
+    lines = []
+    extractors = [e for e in store.extractors() if extractor_name in (None, e.name)]
+    for image in images:
+        lines += [
+            f"path     {display(image.path)}",
+            f"id       {image.id}",
+            f"size     {image.width} x {image.height} px, {image.bytes} bytes",
+            f"sha256   {image.sha256}",
+        ]
+        for extractor in extractors:
+            vector = store.vector(extractor, image.id)
+            if vector is None:
+                lines.append(f"{extractor.name:<8} (not extracted)")
+                continue
+            values = np.array2string(vector, precision=6, separator=", ", threshold=10**6, max_line_width=100)
+            lines.append(f"{extractor.name:<8} dim {extractor.dim}, params {extractor.params}\n{values}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def describe_store(store: FeatureStore) -> str:
+    counts = store.count_features()
+    lines = [
+        f"collection  {store.get_meta(COLLECTION_ROOT_KEY) or '(not built)'}",
+        f"images      {store.count_images()}",
+        f"db size     {store.size_bytes() / 2**20:.1f} MiB",
+        "extractor   vectors   dim  params",
+    ]
+    for e in store.extractors():
+        lines.append(f"{e.name:<10} {counts.get(e.id, 0):>8} {e.dim:>5}  {e.params}")
+    return "\n".join(lines)

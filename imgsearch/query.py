@@ -1,0 +1,114 @@
+"""query: turn the user's IMAGE argument into a vector, scan, and name the top-K."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgsearch.build import COLLECTION_ROOT_KEY
+from imgsearch.errors import ImgsearchError
+from imgsearch.extraction import cached_extractor
+from imgsearch.images import SkippedFile, load_image
+from imgsearch.search import scan
+from imgsearch.similarity import get_metric
+from imgsearch.store.base import ExtractorRow, FeatureStore, check_same_params
+
+
+@dataclass(frozen=True)
+class Match:
+    rank: int
+    name: bytes
+    path: bytes  # relative to the collection root
+    score: float
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    query: str
+    extractor: str
+    metric: str
+    elapsed_s: float
+    matches: list[Match]
+
+
+def stored_extractor(store: FeatureStore, name: str) -> ExtractorRow:
+    """The stored extractor, refusing one that was never built or was built differently."""
+    extractor = cached_extractor(name)
+    row = store.find_extractor(name)
+    if row is None:
+        built = ", ".join(e.name for e in store.extractors()) or "none"
+        raise ImgsearchError(
+            f"extractor {name!r} was never built in this database (built: {built}); "
+            f"run `imgsearch build --extractor {name}`"
+        )
+    check_same_params(row, extractor.params_json(), extractor.dim)
+    return row
+
+
+def query_vector(store: FeatureStore, extractor: ExtractorRow, image: str) -> tuple[np.ndarray, int | None]:
+    """The query's vector and the id of its own stored row (None when not indexed).
+
+    IMAGE is a file path, else the relative path or file name of an indexed image (the
+    demo's `query 45.jpg`); a name shared by several images is an error listing them."""
+    if os.path.isfile(image):
+        try:
+            decoded = load_image(image)
+        except SkippedFile as e:
+            raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
+        vector = cached_extractor(extractor.name).extract(decoded.pixels)
+        return vector, _own_row_id(store, Path(image))
+    matches = store.find_images(os.fsencode(image))
+    if not matches:
+        raise ImgsearchError(f"{image}: no such file, and no indexed image has that name or path")
+    if len(matches) > 1:
+        listed = "\n  ".join(display(m.path) for m in matches[:20])
+        more = f"\n  ... and {len(matches) - 20} more" if len(matches) > 20 else ""
+        raise ImgsearchError(f"{image} is ambiguous; give one of these paths:\n  {listed}{more}")
+    vector = store.vector(extractor, matches[0].id)
+    if vector is None:
+        raise ImgsearchError(f"{image} is indexed but has no {extractor.name} vector; rerun `imgsearch build`")
+    return vector, matches[0].id
+
+
+def _own_row_id(store: FeatureStore, path: Path) -> int | None:
+    root = store.get_meta(COLLECTION_ROOT_KEY)
+    if root is None:
+        return None
+    try:
+        relpath = path.resolve().relative_to(root)
+    except ValueError:
+        return None
+    rows = store.find_images(os.fsencode(relpath))
+    return next((r.id for r in rows if r.path == os.fsencode(relpath)), None)
+
+
+def run_query(
+    store: FeatureStore,
+    image: str,
+    extractor_name: str,
+    metric_name: str,
+    top_k: int,
+    block_rows: int,
+    include_self: bool = False,
+) -> QueryResult:
+    started = time.perf_counter()
+    metric = get_metric(metric_name)
+    extractor = stored_extractor(store, extractor_name)
+    vector, own_id = query_vector(store, extractor, image)
+    excluded = [] if include_self or own_id is None else [own_id]
+    result = scan(store.stream_blocks(extractor, block_rows), vector, metric, top_k, excluded)
+    rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
+    matches = [
+        Match(rank, rows[image_id].name, rows[image_id].path, score)
+        for rank, (image_id, score) in enumerate(result.ranking, start=1)
+        if image_id in rows  # deleted by a concurrent build between the scan and now
+    ]
+    return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches)
+
+
+def display(name: bytes) -> str:
+    """A stored file-system name as printable text (undecodable bytes as \\xNN)."""
+    return name.decode("utf-8", "backslashreplace")

@@ -1,0 +1,73 @@
+"""The exhaustive scan: blocks of vectors from a store, one matrix-vector product each,
+merged into a bounded top-K (the shape of faiss' contrib exhaustive_search)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from imgsearch.similarity import Metric
+
+Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [n, dim])
+
+
+class TopK:
+    """The k highest scores seen so far, with their ids. Ties keep the smaller id first,
+    so the result does not depend on how the rows were cut into blocks."""
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        self.k = k
+        self.ids = np.empty(0, dtype=np.int64)
+        self.scores = np.empty(0, dtype=np.float32)
+
+    def add(self, ids: np.ndarray, scores: np.ndarray) -> None:
+        n = len(scores)
+        if n > self.k:
+            # Keep every row tied with the k-th best, so the id tie-break below is exact.
+            kth = np.partition(scores, n - self.k)[n - self.k]
+            keep = scores >= kth
+            ids, scores = ids[keep], scores[keep]
+        ids = np.concatenate([self.ids, ids])
+        scores = np.concatenate([self.scores, scores])
+        if len(scores) > self.k:
+            order = np.lexsort((ids, -scores))[: self.k]
+            ids, scores = ids[order], scores[order]
+        self.ids, self.scores = ids, scores
+
+    def ranked(self) -> list[tuple[int, float]]:
+        order = np.lexsort((self.ids, -self.scores))
+        return [(int(self.ids[i]), float(self.scores[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    ranking: list[tuple[int, float]]  # (image id, score), best first
+    rows_scanned: int
+
+
+def scan(
+    blocks: Iterable[Block],
+    query: np.ndarray,
+    metric: Metric,
+    k: int,
+    exclude_ids: Iterable[int] = (),
+) -> ScanResult:
+    """Score every row of every block against `query` and keep the best `k`."""
+    prepared_query = metric.prepare_one(query)
+    excluded = np.fromiter(exclude_ids, dtype=np.int64)
+    top = TopK(k)
+    rows = 0
+    # On a small machine a multi-threaded BLAS fights the database server for the cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for ids, vectors in blocks:
+            scores = metric.prepare_rows(vectors) @ prepared_query
+            rows += len(ids)
+            if len(excluded):
+                keep = ~np.isin(ids, excluded)
+                ids, scores = ids[keep], scores[keep]
+            top.add(ids, scores)
+    return ScanResult(ranking=top.ranked(), rows_scanned=rows)

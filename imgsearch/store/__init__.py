@@ -1,0 +1,23 @@
+"""Feature stores: MySQL/MariaDB (the reference backend) and SQLite (embedded default)."""
+from __future__ import annotations
+
+from imgsearch.store.base import FeatureStore
+from imgsearch.store.url import DatabaseUrl
+
+
+def open_store(url: DatabaseUrl, create: bool = False) -> FeatureStore:
+    """Open the store at `url`. With create=True the database and schema are made if
+    missing (build); otherwise an absent index is an error (query, show, stats)."""
+    if url.scheme == "mysql":
+        from imgsearch.store.mysql import MySqlStore
+
+        store: FeatureStore = MySqlStore(url, create)
+    else:
+        from imgsearch.store.sqlite import SqliteStore
+
+        store = SqliteStore(url, create)
+    if create:
+        store.ensure_schema()
+    else:
+        store.require_schema()
+    return store

@@ -1,0 +1,132 @@
+"""MySQL / MariaDB backend (pymysql). The scan streams through an unbuffered SSCursor on
+its own connection, so the main connection stays free to resolve names."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.store.base import Block, ExtractorRow, FeatureStore, rows_to_block
+from imgsearch.store.url import DatabaseUrl
+
+# Seconds the server may wait on a slow reader before giving up on the stream. A scan
+# consumer that pauses (a laptop under load) must not turn into a dropped connection.
+SCAN_NET_WRITE_TIMEOUT = 600
+CONNECT_TIMEOUT = 10
+
+
+def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.connections.Connection:
+    try:
+        return pymysql.connect(
+            host=url.host,
+            port=url.port,
+            user=url.user,
+            password=url.password,
+            database=database,
+            unix_socket=url.unix_socket,
+            charset="utf8mb4",
+            connect_timeout=CONNECT_TIMEOUT,
+            autocommit=False,
+            **extra,
+        )
+    except pymysql.err.MySQLError as e:
+        raise ImgsearchError(describe_mysql_error(e, url)) from None
+
+
+def describe_mysql_error(error: pymysql.err.MySQLError, url: DatabaseUrl) -> str:
+    """One line for the user; built from the error code, never echoing the password."""
+    code = error.args[0] if error.args else None
+    where = url.redacted()
+    if code == 1045:
+        return f"access denied for user {url.user!r} at {where} (wrong user or password)"
+    if code == 1049:
+        return f"database {url.database!r} does not exist at {where}; run `imgsearch build` to create it"
+    if code in (2003, 2002, 2006, 2013):
+        return f"cannot reach the MySQL server at {where} (is it running?)"
+    if code in (1142, 1044, 1227):
+        return f"permission denied at {where}: {error.args[1] if len(error.args) > 1 else error}"
+    message = str(error.args[1]) if len(error.args) > 1 else str(error)
+    return f"MySQL error {code} at {where}: {message.replace(url.password, '***') if url.password else message}"
+
+
+class MySqlStore(FeatureStore):
+    dialect = "mysql"
+    ph = "%s"
+
+    def __init__(self, url: DatabaseUrl, create: bool) -> None:
+        self.url = url
+        if create:
+            self._create_database()
+        super().__init__(_connect(url, url.database))
+
+    def _create_database(self) -> None:
+        # The name was validated as [A-Za-z0-9_]+ when the URL was parsed: safe to quote.
+        conn = _connect(self.url, None)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{self.url.database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                )
+        except pymysql.err.MySQLError as e:
+            raise ImgsearchError(describe_mysql_error(e, self.url)) from None
+        finally:
+            conn.close()
+
+    driver_error = pymysql.err.MySQLError
+
+    def describe_error(self, error: Exception) -> str:
+        return describe_mysql_error(error, self.url)
+
+    def _upsert_images_sql(self) -> str:
+        return (
+            "INSERT INTO images (path, name, bytes, mtime_ns, sha256, width, height) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE "
+            "bytes = VALUES(bytes), mtime_ns = VALUES(mtime_ns), sha256 = VALUES(sha256), "
+            "width = VALUES(width), height = VALUES(height)"
+        )
+
+    def has_schema(self) -> bool:
+        rows = self._execute(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+            "AND table_name IN ('meta', 'images', 'extractors', 'features')"
+        )
+        return int(rows[0][0]) == 4
+
+    def size_bytes(self) -> int:
+        rows = self._execute(
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+            "WHERE table_schema = DATABASE()"
+        )
+        return int(rows[0][0])
+
+    def stream_blocks(self, extractor: ExtractorRow, block_rows: int) -> Iterator[Block]:
+        conn = _connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION net_write_timeout = %s", (SCAN_NET_WRITE_TIMEOUT,))
+                # pymysql reads the stream's terminating EOF/OK packet before fetchmany
+                # returns an empty batch; a killed query or a dropped socket raises instead,
+                # so an exhausted loop means the server sent every row.
+                cur.execute(
+                    "SELECT image_id, vec FROM features WHERE extractor_id = %s", (extractor.id,)
+                )
+                while rows := cur.fetchmany(block_rows):
+                    yield rows_to_block(rows, extractor.dim)
+        except pymysql.err.MySQLError as e:
+            raise ImgsearchError(
+                f"the scan stream broke before its end ({describe_mysql_error(e, self.url)}); "
+                "no partial ranking was printed"
+            ) from None
+        finally:
+            close_quietly(conn)
+
+
+def close_quietly(conn: pymysql.connections.Connection) -> None:
+    # After a dropped stream the socket is gone and close() itself may raise.
+    try:
+        conn.close()
+    except pymysql.err.Error:
+        pass

@@ -1,0 +1,68 @@
+"""SQLite backend: the embedded default, same tables and same stream interface."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.store.base import Block, ExtractorRow, FeatureStore, rows_to_block
+from imgsearch.store.url import DatabaseUrl
+
+
+class SqliteStore(FeatureStore):
+    dialect = "sqlite"
+    ph = "?"
+
+    def __init__(self, url: DatabaseUrl, create: bool) -> None:
+        self.url = url
+        self.path = Path(url.path).expanduser()
+        if not create and not self.path.exists():
+            raise ImgsearchError(
+                f"no index at {self.path}; run `imgsearch build FOLDER` first (or pass --db)"
+            )
+        try:
+            conn = sqlite3.connect(self.path, timeout=60)
+            conn.execute("PRAGMA foreign_keys = ON")
+            # WAL lets queries read a consistent snapshot while a build writes.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as e:
+            raise ImgsearchError(f"cannot open SQLite database {self.path}: {e}") from None
+        super().__init__(conn)
+
+    driver_error = sqlite3.Error
+
+    def describe_error(self, error: Exception) -> str:
+        return f"SQLite error in {self.path}: {error}"
+
+    def _upsert_images_sql(self) -> str:
+        return (
+            "INSERT INTO images (path, name, bytes, mtime_ns, sha256, width, height) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+            "bytes = excluded.bytes, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, "
+            "width = excluded.width, height = excluded.height"
+        )
+
+    def has_schema(self) -> bool:
+        rows = self._execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('meta', 'images', 'extractors', 'features')"
+        )
+        return int(rows[0][0]) == 4
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+
+    def stream_blocks(self, extractor: ExtractorRow, block_rows: int) -> Iterator[Block]:
+        # A separate connection: its read transaction is one snapshot for the whole scan.
+        conn = sqlite3.connect(self.path, timeout=60)
+        try:
+            cur = conn.execute(
+                "SELECT image_id, vec FROM features WHERE extractor_id = ?", (extractor.id,)
+            )
+            while rows := cur.fetchmany(block_rows):
+                yield rows_to_block(rows, extractor.dim)
+        except sqlite3.Error as e:
+            raise ImgsearchError(f"the scan of {self.path} failed: {e}") from None
+        finally:
+            conn.close()

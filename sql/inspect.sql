@@ -1,0 +1,39 @@
+-- Ready queries for a person with only a MySQL/MariaDB client (mysql / mariadb).
+-- Run one at a time, e.g.:  mariadb imgsearch < sql/inspect.sql  or paste a block.
+-- SQLite: the same queries work in `sqlite3 imgsearch.sqlite3` except where noted.
+
+-- What collection this database indexes.
+SELECT k, v FROM meta;
+
+-- Images per extractor, with the vector dimension and the extractor's parameters.
+SELECT e.name, e.dim, COUNT(f.image_id) AS images, e.params
+FROM extractors e LEFT JOIN features f ON f.extractor_id = e.id
+GROUP BY e.id, e.name, e.dim, e.params;
+
+-- Stored vector sizes agree with the dimension (4 bytes per float32 value).
+SELECT e.name, e.dim, MIN(LENGTH(f.vec)) / 4 AS min_dim, MAX(LENGTH(f.vec)) / 4 AS max_dim
+FROM extractors e JOIN features f ON f.extractor_id = e.id GROUP BY e.id, e.name, e.dim;
+
+-- The newest additions.
+SELECT id, CAST(path AS CHAR) AS path, width, height, bytes, added_at
+FROM images ORDER BY added_at DESC, id DESC LIMIT 20;
+
+-- Byte-identical files (same sha256) stored under several paths.
+SELECT sha256, COUNT(*) AS copies, GROUP_CONCAT(CAST(path AS CHAR) SEPARATOR ' | ') AS paths
+FROM images GROUP BY sha256 HAVING COUNT(*) > 1 ORDER BY copies DESC;
+-- (SQLite: GROUP_CONCAT(CAST(path AS TEXT), ' | '))
+
+-- Images that have no vector for some extractor (a build was interrupted or an extractor added).
+SELECT e.name, COUNT(*) AS images_without_vector
+FROM images i CROSS JOIN extractors e
+LEFT JOIN features f ON f.image_id = i.id AND f.extractor_id = e.id
+WHERE f.image_id IS NULL GROUP BY e.name;
+
+-- One image's stored vector. vec is little-endian float32, the binary layout of the VECTOR
+-- type, so newer servers print the values directly:
+--   MySQL 9.0+:      SELECT VECTOR_TO_STRING(f.vec) ...
+--   MariaDB 11.7+:   SELECT VEC_ToText(f.vec) ...
+-- On any server HEX(f.vec) shows the raw bytes; `imgsearch show NAME` prints the values.
+SELECT CAST(i.path AS CHAR) AS path, e.name, e.dim, HEX(f.vec) AS vec_hex
+FROM images i JOIN features f ON f.image_id = i.id JOIN extractors e ON e.id = f.extractor_id
+WHERE i.name = '45.jpg';

@@ -1,0 +1,44 @@
+-- imgsearch schema for MySQL 5.7+/8/9 and MariaDB 10.3+. Created on first use; idempotent.
+-- Statements are separated by lines holding only ";;" so the loader needs no SQL parser.
+
+CREATE TABLE IF NOT EXISTS meta (
+    k VARCHAR(64) NOT NULL PRIMARY KEY,
+    v TEXT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+;;
+-- path and name are the file system's bytes (os.fsencode): names that are not valid UTF-8
+-- survive exactly. The UNIQUE key on path makes a re-indexed file an update, not a duplicate.
+CREATE TABLE IF NOT EXISTS images (
+    id       INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    path     VARBINARY(3000) NOT NULL,
+    name     VARBINARY(1024) NOT NULL,
+    bytes    BIGINT UNSIGNED NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    sha256   CHAR(64) CHARACTER SET ascii NOT NULL,
+    width    INT UNSIGNED NOT NULL,
+    height   INT UNSIGNED NOT NULL,
+    added_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE KEY uq_images_path (path),
+    KEY ix_images_name (name),
+    KEY ix_images_sha256 (sha256)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 ROW_FORMAT=DYNAMIC
+;;
+CREATE TABLE IF NOT EXISTS extractors (
+    id     SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    name   VARCHAR(64) CHARACTER SET ascii NOT NULL,
+    params TEXT NOT NULL,
+    dim    INT UNSIGNED NOT NULL,
+    UNIQUE KEY uq_extractors_name (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+;;
+-- vec: little-endian float32, the binary layout of MySQL 9 VECTOR and MariaDB 11.7 VECTOR.
+-- The primary key clusters one extractor's rows together: a scan is one range read.
+CREATE TABLE IF NOT EXISTS features (
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    image_id     INT UNSIGNED NOT NULL,
+    vec          MEDIUMBLOB NOT NULL,
+    PRIMARY KEY (extractor_id, image_id),
+    KEY ix_features_image (image_id),
+    CONSTRAINT fk_features_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,
+    CONSTRAINT fk_features_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4

@@ -1,0 +1,39 @@
+-- imgsearch schema, SQLite dialect of mysql.sql (same tables, same columns, same meaning).
+-- Statements are separated by lines holding only ";;".
+
+CREATE TABLE IF NOT EXISTS meta (
+    k TEXT NOT NULL PRIMARY KEY,
+    v TEXT NOT NULL
+)
+;;
+CREATE TABLE IF NOT EXISTS images (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    path     BLOB NOT NULL UNIQUE,
+    name     BLOB NOT NULL,
+    bytes    INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256   TEXT NOT NULL,
+    width    INTEGER NOT NULL,
+    height   INTEGER NOT NULL,
+    added_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+)
+;;
+CREATE INDEX IF NOT EXISTS ix_images_name ON images (name)
+;;
+CREATE INDEX IF NOT EXISTS ix_images_sha256 ON images (sha256)
+;;
+CREATE TABLE IF NOT EXISTS extractors (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    name   TEXT NOT NULL UNIQUE,
+    params TEXT NOT NULL,
+    dim    INTEGER NOT NULL
+)
+;;
+CREATE TABLE IF NOT EXISTS features (
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    vec          BLOB NOT NULL,
+    PRIMARY KEY (extractor_id, image_id)
+) WITHOUT ROWID
+;;
+CREATE INDEX IF NOT EXISTS ix_features_image ON features (image_id)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from mysql_server import mysql_server  # noqa: E402
+
+from imgsearch.store.url import parse_database_url  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mysql_base_url() -> Iterator[str]:
+    try:
+        with mysql_server() as url:
+            yield url
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+def admin_connection(base_url: str) -> pymysql.connections.Connection:
+    url = parse_database_url(base_url + "mysql")
+    return pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password, autocommit=True)
+
+
+@pytest.fixture
+def mysql_url(mysql_base_url: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    name = f"imgsearch_t_{uuid.uuid4().hex[:12]}"
+    yield mysql_base_url + name
+    conn = admin_connection(mysql_base_url)
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every store test runs against both backends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    return request.getfixturevalue("mysql_url")
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read the developer's config.ini or IMGSEARCH_* settings."""
+    for key in list(os.environ):
+        if key.startswith("IMGSEARCH_") and key != "IMGSEARCH_TEST_MYSQL_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("IMGSEARCH_CONFIG", str(tmp_path / "absent-config.ini"))

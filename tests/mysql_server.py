@@ -1,0 +1,121 @@
+"""A real MySQL/MariaDB server for the tests, found or started in this order:
+
+1. IMGSEARCH_TEST_MYSQL_URL, e.g. mysql://root:@127.0.0.1:3306/ (the tests create and
+   drop their own databases there);
+2. a throwaway server started from the installed mariadbd/mysqld binaries in a temp dir;
+3. a testcontainers MySQL container, when a Docker engine answers;
+4. otherwise the run fails and says how to get a server. Never a mock.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pymysql
+
+HOW_TO_GET_ONE = (
+    "The tests need a real MySQL/MariaDB server. Either set IMGSEARCH_TEST_MYSQL_URL="
+    "mysql://user:pass@host:3306/ (the user must be allowed to CREATE and DROP databases), "
+    "or install the server binaries (Debian/Ubuntu: apt-get install mariadb-server; the "
+    "tests start their own throwaway instance), or start a Docker engine for testcontainers."
+)
+SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin")
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(port: int, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the test MySQL server exited:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            pymysql.connect(host="127.0.0.1", port=port, user="root", password="", connect_timeout=1).close()
+            return
+        except pymysql.err.OperationalError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the test MySQL server did not answer within {seconds} s")
+
+
+@contextmanager
+def throwaway_server(server: str) -> Iterator[str]:
+    """Start `server` (mariadbd or mysqld) on a free port in a temp data dir."""
+    workdir = Path(tempfile.mkdtemp(prefix="imgsearch-mysql-"))
+    data, log = workdir / "data", workdir / "error.log"
+    as_root = ["--user=root"] if os.geteuid() == 0 else []
+    install_db = _which("mariadb-install-db") or _which("mysql_install_db")
+    if install_db and "mariadb" in Path(server).name:
+        init = [install_db, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
+                "--skip-test-db", *as_root]
+    else:
+        init = [server, "--no-defaults", "--initialize-insecure", f"--datadir={data}", *as_root]
+    subprocess.run(init, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = _free_port()
+    process = subprocess.Popen(
+        [server, "--no-defaults", f"--datadir={data}", f"--socket={workdir / 'mysqld.sock'}", f"--port={port}",
+         "--bind-address=127.0.0.1", f"--pid-file={workdir / 'mysqld.pid'}", f"--log-error={log}",
+         "--skip-log-bin", "--innodb-buffer-pool-size=256M", *as_root],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_up(port, process, log)
+        yield f"mysql://root:@127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def container_server() -> Iterator[str]:
+    from testcontainers.mysql import MySqlContainer
+
+    with MySqlContainer("mariadb:11.4", username="root", password="test") as container:
+        port = container.get_exposed_port(3306)
+        yield f"mysql://root:test@{container.get_container_host_ip()}:{port}/"
+
+
+@contextmanager
+def mysql_server() -> Iterator[str]:
+    """Yields a base URL mysql://user:pass@host:port/ with no database part."""
+    if os.environ.get("IMGSEARCH_TEST_MYSQL_URL"):
+        yield os.environ["IMGSEARCH_TEST_MYSQL_URL"].rstrip("/").rsplit("/", 1)[0] + "/"
+        return
+    server = _which("mariadbd") or _which("mysqld")
+    if server:
+        with throwaway_server(server) as url:
+            yield url
+        return
+    if _docker_answers():
+        with container_server() as url:
+            yield url
+        return
+    raise RuntimeError(HOW_TO_GET_ONE)

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from imgsearch.search import TopK, scan
+from imgsearch.similarity import get_metric
+
+
+def blocks_of(ids: np.ndarray, x: np.ndarray, size: int):
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size], x[start : start + size]
+
+
+def brute_force(ids, x, q, metric, k, exclude=()):
+    m = get_metric(metric)
+    s = m.prepare_rows(x) @ m.prepare_one(q)
+    keep = ~np.isin(ids, exclude)
+    order = np.lexsort((ids[keep], -s[keep]))[:k]
+    return [(int(i), float(v)) for i, v in zip(ids[keep][order], s[keep][order])]
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1000])
+@pytest.mark.parametrize("metric", ["pearson", "bhattacharyya", "cosine"])
+def test_scan_equals_brute_force_for_any_block_size(block: int, metric: str) -> None:
+    rng = np.random.default_rng(block)
+    ids = rng.permutation(5000)[:700].astype(np.int64)
+    x = rng.random((700, 32)).astype(np.float32)
+    q = rng.random(32).astype(np.float32)
+    got = scan(blocks_of(ids, x, block), q, get_metric(metric), k=25, exclude_ids=[int(ids[3])])
+    want = brute_force(ids, x, q, metric, 25, exclude=[ids[3]])
+    assert [i for i, _ in got.ranking] == [i for i, _ in want]
+    np.testing.assert_allclose([s for _, s in got.ranking], [s for _, s in want], atol=1e-6)
+    assert got.rows_scanned == 700
+
+
+def test_ties_are_broken_by_id_whatever_the_blocks() -> None:
+    ids = np.arange(100, dtype=np.int64)[::-1].copy()
+    x = np.tile(np.array([[1.0, 2.0, 3.0]], dtype=np.float32), (100, 1))
+    for block in (3, 10, 100):
+        got = scan(blocks_of(ids, x, block), np.array([1, 2, 3], np.float32), get_metric("cosine"), k=5)
+        assert [i for i, _ in got.ranking] == [0, 1, 2, 3, 4]
+
+
+def test_topk_keeps_fewer_when_fewer_rows() -> None:
+    top = TopK(10)
+    top.add(np.array([5, 6]), np.array([0.1, 0.9], np.float32))
+    assert top.ranked() == [(6, pytest.approx(0.9)), (5, pytest.approx(0.1))]

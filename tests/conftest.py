@@ -37,6 +37,8 @@ def mysql_url(mysql_base_url: str) -> Iterator[str]:
     yield mysql_base_url + name
     conn = admin_connection(mysql_base_url)
     with conn.cursor() as cur:
+        # A test that failed mid-stream may still hold a lock: do not hang the run on it.
+        cur.execute("SET SESSION lock_wait_timeout = 10")
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()
 

@@ -104,24 +104,32 @@ class MySqlStore(FeatureStore):
 
     def stream_blocks(self, extractor: ExtractorRow, block_rows: int) -> Iterator[Block]:
         conn = _connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor)
+        cur = conn.cursor()
         try:
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION net_write_timeout = %s", (SCAN_NET_WRITE_TIMEOUT,))
-                # pymysql reads the stream's terminating EOF/OK packet before fetchmany
-                # returns an empty batch; a killed query or a dropped socket raises instead,
-                # so an exhausted loop means the server sent every row.
-                cur.execute(
-                    "SELECT image_id, vec FROM features WHERE extractor_id = %s", (extractor.id,)
-                )
-                while rows := cur.fetchmany(block_rows):
-                    yield rows_to_block(rows, extractor.dim)
+            cur.execute("SET SESSION net_write_timeout = %s", (SCAN_NET_WRITE_TIMEOUT,))
+            # pymysql reads the stream's terminating EOF/OK packet before fetchmany returns
+            # an empty batch; a killed query or a dropped socket raises instead, so an
+            # exhausted loop means the server sent every row.
+            cur.execute("SELECT image_id, vec FROM features WHERE extractor_id = %s", (extractor.id,))
+            while rows := cur.fetchmany(block_rows):
+                yield rows_to_block(rows, extractor.dim)
+            cur.close()
         except pymysql.err.MySQLError as e:
+            _abandon_stream(cur)
             raise ImgsearchError(
                 f"the scan stream broke before its end ({describe_mysql_error(e, self.url)}); "
                 "no partial ranking was printed"
             ) from None
         finally:
             close_quietly(conn)
+
+
+def _abandon_stream(cur: pymysql.cursors.SSCursor) -> None:
+    # pymysql would try to drain the dead stream when the cursor is collected, and print
+    # an ignored AttributeError on the closed socket: tell it there is nothing to drain.
+    result = getattr(cur, "_result", None)
+    if result is not None:
+        result.unbuffered_active = False
 
 
 def close_quietly(conn: pymysql.connections.Connection) -> None:

@@ -1,0 +1,45 @@
+import numpy as np
+
+from cli_runner import imgsearch
+from imgsearch.features.color import Hsv72Histogram
+from imgsearch.images import load_image
+from photos import write_collection
+
+
+def test_show_prints_the_stored_vector_and_stats_the_counts(db_url, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    paths = write_collection(folder, ("coffee.png", "rocket.jpg"))
+    assert imgsearch("build", folder, "--db", db_url, "-e", "hsv72").code == 0
+
+    run = imgsearch("show", "coffee.jpg", "--db", db_url)
+    assert run.code == 0, run.err
+    assert "b/coffee.jpg" in run.out and "dim 72" in run.out
+    printed = run.out[run.out.rindex("[") + 1 : run.out.rindex("]")]
+    values = np.array([float(x) for x in printed.replace("\n", " ").split(",")])
+    expected = Hsv72Histogram().extract(load_image(paths[0]).pixels)
+    np.testing.assert_allclose(values, expected, atol=1e-6)
+
+    run = imgsearch("stats", "--db", db_url)
+    assert run.code == 0, run.err
+    assert "images      2" in run.out
+    assert any(line.split()[:3] == ["hsv72", "2", "72"] for line in run.out.splitlines())
+
+
+def test_config_file_environment_and_flags_in_that_order(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder, ("coffee.png", "rocket.jpg", "chelsea.png"))
+    config = tmp_path / "config.ini"
+    config.write_text(
+        f"[database]\nurl = sqlite:///{tmp_path / 'from-config.sqlite3'}\n"
+        f"[collection]\nfolder = {folder}\n[build]\nextractors = rgb\n[query]\ntop_k = 1\n"
+    )
+    env = {"IMGSEARCH_CONFIG": str(config)}
+    assert imgsearch("build", env=env).code == 0  # folder and db both from the config
+    assert (tmp_path / "from-config.sqlite3").exists()
+    run = imgsearch("query", "coffee.jpg", "-e", "rgb", "--json", env=env)
+    assert len(run.json()["results"]) == 1
+    run = imgsearch("query", "coffee.jpg", "-e", "rgb", "--json", env={**env, "IMGSEARCH_TOP_K": "2"})
+    assert len(run.json()["results"]) == 2
+    run = imgsearch("query", "coffee.jpg", "-e", "rgb", "--json", "-k", "3", env={**env, "IMGSEARCH_TOP_K": "2"})
+    assert len(run.json()["results"]) == 2  # only two other images exist
+    assert imgsearch("query", "coffee.jpg", "-e", "hsv72", env=env).code != 0  # config built rgb only

@@ -35,7 +35,7 @@ class Settings:
     extractor: str = "hsv72"
     metric: str = "pearson"
     top_k: int = 10
-    block_rows: int = 4096
+    block_rows: int = 1024
 
     def with_flags(self, **flags: Any) -> Settings:
         """Flags given on the command line (None means not given) override the rest."""

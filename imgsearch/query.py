@@ -12,7 +12,7 @@ from imgsearch.build import COLLECTION_ROOT_KEY
 from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
 from imgsearch.images import SkippedFile, load_image
-from imgsearch.search import scan
+from imgsearch.search import prefetched, scan
 from imgsearch.similarity import get_metric
 from imgsearch.store.base import ExtractorRow, FeatureStore, check_same_params
 
@@ -99,7 +99,7 @@ def run_query(
     extractor = stored_extractor(store, extractor_name)
     vector, own_id = query_vector(store, extractor, image)
     excluded = [] if include_self or own_id is None else [own_id]
-    result = scan(store.stream_blocks(extractor, block_rows), vector, metric, top_k, excluded)
+    result = scan(prefetched(store.stream_blocks(extractor, block_rows)), vector, metric, top_k, excluded)
     rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
     matches = [
         Match(rank, rows[image_id].name, rows[image_id].path, score)

@@ -2,7 +2,9 @@
 merged into a bounded top-K (the shape of faiss' contrib exhaustive_search)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,10 +66,56 @@ def scan(
     # On a small machine a multi-threaded BLAS fights the database server for the cores.
     with threadpool_limits(limits=1, user_api="blas"):
         for ids, vectors in blocks:
-            scores = metric.prepare_rows(vectors) @ prepared_query
+            scores = metric.score_block(vectors, prepared_query)
             rows += len(ids)
             if len(excluded):
                 keep = ~np.isin(ids, excluded)
                 ids, scores = ids[keep], scores[keep]
             top.add(ids, scores)
     return ScanResult(ranking=top.ranked(), rows_scanned=rows)
+
+
+_END = object()
+
+
+def prefetched(blocks: Iterable[Block], depth: int = 2) -> Iterator[Block]:
+    """The same blocks, read ahead by a background thread. The driver's row parsing holds
+    the GIL but numpy's scoring releases it, so reading block n+1 overlaps scoring block n.
+    An exception in the reader is re-raised here; stopping early stops the reader."""
+    handoff: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        iterator = iter(blocks)
+        try:
+            for block in iterator:
+                if not put(block):
+                    break
+            else:
+                put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            put(e)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="imgsearch-block-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := handoff.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()

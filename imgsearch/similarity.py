@@ -1,6 +1,10 @@
 """Similarity metrics, each reduced to `prepare(matrix) -> matrix` so that
 score(x, q) = prepare(x) . prepare(q): a whole block of rows is scored by one
 matrix-vector product. Higher scores are always more similar.
+
+`prepare` defines a metric (and scores a whole collection at once in eval). The scan uses
+each metric's fused `score_block(x, prepare(q))`, which computes the same numbers without
+writing prepare(x) out: one product plus row sums, a quarter of the memory traffic.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 
 Prepare = Callable[[np.ndarray], np.ndarray]
+ScoreBlock = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _l2_rows(x: np.ndarray) -> np.ndarray:
@@ -40,10 +45,31 @@ def prepare_cosine(x: np.ndarray) -> np.ndarray:
     return _l2_rows(x)
 
 
+def _divide_or_zero(dots: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def score_pearson(x: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
+    # The query is centred, so x . q_c = (x - mean x) . q_c; and |x - mean x|^2 = |x|^2 - (sum x)^2 / d.
+    sums = x.sum(axis=1)
+    centred_sq = np.einsum("ij,ij->i", x, x) - sums * sums / x.shape[1]
+    return _divide_or_zero(x @ prepared_query, np.sqrt(np.maximum(centred_sq, 0)))
+
+
+def score_bhattacharyya(x: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
+    x = np.maximum(x, 0)
+    return _divide_or_zero(np.sqrt(x) @ prepared_query, np.sqrt(x.sum(axis=1)))
+
+
+def score_cosine(x: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
+    return _divide_or_zero(x @ prepared_query, np.sqrt(np.einsum("ij,ij->i", x, x)))
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
     prepare: Prepare
+    score_block: ScoreBlock  # == prepare(x) @ prepared_query, fused
     description: str
 
     def prepare_rows(self, x: np.ndarray) -> np.ndarray:
@@ -56,9 +82,9 @@ class Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("pearson", prepare_pearson, "Pearson correlation, as the original demo"),
-        Metric("bhattacharyya", prepare_bhattacharyya, "Bhattacharyya coefficient of L1-normalised histograms"),
-        Metric("cosine", prepare_cosine, "cosine similarity (same ranking as L2 on normalised vectors)"),
+        Metric("pearson", prepare_pearson, score_pearson, "Pearson correlation, as the original demo"),
+        Metric("bhattacharyya", prepare_bhattacharyya, score_bhattacharyya, "Bhattacharyya coefficient of L1-normalised histograms"),
+        Metric("cosine", prepare_cosine, score_cosine, "cosine similarity (same ranking as L2 on normalised vectors)"),
     )
 }
 

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import admin_connection
 from imgsearch.errors import ImgsearchError
-from imgsearch.search import scan
+from imgsearch.search import prefetched, scan
 from imgsearch.similarity import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.base import ImageRecord
@@ -47,8 +47,21 @@ def test_killed_scan_raises_instead_of_returning_fewer_rows(mysql_base_url, mysq
                 yield block
 
         with pytest.raises(ImgsearchError, match="broke before its end"):
-            scan(killed_after_first_block(), np.ones(DIM, np.float32), get_metric("cosine"), 10)
+            scan(prefetched(killed_after_first_block()), np.ones(DIM, np.float32), get_metric("cosine"), 10)
 
         # The store itself is still usable, and a full scan sees every row.
         full = scan(store.stream_blocks(extractor, 1000), np.ones(DIM, np.float32), get_metric("cosine"), 10)
         assert full.rows_scanned == ROWS
+
+
+def test_a_scan_left_early_releases_its_connection(mysql_base_url, mysql_url) -> None:
+    with open_store(parse_database_url(mysql_url), create=True) as store:
+        extractor = fill(store, ROWS, DIM)
+        blocks = prefetched(store.stream_blocks(extractor, 256))
+        next(blocks)
+        blocks.close()
+        admin = admin_connection(mysql_base_url)
+        with admin.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT image_id%%'")
+            assert cur.fetchone()[0] == 0
+        admin.close()

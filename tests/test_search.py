@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imgsearch.search import TopK, scan
+from imgsearch.search import TopK, prefetched, scan
 from imgsearch.similarity import get_metric
 
 
@@ -44,3 +44,16 @@ def test_topk_keeps_fewer_when_fewer_rows() -> None:
     top = TopK(10)
     top.add(np.array([5, 6]), np.array([0.1, 0.9], np.float32))
     assert top.ranked() == [(6, pytest.approx(0.9)), (5, pytest.approx(0.1))]
+
+
+def test_prefetched_yields_the_same_blocks_and_reraises() -> None:
+    blocks = [(np.arange(i, i + 3), np.full((3, 2), i, np.float32)) for i in range(0, 30, 3)]
+    got = list(prefetched(iter(blocks)))
+    assert [ids.tolist() for ids, _ in got] == [ids.tolist() for ids, _ in blocks]
+
+    def failing():
+        yield blocks[0]
+        raise RuntimeError("stream broke")
+
+    with pytest.raises(RuntimeError, match="stream broke"):
+        list(prefetched(failing()))

@@ -8,8 +8,13 @@ from imgsearch.errors import ImgsearchError
 
 
 def score(metric: str, x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Scores both ways a metric computes them, checked equal: prepare . prepare (eval)
+    and the fused score_block (the scan)."""
     m = get_metric(metric)
-    return m.prepare_rows(x) @ m.prepare_one(q)
+    x = np.asarray(x, np.float32)
+    by_prepare = m.prepare_rows(x) @ m.prepare_one(q)
+    np.testing.assert_allclose(m.score_block(x, m.prepare_one(q)), by_prepare, atol=2e-6)
+    return by_prepare
 
 
 def test_pearson_matches_scipy() -> None:

@@ -113,20 +113,19 @@ class MySqlStore(FeatureStore):
             cur.execute("SELECT image_id, vec FROM features WHERE extractor_id = %s", (extractor.id,))
             while rows := cur.fetchmany(block_rows):
                 yield rows_to_block(rows, extractor.dim)
-            cur.close()
         except pymysql.err.MySQLError as e:
-            _abandon_stream(cur)
             raise ImgsearchError(
                 f"the scan stream broke before its end ({describe_mysql_error(e, self.url)}); "
                 "no partial ranking was printed"
             ) from None
         finally:
+            _abandon_stream(cur)
             close_quietly(conn)
 
 
 def _abandon_stream(cur: pymysql.cursors.SSCursor) -> None:
-    # pymysql would try to drain the dead stream when the cursor is collected, and print
-    # an ignored AttributeError on the closed socket: tell it there is nothing to drain.
+    # Whether the stream ended, broke or was left early, the connection is closed next:
+    # pymysql must not try to drain it (slow, or an ignored error on a dead socket).
     result = getattr(cur, "_result", None)
     if result is not None:
         result.unbuffered_active = False

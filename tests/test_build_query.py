@@ -150,3 +150,24 @@ def assert_same_ranking_up_to_ties(ranking, true_score: dict, want_scores: np.nd
     assert len(set(got_ids)) == len(got_ids) == len(want_scores)
     np.testing.assert_allclose([sc for _, sc in ranking], want_scores, atol=1e-6)
     np.testing.assert_allclose([true_score[i] for i in got_ids], want_scores, atol=1e-6)
+
+
+def test_odd_file_names_are_stored_and_returned_exactly(db_url, tmp_path) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = [
+        "x'); DROP TABLE images; --.jpg".encode(),
+        "猫 \"quoted\" 100% \\ back.jpg".encode(),
+        "rtl\u200fmark 🎉.jpg".encode(),
+        b"latin1-\xe9t\xe9.jpg",  # not valid UTF-8
+    ]
+    for i, name in enumerate(names):
+        with open(os.path.join(os.fsencode(folder), name), "wb") as f:
+            f.write(cv2.imencode(".jpg", photo(PHOTOS[i]))[1].tobytes())
+    run = imgsearch("build", folder, "--db", db_url, "-e", "rgb")
+    assert run.code == 0 and "indexed 4," in run.out, run.err
+    with open_store(parse_database_url(db_url)) as store:
+        assert sorted(img.path for img in store.stored_images().values()) == sorted(names)
+        assert store.count_images() == 4  # the table survived the name
+    result = imgsearch("query", os.fsdecode(names[0]), "--db", db_url, "-e", "rgb", "--json").json()
+    assert sorted(os.fsencode(r["name"]) for r in result["results"]) == sorted(names[1:])

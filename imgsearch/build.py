@@ -17,7 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.extraction import cached_extractor, extract_all, map_in_workers
+from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
+from imgsearch.features.registry import make_extractor
 from imgsearch.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
 from imgsearch.store.base import ExtractorRow, FeatureStore, ImageRecord, StoredImage
 from imgsearch.walk import FoundFile, Problem, walk_collection
@@ -28,8 +29,8 @@ COLLECTION_ROOT_KEY = "collection_root"
 @dataclass(frozen=True)
 class Task:
     found: FoundFile
-    all_names: tuple[str, ...]  # what a new or changed file needs
-    missing: tuple[str, ...]  # what an unchanged stored file still lacks
+    all_specs: tuple[ExtractorSpec, ...]  # what a new or changed file needs
+    missing: tuple[ExtractorSpec, ...]  # what an unchanged stored file still lacks
     stored: StoredImage | None
 
 
@@ -69,11 +70,12 @@ def build(
     progress: bool = True,
 ) -> BuildReport:
     started = time.perf_counter()
-    rows = {name: _register(store, name) for name in extractor_names}
     root = resolve_collection_root(store, folder)
+    specs = {name: prepare_extractor(store, name, root) for name in extractor_names}
+    rows = {name: store.find_extractor(name) for name in extractor_names}
     report = BuildReport()
     stored = store.stored_images()
-    have = {name: store.image_ids_with_features(row.id) for name, row in rows.items()}
+    have = {specs[name]: store.image_ids_with_features(row.id) for name, row in rows.items()}
     tasks, present = plan(root, stored, have, report)
 
     batch: list[Outcome] = []
@@ -94,9 +96,19 @@ def build(
     return report
 
 
-def _register(store: FeatureStore, name: str) -> ExtractorRow:
-    extractor = cached_extractor(name)
-    return store.register_extractor(name, extractor.params_json(), extractor.dim)
+def prepare_extractor(store: FeatureStore, name: str, root: Path) -> ExtractorSpec:
+    """The extractor as stored in this database; a new one that learns from the collection
+    (PWA) is fitted on a sample of it first. Refuses params that differ from the stored."""
+    row = store.find_extractor(name)
+    extractor = make_extractor(name, row.params if row else None)
+    if row is None and extractor.needs_fit:
+        extractor = fit_on_folder(extractor, collection_images(root))
+    store.register_extractor(name, extractor.params_json(), extractor.dim)
+    return spec_of(extractor)
+
+
+def collection_images(root: Path) -> list[Path]:
+    return [e.path for e in walk_collection(root) if isinstance(e, FoundFile) and has_image_suffix(e.path)]
 
 
 def resolve_collection_root(store: FeatureStore, folder: str | None) -> Path:
@@ -117,7 +129,7 @@ def resolve_collection_root(store: FeatureStore, folder: str | None) -> Path:
 
 
 def plan(
-    root: Path, stored: dict[bytes, StoredImage], have: dict[str, set[int]], report: BuildReport
+    root: Path, stored: dict[bytes, StoredImage], have: dict[ExtractorSpec, set[int]], report: BuildReport
 ) -> tuple[list[Task], set[bytes]]:
     """Compare the folder with the stored rows: the files to read, and every relative
     path seen on disk. Counts unchanged files and problems into the report."""
@@ -147,13 +159,13 @@ def process(task: Task) -> Outcome:
         data = read_bytes(task.found.path)
         sha256 = hashlib.sha256(data).hexdigest()
         same_content = task.stored is not None and task.stored.sha256 == sha256
-        names = task.missing if same_content else task.all_names
-        if same_content and not names:
+        specs = task.missing if same_content else task.all_specs
+        if same_content and not specs:
             return Outcome(task, _record(task.found, sha256, task.stored.width, task.stored.height))
         pixels = decode_bytes(data)
         height, width = pixels.shape[:2]
         return Outcome(
-            task, _record(task.found, sha256, width, height), extract_all(pixels, names),
+            task, _record(task.found, sha256, width, height), extract_all(pixels, specs),
             content_changed=task.stored is not None and not same_content,
         )
     except SkippedFile as e:

@@ -13,7 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.extraction import extract_all, map_in_workers
+from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
+from imgsearch.features.registry import make_extractor
 from imgsearch.images import SkippedFile, has_image_suffix, load_image
 from imgsearch.similarity import get_metric
 from imgsearch.walk import FoundFile, walk_collection
@@ -45,17 +46,22 @@ def labelled_images(dataset: Path) -> LabelledImages:
     return LabelledImages(paths, np.array(labels), list(classes))
 
 
-def _extract_one(job: tuple[Path, str]) -> np.ndarray | None:
-    path, name = job
+def _extract_one(job: tuple[Path, ExtractorSpec]) -> np.ndarray | None:
+    path, spec = job
     try:
-        return extract_all(load_image(path).pixels, [name])[name]
+        return extract_all(load_image(path).pixels, [spec])[spec[0]]
     except SkippedFile:
         return None
 
 
 def extract_dataset(images: LabelledImages, extractor_name: str, workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The (vectors, labels) of every decodable image of the dataset."""
-    jobs = [(p, extractor_name) for p in images.paths]
+    """The (vectors, labels) of every decodable image of the dataset. An extractor that
+    learns from the collection (PWA) is fitted on a sample of the dataset, unlabelled."""
+    extractor = make_extractor(extractor_name)
+    if extractor.needs_fit:
+        extractor = fit_on_folder(extractor, images.paths)
+    spec = spec_of(extractor)
+    jobs = [(p, spec) for p in images.paths]
     vectors = list(tqdm(map_in_workers(_extract_one, jobs, workers), total=len(jobs), unit="img",
                         desc=f"extract {extractor_name}", disable=not progress or None))
     keep = [i for i, v in enumerate(vectors) if v is not None]

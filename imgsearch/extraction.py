@@ -5,26 +5,38 @@ import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 import numpy as np
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
 from imgsearch.features.registry import make_extractor
+from imgsearch.images import SkippedFile, load_image
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
+# (extractor name, its params JSON): enough for a worker process to rebuild the extractor,
+# fitted state included.
+ExtractorSpec = tuple[str, str]
+
+
 @functools.cache
-def cached_extractor(name: str) -> Extractor:
+def cached_extractor(name: str, stored_params: str | None = None) -> Extractor:
     """One instance per process: workers build their extractors once, not per image."""
-    return make_extractor(name)
+    return make_extractor(name, stored_params)
 
 
-def extract_all(pixels: np.ndarray, names: Iterable[str]) -> dict[str, np.ndarray]:
-    return {name: cached_extractor(name).extract(pixels) for name in names}
+def spec_of(extractor: Extractor) -> ExtractorSpec:
+    return extractor.name, extractor.params_json()
+
+
+def extract_all(pixels: np.ndarray, specs: Iterable[ExtractorSpec]) -> dict[str, np.ndarray]:
+    return {name: cached_extractor(name, params).extract(pixels) for name, params in specs}
 
 
 def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
@@ -43,8 +55,28 @@ def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterat
 
 
 def _quiet_worker() -> None:
-    # One decode per process at a time: OpenCV's own threads would oversubscribe the cores.
+    # One image per process at a time: OpenCV's and the network's own threads would
+    # oversubscribe the cores that the other workers use.
     import cv2
 
     cv2.setNumThreads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["IMGSEARCH_WORKER"] = "1"
+
+
+FIT_SAMPLE = 256
+
+
+def _decode_for_fit(path: Path) -> np.ndarray | None:
+    try:
+        return load_image(path).pixels
+    except SkippedFile:
+        return None
+
+
+def fit_on_folder(extractor: Extractor, paths: list[Path], sample: int = FIT_SAMPLE) -> Extractor:
+    """Fit an extractor that learns from the collection on an evenly spaced sample of it."""
+    chosen = paths[:: max(1, len(paths) // sample)][:sample]
+    images = [im for im in map(_decode_for_fit, chosen) if im is not None]
+    if not images:
+        raise ImgsearchError(f"{extractor.name} learns from the collection, but no image could be read")
+    return extractor.fit(images)

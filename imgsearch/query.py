@@ -11,6 +11,7 @@ import numpy as np
 from imgsearch.build import COLLECTION_ROOT_KEY
 from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
+from imgsearch.features.base import Extractor
 from imgsearch.images import SkippedFile, load_image
 from imgsearch.search import prefetched, scan
 from imgsearch.similarity import get_metric
@@ -34,9 +35,8 @@ class QueryResult:
     matches: list[Match]
 
 
-def stored_extractor(store: FeatureStore, name: str) -> ExtractorRow:
+def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extractor]:
     """The stored extractor, refusing one that was never built or was built differently."""
-    extractor = cached_extractor(name)
     row = store.find_extractor(name)
     if row is None:
         built = ", ".join(e.name for e in store.extractors()) or "none"
@@ -44,11 +44,14 @@ def stored_extractor(store: FeatureStore, name: str) -> ExtractorRow:
             f"extractor {name!r} was never built in this database (built: {built}); "
             f"run `imgsearch build --extractor {name}`"
         )
+    extractor = cached_extractor(name, row.params)
     check_same_params(row, extractor.params_json(), extractor.dim)
-    return row
+    return row, extractor
 
 
-def query_vector(store: FeatureStore, extractor: ExtractorRow, image: str) -> tuple[np.ndarray, int | None]:
+def query_vector(
+    store: FeatureStore, row: ExtractorRow, extractor: Extractor, image: str
+) -> tuple[np.ndarray, int | None]:
     """The query's vector and the id of its own stored row (None when not indexed).
 
     IMAGE is a file path, else the relative path or file name of an indexed image (the
@@ -58,7 +61,7 @@ def query_vector(store: FeatureStore, extractor: ExtractorRow, image: str) -> tu
             decoded = load_image(image)
         except SkippedFile as e:
             raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
-        vector = cached_extractor(extractor.name).extract(decoded.pixels)
+        vector = extractor.extract(decoded.pixels)
         return vector, _own_row_id(store, Path(image))
     matches = store.find_images(os.fsencode(image))
     if not matches:
@@ -67,9 +70,9 @@ def query_vector(store: FeatureStore, extractor: ExtractorRow, image: str) -> tu
         listed = "\n  ".join(display(m.path) for m in matches[:20])
         more = f"\n  ... and {len(matches) - 20} more" if len(matches) > 20 else ""
         raise ImgsearchError(f"{image} is ambiguous; give one of these paths:\n  {listed}{more}")
-    vector = store.vector(extractor, matches[0].id)
+    vector = store.vector(row, matches[0].id)
     if vector is None:
-        raise ImgsearchError(f"{image} is indexed but has no {extractor.name} vector; rerun `imgsearch build`")
+        raise ImgsearchError(f"{image} is indexed but has no {row.name} vector; rerun `imgsearch build`")
     return vector, matches[0].id
 
 
@@ -96,10 +99,10 @@ def run_query(
 ) -> QueryResult:
     started = time.perf_counter()
     metric = get_metric(metric_name)
-    extractor = stored_extractor(store, extractor_name)
-    vector, own_id = query_vector(store, extractor, image)
+    row, extractor = stored_extractor(store, extractor_name)
+    vector, own_id = query_vector(store, row, extractor, image)
     excluded = [] if include_self or own_id is None else [own_id]
-    result = scan(prefetched(store.stream_blocks(extractor, block_rows)), vector, metric, top_k, excluded)
+    result = scan(prefetched(store.stream_blocks(row, block_rows)), vector, metric, top_k, excluded)
     rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
     matches = [
         Match(rank, rows[image_id].name, rows[image_id].path, score)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,16 @@ class Extractor(ABC):
 
     @abstractmethod
     def extract(self, bgr: np.ndarray) -> np.ndarray: ...
+
+    # Extractors with state learned from the collection (PWA's part detectors) fit once,
+    # store that state in their params, and are restored from the stored params later.
+    needs_fit: bool = False
+
+    def fit(self, images: Iterable[np.ndarray]) -> Extractor:
+        return self
+
+    def restore(self, params: dict[str, Any]) -> Extractor:
+        return self
 
     def params_json(self) -> str:
         """Canonical JSON of params, so equal params compare equal as text."""

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
-from imgsearch.features.registry import make_extractor
+from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
-from imgsearch.store.base import ExtractorRow, FeatureStore, ImageRecord, StoredImage
+from imgsearch.store.base import ExtractorRow, FeatureStore, ImageRecord, StoredImage, check_same_params
 from imgsearch.walk import FoundFile, Problem, walk_collection
 
 COLLECTION_ROOT_KEY = "collection_root"
@@ -68,10 +68,11 @@ def build(
     workers: int,
     batch_size: int,
     progress: bool = True,
+    options: CnnOptions = CnnOptions(),
 ) -> BuildReport:
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
-    specs = {name: prepare_extractor(store, name, root) for name in extractor_names}
+    specs = {name: prepare_extractor(store, name, root, options) for name in extractor_names}
     rows = {name: store.find_extractor(name) for name in extractor_names}
     report = BuildReport()
     stored = store.stored_images()
@@ -96,14 +97,18 @@ def build(
     return report
 
 
-def prepare_extractor(store: FeatureStore, name: str, root: Path) -> ExtractorSpec:
+def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOptions) -> ExtractorSpec:
     """The extractor as stored in this database; a new one that learns from the collection
-    (PWA) is fitted on a sample of it first. Refuses params that differ from the stored."""
+    (PWA) is fitted on a sample of it first. Refuses a configuration that differs from
+    the stored one: the new vectors would not be comparable with the old."""
+    configured = make_extractor(name, options=options)
     row = store.find_extractor(name)
-    extractor = make_extractor(name, row.params if row else None)
-    if row is None and extractor.needs_fit:
-        extractor = fit_on_folder(extractor, collection_images(root))
-    store.register_extractor(name, extractor.params_json(), extractor.dim)
+    if row is None:
+        extractor = fit_on_folder(configured, collection_images(root)) if configured.needs_fit else configured
+        row = store.register_extractor(name, extractor.params_json(), extractor.dim)
+    extractor = make_extractor(name, row.params)
+    if extractor.configuration() != configured.configuration():
+        check_same_params(row, configured.params_json(), configured.dim)
     return spec_of(extractor)
 
 

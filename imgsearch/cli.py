@@ -15,7 +15,12 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import EXTRACTORS
 from imgsearch.similarity import METRICS
 
-EXTRACTOR_HELP = "Descriptor: " + ", ".join(sorted(EXTRACTORS)) + "."
+EXTRACTOR_HELP = (
+    "Descriptor: rgb, hsv72 (colour histograms of the demo); cnn-spoc (sum, Babenko 2015), "
+    "cnn-mac (max, Tolias 2016), cnn-rmac (regional max, Tolias 2016), cnn-gem (generalized mean, "
+    "Radenovic 2018), cnn-crow (cross-dimensional weights, Kalantidis 2016), cnn-pwa (part-based "
+    "weights, Xu 2018), cnn-cam (class-weighted, Jimenez 2017) pooled from EfficientNet-Lite0."
+)
 METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) + "."
 
 
@@ -31,6 +36,19 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn(settings, **kwargs)
 
     return wrapper
+
+
+def cnn_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--max-side", type=click.IntRange(32, 4096),
+                      help="cnn-*: longer side of the network input, rounded to a multiple of 32 (default 256).")(fn)
+    return click.option("--multiscale/--single-scale", default=None,
+                        help="cnn-*: average descriptors over scales 1, 1/sqrt2, sqrt2 (3x slower; default single).")(fn)
+
+
+def cnn_options_of(settings: Settings):
+    from imgsearch.features.registry import CnnOptions
+
+    return CnnOptions(max_side=settings.cnn_max_side, multiscale=settings.cnn_multiscale)
 
 
 def open_settings_store(settings: Settings, create: bool = False):
@@ -50,13 +68,14 @@ def cli() -> None:
 @cli.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False))
 @click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
-              help="Descriptor to compute; repeat for several. Default: [build] extractors (rgb, hsv72).")
+              help="Descriptor to compute (see `query --help`); repeat for several. Default: [build] extractors (rgb, hsv72).")
 @click.option("--workers", "-j", type=click.IntRange(1), help="Decoding processes (default: the core count).")
 @click.option("--batch-size", type=click.IntRange(1), help="Images per transaction (default 256).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
+@cnn_options
 @common_options
 def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], workers: int | None,
-          batch_size: int | None, verbose: bool) -> None:
+          batch_size: int | None, verbose: bool, max_side: int | None, multiscale: bool | None) -> None:
     """Index every image below FOLDER (default: [collection] folder of the config).
 
     Incremental: a rerun reads only new or changed files and removes the rows of files
@@ -64,10 +83,11 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
     from imgsearch.build import build as run_build
     from imgsearch.query import display
 
-    settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size)
+    settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size,
+                                   cnn_max_side=max_side, cnn_multiscale=multiscale)
     with open_settings_store(settings, create=True) as store:
         report = run_build(store, settings.folder, settings.build_extractors, settings.workers,
-                           settings.batch_size, progress=True)
+                           settings.batch_size, progress=True, options=cnn_options_of(settings))
     shown = report.skipped if verbose else report.skipped[:10]
     for path, reason in shown:
         click.echo(f"skipped {display(path)}: {reason}", err=True)
@@ -117,15 +137,18 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 @click.option("--workers", "-j", type=click.IntRange(1), help="Decoding processes (default: the core count).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file.")
+@cnn_options
 def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: int | None, as_json: bool,
-             config_file: str | None) -> None:
+             config_file: str | None, max_side: int | None, multiscale: bool | None) -> None:
     """Leave-one-out retrieval quality on DATASET, a folder whose sub-folders are classes.
 
     Every image queries all others; prints mAP, P@1, P@10, P@20, P@100 and n_queries."""
     from imgsearch.evaluate import evaluate as run_eval
 
-    settings = load_settings(config_file).with_flags(extractor=extractor, metric=metric, workers=workers)
-    scores = run_eval(dataset, settings.extractor, settings.metric, settings.workers)
+    settings = load_settings(config_file).with_flags(extractor=extractor, metric=metric, workers=workers,
+                                                     cnn_max_side=max_side, cnn_multiscale=multiscale)
+    scores = run_eval(dataset, settings.extractor, settings.metric, settings.workers,
+                      options=cnn_options_of(settings))
     if as_json:
         click.echo(json.dumps(scores))
         return

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
-from imgsearch.features.registry import make_extractor
+from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.images import SkippedFile, has_image_suffix, load_image
 from imgsearch.similarity import get_metric
 from imgsearch.walk import FoundFile, walk_collection
@@ -54,10 +54,12 @@ def _extract_one(job: tuple[Path, ExtractorSpec]) -> np.ndarray | None:
         return None
 
 
-def extract_dataset(images: LabelledImages, extractor_name: str, workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def extract_dataset(
+    images: LabelledImages, extractor_name: str, workers: int, progress: bool, options: CnnOptions = CnnOptions()
+) -> tuple[np.ndarray, np.ndarray]:
     """The (vectors, labels) of every decodable image of the dataset. An extractor that
     learns from the collection (PWA) is fitted on a sample of the dataset, unlabelled."""
-    extractor = make_extractor(extractor_name)
+    extractor = make_extractor(extractor_name, options=options)
     if extractor.needs_fit:
         extractor = fit_on_folder(extractor, images.paths)
     spec = spec_of(extractor)
@@ -92,8 +94,11 @@ def retrieval_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float
     return result
 
 
-def evaluate(dataset: Path, extractor_name: str, metric_name: str, workers: int, progress: bool = True) -> dict[str, float]:
+def evaluate(
+    dataset: Path, extractor_name: str, metric_name: str, workers: int, progress: bool = True,
+    options: CnnOptions = CnnOptions(),
+) -> dict[str, float]:
     metric = get_metric(metric_name)
-    vectors, labels = extract_dataset(labelled_images(dataset), extractor_name, workers, progress)
+    vectors, labels = extract_dataset(labelled_images(dataset), extractor_name, workers, progress, options)
     prepared = metric.prepare_rows(vectors)
     return retrieval_metrics(prepared @ prepared.T, labels)

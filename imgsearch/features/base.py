@@ -39,6 +39,10 @@ class Extractor(ABC):
     def restore(self, params: dict[str, Any]) -> Extractor:
         return self
 
+    def configuration(self) -> dict[str, Any]:
+        """params without the fitted state: what a user chose, comparable before fitting."""
+        return self.params
+
     def params_json(self) -> str:
         """Canonical JSON of params, so equal params compare equal as text."""
         return json.dumps(self.params, sort_keys=True, separators=(",", ":"))

@@ -34,11 +34,13 @@ MULTI_SCALES = (1.0, 2**-0.5, 2**0.5)
 class Backbone:
     """The network: NCHW float32 batch in, (feature map N x 1280 x h x w, logits N x 1000) out."""
 
-    def __init__(self, path: Path = MODEL_FILE, threads: int | None = None) -> None:
+    def __init__(self, path: Path = MODEL_FILE, threads: int | None = None, runtime: str = "auto") -> None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if digest != MODEL_SHA256:
             raise RuntimeError(f"{path} has sha256 {digest}, expected {MODEL_SHA256}: reinstall imgsearch")
         try:
+            if runtime == "opencv":
+                raise ImportError
             import onnxruntime
 
             options = onnxruntime.SessionOptions()
@@ -147,6 +149,9 @@ class CnnExtractor(Extractor):
             return self  # not ours to restore; the params check then refuses the mismatch
         state = {k: v for k, v in params.items() if k not in ("model", "model_sha256", "pooling")}
         return CnnExtractor(self.pooling, **state)
+
+    def configuration(self) -> dict[str, Any]:
+        return {k: v for k, v in self.params.items() if k != "parts"}
 
     def feature_map(self, bgr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
         return _LastForward.get(bgr, _multiple_of_32(self.max_side * scale))

@@ -2,32 +2,48 @@
 from __future__ import annotations
 
 import json
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
-from imgsearch.features.cnn import DEFAULT_POOLING_PARAMS, CnnExtractor
+from imgsearch.features.cnn import DEFAULT_MAX_SIDE, DEFAULT_POOLING_PARAMS, MULTI_SCALES, CnnExtractor
 from imgsearch.features.color import Hsv72Histogram, RgbHistogram
 
 
-def _cnn(pooling: str) -> Callable[[], Extractor]:
-    return lambda: CnnExtractor(pooling, **DEFAULT_POOLING_PARAMS[pooling])
+@dataclass(frozen=True)
+class CnnOptions:
+    """What a user may choose for the CNN extractors (config [cnn] or build/eval flags)."""
+
+    max_side: int = DEFAULT_MAX_SIDE
+    multiscale: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"max_side": self.max_side, "scales": MULTI_SCALES if self.multiscale else (1.0,)}
 
 
-EXTRACTORS: dict[str, Callable[[], Extractor]] = {
-    "rgb": RgbHistogram,
-    "hsv72": Hsv72Histogram,
+def _colour(cls: type[Extractor]) -> Callable[[CnnOptions], Extractor]:
+    return lambda options: cls()
+
+
+def _cnn(pooling: str) -> Callable[[CnnOptions], Extractor]:
+    return lambda options: CnnExtractor(pooling, **options.kwargs(), **DEFAULT_POOLING_PARAMS[pooling])
+
+
+EXTRACTORS: dict[str, Callable[[CnnOptions], Extractor]] = {
+    "rgb": _colour(RgbHistogram),
+    "hsv72": _colour(Hsv72Histogram),
     **{f"cnn-{pooling}": _cnn(pooling) for pooling in DEFAULT_POOLING_PARAMS},
 }
 
 
-def make_extractor(name: str, stored_params: str | None = None) -> Extractor:
+def make_extractor(name: str, stored_params: str | None = None, options: CnnOptions = CnnOptions()) -> Extractor:
     """A new extractor of that name, or, given the params stored with its vectors, the
-    one that made them (with its fitted state)."""
+    one that made them (fitted state included)."""
     try:
-        extractor = EXTRACTORS[name]()
+        extractor = EXTRACTORS[name](options)
     except KeyError:
         raise ImgsearchError(
             f"unknown extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}"
         ) from None
-    return extractor.restore(json.loads(stored_params)) if stored_params and extractor.needs_fit else extractor
+    return extractor.restore(json.loads(stored_params)) if stored_params else extractor

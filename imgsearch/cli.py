@@ -87,7 +87,8 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
                                    cnn_max_side=max_side, cnn_multiscale=multiscale)
     with open_settings_store(settings, create=True) as store:
         report = run_build(store, settings.folder, settings.build_extractors, settings.workers,
-                           settings.batch_size, progress=True, options=cnn_options_of(settings))
+                           settings.batch_size, progress=True, options=cnn_options_of(settings),
+                           pack_rows=settings.pack_rows)
     shown = report.skipped if verbose else report.skipped[:10]
     for path, reason in shown:
         click.echo(f"skipped {display(path)}: {reason}", err=True)
@@ -103,9 +104,12 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @click.option("--top-k", "-k", type=click.IntRange(1), help="How many matches to print (default 10).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 @click.option("--include-self", is_flag=True, help="Keep the query's own stored row in the results.")
+@click.option("--parallel", "-P", type=click.IntRange(1, 64),
+              help="Scan connections, each streaming a part of the packed blocks; the merged result is "
+                   "exactly the single-connection one. Raise it when the server has idle cores (default 1).")
 @common_options
 def query(settings: Settings, image: str, extractor: str | None, metric: str | None, top_k: int | None,
-          as_json: bool, include_self: bool) -> None:
+          as_json: bool, include_self: bool, parallel: int | None) -> None:
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
@@ -113,10 +117,10 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 
     from imgsearch.query import display, run_query
 
-    settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k)
+    settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel)
     with open_settings_store(settings) as store:
         result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
-                           settings.block_rows, include_self)
+                           settings.block_rows, include_self, settings.parallel)
     if as_json:
         click.echo(json.dumps({
             "query": result.query, "extractor": result.extractor, "metric": result.metric,
@@ -167,6 +171,23 @@ def show(settings: Settings, name: str, extractor: str | None) -> None:
 
     with open_settings_store(settings) as store:
         click.echo(describe_image(store, name, extractor))
+
+
+@cli.command()
+@click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
+              help="Only this descriptor (repeatable). Default: every stored one.")
+@common_options
+def pack(settings: Settings, extractors: tuple[str, ...]) -> None:
+    """Bring the packed copy of the vectors up to date (build does this by itself).
+
+    Queries stream packed rows of 1,024 vectors plus the rows written since the last pack;
+    packing rewrites only the blocks that changed, in one transaction."""
+    with open_settings_store(settings) as store:
+        rows = [r for r in store.extractors() if not extractors or r.name in extractors]
+        for row in rows:
+            report = store.pack(row, settings.pack_rows)
+            click.echo(f"{row.name}: {report.vectors_moved} vectors into {report.blocks_written} blocks, "
+                       f"{report.blocks_removed} old blocks removed")
 
 
 @cli.command()

@@ -22,6 +22,8 @@ _SOURCES = (
     ("query", "metric", "IMGSEARCH_METRIC", "metric", str),
     ("query", "top_k", "IMGSEARCH_TOP_K", "top_k", int),
     ("query", "block_rows", "IMGSEARCH_BLOCK_ROWS", "block_rows", int),
+    ("query", "parallel", "IMGSEARCH_PARALLEL", "parallel", int),
+    ("build", "pack_rows", "IMGSEARCH_PACK_ROWS", "pack_rows", int),
     ("cnn", "max_side", "IMGSEARCH_CNN_MAX_SIDE", "cnn_max_side", int),
     ("cnn", "multiscale", "IMGSEARCH_CNN_MULTISCALE", "cnn_multiscale", "bool"),
 )
@@ -38,6 +40,8 @@ class Settings:
     metric: str = "pearson"
     top_k: int = 10
     block_rows: int = 1024
+    parallel: int = 1  # scan connections; more only helps where the server has cores to spare
+    pack_rows: int = 1024  # vectors per packed row
     # Longer side of the network's input (rounded to a multiple of 32); 256 measured best
     # per cost on Corel-1k (GeM mAP 0.885 at 224, 0.891 at 256, 0.892 at 320, 0.893 at 384).
     cnn_max_side: int = 256

@@ -41,8 +41,9 @@ def describe_store(store: FeatureStore) -> str:
         f"collection  {store.get_meta(COLLECTION_ROOT_KEY) or '(not built)'}",
         f"images      {store.count_images()}",
         f"db size     {store.size_bytes() / 2**20:.1f} MiB",
-        "extractor   vectors   dim  params",
+        "extractor   vectors   dim  blocks  unpacked  stale  params",
     ]
     for e in store.extractors():
-        lines.append(f"{e.name:<10} {counts.get(e.id, 0):>8} {e.dim:>5}  {e.params}")
+        blocks, tail, stale = store.packed_counts(e)
+        lines.append(f"{e.name:<10} {counts.get(e.id, 0):>8} {e.dim:>5} {blocks:>7} {tail:>9} {stale:>6}  {e.params}")
     return "\n".join(lines)

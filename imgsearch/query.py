@@ -1,6 +1,7 @@
 """query: turn the user's IMAGE argument into a vector, scan, and name the top-K."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -13,8 +14,8 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
 from imgsearch.images import SkippedFile, load_image
-from imgsearch.search import prefetched, scan
-from imgsearch.similarity import get_metric
+from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
+from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import ExtractorRow, FeatureStore, check_same_params
 
 
@@ -96,13 +97,14 @@ def run_query(
     top_k: int,
     block_rows: int,
     include_self: bool = False,
+    parallel: int = 1,
 ) -> QueryResult:
     started = time.perf_counter()
     metric = get_metric(metric_name)
     row, extractor = stored_extractor(store, extractor_name)
     vector, own_id = query_vector(store, row, extractor, image)
     excluded = [] if include_self or own_id is None else [own_id]
-    result = scan(prefetched(store.stream_blocks(row, block_rows)), vector, metric, top_k, excluded)
+    result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel)
     rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
     matches = [
         Match(rank, rows[image_id].name, rows[image_id].path, score)
@@ -110,6 +112,27 @@ def run_query(
         if image_id in rows  # deleted by a concurrent build between the scan and now
     ]
     return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches)
+
+
+def scan_store(
+    store: FeatureStore, row: ExtractorRow, vector: np.ndarray, metric: Metric, top_k: int, block_rows: int,
+    excluded: list[int], parallel: int = 1,
+) -> ScanResult:
+    """The exact top-K over the store: one read-ahead stream, or `parallel` connections
+    over disjoint parts whose snapshots must have seen the same pack generation (else a
+    pack committed between them, and the scan is repeated)."""
+    if parallel <= 1:
+        return scan(prefetched(store.stream_blocks(row, block_rows)), vector, metric, top_k, excluded)
+    for _ in range(3):
+        generations: list[int] = []
+        parts = [
+            functools.partial(store.stream_blocks, row, block_rows, True, part, parallel, generations)
+            for part in range(parallel)
+        ]
+        result = parallel_scan(parts, vector, metric, top_k, excluded)
+        if len(set(generations)) == 1:
+            return result
+    raise ImgsearchError("packs kept committing during the parallel scan; retry, or use --parallel 1")
 
 
 def display(name: bytes) -> str:

@@ -33,12 +33,38 @@ CREATE TABLE IF NOT EXISTS extractors (
 ;;
 -- vec: little-endian float32, the binary layout of MySQL 9 VECTOR and MariaDB 11.7 VECTOR.
 -- The primary key clusters one extractor's rows together: a scan is one range read.
+-- packed_block: the packed_blocks row that holds this vector, NULL while it is not packed
+-- (written since the last pack): those rows are the scan's tail.
 CREATE TABLE IF NOT EXISTS features (
     extractor_id SMALLINT UNSIGNED NOT NULL,
     image_id     INT UNSIGNED NOT NULL,
     vec          MEDIUMBLOB NOT NULL,
+    packed_block INT UNSIGNED NULL,
     PRIMARY KEY (extractor_id, image_id),
     KEY ix_features_image (image_id),
+    KEY ix_features_tail (extractor_id, packed_block),
     CONSTRAINT fk_features_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,
     CONSTRAINT fk_features_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+;;
+-- Derived from features, for speed: up to B vectors of one extractor per row. ids is the
+-- image ids as little-endian int64, vecs the vectors concatenated (float32 LE), n of each.
+-- Streaming 1,024 vectors per row spares the driver 1,023 row parses.
+CREATE TABLE IF NOT EXISTS packed_blocks (
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    block_no     INT UNSIGNED NOT NULL,
+    n            INT UNSIGNED NOT NULL,
+    ids          LONGBLOB NOT NULL,
+    vecs         LONGBLOB NOT NULL,
+    PRIMARY KEY (extractor_id, block_no),
+    CONSTRAINT fk_packed_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
+) ENGINE=InnoDB
+;;
+-- Packed vectors that are no longer current (their image was deleted or re-extracted
+-- since packing): the scan leaves them out, the next pack rewrites their blocks.
+CREATE TABLE IF NOT EXISTS packed_stale (
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    image_id     INT UNSIGNED NOT NULL,
+    block_no     INT UNSIGNED NOT NULL,
+    PRIMARY KEY (extractor_id, image_id, block_no)
+) ENGINE=InnoDB

@@ -33,7 +33,26 @@ CREATE TABLE IF NOT EXISTS features (
     extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
     image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
     vec          BLOB NOT NULL,
+    packed_block INTEGER NULL,
     PRIMARY KEY (extractor_id, image_id)
 ) WITHOUT ROWID
 ;;
 CREATE INDEX IF NOT EXISTS ix_features_image ON features (image_id)
+;;
+CREATE INDEX IF NOT EXISTS ix_features_tail ON features (extractor_id, packed_block)
+;;
+CREATE TABLE IF NOT EXISTS packed_blocks (
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    block_no     INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    ids          BLOB NOT NULL,
+    vecs         BLOB NOT NULL,
+    PRIMARY KEY (extractor_id, block_no)
+)
+;;
+CREATE TABLE IF NOT EXISTS packed_stale (
+    extractor_id INTEGER NOT NULL,
+    image_id     INTEGER NOT NULL,
+    block_no     INTEGER NOT NULL,
+    PRIMARY KEY (extractor_id, image_id, block_no)
+)

@@ -18,6 +18,8 @@ from imgsearch.errors import ImgsearchError
 Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [n, dim])
 
 VECTOR_DTYPE = np.dtype("<f4")  # the binary layout of MySQL 9 / MariaDB 11.7 VECTOR
+ID_DTYPE = np.dtype("<i8")  # image ids in packed blocks
+DEFAULT_PACK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,18 @@ class ImageRecord:
 @dataclass(frozen=True)
 class StoredImage(ImageRecord):
     id: int
+
+
+@dataclass
+class PackReport:
+    blocks_written: int = 0
+    blocks_removed: int = 0
+    vectors_moved: int = 0
+
+
+def _generation_key(extractor: "ExtractorRow") -> str:
+    # Bumped by every pack: parallel scan parts that saw different values raced a pack.
+    return f"pack_generation:{extractor.id}"
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,8 @@ class FeatureStore(ABC):
 
     # -- what each backend supplies -------------------------------------------------
     driver_error: type[Exception]  # the DB-API Error class of the driver
+    insert_ignore: str  # the dialect's INSERT that skips duplicate keys
+    for_update: str  # the dialect's locking-read suffix ("" where a write transaction locks all)
 
     @abstractmethod
     def describe_error(self, error: Exception) -> str:
@@ -94,10 +110,57 @@ class FeatureStore(ABC):
     @abstractmethod
     def _upsert_images_sql(self) -> str: ...
 
+    mod_block_sql: str  # block_no modulo a bound parameter, in the dialect
+
     @abstractmethod
-    def stream_blocks(self, extractor: ExtractorRow, block_rows: int) -> Iterator[Block]:
-        """Every stored vector of one extractor, in blocks, read through a streaming cursor.
+    def stream_blocks(
+        self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
+        generations: list[int] | None = None,
+    ) -> Iterator[Block]:
+        """Every current vector of one extractor, in blocks, from one consistent snapshot
+        through a streaming cursor: the packed blocks less their stale entries, plus the
+        tail of rows written since the last pack (packed=False: the per-row table only).
+        With parts > 1 this is part `part` of the packed blocks (the tail goes with part
+        0); the pack generation the snapshot saw is appended to `generations`.
         Raises if the stream ends before the server said it was complete."""
+
+    def _begin_write(self) -> None:
+        """Start a write transaction before its first locking read."""
+
+    def _snapshot_blocks(
+        self, cur: Any, extractor: ExtractorRow, block_rows: int, packed: bool, part: int, parts: int,
+        generations: list[int] | None,
+    ) -> Iterator[Block]:
+        """The body of stream_blocks, on a cursor whose transaction is one snapshot."""
+        def run(sql: str, *params: Any) -> None:
+            cur.execute(sql.replace("?", self.ph), params)
+
+        if not packed:
+            run("SELECT image_id, vec FROM features WHERE extractor_id = ?", extractor.id)
+            while rows := cur.fetchmany(block_rows):
+                yield rows_to_block(rows, extractor.dim)
+            return
+        run("SELECT v FROM meta WHERE k = ?", _generation_key(extractor))
+        if generations is not None:
+            generations.append(int(next(iter(cur.fetchall()), ("0",))[0]))
+        else:
+            cur.fetchall()
+        run("SELECT image_id FROM packed_stale WHERE extractor_id = ?", extractor.id)
+        stale = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+        if part == 0:
+            run("SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL", extractor.id)
+            while rows := cur.fetchmany(block_rows):
+                yield rows_to_block(rows, extractor.dim)
+        run(f"SELECT ids, vecs FROM packed_blocks WHERE extractor_id = ? AND {self.mod_block_sql} = ?",
+            extractor.id, parts, part)
+        while rows := cur.fetchmany(2):
+            for ids_blob, vecs_blob in rows:
+                ids = np.frombuffer(ids_blob, dtype=ID_DTYPE)
+                vectors = np.frombuffer(vecs_blob, dtype=VECTOR_DTYPE).reshape(len(ids), extractor.dim)
+                if len(stale):
+                    keep = ~np.isin(ids, stale)
+                    ids, vectors = ids[keep], vectors[keep]
+                yield ids, vectors
 
     @abstractmethod
     def has_schema(self) -> bool: ...
@@ -192,6 +255,7 @@ class FeatureStore(ABC):
             replaced = list(replaced_ids)
             if replaced:
                 marks = ",".join("?" * len(replaced))
+                self._mark_stale(f"image_id IN ({marks})", replaced)
                 self._execute(f"DELETE FROM features WHERE image_id IN ({marks})", replaced)
             self._executemany(
                 self._upsert_images_sql(),
@@ -203,7 +267,12 @@ class FeatureStore(ABC):
                 for image, vectors in items
                 for extractor_id, vector in vectors.items()
             ]
+            for extractor_id in {e for e, _, _ in rows}:
+                written = [i for e, i, _ in rows if e == extractor_id]
+                self._mark_stale(f"extractor_id = ? AND image_id IN ({','.join('?' * len(written))})",
+                                 [extractor_id, *written])
             if rows:
+                # REPLACE makes a fresh row: packed_block is NULL, the vector joins the tail.
                 self._executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)", rows)
             self.conn.commit()
         except BaseException:
@@ -226,9 +295,96 @@ class FeatureStore(ABC):
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             marks = ",".join("?" * len(chunk))
+            self._mark_stale(f"image_id IN ({marks})", chunk)
             self._execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
             self._execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
             self.conn.commit()
+
+    def _mark_stale(self, where: str, params: list) -> None:
+        """Before packed vectors are replaced or deleted, remember which packed entries
+        they were, so that scans leave those entries out until the next pack."""
+        self._execute(
+            f"{self.insert_ignore} INTO packed_stale (extractor_id, image_id, block_no) "
+            f"SELECT extractor_id, image_id, packed_block FROM features WHERE packed_block IS NOT NULL AND {where}",
+            params,
+        )
+
+    def pack(self, extractor: ExtractorRow, block_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
+        """Bring the packed blocks up to date, in one transaction: the blocks that hold
+        stale entries (and the last one, if not full) are rewritten without them, and
+        the tail joins them. Only changed blocks are written; a pack killed midway leaves
+        the previous blocks, still exact with the tail and the stale list."""
+        report = PackReport()
+        try:
+            self._begin_write()
+            # One pack of an extractor at a time; rows being packed are locked against writers.
+            self._execute(f"SELECT id FROM extractors WHERE id = ?{self.for_update}", (extractor.id,))
+            stale = self._execute(
+                f"SELECT image_id, block_no FROM packed_stale WHERE extractor_id = ?{self.for_update}", (extractor.id,)
+            )
+            tail = self._execute(
+                f"SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL{self.for_update}",
+                (extractor.id,),
+            )
+            if not stale and not tail:
+                self.conn.commit()
+                return report
+            blocks = self._execute(
+                "SELECT block_no, n FROM packed_blocks WHERE extractor_id = ? ORDER BY block_no", (extractor.id,)
+            )
+            rewrite = {int(b) for _, b in stale}
+            if tail and blocks and int(blocks[-1][1]) < block_rows:
+                rewrite.add(int(blocks[-1][0]))  # fill the last block rather than add a small one
+            stale_pairs = {(int(i), int(b)) for i, b in stale}
+            kept_ids, kept_vectors = [], []
+            for block_no in sorted(rewrite):
+                for ids_blob, vecs_blob in self._execute(
+                    "SELECT ids, vecs FROM packed_blocks WHERE extractor_id = ? AND block_no = ?",
+                    (extractor.id, block_no),
+                ):
+                    ids = np.frombuffer(ids_blob, dtype=ID_DTYPE)
+                    keep = np.array([(int(i), block_no) not in stale_pairs for i in ids], dtype=bool)
+                    kept_ids.append(ids[keep])
+                    kept_vectors.append(np.frombuffer(vecs_blob, dtype=VECTOR_DTYPE).reshape(len(ids), -1)[keep])
+                self._execute("DELETE FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no))
+                report.blocks_removed += 1
+            if tail:
+                tail_ids, tail_vectors = rows_to_block(tail, extractor.dim)
+                kept_ids.append(tail_ids)
+                kept_vectors.append(tail_vectors)
+            all_ids = np.concatenate(kept_ids) if kept_ids else np.empty(0, ID_DTYPE)
+            all_vectors = np.vstack(kept_vectors) if kept_vectors else np.empty((0, extractor.dim), VECTOR_DTYPE)
+            next_block = max((int(b) for b, _ in blocks), default=-1) + 1
+            for start in range(0, len(all_ids), block_rows):
+                ids = all_ids[start : start + block_rows]
+                self._execute(
+                    "INSERT INTO packed_blocks (extractor_id, block_no, n, ids, vecs) VALUES (?, ?, ?, ?, ?)",
+                    (extractor.id, next_block, len(ids), ids.astype(ID_DTYPE).tobytes(),
+                     np.ascontiguousarray(all_vectors[start : start + block_rows], VECTOR_DTYPE).tobytes()),
+                )
+                marks = ",".join("?" * len(ids))
+                self._execute(
+                    f"UPDATE features SET packed_block = ? WHERE extractor_id = ? AND image_id IN ({marks})",
+                    (next_block, extractor.id, *ids.tolist()),
+                )
+                report.blocks_written += 1
+                report.vectors_moved += len(ids)
+                next_block += 1
+            self._execute("DELETE FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
+            generation = int(next(iter(self._execute("SELECT v FROM meta WHERE k = ?", (_generation_key(extractor),))), ("0",))[0])
+            self._execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (_generation_key(extractor), str(generation + 1)))
+            self.conn.commit()
+            return report
+        except BaseException:
+            self._rollback_quietly()
+            raise
+
+    def packed_counts(self, extractor: ExtractorRow) -> tuple[int, int, int]:
+        """(packed blocks, tail rows, stale entries) of an extractor."""
+        blocks = self._execute("SELECT COUNT(*) FROM packed_blocks WHERE extractor_id = ?", (extractor.id,))
+        tail = self._execute("SELECT COUNT(*) FROM features WHERE extractor_id = ? AND packed_block IS NULL", (extractor.id,))
+        stale = self._execute("SELECT COUNT(*) FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
+        return int(blocks[0][0]), int(tail[0][0]), int(stale[0][0])
 
     def images_by_ids(self, ids: list[int]) -> dict[int, StoredImage]:
         if not ids:

@@ -8,7 +8,7 @@ from typing import Any
 import pymysql
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.store.base import Block, ExtractorRow, FeatureStore, rows_to_block
+from imgsearch.store.base import Block, ExtractorRow, FeatureStore
 from imgsearch.store.url import DatabaseUrl
 
 # Seconds the server may wait on a slow reader before giving up on the stream. A scan
@@ -76,6 +76,9 @@ class MySqlStore(FeatureStore):
             conn.close()
 
     driver_error = pymysql.err.MySQLError
+    insert_ignore = "INSERT IGNORE"
+    for_update = " FOR UPDATE"
+    mod_block_sql = "MOD(block_no, ?)"
 
     def describe_error(self, error: Exception) -> str:
         return describe_mysql_error(error, self.url)
@@ -91,9 +94,9 @@ class MySqlStore(FeatureStore):
     def has_schema(self) -> bool:
         rows = self._execute(
             "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
-            "AND table_name IN ('meta', 'images', 'extractors', 'features')"
+            "AND table_name IN ('meta', 'images', 'extractors', 'features', 'packed_blocks', 'packed_stale')"
         )
-        return int(rows[0][0]) == 4
+        return int(rows[0][0]) == 6
 
     def size_bytes(self) -> int:
         rows = self._execute(
@@ -102,17 +105,22 @@ class MySqlStore(FeatureStore):
         )
         return int(rows[0][0])
 
-    def stream_blocks(self, extractor: ExtractorRow, block_rows: int) -> Iterator[Block]:
+    def stream_blocks(
+        self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
+        generations: list[int] | None = None,
+    ) -> Iterator[Block]:
         conn = _connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor)
         cur = conn.cursor()
         try:
             cur.execute("SET SESSION net_write_timeout = %s", (SCAN_NET_WRITE_TIMEOUT,))
-            # pymysql reads the stream's terminating EOF/OK packet before fetchmany returns
+            # One snapshot for the stale list, the tail and the blocks: a build or pack
+            # committing meanwhile is either wholly visible to this scan or not at all.
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            # pymysql reads each result's terminating EOF/OK packet before fetchmany returns
             # an empty batch; a killed query or a dropped socket raises instead, so an
             # exhausted loop means the server sent every row.
-            cur.execute("SELECT image_id, vec FROM features WHERE extractor_id = %s", (extractor.id,))
-            while rows := cur.fetchmany(block_rows):
-                yield rows_to_block(rows, extractor.dim)
+            yield from self._snapshot_blocks(cur, extractor, block_rows, packed, part, parts, generations)
+            cur.execute("COMMIT")
         except pymysql.err.MySQLError as e:
             raise ImgsearchError(
                 f"the scan stream broke before its end ({describe_mysql_error(e, self.url)}); "

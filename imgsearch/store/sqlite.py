@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.store.base import Block, ExtractorRow, FeatureStore, rows_to_block
+from imgsearch.store.base import Block, ExtractorRow, FeatureStore
 from imgsearch.store.url import DatabaseUrl
 
 
@@ -31,6 +31,9 @@ class SqliteStore(FeatureStore):
         super().__init__(conn)
 
     driver_error = sqlite3.Error
+    insert_ignore = "INSERT OR IGNORE"
+    for_update = ""
+    mod_block_sql = "(block_no % ?)"
 
     def describe_error(self, error: Exception) -> str:
         return f"SQLite error in {self.path}: {error}"
@@ -46,22 +49,28 @@ class SqliteStore(FeatureStore):
     def has_schema(self) -> bool:
         rows = self._execute(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
-            "AND name IN ('meta', 'images', 'extractors', 'features')"
+            "AND name IN ('meta', 'images', 'extractors', 'features', 'packed_blocks', 'packed_stale')"
         )
-        return int(rows[0][0]) == 4
+        return int(rows[0][0]) == 6
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
 
-    def stream_blocks(self, extractor: ExtractorRow, block_rows: int) -> Iterator[Block]:
-        # A separate connection: its read transaction is one snapshot for the whole scan.
-        conn = sqlite3.connect(self.path, timeout=60)
+    def _begin_write(self) -> None:
+        # Take the write lock before the first read: the pack's reads then stay current.
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def stream_blocks(
+        self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
+        generations: list[int] | None = None,
+    ) -> Iterator[Block]:
+        # A separate connection whose read transaction is one snapshot for the whole scan.
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            cur = conn.execute(
-                "SELECT image_id, vec FROM features WHERE extractor_id = ?", (extractor.id,)
-            )
-            while rows := cur.fetchmany(block_rows):
-                yield rows_to_block(rows, extractor.dim)
+            conn.execute("BEGIN")
+            yield from self._snapshot_blocks(conn.cursor(), extractor, block_rows, packed, part, parts, generations)
+            conn.execute("COMMIT")
         except sqlite3.Error as e:
             raise ImgsearchError(f"the scan of {self.path} failed: {e}") from None
         finally:

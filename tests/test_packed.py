@@ -1,0 +1,163 @@
+"""Packed blocks + tail + stale list must always equal the per-row table, whatever
+sequence of adds, updates, deletes and packs came before (property-based)."""
+import itertools
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import admin_connection
+from imgsearch.search import scan
+from imgsearch.similarity import get_metric
+from imgsearch.store import open_store
+from imgsearch.store.base import ImageRecord
+from imgsearch.store.url import parse_database_url
+
+DIM = 4
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(1, 6)),
+        st.tuples(st.just("update"), st.integers(0, 50)),
+        st.tuples(st.just("replace"), st.integers(0, 50)),  # content changed: old vectors dropped first
+        st.tuples(st.just("delete"), st.integers(0, 50)),
+        st.tuples(st.just("pack"), st.integers(1, 5)),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+def record(name: str) -> ImageRecord:
+    return ImageRecord(name.encode(), name.encode(), 1, 1, "0" * 64, 1, 1)
+
+
+def contents(store, extractor, **kwargs) -> dict[int, tuple]:
+    found = {}
+    for ids, vectors in store.stream_blocks(extractor, 3, **kwargs):
+        for i, v in zip(ids.tolist(), vectors.tolist()):
+            assert i not in found, f"image {i} streamed twice"
+            found[i] = tuple(v)
+    return found
+
+
+def apply(store, extractor, ops, rng) -> None:
+    names = itertools.count()
+    for op, arg in ops:
+        paths = sorted(store.stored_images())
+        if op == "add":
+            store.write_batch([(record(f"{uuid.uuid4().hex}-{next(names)}.jpg"), {extractor.id: rng.random(DIM)})
+                               for _ in range(arg)])
+        elif op in ("update", "replace") and paths:
+            image = store.stored_images()[paths[arg % len(paths)]]
+            replaced = [image.id] if op == "replace" else []
+            store.write_batch([(record(image.path.decode()), {extractor.id: rng.random(DIM)})], replaced_ids=replaced)
+        elif op == "delete" and paths:
+            store.delete_images([store.stored_images()[paths[arg % len(paths)]].id])
+        elif op == "pack":
+            store.pack(extractor, block_rows=arg)
+        check_packed_equals_rows(store, extractor)
+
+
+def check_packed_equals_rows(store, extractor) -> None:
+    truth = contents(store, extractor, packed=False)
+    assert contents(store, extractor) == truth
+    for parts in (2, 3):
+        union: dict = {}
+        for part in range(parts):
+            piece = contents(store, extractor, part=part, parts=parts)
+            assert not set(piece) & set(union)
+            union.update(piece)
+        assert union == truth
+    if truth:
+        q = np.arange(DIM, dtype=np.float32) + 1
+        metric = get_metric("cosine")
+        packed = scan(store.stream_blocks(extractor, 2), q, metric, 5).ranking
+        per_row = scan(store.stream_blocks(extractor, 2, packed=False), q, metric, 5).ranking
+        assert [i for i, _ in packed] == [i for i, _ in per_row]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations, seed=st.integers(0, 2**16))
+def test_packed_scan_equals_per_row_scan_sqlite(tmp_path_factory, ops, seed) -> None:
+    path = tmp_path_factory.mktemp("packed") / "p.sqlite3"
+    with open_store(parse_database_url(f"sqlite:///{path}"), create=True) as store:
+        extractor = store.register_extractor("synthetic", "{}", DIM)
+        apply(store, extractor, ops, np.random.default_rng(seed))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations, seed=st.integers(0, 2**16))
+def test_packed_scan_equals_per_row_scan_mysql(mysql_base_url, ops, seed) -> None:
+    name = f"imgsearch_h_{uuid.uuid4().hex[:12]}"
+    try:
+        with open_store(parse_database_url(mysql_base_url + name), create=True) as store:
+            extractor = store.register_extractor("synthetic", "{}", DIM)
+            apply(store, extractor, ops, np.random.default_rng(seed))
+    finally:
+        conn = admin_connection(mysql_base_url)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+PACK_SCRIPT = """
+import sys
+from imgsearch.store import open_store
+from imgsearch.store.url import parse_database_url
+with open_store(parse_database_url(sys.argv[1])) as store:
+    extractor = store.find_extractor(sys.argv[2])
+    print("start", flush=True)
+    store.pack(extractor, block_rows=int(sys.argv[3]))
+"""
+
+
+def pack_in_child(db_url: str, extractor: str, block_rows: str, kill_after: float | None) -> tuple[int, float]:
+    child = subprocess.Popen([sys.executable, "-c", PACK_SCRIPT, db_url, extractor, block_rows],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "start"
+    started = time.perf_counter()
+    if kill_after is not None:
+        time.sleep(kill_after)
+        child.send_signal(signal.SIGKILL)
+    code = child.wait()
+    return code, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.4, 0.7])
+def test_a_killed_pack_leaves_exact_results(db_url, fraction) -> None:
+    rng = np.random.default_rng(int(fraction * 10))
+    with open_store(parse_database_url(db_url), create=True) as store:
+        extractors = [store.register_extractor(name, "{}", DIM) for name in ("probe", "synthetic")]
+
+        def vectors():
+            return {e.id: rng.random(DIM) for e in extractors}
+
+        store.write_batch([(record(f"{i}.jpg"), vectors()) for i in range(4000)])
+        for e in extractors:
+            store.pack(e, block_rows=50)
+        images = list(store.stored_images().values())
+        store.delete_images([img.id for img in images[::7]])
+        store.write_batch([(record(f"new{i}.jpg"), vectors()) for i in range(3000)])
+        store.write_batch([(record(img.path.decode()), vectors()) for img in images[1::5]])
+        synthetic = extractors[1]
+        truth = contents(store, synthetic, packed=False)
+    # Tiny blocks make the pack long (thousands of statements); the probe, packed to the
+    # end on the same data, tells how long, so the kill lands midway on any machine.
+    block_rows = "1" if db_url.startswith("sqlite") else "5"
+    code, duration = pack_in_child(db_url, "probe", block_rows, None)
+    assert code == 0
+    code, _ = pack_in_child(db_url, "synthetic", block_rows, fraction * duration)
+    assert code == -signal.SIGKILL, "the pack ended before the kill: the test would prove nothing"
+    with open_store(parse_database_url(db_url)) as store:
+        synthetic = store.find_extractor("synthetic")
+        assert contents(store, synthetic) == truth
+        store.pack(synthetic, block_rows=50)  # a rerun finishes the job
+        assert contents(store, synthetic) == truth
+        assert store.packed_counts(synthetic)[1:] == (0, 0)

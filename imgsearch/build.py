@@ -21,6 +21,7 @@ from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
 from imgsearch.store.base import (
+    COLLECTION_ROOT_KEY,
     DEFAULT_PACK_ROWS,
     ExtractorRow,
     FeatureStore,
@@ -29,9 +30,6 @@ from imgsearch.store.base import (
     check_same_params,
 )
 from imgsearch.walk import FoundFile, Problem, walk_collection
-
-COLLECTION_ROOT_KEY = "collection_root"
-
 
 @dataclass(frozen=True)
 class Task:

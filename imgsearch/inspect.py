@@ -5,10 +5,9 @@ import os
 
 import numpy as np
 
-from imgsearch.build import COLLECTION_ROOT_KEY
 from imgsearch.errors import ImgsearchError
 from imgsearch.query import display
-from imgsearch.store.base import FeatureStore
+from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 
 
 def describe_image(store: FeatureStore, name: str, extractor_name: str | None = None) -> str:

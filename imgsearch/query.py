@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsearch.build import COLLECTION_ROOT_KEY
 from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
 from imgsearch.images import SkippedFile, load_image
 from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
 from imgsearch.similarity import Metric, get_metric
-from imgsearch.store.base import ExtractorRow, FeatureStore, check_same_params
+from imgsearch.store.base import COLLECTION_ROOT_KEY, ExtractorRow, FeatureStore, check_same_params
 
 
 @dataclass(frozen=True)

@@ -49,16 +49,21 @@ def _divide_or_zero(dots: np.ndarray, norms: np.ndarray) -> np.ndarray:
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 
+def _row_sums(x: np.ndarray) -> np.ndarray:
+    # A product with ones runs in BLAS: several times faster than numpy's pairwise sum.
+    return x @ np.ones(x.shape[1], dtype=x.dtype)
+
+
 def score_pearson(x: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
     # The query is centred, so x . q_c = (x - mean x) . q_c; and |x - mean x|^2 = |x|^2 - (sum x)^2 / d.
-    sums = x.sum(axis=1)
+    sums = _row_sums(x)
     centred_sq = np.einsum("ij,ij->i", x, x) - sums * sums / x.shape[1]
     return _divide_or_zero(x @ prepared_query, np.sqrt(np.maximum(centred_sq, 0)))
 
 
 def score_bhattacharyya(x: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
     x = np.maximum(x, 0)
-    return _divide_or_zero(np.sqrt(x) @ prepared_query, np.sqrt(x.sum(axis=1)))
+    return _divide_or_zero(np.sqrt(x) @ prepared_query, np.sqrt(_row_sums(x)))
 
 
 def score_cosine(x: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:

@@ -161,3 +161,29 @@ def test_a_killed_pack_leaves_exact_results(db_url, fraction) -> None:
         store.pack(synthetic, block_rows=50)  # a rerun finishes the job
         assert contents(store, synthetic) == truth
         assert store.packed_counts(synthetic)[1:] == (0, 0)
+
+
+def test_an_index_from_before_packing_is_upgraded_by_build(tmp_path) -> None:
+    import sqlite3
+
+    from cli_runner import imgsearch
+    from photos import write_collection
+
+    folder = tmp_path / "photos"
+    write_collection(folder, ("coffee.png", "rocket.jpg"))
+    db = tmp_path / "old.sqlite3"
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb").code == 0
+    with sqlite3.connect(db) as conn:  # turn it back into the layout of the first release
+        conn.executescript(
+            "DROP TABLE packed_blocks; DROP TABLE packed_stale; DROP INDEX ix_features_tail;"
+            "CREATE TABLE f2 (extractor_id INTEGER NOT NULL, image_id INTEGER NOT NULL, vec BLOB NOT NULL,"
+            " PRIMARY KEY (extractor_id, image_id)) WITHOUT ROWID;"
+            "INSERT INTO f2 SELECT extractor_id, image_id, vec FROM features; DROP TABLE features;"
+            "ALTER TABLE f2 RENAME TO features;"
+        )
+    run = imgsearch("query", "coffee.jpg", "--db", db, "-e", "rgb")
+    assert run.code != 0 and "older imgsearch" in run.err
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb").code == 0
+    run = imgsearch("query", "coffee.jpg", "--db", db, "-e", "rgb", "--json")
+    assert run.code == 0, run.err
+    assert [r["name"] for r in run.json()["results"]] == ["rocket.jpg"]

@@ -62,6 +62,9 @@ class ExtractorRow:
 
 
 IMAGE_COLUMNS = "id, path, name, bytes, mtime_ns, sha256, width, height"
+CORE_TABLES = {"meta", "images", "extractors", "features"}
+PACKED_TABLES = {"packed_blocks", "packed_stale"}
+COLLECTION_ROOT_KEY = "collection_root"
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
@@ -163,7 +166,12 @@ class FeatureStore(ABC):
                 yield ids, vectors
 
     @abstractmethod
-    def has_schema(self) -> bool: ...
+    def existing_tables(self) -> set[str]: ...
+
+    @abstractmethod
+    def has_column(self, table: str, column: str) -> bool: ...
+
+    upgrade_features_sql: str  # adds packed_block to a features table made before packing
 
     @abstractmethod
     def size_bytes(self) -> int: ...
@@ -200,13 +208,19 @@ class FeatureStore(ABC):
             raise ImgsearchError(self.describe_error(e)) from None
 
     def ensure_schema(self) -> None:
+        """Create what is missing, and upgrade an index made by an older imgsearch."""
+        if "features" in self.existing_tables() and not self.has_column("features", "packed_block"):
+            self._execute(self.upgrade_features_sql)
         for statement in schema_statements(self.dialect):
             self._execute(statement)
         self.conn.commit()
 
     def require_schema(self) -> None:
-        if not self.has_schema():
+        tables = self.existing_tables()
+        if not CORE_TABLES <= tables:
             raise ImgsearchError("this database holds no index yet; run `imgsearch build FOLDER` first")
+        if not PACKED_TABLES <= tables or not self.has_column("features", "packed_block"):
+            raise ImgsearchError("this index was made by an older imgsearch; run `imgsearch build` once to upgrade it")
 
     def get_meta(self, key: str) -> str | None:
         rows = self._execute("SELECT v FROM meta WHERE k = ?", (key,))

@@ -46,12 +46,14 @@ class SqliteStore(FeatureStore):
             "width = excluded.width, height = excluded.height"
         )
 
-    def has_schema(self) -> bool:
-        rows = self._execute(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
-            "AND name IN ('meta', 'images', 'extractors', 'features', 'packed_blocks', 'packed_stale')"
-        )
-        return int(rows[0][0]) == 6
+    upgrade_features_sql = "ALTER TABLE features ADD COLUMN packed_block INTEGER NULL"
+
+    def existing_tables(self) -> set[str]:
+        return {str(r[0]) for r in self._execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def has_column(self, table: str, column: str) -> bool:
+        # PRAGMA takes no bound parameters; table is one of ours, never user input.
+        return any(r[1] == column for r in self._execute(f"PRAGMA table_info({table})"))
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())

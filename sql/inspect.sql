@@ -37,3 +37,12 @@ WHERE f.image_id IS NULL GROUP BY e.name;
 SELECT CAST(i.path AS CHAR) AS path, e.name, e.dim, HEX(f.vec) AS vec_hex
 FROM images i JOIN features f ON f.image_id = i.id JOIN extractors e ON e.id = f.extractor_id
 WHERE i.name = '45.jpg';
+
+-- The packed copy the scan reads: blocks per extractor, vectors in them, rows not yet
+-- packed (written since the last pack) and stale packed entries (left out by scans).
+SELECT e.name,
+       (SELECT COUNT(*) FROM packed_blocks b WHERE b.extractor_id = e.id) AS blocks,
+       (SELECT COALESCE(SUM(n), 0) FROM packed_blocks b WHERE b.extractor_id = e.id) AS packed_vectors,
+       (SELECT COUNT(*) FROM features f WHERE f.extractor_id = e.id AND f.packed_block IS NULL) AS unpacked,
+       (SELECT COUNT(*) FROM packed_stale s WHERE s.extractor_id = e.id) AS stale
+FROM extractors e;

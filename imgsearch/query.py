@@ -135,5 +135,7 @@ def scan_store(
 
 
 def display(name: bytes) -> str:
-    """A stored file-system name as printable text (undecodable bytes as \\xNN)."""
-    return name.decode("utf-8", "backslashreplace")
+    """A stored file-system name as one line of printable text: undecodable bytes as
+    \\xNN, control characters (a newline in a name) escaped. --json gives names exactly."""
+    text = name.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -52,36 +52,66 @@ def _wait_until_up(port: int, process: subprocess.Popen, log: Path, seconds: flo
     raise RuntimeError(f"the test MySQL server did not answer within {seconds} s")
 
 
+class ServerProcess:
+    """A MariaDB/MySQL server of our own in a temp dir, which tests may stop and restart."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.workdir = Path(tempfile.mkdtemp(prefix="imgsearch-mysql-"))
+        self.data, self.log = self.workdir / "data", self.workdir / "error.log"
+        self.port = _free_port()
+        self.process: subprocess.Popen | None = None
+        as_root = ["--user=root"] if os.geteuid() == 0 else []
+        install_db = _which("mariadb-install-db") or _which("mysql_install_db")
+        if install_db and "mariadb" in Path(server).name:
+            init = [install_db, "--no-defaults", f"--datadir={self.data}", "--auth-root-authentication-method=normal",
+                    "--skip-test-db", *as_root]
+        else:
+            init = [server, "--no-defaults", "--initialize-insecure", f"--datadir={self.data}", *as_root]
+        subprocess.run(init, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.command = [
+            server, "--no-defaults", f"--datadir={self.data}", f"--socket={self.workdir / 'mysqld.sock'}",
+            f"--port={self.port}", "--bind-address=127.0.0.1", f"--pid-file={self.workdir / 'mysqld.pid'}",
+            f"--log-error={self.log}", "--skip-log-bin", "--innodb-buffer-pool-size=256M", *as_root,
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root:@127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_until_up(self.port, self.process, self.log)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        self.process.kill() if kill else self.process.terminate()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def server_binary() -> str | None:
+    return _which("mariadbd") or _which("mysqld")
+
+
 @contextmanager
 def throwaway_server(server: str) -> Iterator[str]:
     """Start `server` (mariadbd or mysqld) on a free port in a temp data dir."""
-    workdir = Path(tempfile.mkdtemp(prefix="imgsearch-mysql-"))
-    data, log = workdir / "data", workdir / "error.log"
-    as_root = ["--user=root"] if os.geteuid() == 0 else []
-    install_db = _which("mariadb-install-db") or _which("mysql_install_db")
-    if install_db and "mariadb" in Path(server).name:
-        init = [install_db, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-                "--skip-test-db", *as_root]
-    else:
-        init = [server, "--no-defaults", "--initialize-insecure", f"--datadir={data}", *as_root]
-    subprocess.run(init, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    port = _free_port()
-    process = subprocess.Popen(
-        [server, "--no-defaults", f"--datadir={data}", f"--socket={workdir / 'mysqld.sock'}", f"--port={port}",
-         "--bind-address=127.0.0.1", f"--pid-file={workdir / 'mysqld.pid'}", f"--log-error={log}",
-         "--skip-log-bin", "--innodb-buffer-pool-size=256M", *as_root],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    instance = ServerProcess(server)
     try:
-        _wait_until_up(port, process, log)
-        yield f"mysql://root:@127.0.0.1:{port}/"
+        instance.start()
+        yield instance.url
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        instance.remove()
 
 
 def _docker_answers() -> bool:
@@ -109,7 +139,7 @@ def mysql_server() -> Iterator[str]:
     if os.environ.get("IMGSEARCH_TEST_MYSQL_URL"):
         yield os.environ["IMGSEARCH_TEST_MYSQL_URL"].rstrip("/").rsplit("/", 1)[0] + "/"
         return
-    server = _which("mariadbd") or _which("mysqld")
+    server = server_binary()
     if server:
         with throwaway_server(server) as url:
             yield url

@@ -178,7 +178,10 @@ class FeatureStore(ABC):
 
     # -- shared -----------------------------------------------------------------------
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        except Exception:  # a connection the server dropped: the error that matters came first
+            pass
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -207,13 +210,19 @@ class FeatureStore(ABC):
         except self.driver_error as e:
             raise ImgsearchError(self.describe_error(e)) from None
 
+    def _commit(self) -> None:
+        try:
+            self.conn.commit()
+        except self.driver_error as e:
+            raise ImgsearchError(self.describe_error(e)) from None
+
     def ensure_schema(self) -> None:
         """Create what is missing, and upgrade an index made by an older imgsearch."""
         if "features" in self.existing_tables() and not self.has_column("features", "packed_block"):
             self._execute(self.upgrade_features_sql)
         for statement in schema_statements(self.dialect):
             self._execute(statement)
-        self.conn.commit()
+        self._commit()
 
     def require_schema(self) -> None:
         tables = self.existing_tables()
@@ -227,9 +236,10 @@ class FeatureStore(ABC):
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
+        self._begin_write()
         self._execute("DELETE FROM meta WHERE k = ?", (key,))
         self._execute("INSERT INTO meta (k, v) VALUES (?, ?)", (key, value))
-        self.conn.commit()
+        self._commit()
 
     def extractors(self) -> list[ExtractorRow]:
         rows = self._execute("SELECT id, name, params, dim FROM extractors ORDER BY name")
@@ -243,7 +253,7 @@ class FeatureStore(ABC):
         row = self.find_extractor(name)
         if row is None:
             self._execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
-            self.conn.commit()
+            self._commit()
             row = self.find_extractor(name)
             assert row is not None
         check_same_params(row, params, dim)
@@ -266,6 +276,7 @@ class FeatureStore(ABC):
         (`replaced_ids`), upsert each image and write its vectors (extractor id -> vector).
         A build killed at any point leaves either the whole batch or none of it."""
         try:
+            self._begin_write()
             replaced = list(replaced_ids)
             if replaced:
                 marks = ",".join("?" * len(replaced))
@@ -288,7 +299,7 @@ class FeatureStore(ABC):
             if rows:
                 # REPLACE makes a fresh row: packed_block is NULL, the vector joins the tail.
                 self._executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)", rows)
-            self.conn.commit()
+            self._commit()
         except BaseException:
             self._rollback_quietly()
             raise
@@ -309,10 +320,11 @@ class FeatureStore(ABC):
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             marks = ",".join("?" * len(chunk))
+            self._begin_write()
             self._mark_stale(f"image_id IN ({marks})", chunk)
             self._execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
             self._execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
-            self.conn.commit()
+            self._commit()
 
     def _mark_stale(self, where: str, params: list) -> None:
         """Before packed vectors are replaced or deleted, remember which packed entries
@@ -341,7 +353,7 @@ class FeatureStore(ABC):
                 (extractor.id,),
             )
             if not stale and not tail:
-                self.conn.commit()
+                self._commit()
                 return report
             blocks = self._execute(
                 "SELECT block_no, n FROM packed_blocks WHERE extractor_id = ? ORDER BY block_no", (extractor.id,)
@@ -387,7 +399,7 @@ class FeatureStore(ABC):
             self._execute("DELETE FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
             generation = int(next(iter(self._execute("SELECT v FROM meta WHERE k = ?", (_generation_key(extractor),))), ("0",))[0])
             self._execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (_generation_key(extractor), str(generation + 1)))
-            self.conn.commit()
+            self._commit()
             return report
         except BaseException:
             self._rollback_quietly()

@@ -28,7 +28,9 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
             unix_socket=url.unix_socket,
             charset="utf8mb4",
             connect_timeout=CONNECT_TIMEOUT,
-            autocommit=False,
+            # Reads see the latest commit (no snapshot held between calls); writes open
+            # explicit transactions (_begin_write).
+            autocommit=True,
             # pymysql builds an opportunistic TLS context for every connection (43 ms here,
             # twice a query); on loopback or a socket TLS protects nothing.
             ssl_disabled=_is_local(url),
@@ -64,6 +66,7 @@ class MySqlStore(FeatureStore):
 
     def __init__(self, url: DatabaseUrl, create: bool) -> None:
         self.url = url
+        self.net_write_timeout = SCAN_NET_WRITE_TIMEOUT
         if create:
             self._create_database()
         super().__init__(_connect(url, url.database))
@@ -83,6 +86,12 @@ class MySqlStore(FeatureStore):
             conn.close()
 
     driver_error = pymysql.err.MySQLError
+
+    def _begin_write(self) -> None:
+        try:
+            self.conn.begin()
+        except pymysql.err.MySQLError as e:
+            raise ImgsearchError(describe_mysql_error(e, self.url)) from None
     insert_ignore = "INSERT IGNORE"
     for_update = " FOR UPDATE"
     mod_block_sql = "MOD(block_no, ?)"
@@ -128,7 +137,7 @@ class MySqlStore(FeatureStore):
         conn = _connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor)
         cur = conn.cursor()
         try:
-            cur.execute("SET SESSION net_write_timeout = %s", (SCAN_NET_WRITE_TIMEOUT,))
+            cur.execute("SET SESSION net_write_timeout = %s", (self.net_write_timeout,))
             # One snapshot for the stale list, the tail and the blocks: a build or pack
             # committing meanwhile is either wholly visible to this scan or not at all.
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

@@ -1,0 +1,134 @@
+"""Scans that lose their server, outlast a timeout, or run while a build writes."""
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.search import prefetched, scan
+from imgsearch.similarity import get_metric
+from imgsearch.store import open_store
+from imgsearch.store.base import ImageRecord
+from imgsearch.store.url import parse_database_url
+from mysql_server import ServerProcess, server_binary
+
+DIM = 512
+
+
+def record(name: str) -> ImageRecord:
+    return ImageRecord(name.encode(), name.encode(), 1, 1, "0" * 64, 1, 1)
+
+
+def fill(store, rows: int, pack: bool):
+    extractor = store.register_extractor("synthetic", "{}", DIM)
+    rng = np.random.default_rng(0)
+    for start in range(0, rows, 2000):
+        store.write_batch([(record(f"{i}.jpg"), {extractor.id: rng.random(DIM, dtype=np.float32)})
+                           for i in range(start, min(start + 2000, rows))])
+    if pack:
+        store.pack(extractor)
+    return extractor
+
+
+@pytest.fixture(scope="module")
+def own_server():
+    binary = server_binary()
+    if binary is None:
+        pytest.skip("needs the mariadbd/mysqld binary to stop and restart a server of its own")
+    server = ServerProcess(binary)
+    server.start()
+    yield server
+    server.remove()
+
+
+def slow(blocks, pause: float, after_first=None):
+    for n, block in enumerate(blocks):
+        yield block
+        if n == 0 and after_first:
+            after_first()
+        time.sleep(pause)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_server_stopped_mid_scan_is_an_error(own_server, packed) -> None:
+    url = parse_database_url(own_server.url + f"scan_stop_{uuid.uuid4().hex[:6]}")
+    with open_store(url, create=True) as store:
+        extractor = fill(store, 20_000, pack=packed)
+        blocks = store.stream_blocks(extractor, 256, packed=packed)
+        with pytest.raises(ImgsearchError, match="broke before its end"):
+            scan(prefetched(slow(blocks, 0.0, after_first=lambda: own_server.stop(kill=True))),
+                 np.ones(DIM, np.float32), get_metric("cosine"), 10)
+    own_server.start()
+
+
+def test_slow_consumer_completes_despite_a_short_server_timeout(own_server) -> None:
+    """The server's own net_write_timeout is 1 s; the scan session raises it for itself."""
+    url = parse_database_url(own_server.url + f"slow_{uuid.uuid4().hex[:6]}")
+    with open_store(url, create=True) as store:
+        extractor = fill(store, 20_000, pack=False)
+        store._execute("SET GLOBAL net_write_timeout = 1")
+        try:
+            result = scan(slow(store.stream_blocks(extractor, 2000, packed=False), 1.5),
+                          np.ones(DIM, np.float32), get_metric("cosine"), 10)
+            assert result.rows_scanned == 20_000
+            store.net_write_timeout = 1  # now the session too gives up on a slow reader
+            with pytest.raises(ImgsearchError, match="broke before its end"):
+                scan(slow(store.stream_blocks(extractor, 2000, packed=False), 3.0),
+                     np.ones(DIM, np.float32), get_metric("cosine"), 10)
+        finally:
+            store._execute("SET GLOBAL net_write_timeout = 60")
+
+
+def expected_rankings(batches: list[np.ndarray], q: np.ndarray, k: int) -> list[list[bytes]]:
+    """The exact top-k names after each prefix of committed batches."""
+    rankings = []
+    metric = get_metric("cosine")
+    for n in range(len(batches) + 1):
+        if n == 0:
+            rankings.append([])
+            continue
+        x = np.vstack(batches[:n])
+        s = metric.prepare_rows(x) @ metric.prepare_one(q)
+        order = np.lexsort((np.arange(len(s)), -s))[:k]
+        rankings.append([f"{i // 50}-{i % 50}.jpg".encode() for i in order.tolist()])
+    return rankings
+
+
+def test_queries_during_a_build_see_whole_batches_only(db_url) -> None:
+    rng = np.random.default_rng(1)
+    batches = [rng.random((50, 16), dtype=np.float32) for _ in range(40)]
+    q = rng.random(16, dtype=np.float32)
+    expected = expected_rankings(batches, q, 10)
+    url = parse_database_url(db_url)
+    with open_store(url, create=True) as store:
+        extractor = store.register_extractor("synthetic", "{}", 16)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with open_store(url) as store:
+                for b, batch in enumerate(batches):
+                    store.write_batch([(record(f"{b}-{i}.jpg"), {extractor.id: v}) for i, v in enumerate(batch)])
+                    if b % 7 == 6:
+                        store.pack(extractor, block_rows=64)
+        except BaseException as e:
+            failures.append(e)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = set()
+    with open_store(url) as reader:
+        while not done.is_set() or len(seen) == 0:
+            ids = [i for i, _ in scan(reader.stream_blocks(extractor, 37), q, get_metric("cosine"), 10).ranking]
+            names = reader.images_by_ids(ids)
+            ranking = [names[i].name for i in ids]
+            assert ranking in expected, "a query saw a state no sequence of whole batches produces"
+            seen.add(expected.index(ranking))
+    thread.join()
+    assert not failures, failures
+    assert len(seen) >= 2  # the queries really ran while the build wrote

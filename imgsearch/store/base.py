@@ -20,6 +20,7 @@ Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [
 VECTOR_DTYPE = np.dtype("<f4")  # the binary layout of MySQL 9 / MariaDB 11.7 VECTOR
 ID_DTYPE = np.dtype("<i8")  # image ids in packed blocks
 DEFAULT_PACK_ROWS = 1024
+PACK_STEP_BLOCKS = 64  # blocks of tail packed per transaction: 128 MiB of 512-d vectors
 
 
 @dataclass(frozen=True)
@@ -336,10 +337,22 @@ class FeatureStore(ABC):
         )
 
     def pack(self, extractor: ExtractorRow, block_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
-        """Bring the packed blocks up to date, in one transaction: the blocks that hold
-        stale entries (and the last one, if not full) are rewritten without them, and
-        the tail joins them. Only changed blocks are written; a pack killed midway leaves
-        the previous blocks, still exact with the tail and the stale list."""
+        """Bring the packed blocks up to date, in transactions of at most PACK_STEP_BLOCKS
+        blocks of tail, so memory stays bounded on a first pack of millions of rows. Each
+        step rewrites the blocks that hold stale entries (and the last one, if not full)
+        without them, and adds tail rows. Only changed blocks are written; a pack killed
+        midway leaves committed steps and the previous blocks, exact with the rest of the
+        tail and the stale list."""
+        report = PackReport()
+        while True:
+            step = self._pack_step(extractor, block_rows, PACK_STEP_BLOCKS * block_rows)
+            report.blocks_written += step.blocks_written
+            report.blocks_removed += step.blocks_removed
+            report.vectors_moved += step.vectors_moved
+            if step.vectors_moved == 0 and step.blocks_removed == 0:
+                return report
+
+    def _pack_step(self, extractor: ExtractorRow, block_rows: int, max_tail: int) -> PackReport:
         report = PackReport()
         try:
             self._begin_write()
@@ -349,7 +362,8 @@ class FeatureStore(ABC):
                 f"SELECT image_id, block_no FROM packed_stale WHERE extractor_id = ?{self.for_update}", (extractor.id,)
             )
             tail = self._execute(
-                f"SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL{self.for_update}",
+                "SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL "
+                f"LIMIT {int(max_tail)}{self.for_update}",
                 (extractor.id,),
             )
             if not stale and not tail:

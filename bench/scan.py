@@ -181,7 +181,6 @@ def main() -> None:
         print(f"(b) demo per-row method: {demo * 1e3:.0f} ms for {DEMO_ROWS} rows -> {demo_full:.0f} s for {args.n}; "
               f"per-row query {demo_full / ours_s:,.0f}x faster, packed query "
               f"{demo_full / med['packed query']:,.0f}x faster  [target >= 300x]")
-        del matrix
         small = peak_scan_bytes(store, extractor, query, 10)
         full = peak_scan_bytes(store, extractor, query, 1)
         print(f"peak traced memory of the packed scan: {small / 2**20:.1f} MiB at N/10, {full / 2**20:.1f} MiB at N")

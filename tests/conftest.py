@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mysql_server import mysql_server  # noqa: E402
+from mysql_server import ServerProcess, mysql_server, server_binary  # noqa: E402
 
 from imgsearch.store.url import parse_database_url  # noqa: E402
 
@@ -23,6 +23,18 @@ def mysql_base_url() -> Iterator[str]:
             yield url
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[ServerProcess]:
+    """A server of the test's own, which it may crash and restart (never the shared one)."""
+    binary = server_binary()
+    if binary is None:
+        pytest.skip("needs the mariadbd/mysqld binary to stop and restart a server of its own")
+    server = ServerProcess(binary)
+    server.start()
+    yield server
+    server.remove()
 
 
 def admin_connection(base_url: str) -> pymysql.connections.Connection:

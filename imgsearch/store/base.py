@@ -441,10 +441,6 @@ class FeatureStore(ABC):
         )
         return [_stored_image(r) for r in rows]
 
-    def find_images_by_sha256(self, sha256: str) -> list[StoredImage]:
-        rows = self._execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE sha256 = ?", (sha256,))
-        return [_stored_image(r) for r in rows]
-
     def vector(self, extractor: ExtractorRow, image_id: int) -> np.ndarray | None:
         rows = self._execute(
             "SELECT vec FROM features WHERE extractor_id = ? AND image_id = ?", (extractor.id, image_id)

@@ -2,11 +2,11 @@
 once, no orphan rows, no half batch, the packed copy exact."""
 import signal
 import threading
+import uuid
 
 import pytest
 
 from integrity import check_integrity, committed_images, run_cli, write_small_images
-from mysql_server import ServerProcess, server_binary
 
 N_IMAGES = 1500
 EXTRACTORS = ("rgb", "hsv72")
@@ -36,20 +36,9 @@ def test_kill_9_during_build_then_rerun(photos, mysql_url, kill_at) -> None:
     check_integrity(mysql_url, EXTRACTORS, expected_images=N_IMAGES)
 
 
-@pytest.fixture
-def own_server():
-    binary = server_binary()
-    if binary is None:
-        pytest.skip("needs the mariadbd/mysqld binary to stop and restart a server of its own")
-    server = ServerProcess(binary)
-    server.start()
-    yield server
-    server.remove()
-
-
 @pytest.mark.parametrize("stop_at", [0.2, 0.7])
 def test_database_stopped_mid_build(photos, own_server, stop_at) -> None:
-    url = own_server.url + "imgsearch_stop"
+    url = own_server.url + f"imgsearch_stop_{uuid.uuid4().hex[:8]}"
     stopped = threading.Event()
 
     def stop_when_far_enough() -> bool:

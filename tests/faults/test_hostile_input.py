@@ -1,14 +1,12 @@
 """Random and mutated bytes, awkward formats, odd folders, hostile names and settings."""
 import io
 import os
-import socket
 import uuid
 
 import cv2
 import numpy as np
-import pymysql
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 

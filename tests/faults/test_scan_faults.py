@@ -12,7 +12,6 @@ from imgsearch.similarity import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.base import ImageRecord
 from imgsearch.store.url import parse_database_url
-from mysql_server import ServerProcess, server_binary
 
 DIM = 512
 
@@ -30,17 +29,6 @@ def fill(store, rows: int, pack: bool):
     if pack:
         store.pack(extractor)
     return extractor
-
-
-@pytest.fixture(scope="module")
-def own_server():
-    binary = server_binary()
-    if binary is None:
-        pytest.skip("needs the mariadbd/mysqld binary to stop and restart a server of its own")
-    server = ServerProcess(binary)
-    server.start()
-    yield server
-    server.remove()
 
 
 def slow(blocks, pause: float, after_first=None):

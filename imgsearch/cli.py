@@ -21,6 +21,16 @@ EXTRACTOR_HELP = (
     "Radenovic 2018), cnn-crow (cross-dimensional weights, Kalantidis 2016), cnn-pwa (part-based "
     "weights, Xu 2018), cnn-cam (class-weighted, Jimenez 2017) pooled from EfficientNet-Lite0."
 )
+WHITEN_HELP = (
+    "Learned linear map, fitted on the training folds: pca[:dims,power,shrinkage] (PCA-whitening, Jegou & "
+    "Chum, ECCV 2012; full whitening hurts small collections: try pca:32,0.25) or lw[:dims,shrinkage] "
+    "(supervised learned whitening from same-class / other-class pairs, Radenovic et al., ECCV 2016)."
+)
+RERANK_HELP = (
+    "Re-ranking: aqe[:n] (average query expansion, Chum et al., ICCV 2007), alpha-qe[:n,alpha] "
+    "(Radenovic et al., TPAMI 2018), dba-aqe[:n_db,n_query] (database-side augmentation, Arandjelovic & "
+    "Zisserman, CVPR 2012, then AQE), diffusion[:k,alpha,gamma,query_k] (Iscen et al., CVPR 2017)."
+)
 METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) + "."
 
 
@@ -141,9 +151,15 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 @click.option("--workers", "-j", type=click.IntRange(1), help="Decoding processes (default: the core count).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--whiten", metavar="NAME[:PARAMS]", help=WHITEN_HELP)
+@click.option("--rerank", metavar="NAME[:PARAMS]", help=RERANK_HELP)
+@click.option("--folds", type=click.IntRange(1, 20),
+              help="k-fold by image, stratified by class: learned steps never see their test images "
+                   "(default 2 with --whiten, else 1 = plain leave-one-out).")
 @cnn_options
 def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: int | None, as_json: bool,
-             config_file: str | None, max_side: int | None, multiscale: bool | None) -> None:
+             config_file: str | None, whiten: str | None, rerank: str | None, folds: int | None,
+             max_side: int | None, multiscale: bool | None) -> None:
     """Leave-one-out retrieval quality on DATASET, a folder whose sub-folders are classes.
 
     Every image queries all others; prints mAP, P@1, P@10, P@20, P@100 and n_queries."""
@@ -152,13 +168,13 @@ def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: 
     settings = load_settings(config_file).with_flags(extractor=extractor, metric=metric, workers=workers,
                                                      cnn_max_side=max_side, cnn_multiscale=multiscale)
     scores = run_eval(dataset, settings.extractor, settings.metric, settings.workers,
-                      options=cnn_options_of(settings))
+                      options=cnn_options_of(settings), whiten=whiten, rerank=rerank, folds=folds or 0)
     if as_json:
         click.echo(json.dumps(scores))
         return
     click.echo(f"{settings.extractor} / {settings.metric} on {dataset}")
     for key, value in scores.items():
-        click.echo(f"{key:>10}  {value:.4f}" if key != "n_queries" else f"{key:>10}  {value}")
+        click.echo(f"{key:>10}  {value}" if isinstance(value, int) else f"{key:>10}  {value:.4f}")
 
 
 @cli.command()

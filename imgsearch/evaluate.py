@@ -16,7 +16,10 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.images import SkippedFile, has_image_suffix, load_image
+from imgsearch.methods import parse_method
+from imgsearch.rerank import RERANKERS
 from imgsearch.similarity import get_metric
+from imgsearch.whiten import WHITENINGS
 from imgsearch.walk import FoundFile, walk_collection
 
 CUTOFFS = (1, 10, 20, 100)
@@ -94,11 +97,48 @@ def retrieval_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float
     return result
 
 
+def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """A fold number per image, each class spread evenly over the k folds."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(labels), dtype=int)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        folds[rng.permutation(members)] = np.arange(len(members)) % k
+    return folds
+
+
+def _fold_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
+                 whiten: str | None, rerank: str | None) -> np.ndarray:
+    if whiten:
+        name, params = parse_method(whiten, WHITENINGS)
+        learned = WHITENINGS[name][0](train, train_labels, *params)
+        test = learned.apply(test)
+    if rerank:
+        name, params = parse_method(rerank, RERANKERS)
+        return RERANKERS[name][0](test, test, *params)
+    return test @ test.T
+
+
 def evaluate(
     dataset: Path, extractor_name: str, metric_name: str, workers: int, progress: bool = True,
-    options: CnnOptions = CnnOptions(),
+    options: CnnOptions = CnnOptions(), whiten: str | None = None, rerank: str | None = None, folds: int = 0,
 ) -> dict[str, float]:
+    """Leave-one-out metrics. A learned step (whiten) never sees the images it is tested
+    on: k-fold by image, stratified by class (k = folds, default 2), learned on the other
+    folds, retrieval within the held-out fold; the folds' metrics are averaged."""
     metric = get_metric(metric_name)
     vectors, labels = extract_dataset(labelled_images(dataset), extractor_name, workers, progress, options)
-    prepared = metric.prepare_rows(vectors)
-    return retrieval_metrics(prepared @ prepared.T, labels)
+    prepared = metric.prepare_rows(vectors)  # unit rows for every metric: cosine = the metric
+    folds = folds or (2 if whiten else 1)
+    if folds == 1:
+        return retrieval_metrics(_fold_scores(prepared, labels, prepared, None, rerank), labels)
+    assignment = stratified_folds(labels, folds)
+    results = []
+    for f in range(folds):
+        test, train = assignment == f, assignment != f
+        scores = _fold_scores(prepared[train], labels[train], prepared[test], whiten, rerank)
+        results.append(retrieval_metrics(scores, labels[test]))
+    mean = {key: float(np.mean([r[key] for r in results])) for key in results[0] if key != "n_queries"}
+    mean["n_queries"] = int(sum(r["n_queries"] for r in results))
+    mean["folds"] = folds
+    return mean

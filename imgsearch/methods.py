@@ -1,0 +1,18 @@
+"""`NAME[:P1,P2,...]` specifications of learned and re-ranking methods."""
+from __future__ import annotations
+
+from typing import Any
+
+from imgsearch.errors import ImgsearchError
+
+
+def parse_method(spec: str, registry: dict[str, Any]) -> tuple[str, list[int | float]]:
+    """'aqe:10' -> ('aqe', [10]); 'diffusion' -> ('diffusion', []). Names must be in the registry."""
+    name, _, params = spec.partition(":")
+    if name not in registry:
+        raise ImgsearchError(f"unknown method {name!r}; known: {', '.join(registry)}")
+    try:
+        values = [float(p) for p in params.split(",") if p]
+    except ValueError:
+        raise ImgsearchError(f"method parameters must be numbers: {spec!r}") from None
+    return name, [int(v) if v.is_integer() else v for v in values]

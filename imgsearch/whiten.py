@@ -1,0 +1,82 @@
+"""Learned linear maps on L2-normalised descriptors, with learning and applying kept
+apart (as cnnimageretrieval-pytorch's whiten.py does): a map is learned once from
+training vectors, then applied to database and queries alike.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsearch.features.pooling import EPS
+
+
+@dataclass(frozen=True)
+class LinearMap:
+    mean: np.ndarray  # d
+    projection: np.ndarray  # d_out x d
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        y = (np.atleast_2d(x) - self.mean) @ self.projection.T
+        return (y / (np.linalg.norm(y, axis=1, keepdims=True) + EPS)).astype(np.float32)
+
+
+def _shrunk_eigh(C: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition (descending) of C shrunk towards its mean eigenvalue: on
+    small collections the smallest directions are noise, and inverting them blows it up."""
+    values, vectors = np.linalg.eigh(C)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    values = (1 - shrinkage) * np.maximum(values, 0) + shrinkage * values.mean()
+    return values, vectors
+
+
+def learn_pca_whitening(X: np.ndarray, dims: int = 0, power: float = 0.5, shrinkage: float = 0.0) -> LinearMap:
+    """PCA-whitening (Jegou & Chum, ECCV 2012): project on the principal directions and
+    divide each by eigenvalue^power (0.5 = full whitening; smaller = partial), keep the
+    first `dims` (0 = all)."""
+    mean = X.mean(axis=0)
+    values, vectors = _shrunk_eigh(np.cov(X - mean, rowvar=False, bias=True), shrinkage)
+    dims = dims or X.shape[1]
+    return LinearMap(mean, (vectors[:, :dims] / (values[:dims] + EPS) ** power).T)
+
+
+def _pair_scatters(X: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean outer products of differences over all matching (same label) and all
+    non-matching pairs, from class scatters: sum over pairs of (xi - xj)(xi - xj)^T
+    within a set of n vectors is n times its scatter."""
+    d = X.shape[1]
+    same, n_same = np.zeros((d, d)), 0
+    for c in np.unique(labels):
+        members = X[labels == c]
+        centred = members - members.mean(axis=0)
+        same += len(members) * centred.T @ centred
+        n_same += len(members) * (len(members) - 1) // 2
+    centred = X - X.mean(axis=0)
+    every = len(X) * centred.T @ centred
+    n_every = len(X) * (len(X) - 1) // 2
+    return same / n_same, (every - same) / (n_every - n_same)
+
+
+def learn_lw(X: np.ndarray, labels: np.ndarray, dims: int = 0, shrinkage: float = 0.1) -> LinearMap:
+    """Learned whitening "Lw" (Radenovic et al., ECCV 2016): whiten by the covariance of
+    matching-pair differences, then rotate to the principal directions of the whitened
+    non-matching differences, keeping the `dims` most discriminative (0: as many as the
+    labels can tell apart, classes - 1, the rank of the between-class scatter)."""
+    dims = dims or max(1, min(X.shape[1], len(np.unique(labels)) - 1))
+    mean = X.mean(axis=0)
+    C_same, C_diff = _pair_scatters(X, labels)
+    values, vectors = _shrunk_eigh(C_same, shrinkage)
+    whiten = vectors / np.sqrt(values + EPS)  # d x d: columns scaled
+    diff_values, rotation = np.linalg.eigh(whiten.T @ C_diff @ whiten)
+    rotation = rotation[:, ::-1]
+    return LinearMap(mean, (whiten @ rotation[:, :dims]).T)
+
+
+# name -> (learn(X, labels, *params), whether it needs labels, description)
+WHITENINGS: dict[str, tuple[Callable[..., LinearMap], bool, str]] = {
+    "pca": (lambda X, labels, *p: learn_pca_whitening(X, *p), False,
+            "PCA-whitening [dims, power, shrinkage] (Jegou & Chum, ECCV 2012)"),
+    "lw": (lambda X, labels, *p: learn_lw(X, labels, *p), True,
+           "learned whitening from matching / non-matching pairs [dims, shrinkage] (Radenovic et al., ECCV 2016)"),
+}

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from imgsearch.evaluate import retrieval_metrics, stratified_folds
+from imgsearch.rerank import aqe, alpha_qe, dba, diffusion
+from imgsearch.whiten import learn_lw, learn_pca_whitening
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_aqe_is_the_mean_of_query_and_its_neighbours() -> None:
+    rng = np.random.default_rng(0)
+    X = unit(rng.standard_normal((30, 8)))
+    q = X[:1]
+    top = np.argsort(-(q @ X.T)[0], kind="stable")[:4]
+    expanded = unit(q[0] + X[top].sum(axis=0))
+    np.testing.assert_allclose(aqe(q, X, 4)[0], X @ expanded, atol=1e-6)
+    np.testing.assert_allclose(alpha_qe(q, X, 4, alpha=0.0), aqe(q, X, 4), atol=1e-6)
+
+
+def test_dba_averages_each_vector_with_its_neighbours() -> None:
+    rng = np.random.default_rng(1)
+    X = unit(rng.standard_normal((20, 5)))
+    augmented = dba(X, 2)
+    for i in (0, 7):
+        top = np.argsort(-(X[i] @ X.T), kind="stable")[:3]
+        np.testing.assert_allclose(augmented[i], unit(X[top].sum(axis=0)), atol=1e-6)
+
+
+def test_diffusion_follows_the_manifold() -> None:
+    """Points along two arcs: the far end of the query's own arc must outrank the other
+    arc, although the other arc's nearest point is closer in plain cosine."""
+    t = np.linspace(0, 1.4, 40)
+    arc_a = np.stack([np.cos(t), np.sin(t), np.zeros_like(t)], axis=1)
+    arc_b = np.stack([np.cos(t[:10]) * 0.2, np.sin(t[:10]) * 0.2, np.ones(10)], axis=1) + [0.9, 0, 0]
+    X = unit(np.vstack([arc_a, arc_b]))
+    q = X[:1]
+    plain = (q @ X.T)[0]
+    far_end, other = 39, 40 + int(np.argmax(plain[40:]))
+    assert plain[far_end] < plain[other]
+    diffused = diffusion(q, X, k=3, alpha=0.99, gamma=1.0, query_k=3)[0]
+    assert diffused[far_end] > diffused[other]
+
+
+def test_full_pca_whitening_makes_the_training_covariance_identity() -> None:
+    rng = np.random.default_rng(2)
+    rotation, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    X = (rng.standard_normal((500, 6)) * np.arange(1, 7)) @ rotation
+    learned = learn_pca_whitening(X)
+    projected = (X - learned.mean) @ learned.projection.T
+    np.testing.assert_allclose(np.cov(projected, rowvar=False, bias=True), np.eye(6), atol=1e-6)
+
+
+def test_lw_learned_on_other_images_beats_plain_on_held_out_ones() -> None:
+    """Classes differ along two directions buried under larger noise in ten others."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(6), 40)
+    centres = np.zeros((6, 12))
+    centres[:, :2] = rng.standard_normal((6, 2))
+    X = unit(centres[labels] + rng.standard_normal((240, 12)) * np.r_[0.15, 0.15, np.full(10, 1.0)])
+    folds = stratified_folds(labels, 2)
+    train, test = folds == 0, folds == 1
+    plain = retrieval_metrics(X[test] @ X[test].T, labels[test])["mAP"]
+    mapped = learn_lw(X[train], labels[train]).apply(X[test])
+    learned = retrieval_metrics(mapped @ mapped.T, labels[test])["mAP"]
+    assert learned > plain + 0.1
+
+
+def test_folds_are_disjoint_and_stratified() -> None:
+    labels = np.repeat(np.arange(4), [10, 11, 12, 13])
+    folds = stratified_folds(labels, 3)
+    for c in range(4):
+        counts = np.bincount(folds[labels == c], minlength=3)
+        assert counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("spec", ["--rerank=aqe:3", "--whiten=lw", "--whiten=pca:2,0.25"])
+def test_eval_takes_learned_and_reranking_steps(tmp_path, spec) -> None:
+    import cv2
+
+    from cli_runner import imgsearch
+
+    rng = np.random.default_rng(4)
+    for cls, bgr in {"reds": (30, 30, 200), "greens": (30, 200, 30), "blues": (200, 30, 30)}.items():
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            image = np.clip(np.array(bgr) + rng.integers(-40, 40, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(tmp_path / cls / f"{i}.png"), image)
+    run = imgsearch("eval", tmp_path, "-e", "hsv72", "-m", "bhattacharyya", spec, "--json", "-j", "1")
+    assert run.code == 0, run.err
+    result = run.json()
+    assert result["n_queries"] == 18 and result["mAP"] > 0.6
+    assert ("folds" in result) == spec.startswith("--whiten")

@@ -117,9 +117,12 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @click.option("--parallel", "-P", type=click.IntRange(1, 64),
               help="Scan connections, each streaming a part of the packed blocks; the merged result is "
                    "exactly the single-connection one. Raise it when the server has idle cores (default 1).")
+@click.option("--rerank", metavar="NAME[:N,ALPHA]",
+              help="Query expansion by a second scan: aqe[:n] (average query expansion, Chum et al., ICCV 2007) "
+                   "or alpha-qe[:n,alpha] (Radenovic et al., TPAMI 2018); n defaults to 10. Doubles the scan time.")
 @common_options
 def query(settings: Settings, image: str, extractor: str | None, metric: str | None, top_k: int | None,
-          as_json: bool, include_self: bool, parallel: int | None) -> None:
+          as_json: bool, include_self: bool, parallel: int | None, rerank: str | None) -> None:
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
@@ -130,7 +133,7 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel)
     with open_settings_store(settings) as store:
         result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
-                           settings.block_rows, include_self, settings.parallel)
+                           settings.block_rows, include_self, settings.parallel, expand=rerank)
     if as_json:
         click.echo(json.dumps({
             "query": result.query, "extractor": result.extractor, "metric": result.metric,

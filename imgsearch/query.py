@@ -13,6 +13,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
 from imgsearch.images import SkippedFile, load_image
+from imgsearch.methods import parse_method
 from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import COLLECTION_ROOT_KEY, ExtractorRow, FeatureStore, check_same_params
@@ -97,13 +98,16 @@ def run_query(
     block_rows: int,
     include_self: bool = False,
     parallel: int = 1,
+    expand: str | None = None,
 ) -> QueryResult:
     started = time.perf_counter()
     metric = get_metric(metric_name)
     row, extractor = stored_extractor(store, extractor_name)
     vector, own_id = query_vector(store, row, extractor, image)
     excluded = [] if include_self or own_id is None else [own_id]
-    result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel)
+    if expand:
+        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, expand)
+    result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel, query_is_prepared=bool(expand))
     rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
     matches = [
         Match(rank, rows[image_id].name, rows[image_id].path, score)
@@ -113,22 +117,46 @@ def run_query(
     return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches)
 
 
+QUERY_EXPANSIONS = {"aqe": 0.0, "alpha-qe": 3.0}  # name -> default alpha
+
+
+def expanded_query(
+    store: FeatureStore, row: ExtractorRow, vector: np.ndarray, metric: Metric, block_rows: int,
+    excluded: list[int], parallel: int, spec: str,
+) -> np.ndarray:
+    """Query expansion at query time (AQE: Chum et al. 2007; alpha-QE: Radenovic et al.
+    2018), in the metric's prepared space so it holds for every metric: a first scan
+    finds the top n, the prepared query plus their prepared vectors (weighted by
+    score^alpha) is the new query of a second scan. Costs one more scan."""
+    name, params = parse_method(spec, QUERY_EXPANSIONS)
+    n = int(params[0]) if params else 10
+    alpha = float(params[1]) if len(params) > 1 else QUERY_EXPANSIONS[name]
+    first = scan_store(store, row, vector, metric, n, block_rows, excluded, parallel)
+    prepared = metric.prepare_one(vector).astype(np.float64)
+    for image_id, score in first.ranking:
+        neighbour = store.vector(row, image_id)
+        if neighbour is not None:
+            prepared += max(score, 0.0) ** alpha * metric.prepare_one(neighbour)
+    return (prepared / (np.linalg.norm(prepared) or 1.0)).astype(np.float32)
+
+
 def scan_store(
     store: FeatureStore, row: ExtractorRow, vector: np.ndarray, metric: Metric, top_k: int, block_rows: int,
-    excluded: list[int], parallel: int = 1,
+    excluded: list[int], parallel: int = 1, query_is_prepared: bool = False,
 ) -> ScanResult:
     """The exact top-K over the store: one read-ahead stream, or `parallel` connections
     over disjoint parts whose snapshots must have seen the same pack generation (else a
     pack committed between them, and the scan is repeated)."""
     if parallel <= 1:
-        return scan(prefetched(store.stream_blocks(row, block_rows)), vector, metric, top_k, excluded)
+        return scan(prefetched(store.stream_blocks(row, block_rows)), vector, metric, top_k, excluded,
+                    query_is_prepared)
     for _ in range(3):
         generations: list[int] = []
         parts = [
             functools.partial(store.stream_blocks, row, block_rows, True, part, parallel, generations)
             for part in range(parallel)
         ]
-        result = parallel_scan(parts, vector, metric, top_k, excluded)
+        result = parallel_scan(parts, vector, metric, top_k, excluded, query_is_prepared)
         if len(set(generations)) == 1:
             return result
     raise ImgsearchError("packs kept committing during the parallel scan; retry, or use --parallel 1")

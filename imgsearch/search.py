@@ -70,9 +70,10 @@ def scan(
     metric: Metric,
     k: int,
     exclude_ids: Iterable[int] = (),
+    query_is_prepared: bool = False,
 ) -> ScanResult:
     """Score every row of every block against `query` and keep the best `k`."""
-    prepared_query = metric.prepare_one(query)
+    prepared_query = query if query_is_prepared else metric.prepare_one(query)
     excluded = np.fromiter(exclude_ids, dtype=np.int64)
     top = TopK(k)
     rows = 0
@@ -140,11 +141,13 @@ def parallel_scan(
     metric: Metric,
     k: int,
     exclude_ids: Iterable[int] = (),
+    query_is_prepared: bool = False,
 ) -> ScanResult:
     """Scan each part (a function opening its own stream) in its own thread and merge.
     The driver releases the GIL while it waits on the socket, and packed blocks cost one
     row parse per thousand vectors, so the parts' streams overlap for real."""
     excluded = list(exclude_ids)
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="imgsearch-scan") as pool:
-        results = list(pool.map(lambda open_part: scan(open_part(), query, metric, k, excluded), parts))
+        results = list(pool.map(lambda open_part: scan(open_part(), query, metric, k, excluded, query_is_prepared),
+                                parts))
     return merge(results, k)

@@ -93,3 +93,31 @@ def test_eval_takes_learned_and_reranking_steps(tmp_path, spec) -> None:
     result = run.json()
     assert result["n_queries"] == 18 and result["mAP"] > 0.6
     assert ("folds" in result) == spec.startswith("--whiten")
+
+
+@pytest.mark.parametrize("spec,alpha", [("aqe:4", 0.0), ("alpha-qe:4,3", 3.0)])
+@pytest.mark.parametrize("metric_name", ["cosine", "pearson", "bhattacharyya"])
+def test_query_expansion_at_query_time_equals_the_direct_formula(db_url, spec, alpha, metric_name) -> None:
+    from imgsearch.features.color import RgbHistogram
+    from imgsearch.query import run_query
+    from imgsearch.similarity import get_metric
+    from imgsearch.store import open_store
+    from imgsearch.store.base import ImageRecord
+    from imgsearch.store.url import parse_database_url
+
+    rng = np.random.default_rng(5)
+    X = rng.random((60, 512)).astype(np.float32) ** 3
+    with open_store(parse_database_url(db_url), create=True) as store:
+        row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
+        store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
+                           for i, v in enumerate(X)])
+        store.pack(row, 16)
+        result = run_query(store, "0.jpg", "rgb", metric_name, 8, 7, expand=spec)
+    metric = get_metric(metric_name)
+    P = metric.prepare_rows(X).astype(np.float64)
+    first = P[1:] @ P[0]
+    top = np.argsort(-first, kind="stable")[:4]
+    expanded = P[0] + (np.maximum(first[top], 0) ** alpha) @ P[1:][top]
+    scores = P[1:] @ (expanded / np.linalg.norm(expanded))
+    expected = [f"{i + 1}.jpg".encode() for i in np.argsort(-scores, kind="stable")[:8]]
+    assert [m.name for m in result.matches] == expected

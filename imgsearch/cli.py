@@ -120,9 +120,11 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @click.option("--rerank", metavar="NAME[:N,ALPHA]",
               help="Query expansion by a second scan: aqe[:n] (average query expansion, Chum et al., ICCV 2007) "
                    "or alpha-qe[:n,alpha] (Radenovic et al., TPAMI 2018); n defaults to 10. Doubles the scan time.")
+@click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
+                                                  "query and every stored vector before scoring.")
 @common_options
 def query(settings: Settings, image: str, extractor: str | None, metric: str | None, top_k: int | None,
-          as_json: bool, include_self: bool, parallel: int | None, rerank: str | None) -> None:
+          as_json: bool, include_self: bool, parallel: int | None, rerank: str | None, whiten: str | None) -> None:
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
@@ -133,7 +135,7 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel)
     with open_settings_store(settings) as store:
         result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
-                           settings.block_rows, include_self, settings.parallel, expand=rerank)
+                           settings.block_rows, include_self, settings.parallel, expand=rerank, whiten=whiten)
     if as_json:
         click.echo(json.dumps({
             "query": result.query, "extractor": result.extractor, "metric": result.metric,
@@ -207,6 +209,27 @@ def pack(settings: Settings, extractors: tuple[str, ...]) -> None:
             report = store.pack(row, settings.pack_rows)
             click.echo(f"{row.name}: {report.vectors_moved} vectors into {report.blocks_written} blocks, "
                        f"{report.blocks_removed} old blocks removed")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
+@click.option("--method", default="lw", show_default=True, metavar="METHOD[:PARAMS]", help=WHITEN_HELP)
+@common_options
+def learn(settings: Settings, name: str, extractor: str | None, method: str) -> None:
+    """Fit a learned map on every stored vector of an extractor and store it as NAME.
+
+    Supervised methods (lw) take each image's first folder as its class. Apply it with
+    `query --whiten NAME`. Measure first: `eval --whiten METHOD` learns on some folds and
+    tests on the others (unsupervised full PCA-whitening hurts small collections)."""
+    from imgsearch.learn import learn_map
+    from imgsearch.query import stored_extractor
+
+    settings = settings.with_flags(extractor=extractor)
+    with open_settings_store(settings) as store:
+        row, _ = stored_extractor(store, settings.extractor)
+        trained_on, dims = learn_map(store, row, name, method, settings.block_rows)
+    click.echo(f"learned {method} on {trained_on} {settings.extractor} vectors -> {dims} dims, stored as {name!r}")
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
 from imgsearch.images import SkippedFile, load_image
+from imgsearch.learn import stored_map
 from imgsearch.methods import parse_method
 from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
 from imgsearch.similarity import Metric, get_metric
@@ -99,15 +101,18 @@ def run_query(
     include_self: bool = False,
     parallel: int = 1,
     expand: str | None = None,
+    whiten: str | None = None,
 ) -> QueryResult:
     started = time.perf_counter()
     metric = get_metric(metric_name)
     row, extractor = stored_extractor(store, extractor_name)
     vector, own_id = query_vector(store, row, extractor, image)
     excluded = [] if include_self or own_id is None else [own_id]
+    transform = stored_map(store, row, whiten).apply if whiten else None
     if expand:
-        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, expand)
-    result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel, query_is_prepared=bool(expand))
+        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, expand, transform)
+    result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel,
+                        query_is_prepared=bool(expand), transform=transform)
     rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
     matches = [
         Match(rank, rows[image_id].name, rows[image_id].path, score)
@@ -117,12 +122,13 @@ def run_query(
     return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches)
 
 
+Transform = Callable[[np.ndarray], np.ndarray]
 QUERY_EXPANSIONS = {"aqe": 0.0, "alpha-qe": 3.0}  # name -> default alpha
 
 
 def expanded_query(
     store: FeatureStore, row: ExtractorRow, vector: np.ndarray, metric: Metric, block_rows: int,
-    excluded: list[int], parallel: int, spec: str,
+    excluded: list[int], parallel: int, spec: str, transform: Transform | None = None,
 ) -> np.ndarray:
     """Query expansion at query time (AQE: Chum et al. 2007; alpha-QE: Radenovic et al.
     2018), in the metric's prepared space so it holds for every metric: a first scan
@@ -131,29 +137,36 @@ def expanded_query(
     name, params = parse_method(spec, QUERY_EXPANSIONS)
     n = int(params[0]) if params else 10
     alpha = float(params[1]) if len(params) > 1 else QUERY_EXPANSIONS[name]
-    first = scan_store(store, row, vector, metric, n, block_rows, excluded, parallel)
-    prepared = metric.prepare_one(vector).astype(np.float64)
+    first = scan_store(store, row, vector, metric, n, block_rows, excluded, parallel, transform=transform)
+    mapped = transform or (lambda x: x)
+    prepared = metric.prepare_one(mapped(vector)).astype(np.float64)
     for image_id, score in first.ranking:
         neighbour = store.vector(row, image_id)
         if neighbour is not None:
-            prepared += max(score, 0.0) ** alpha * metric.prepare_one(neighbour)
+            prepared += max(score, 0.0) ** alpha * metric.prepare_one(mapped(neighbour))
     return (prepared / (np.linalg.norm(prepared) or 1.0)).astype(np.float32)
 
 
 def scan_store(
     store: FeatureStore, row: ExtractorRow, vector: np.ndarray, metric: Metric, top_k: int, block_rows: int,
-    excluded: list[int], parallel: int = 1, query_is_prepared: bool = False,
+    excluded: list[int], parallel: int = 1, query_is_prepared: bool = False, transform: Transform | None = None,
 ) -> ScanResult:
     """The exact top-K over the store: one read-ahead stream, or `parallel` connections
     over disjoint parts whose snapshots must have seen the same pack generation (else a
     pack committed between them, and the scan is repeated)."""
+    def blocks(stream):
+        # A learned map applies to every block (one matrix product) and to the query.
+        return stream if transform is None else ((ids, transform(x)) for ids, x in stream)
+
+    if transform is not None and not query_is_prepared:
+        vector = transform(vector)[0]
     if parallel <= 1:
-        return scan(prefetched(store.stream_blocks(row, block_rows)), vector, metric, top_k, excluded,
+        return scan(prefetched(blocks(store.stream_blocks(row, block_rows))), vector, metric, top_k, excluded,
                     query_is_prepared)
     for _ in range(3):
         generations: list[int] = []
         parts = [
-            functools.partial(store.stream_blocks, row, block_rows, True, part, parallel, generations)
+            functools.partial(lambda p: blocks(store.stream_blocks(row, block_rows, True, p, parallel, generations)), part)
             for part in range(parallel)
         ]
         result = parallel_scan(parts, vector, metric, top_k, excluded, query_is_prepared)

@@ -68,3 +68,18 @@ CREATE TABLE IF NOT EXISTS packed_stale (
     block_no     INT UNSIGNED NOT NULL,
     PRIMARY KEY (extractor_id, image_id, block_no)
 ) ENGINE=InnoDB
+;;
+-- Learned linear maps (imgsearch learn): y = projection (x - mean), then L2-normalised.
+-- mean and projection are little-endian float32 (projection row-major, dim_out x dim).
+CREATE TABLE IF NOT EXISTS whitenings (
+    id           SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    name         VARCHAR(64) CHARACTER SET ascii NOT NULL,
+    method       TEXT NOT NULL,
+    dim_out      INTEGER NOT NULL,
+    trained_on   INTEGER NOT NULL,
+    mean         LONGBLOB NOT NULL,
+    projection   LONGBLOB NOT NULL,
+    UNIQUE (extractor_id, name),
+    CONSTRAINT fk_whitening_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
+) ENGINE=InnoDB

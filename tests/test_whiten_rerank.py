@@ -121,3 +121,29 @@ def test_query_expansion_at_query_time_equals_the_direct_formula(db_url, spec, a
     scores = P[1:] @ (expanded / np.linalg.norm(expanded))
     expected = [f"{i + 1}.jpg".encode() for i in np.argsort(-scores, kind="stable")[:8]]
     assert [m.name for m in result.matches] == expected
+
+
+def test_learned_map_is_stored_and_applied_at_query_time(db_url) -> None:
+    from imgsearch.features.color import RgbHistogram
+    from imgsearch.learn import learn_map
+    from imgsearch.query import run_query
+    from imgsearch.store import open_store
+    from imgsearch.store.base import ImageRecord
+    from imgsearch.store.url import parse_database_url
+
+    rng = np.random.default_rng(6)
+    labels = np.repeat(np.arange(4), 15)
+    centres = rng.random((4, 512)) * 0.2
+    X = (centres[labels] + rng.random((60, 512))).astype(np.float32)
+    paths = [f"c{c}/{i}.jpg" for i, c in enumerate(labels)]
+    with open_store(parse_database_url(db_url), create=True) as store:
+        row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
+        store.write_batch([(ImageRecord(p.encode(), p.split("/")[1].encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
+                           for p, v in zip(paths, X)])
+        trained_on, dims = learn_map(store, row, "mine", "lw", 100)
+        assert (trained_on, dims) == (60, 3)
+        result = run_query(store, "0.jpg", "rgb", "cosine", 10, 7, whiten="mine")
+    mapped = learn_lw(X.astype(np.float64), labels).apply(X)
+    scores = mapped[1:] @ mapped[0]
+    expected = [paths[i + 1].encode() for i in np.argsort(-scores, kind="stable")[:10]]
+    assert [m.path for m in result.matches] == expected

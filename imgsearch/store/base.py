@@ -426,6 +426,33 @@ class FeatureStore(ABC):
         stale = self._execute("SELECT COUNT(*) FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
         return int(blocks[0][0]), int(tail[0][0]), int(stale[0][0])
 
+    def save_linear_map(
+        self, extractor: ExtractorRow, name: str, method: str, trained_on: int, mean: np.ndarray, projection: np.ndarray
+    ) -> None:
+        self._begin_write()
+        self._execute("DELETE FROM whitenings WHERE extractor_id = ? AND name = ?", (extractor.id, name))
+        self._execute(
+            "INSERT INTO whitenings (extractor_id, name, method, dim_out, trained_on, mean, projection) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (extractor.id, name, method, int(projection.shape[0]), trained_on, vector_to_bytes(mean),
+             vector_to_bytes(projection.ravel())),
+        )
+        self._commit()
+
+    def load_linear_map(self, extractor: ExtractorRow, name: str) -> tuple[str, np.ndarray, np.ndarray] | None:
+        """(method, mean, projection) of a stored map, None if there is none of that name."""
+        if "whitenings" not in self.existing_tables():
+            return None
+        rows = self._execute(
+            "SELECT method, dim_out, mean, projection FROM whitenings WHERE extractor_id = ? AND name = ?",
+            (extractor.id, name),
+        )
+        if not rows:
+            return None
+        method, dim_out, mean, projection = rows[0]
+        return (str(method), np.frombuffer(bytes(mean), VECTOR_DTYPE),
+                np.frombuffer(bytes(projection), VECTOR_DTYPE).reshape(int(dim_out), extractor.dim))
+
     def images_by_ids(self, ids: list[int]) -> dict[int, StoredImage]:
         if not ids:
             return {}

@@ -24,7 +24,8 @@ EXTRACTOR_HELP = (
 WHITEN_HELP = (
     "Learned linear map, fitted on the training folds: pca[:dims,power,shrinkage] (PCA-whitening, Jegou & "
     "Chum, ECCV 2012; full whitening hurts small collections: try pca:32,0.25) or lw[:dims,shrinkage] "
-    "(supervised learned whitening from same-class / other-class pairs, Radenovic et al., ECCV 2016)."
+    "(supervised learned whitening from same-class / other-class pairs, Radenovic et al., ECCV 2016) or "
+    "triplet[:dims,margin] (linear projection trained with a triplet loss, Schroff et al., CVPR 2015)."
 )
 RERANK_HELP = (
     "Re-ranking: aqe[:n] (average query expansion, Chum et al., ICCV 2007), alpha-qe[:n,alpha] "

@@ -73,10 +73,48 @@ def learn_lw(X: np.ndarray, labels: np.ndarray, dims: int = 0, shrinkage: float 
     return LinearMap(mean, (whiten @ rotation[:, :dims]).T)
 
 
+def learn_triplet(
+    X: np.ndarray, labels: np.ndarray, dims: int = 64, margin: float = 0.1, n_triplets: int = 20_000,
+    decay: float = 1e-3, seed: int = 0,
+) -> LinearMap:
+    """A linear projection W trained with a triplet loss (the siamese idea, without
+    retraining the network; Schroff et al. 2015 for the loss): mean over random triplets
+    (anchor, same-class positive, other-class negative) of
+    max(0, margin + |W(a - p)|^2 - |W(a - n)|^2), plus decay |W - W0|^2, from W0 = the
+    top PCA directions; minimised by L-BFGS with the analytic gradient."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(seed)
+    mean = X.mean(axis=0)
+    _, vectors = _shrunk_eigh(np.cov(X - mean, rowvar=False, bias=True), 0.0)
+    dims = min(dims, X.shape[1])
+    W0 = vectors[:, :dims].T
+    anchors = rng.integers(0, len(X), n_triplets)
+    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    others = {c: np.flatnonzero(labels != c) for c in by_class}
+    positives = np.array([rng.choice(by_class[labels[a]]) for a in anchors])
+    negatives = np.array([rng.choice(others[labels[a]]) for a in anchors])
+    D_ap, D_an = X[anchors] - X[positives], X[anchors] - X[negatives]
+
+    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        W = flat.reshape(dims, -1)
+        P_ap, P_an = D_ap @ W.T, D_an @ W.T
+        hinge = margin + np.einsum("ij,ij->i", P_ap, P_ap) - np.einsum("ij,ij->i", P_an, P_an)
+        active = hinge > 0
+        loss = hinge[active].sum() / n_triplets + decay * np.sum((W - W0) ** 2)
+        grad = 2 * (P_ap[active].T @ D_ap[active] - P_an[active].T @ D_an[active]) / n_triplets
+        return loss, (grad + 2 * decay * (W - W0)).ravel()
+
+    solution = minimize(loss_and_gradient, W0.ravel(), jac=True, method="L-BFGS-B", options={"maxiter": 200})
+    return LinearMap(mean, solution.x.reshape(dims, -1))
+
+
 # name -> (learn(X, labels, *params), whether it needs labels, description)
 WHITENINGS: dict[str, tuple[Callable[..., LinearMap], bool, str]] = {
     "pca": (lambda X, labels, *p: learn_pca_whitening(X, *p), False,
             "PCA-whitening [dims, power, shrinkage] (Jegou & Chum, ECCV 2012)"),
     "lw": (lambda X, labels, *p: learn_lw(X, labels, *p), True,
            "learned whitening from matching / non-matching pairs [dims, shrinkage] (Radenovic et al., ECCV 2016)"),
+    "triplet": (lambda X, labels, *p: learn_triplet(X, labels, *p), True,
+                "linear projection trained with a triplet loss [dims, margin] (Schroff et al., CVPR 2015)"),
 }

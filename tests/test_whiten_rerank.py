@@ -68,6 +68,21 @@ def test_lw_learned_on_other_images_beats_plain_on_held_out_ones() -> None:
     assert learned > plain + 0.1
 
 
+def test_triplet_projection_learned_on_other_images_beats_plain() -> None:
+    from imgsearch.whiten import learn_triplet
+
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.arange(5), 30)
+    centres = np.zeros((5, 10))
+    centres[:, :2] = rng.standard_normal((5, 2))
+    X = unit(centres[labels] + rng.standard_normal((150, 10)) * np.r_[0.15, 0.15, np.full(8, 1.0)])
+    folds = stratified_folds(labels, 2)
+    train, test = folds == 0, folds == 1
+    plain = retrieval_metrics(X[test] @ X[test].T, labels[test])["mAP"]
+    mapped = learn_triplet(X[train], labels[train], dims=4, n_triplets=3000).apply(X[test])
+    assert retrieval_metrics(mapped @ mapped.T, labels[test])["mAP"] > plain + 0.1
+
+
 def test_folds_are_disjoint_and_stratified() -> None:
     labels = np.repeat(np.arange(4), [10, 11, 12, 13])
     folds = stratified_folds(labels, 3)

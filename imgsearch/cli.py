@@ -30,7 +30,8 @@ WHITEN_HELP = (
 RERANK_HELP = (
     "Re-ranking: aqe[:n] (average query expansion, Chum et al., ICCV 2007), alpha-qe[:n,alpha] "
     "(Radenovic et al., TPAMI 2018), dba-aqe[:n_db,n_query] (database-side augmentation, Arandjelovic & "
-    "Zisserman, CVPR 2012, then AQE), diffusion[:k,alpha,gamma,query_k] (Iscen et al., CVPR 2017)."
+    "Zisserman, CVPR 2012, then AQE), diffusion[:k,alpha,gamma,query_k] (Iscen et al., CVPR 2017), "
+    "k-reciprocal[:k1,k2,lambda] (Zhong et al., CVPR 2017)."
 )
 METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) + "."
 

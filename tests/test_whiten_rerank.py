@@ -44,6 +44,19 @@ def test_diffusion_follows_the_manifold() -> None:
     assert diffused[far_end] > diffused[other]
 
 
+def test_k_reciprocal_keeps_mutual_neighbours_together() -> None:
+    from imgsearch.rerank import k_reciprocal
+
+    rng = np.random.default_rng(8)
+    labels = np.repeat(np.arange(4), 12)
+    X = unit(rng.standard_normal((4, 16))[labels] * 1.0 + rng.standard_normal((48, 16)) * 0.9)
+    S = k_reciprocal(X, X, k1=8, k2=3, lambda_=0.3)
+    assert S.shape == (48, 48) and np.all(np.isfinite(S))
+    assert np.all(np.argmax(S, axis=1) == np.arange(48))  # each image is its own best match
+    plain = retrieval_metrics(X @ X.T, labels)["mAP"]
+    assert retrieval_metrics(S, labels)["mAP"] > plain
+
+
 def test_full_pca_whitening_makes_the_training_covariance_identity() -> None:
     rng = np.random.default_rng(2)
     rotation, _ = np.linalg.qr(rng.standard_normal((6, 6)))

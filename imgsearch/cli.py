@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -130,8 +131,6 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
-    import os
-
     from imgsearch.query import display, run_query
 
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel)

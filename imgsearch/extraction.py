@@ -9,6 +9,7 @@ from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
+import cv2
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
@@ -57,8 +58,6 @@ def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterat
 def _quiet_worker() -> None:
     # One image per process at a time: OpenCV's and the network's own threads would
     # oversubscribe the cores that the other workers use.
-    import cv2
-
     cv2.setNumThreads(1)
     os.environ["IMGSEARCH_WORKER"] = "1"
 

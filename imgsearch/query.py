@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from imgsearch.learn import stored_map
 from imgsearch.methods import parse_method
 from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
 from imgsearch.similarity import Metric, get_metric
-from imgsearch.store.base import COLLECTION_ROOT_KEY, ExtractorRow, FeatureStore, check_same_params
+from imgsearch.store.base import COLLECTION_ROOT_KEY, Block, ExtractorRow, FeatureStore, check_same_params
 
 
 @dataclass(frozen=True)
@@ -160,16 +160,18 @@ def scan_store(
 
     if transform is not None and not query_is_prepared:
         vector = transform(vector)[0]
+    scan_part = functools.partial(
+        scan, query=vector, metric=metric, k=top_k, exclude_ids=excluded, query_is_prepared=query_is_prepared
+    )
     if parallel <= 1:
-        return scan(prefetched(blocks(store.stream_blocks(row, block_rows))), vector, metric, top_k, excluded,
-                    query_is_prepared)
+        return scan_part(prefetched(blocks(store.stream_blocks(row, block_rows))))
     for _ in range(3):
         generations: list[int] = []
-        parts = [
-            functools.partial(lambda p: blocks(store.stream_blocks(row, block_rows, True, p, parallel, generations)), part)
-            for part in range(parallel)
-        ]
-        result = parallel_scan(parts, vector, metric, top_k, excluded, query_is_prepared)
+        def open_part(part: int, seen: list[int] = generations) -> Iterable[Block]:
+            return blocks(store.stream_blocks(row, block_rows, True, part, parallel, seen))
+
+        parts = [functools.partial(open_part, part) for part in range(parallel)]
+        result = parallel_scan(parts, scan_part, top_k)
         if len(set(generations)) == 1:
             return result
     raise ImgsearchError("packs kept committing during the parallel scan; retry, or use --parallel 1")

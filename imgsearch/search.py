@@ -137,17 +137,13 @@ def prefetched(blocks: Iterable[Block], depth: int = 2) -> Iterator[Block]:
 
 def parallel_scan(
     parts: list[Callable[[], Iterable[Block]]],
-    query: np.ndarray,
-    metric: Metric,
+    scan_part: Callable[[Iterable[Block]], ScanResult],
     k: int,
-    exclude_ids: Iterable[int] = (),
-    query_is_prepared: bool = False,
 ) -> ScanResult:
-    """Scan each part (a function opening its own stream) in its own thread and merge.
-    The driver releases the GIL while it waits on the socket, and packed blocks cost one
-    row parse per thousand vectors, so the parts' streams overlap for real."""
-    excluded = list(exclude_ids)
+    """Run `scan_part` (a `scan` with its query bound) over each part (a function opening
+    its own stream) in its own thread, and merge. The driver releases the GIL while it
+    waits on the socket, and packed blocks cost one row parse per thousand vectors, so
+    the parts' streams overlap for real."""
     with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="imgsearch-scan") as pool:
-        results = list(pool.map(lambda open_part: scan(open_part(), query, metric, k, excluded, query_is_prepared),
-                                parts))
+        results = list(pool.map(lambda open_part: scan_part(open_part()), parts))
     return merge(results, k)

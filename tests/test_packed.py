@@ -178,3 +178,21 @@ def test_an_index_from_before_packing_is_upgraded_by_build(tmp_path) -> None:
     run = imgsearch("query", "coffee.jpg", "--db", db, "-e", "rgb", "--json")
     assert run.code == 0, run.err
     assert [r["name"] for r in run.json()["results"]] == ["rocket.jpg"]
+
+
+@pytest.mark.parametrize("parallel", [2, 3])
+def test_parallel_query_equals_the_single_connection_one(db_url, parallel) -> None:
+    from imgsearch.features.color import RgbHistogram
+    from imgsearch.query import run_query
+
+    rng = np.random.default_rng(parallel)
+    with open_store(parse_database_url(db_url), create=True) as store:
+        row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
+        store.write_batch([(record(f"{i}.jpg"), {row.id: rng.random(512)}) for i in range(300)])
+        store.pack(row, block_rows=16)
+        store.write_batch([(record(f"tail{i}.jpg"), {row.id: rng.random(512)}) for i in range(40)])
+        store.delete_images([img.id for img in list(store.stored_images().values())[::9]])
+        single = run_query(store, "tail3.jpg", "rgb", "cosine", 25, 7)
+        split = run_query(store, "tail3.jpg", "rgb", "cosine", 25, 7, parallel=parallel)
+    assert [m.path for m in split.matches] == [m.path for m in single.matches]
+    np.testing.assert_allclose([m.score for m in split.matches], [m.score for m in single.matches], atol=1e-6)

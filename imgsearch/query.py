@@ -13,6 +13,7 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
+from imgsearch.features.pooling import l2n
 from imgsearch.images import SkippedFile, load_image
 from imgsearch.learn import stored_map
 from imgsearch.methods import parse_method
@@ -144,7 +145,7 @@ def expanded_query(
         neighbour = store.vector(row, image_id)
         if neighbour is not None:
             prepared += max(score, 0.0) ** alpha * metric.prepare_one(mapped(neighbour))
-    return (prepared / (np.linalg.norm(prepared) or 1.0)).astype(np.float32)
+    return l2n(prepared)
 
 
 def scan_store(

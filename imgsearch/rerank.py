@@ -10,11 +10,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import cg
 
-from imgsearch.features.pooling import EPS
-
-
-def _l2n_rows(x: np.ndarray) -> np.ndarray:
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + EPS)
+from imgsearch.features.pooling import EPS, l2n
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -28,7 +24,7 @@ def alpha_qe(Q: np.ndarray, X: np.ndarray, n: int = 10, alpha: float = 3.0) -> n
     top = _top(scores, n)
     weights = np.take_along_axis(np.maximum(scores, 0), top, axis=1) ** alpha
     expanded = Q + np.einsum("mk,mkd->md", weights, X[top])
-    return _l2n_rows(expanded) @ X.T
+    return l2n(expanded) @ X.T
 
 
 def aqe(Q: np.ndarray, X: np.ndarray, n: int = 10) -> np.ndarray:
@@ -42,7 +38,7 @@ def dba(X: np.ndarray, n: int = 3, alpha: float = 0.0) -> np.ndarray:
     scores = X @ X.T
     top = _top(scores, n + 1)  # itself first
     weights = np.take_along_axis(np.maximum(scores, 0), top, axis=1) ** alpha
-    return _l2n_rows(np.einsum("mk,mkd->md", weights, X[top]))
+    return l2n(np.einsum("mk,mkd->md", weights, X[top]))
 
 
 def dba_aqe(Q: np.ndarray, X: np.ndarray, n_db: int = 3, n_query: int = 5) -> np.ndarray:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgsearch.features.pooling import EPS
+from imgsearch.features.pooling import EPS, l2n
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,7 @@ class LinearMap:
     projection: np.ndarray  # d_out x d
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        y = (np.atleast_2d(x) - self.mean) @ self.projection.T
-        return (y / (np.linalg.norm(y, axis=1, keepdims=True) + EPS)).astype(np.float32)
+        return l2n((np.atleast_2d(x) - self.mean) @ self.projection.T)
 
 
 def _shrunk_eigh(C: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ EPS = 1e-6
 
 
 def l2n(v: np.ndarray) -> np.ndarray:
-    return (v / (np.linalg.norm(v) + EPS)).astype(np.float32)
+    """L2-normalised float32: a vector, or each row of a matrix."""
+    return (v / (np.linalg.norm(v, axis=-1, keepdims=True) + EPS)).astype(np.float32)
 
 
 def spoc(fmap: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ def rmac(fmap: np.ndarray, levels: int = 3) -> np.ndarray:
     for top, left, side in rmac_regions(h, w, levels):
         region = fmap if side < 0 else fmap[:, top : top + side, left : left + side]
         v = region.max(axis=(1, 2)).astype(np.float64)
-        total += v / (np.linalg.norm(v) + EPS)
+        total += l2n(v)
     return l2n(total)
 
 
@@ -104,7 +105,7 @@ def class_weighted(fmap: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
         if cam.max() > 0:
             cam /= cam.max()
         v = np.einsum("chw,hw->c", x, cam)
-        total += v / (np.linalg.norm(v) + EPS)
+        total += l2n(v)
     return l2n(total)
 
 

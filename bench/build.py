@@ -18,14 +18,9 @@ from pathlib import Path
 
 import cv2
 
-from imgsearch.build import build
-from imgsearch.images import has_image_suffix
+from imgsearch.build import build, collection_images
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
-
-
-def image_files(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and has_image_suffix(p))
 
 
 def imread_all(files: list[str]) -> int:
@@ -60,7 +55,7 @@ def main() -> None:
     parser.add_argument("--db", help="store URL (default: a fresh SQLite file); a MySQL database is emptied first")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    files = image_files(args.folder)
+    files = [str(p) for p in collection_images(args.folder)]
     cores = os.cpu_count() or 1
     print(f"{len(files)} images in {args.folder}; {cores} cores; python {sys.version.split()[0]}, OpenCV {cv2.__version__}")
     imread_all(files)  # warm the page cache for both sides

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from imgsearch.build import build
+from imgsearch.build import build, collection_images
 from imgsearch.features.cnn import DEFAULT_MAX_SIDE, backbone, preprocess
 from imgsearch.images import load_image
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
-
-sys.path.insert(0, str(Path(__file__).parent))
-from build import image_files  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +27,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--extractor", default="cnn-gem")
     args = parser.parse_args()
-    files = image_files(args.folder)
+    files = collection_images(args.folder)
     net = backbone()
     print(f"{len(files)} images; {os.cpu_count()} cores; runtime {net.runtime}; max side {DEFAULT_MAX_SIDE}")
     blobs = [preprocess(load_image(f).pixels, DEFAULT_MAX_SIDE) for f in files]

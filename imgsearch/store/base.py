@@ -375,7 +375,9 @@ class FeatureStore(ABC):
             rewrite = {int(b) for _, b in stale}
             if tail and blocks and int(blocks[-1][1]) < block_rows:
                 rewrite.add(int(blocks[-1][0]))  # fill the last block rather than add a small one
-            stale_pairs = {(int(i), int(b)) for i, b in stale}
+            stale_by_block: dict[int, list[int]] = {}
+            for image_id, block_no in stale:
+                stale_by_block.setdefault(int(block_no), []).append(int(image_id))
             kept_ids, kept_vectors = [], []
             for block_no in sorted(rewrite):
                 for ids_blob, vecs_blob in self._execute(
@@ -383,7 +385,7 @@ class FeatureStore(ABC):
                     (extractor.id, block_no),
                 ):
                     ids = np.frombuffer(ids_blob, dtype=ID_DTYPE)
-                    keep = np.array([(int(i), block_no) not in stale_pairs for i in ids], dtype=bool)
+                    keep = ~np.isin(ids, stale_by_block.get(block_no, []))
                     kept_ids.append(ids[keep])
                     kept_vectors.append(np.frombuffer(vecs_blob, dtype=VECTOR_DTYPE).reshape(len(ids), -1)[keep])
                 self._execute("DELETE FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no))

@@ -112,15 +112,17 @@ def run_query(
     transform = stored_map(store, row, whiten).apply if whiten else None
     if expand:
         vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, expand, transform)
-    result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel,
-                        query_is_prepared=bool(expand), transform=transform)
-    rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
-    matches = [
-        Match(rank, rows[image_id].name, rows[image_id].path, score)
-        for rank, (image_id, score) in enumerate(result.ranking, start=1)
-        if image_id in rows  # deleted by a concurrent build between the scan and now
-    ]
-    return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches)
+    # Names are read after the scan's snapshot: an image a concurrent build deleted in
+    # between has no name any more. Rather than print a shorter list, scan again.
+    for _ in range(3):
+        result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel,
+                            query_is_prepared=bool(expand), transform=transform)
+        rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
+        if all(image_id in rows for image_id, _ in result.ranking):
+            matches = [Match(rank, rows[image_id].name, rows[image_id].path, score)
+                       for rank, (image_id, score) in enumerate(result.ranking, start=1)]
+            return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches)
+    raise ImgsearchError("images kept being deleted while the query ran; run it again")
 
 
 Transform = Callable[[np.ndarray], np.ndarray]

@@ -48,8 +48,8 @@ def load(store: MySqlStore, extractor_name: str, n: int, seed: int = 0) -> None:
     if existing is not None and store.count_features().get(existing.id, 0) == n:
         return
     if existing is not None:
-        store._execute("DELETE FROM features WHERE extractor_id = ?", (existing.id,))
-        store._execute("DELETE FROM extractors WHERE id = ?", (existing.id,))
+        store.execute("DELETE FROM features WHERE extractor_id = ?", (existing.id,))
+        store.execute("DELETE FROM extractors WHERE id = ?", (existing.id,))
         store.conn.commit()
     extractor = store.register_extractor(extractor_name, RgbHistogram().params_json(), DIM)
     rng = np.random.default_rng(seed)
@@ -80,11 +80,11 @@ def raw_stream_seconds(store: MySqlStore, extractor_id: int) -> float:
 
 def demo_seconds(store: MySqlStore, query: np.ndarray) -> float:
     """The original demo: vectors as comma-separated text, eval per row, pearsonr per row."""
-    store._execute("DROP TABLE IF EXISTS demo_features")
-    store._execute("CREATE TABLE demo_features (id INT PRIMARY KEY, name VARCHAR(64), vec LONGTEXT)")
+    store.execute("DROP TABLE IF EXISTS demo_features")
+    store.execute("CREATE TABLE demo_features (id INT PRIMARY KEY, name VARCHAR(64), vec LONGTEXT)")
     rng = np.random.default_rng(1)
     rows = [(i, f"{i}.jpg", ",".join(map(str, (rng.random(DIM) ** 4).tolist()))) for i in range(DEMO_ROWS)]
-    store._executemany("INSERT INTO demo_features VALUES (?, ?, ?)", rows)
+    store.executemany("INSERT INTO demo_features VALUES (?, ?, ?)", rows)
     store.conn.commit()
     q = query.tolist()
     started = time.perf_counter()
@@ -98,7 +98,7 @@ def demo_seconds(store: MySqlStore, query: np.ndarray) -> float:
         del best[10:]
     elapsed = time.perf_counter() - started
     cur.close()
-    store._execute("DROP TABLE demo_features")
+    store.execute("DROP TABLE demo_features")
     return elapsed
 
 
@@ -120,7 +120,7 @@ def main() -> None:
     url = parse_database_url(args.db)
     with open_store(url, create=True) as store:
         assert isinstance(store, MySqlStore), "this benchmark measures the MySQL stream"
-        server, pool = store._execute("SELECT VERSION(), @@innodb_buffer_pool_size")[0]
+        server, pool = store.execute("SELECT VERSION(), @@innodb_buffer_pool_size")[0]
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; server {server} "
               f"(innodb_buffer_pool_size {int(pool) >> 20} MiB); "
               f"pymysql {pymysql.__version__}; N={args.n} x {DIM} float32; block_rows={BLOCK_ROWS}")
@@ -136,7 +136,7 @@ def main() -> None:
 
         for wipe in ("UPDATE features SET packed_block = NULL WHERE extractor_id = ?",
                      "DELETE FROM packed_blocks WHERE extractor_id = ?"):
-            store._execute(wipe, (extractor.id,))
+            store.execute(wipe, (extractor.id,))
         store.conn.commit()
         started = time.perf_counter()
         packed = store.pack(extractor)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
 from imgsearch.features.registry import CnnOptions, make_extractor
+from imgsearch.graph import update_graphs
 from imgsearch.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
 from imgsearch.store.base import (
     COLLECTION_ROOT_KEY,
@@ -54,6 +55,7 @@ class BuildReport:
     unchanged: int = 0
     removed: int = 0
     repacked: int = 0
+    graphs: list[str] = field(default_factory=list)
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -61,10 +63,11 @@ class BuildReport:
         reasons = Counter(reason for _, reason in self.skipped)
         detail = ", ".join(f"{why}: {n}" for why, n in reasons.most_common())
         skipped = f"skipped {len(self.skipped)}" + (f" ({detail})" if detail else "")
-        return (
+        return "\n".join([
             f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
-            f"{skipped} in {self.seconds:.1f} s"
-        )
+            f"{skipped} in {self.seconds:.1f} s",
+            *self.graphs,
+        ])
 
 
 def build(
@@ -77,7 +80,8 @@ def build(
     options: CnnOptions = CnnOptions(),
     pack_rows: int = DEFAULT_PACK_ROWS,
 ) -> BuildReport:
-    """Index the folder, then pack what changed (queries read packed blocks: see store)."""
+    """Index the folder, then pack what changed (queries read packed blocks: see store)
+    and update the k-NN graphs of the built extractors (see graph)."""
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
     specs = {name: prepare_extractor(store, name, root, options) for name in extractor_names}
@@ -103,6 +107,7 @@ def build(
     report.removed = remove_vanished(store, root, stored, present)
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
+        report.graphs += update_graphs(store, row, pack_rows, progress)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -14,6 +14,7 @@ import click
 from imgsearch.config import Settings, load_settings
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import EXTRACTORS
+from imgsearch.graph import DEFAULT_K
 from imgsearch.similarity import METRICS
 
 EXTRACTOR_HELP = (
@@ -231,6 +232,42 @@ def learn(settings: Settings, name: str, extractor: str | None, method: str) -> 
         row, _ = stored_extractor(store, settings.extractor)
         trained_on, dims = learn_map(store, row, name, method, settings.block_rows)
     click.echo(f"learned {method} on {trained_on} {settings.extractor} vectors -> {dims} dims, stored as {name!r}")
+
+
+@cli.command()
+@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
+@click.option("--metric", "-m", type=click.Choice(list(METRICS)), help=METRIC_HELP + " Default: pearson.")
+@click.option("--neighbours", "-n", "k", type=click.IntRange(1, 1000), default=DEFAULT_K, show_default=True,
+              help="Neighbours kept per image. Changing it recomputes the whole graph.")
+@click.option("--drop", is_flag=True, help="Delete the graph instead.")
+@common_options
+def graph(settings: Settings, extractor: str | None, metric: str | None, k: int, drop: bool) -> None:
+    """Compute or update the collection's k-nearest-neighbour graph, which `query --rerank
+    diffusion` and `--rerank k-reciprocal` read.
+
+    Exact: every image's k most similar others under the metric. Made once (it costs a
+    scan of the collection per 2,048 images), it is then kept up to date by every build:
+    a new image gets its neighbours and enters the lists it belongs to; a deleted or
+    changed one is taken out of the lists that held it."""
+    from imgsearch.graph import update_graphs
+    from imgsearch.query import stored_extractor
+    from imgsearch.store.graph_tables import create_graph, drop_graph, find_graph
+
+    settings = settings.with_flags(extractor=extractor, metric=metric)
+    with open_settings_store(settings) as store:
+        store.require_schema()
+        row, _ = stored_extractor(store, settings.extractor)
+        if drop:
+            found = find_graph(store, row, settings.metric)
+            if found is None:
+                raise ImgsearchError(f"there is no {settings.extractor}/{settings.metric} graph to drop")
+            store.begin_write()
+            drop_graph(store, found)
+            click.echo(f"dropped the {settings.extractor}/{settings.metric} graph")
+            return
+        create_graph(store, row, settings.metric, k)
+        for line in update_graphs(store, row, settings.block_rows, progress=True, only=settings.metric):
+            click.echo(line)
 
 
 @cli.command()

@@ -83,3 +83,37 @@ CREATE TABLE IF NOT EXISTS whitenings (
     UNIQUE (extractor_id, name),
     CONSTRAINT fk_whitening_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
 ) ENGINE=InnoDB
+;;
+-- k-nearest-neighbour graphs of a collection (imgsearch graph), for diffusion and
+-- k-reciprocal re-ranking at query time. One graph per extractor and metric.
+CREATE TABLE IF NOT EXISTS graphs (
+    id           SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    metric       VARCHAR(32) CHARACTER SET ascii NOT NULL,
+    k            INT UNSIGNED NOT NULL,
+    UNIQUE KEY uq_graphs (extractor_id, metric),
+    CONSTRAINT fk_graph_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
+) ENGINE=InnoDB
+;;
+-- One row per image: its n nearest other images, best first (neighbours: image ids as
+-- little-endian int64; scores: float32 LE). kth is the n-th score, or -1e30 while n < k:
+-- a new image enters this list when it scores above kth.
+CREATE TABLE IF NOT EXISTS graph_nodes (
+    graph_id   SMALLINT UNSIGNED NOT NULL,
+    image_id   INT UNSIGNED NOT NULL,
+    n          INT UNSIGNED NOT NULL,
+    kth        DOUBLE NOT NULL,
+    neighbours BLOB NOT NULL,
+    scores     BLOB NOT NULL,
+    PRIMARY KEY (graph_id, image_id),
+    KEY ix_graph_nodes_image (image_id),
+    CONSTRAINT fk_node_graph FOREIGN KEY (graph_id) REFERENCES graphs (id) ON DELETE CASCADE
+) ENGINE=InnoDB
+;;
+-- Images deleted or re-extracted since the graph was updated: lists that hold them are
+-- recomputed by the next update.
+CREATE TABLE IF NOT EXISTS graph_removed (
+    graph_id SMALLINT UNSIGNED NOT NULL,
+    image_id INT UNSIGNED NOT NULL,
+    PRIMARY KEY (graph_id, image_id)
+) ENGINE=InnoDB

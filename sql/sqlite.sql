@@ -70,3 +70,30 @@ CREATE TABLE IF NOT EXISTS whitenings (
     projection   BLOB NOT NULL,
     UNIQUE (extractor_id, name)
 )
+;;
+-- k-nearest-neighbour graphs (imgsearch graph); see mysql.sql for the layout.
+CREATE TABLE IF NOT EXISTS graphs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    metric       TEXT NOT NULL,
+    k            INTEGER NOT NULL,
+    UNIQUE (extractor_id, metric)
+)
+;;
+CREATE TABLE IF NOT EXISTS graph_nodes (
+    graph_id   INTEGER NOT NULL REFERENCES graphs (id) ON DELETE CASCADE,
+    image_id   INTEGER NOT NULL,
+    n          INTEGER NOT NULL,
+    kth        REAL NOT NULL,
+    neighbours BLOB NOT NULL,
+    scores     BLOB NOT NULL,
+    PRIMARY KEY (graph_id, image_id)
+)
+;;
+CREATE INDEX IF NOT EXISTS ix_graph_nodes_image ON graph_nodes (image_id)
+;;
+CREATE TABLE IF NOT EXISTS graph_removed (
+    graph_id INTEGER NOT NULL,
+    image_id INTEGER NOT NULL,
+    PRIMARY KEY (graph_id, image_id)
+)

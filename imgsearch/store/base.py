@@ -64,7 +64,8 @@ class ExtractorRow:
 
 IMAGE_COLUMNS = "id, path, name, bytes, mtime_ns, sha256, width, height"
 CORE_TABLES = {"meta", "images", "extractors", "features"}
-PACKED_TABLES = {"packed_blocks", "packed_stale"}
+# Tables added after the first release: an index without them needs one `build` to upgrade.
+LATER_TABLES = {"packed_blocks", "packed_stale", "graphs", "graph_nodes", "graph_removed"}
 COLLECTION_ROOT_KEY = "collection_root"
 
 
@@ -128,7 +129,7 @@ class FeatureStore(ABC):
         0); the pack generation the snapshot saw is appended to `generations`.
         Raises if the stream ends before the server said it was complete."""
 
-    def _begin_write(self) -> None:
+    def begin_write(self) -> None:
         """Start a write transaction before its first locking read."""
 
     def _snapshot_blocks(
@@ -190,7 +191,7 @@ class FeatureStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         try:
             cur = self.conn.cursor()
             try:
@@ -201,7 +202,7 @@ class FeatureStore(ABC):
         except self.driver_error as e:
             raise ImgsearchError(self.describe_error(e)) from None
 
-    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
         try:
             cur = self.conn.cursor()
             try:
@@ -211,7 +212,7 @@ class FeatureStore(ABC):
         except self.driver_error as e:
             raise ImgsearchError(self.describe_error(e)) from None
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         try:
             self.conn.commit()
         except self.driver_error as e:
@@ -220,30 +221,30 @@ class FeatureStore(ABC):
     def ensure_schema(self) -> None:
         """Create what is missing, and upgrade an index made by an older imgsearch."""
         if "features" in self.existing_tables() and not self.has_column("features", "packed_block"):
-            self._execute(self.upgrade_features_sql)
+            self.execute(self.upgrade_features_sql)
         for statement in schema_statements(self.dialect):
-            self._execute(statement)
-        self._commit()
+            self.execute(statement)
+        self.commit()
 
     def require_schema(self) -> None:
         tables = self.existing_tables()
         if not CORE_TABLES <= tables:
             raise ImgsearchError("this database holds no index yet; run `imgsearch build FOLDER` first")
-        if not PACKED_TABLES <= tables or not self.has_column("features", "packed_block"):
+        if not LATER_TABLES <= tables or not self.has_column("features", "packed_block"):
             raise ImgsearchError("this index was made by an older imgsearch; run `imgsearch build` once to upgrade it")
 
     def get_meta(self, key: str) -> str | None:
-        rows = self._execute("SELECT v FROM meta WHERE k = ?", (key,))
+        rows = self.execute("SELECT v FROM meta WHERE k = ?", (key,))
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self._begin_write()
-        self._execute("DELETE FROM meta WHERE k = ?", (key,))
-        self._execute("INSERT INTO meta (k, v) VALUES (?, ?)", (key, value))
-        self._commit()
+        self.begin_write()
+        self.execute("DELETE FROM meta WHERE k = ?", (key,))
+        self.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (key, value))
+        self.commit()
 
     def extractors(self) -> list[ExtractorRow]:
-        rows = self._execute("SELECT id, name, params, dim FROM extractors ORDER BY name")
+        rows = self.execute("SELECT id, name, params, dim FROM extractors ORDER BY name")
         return [ExtractorRow(int(i), n, p, int(d)) for i, n, p, d in rows]
 
     def find_extractor(self, name: str) -> ExtractorRow | None:
@@ -253,19 +254,19 @@ class FeatureStore(ABC):
         """The stored row of this extractor, created if new; refuses different params."""
         row = self.find_extractor(name)
         if row is None:
-            self._execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
-            self._commit()
+            self.execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
+            self.commit()
             row = self.find_extractor(name)
             assert row is not None
         check_same_params(row, params, dim)
         return row
 
     def stored_images(self) -> dict[bytes, StoredImage]:
-        rows = self._execute(f"SELECT {IMAGE_COLUMNS} FROM images")
+        rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images")
         return {img.path: img for img in map(_stored_image, rows)}
 
     def image_ids_with_features(self, extractor_id: int) -> set[int]:
-        rows = self._execute("SELECT image_id FROM features WHERE extractor_id = ?", (extractor_id,))
+        rows = self.execute("SELECT image_id FROM features WHERE extractor_id = ?", (extractor_id,))
         return {int(r[0]) for r in rows}
 
     def write_batch(
@@ -277,13 +278,13 @@ class FeatureStore(ABC):
         (`replaced_ids`), upsert each image and write its vectors (extractor id -> vector).
         A build killed at any point leaves either the whole batch or none of it."""
         try:
-            self._begin_write()
+            self.begin_write()
             replaced = list(replaced_ids)
             if replaced:
                 marks = ",".join("?" * len(replaced))
                 self._mark_stale(f"image_id IN ({marks})", replaced)
-                self._execute(f"DELETE FROM features WHERE image_id IN ({marks})", replaced)
-            self._executemany(
+                self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", replaced)
+            self.executemany(
                 self._upsert_images_sql(),
                 [(i.path, i.name, i.bytes, i.mtime_ns, i.sha256, i.width, i.height) for i, _ in items],
             )
@@ -299,13 +300,13 @@ class FeatureStore(ABC):
                                  [extractor_id, *written])
             if rows:
                 # REPLACE makes a fresh row: packed_block is NULL, the vector joins the tail.
-                self._executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)", rows)
-            self._commit()
+                self.executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)", rows)
+            self.commit()
         except BaseException:
-            self._rollback_quietly()
+            self.rollback_quietly()
             raise
 
-    def _rollback_quietly(self) -> None:
+    def rollback_quietly(self) -> None:
         # The original error matters; a rollback on a dead connection would mask it.
         try:
             self.conn.rollback()
@@ -314,25 +315,32 @@ class FeatureStore(ABC):
 
     def _ids_of_paths(self, paths: list[bytes]) -> dict[bytes, int]:
         marks = ",".join("?" * len(paths))
-        rows = self._execute(f"SELECT path, id FROM images WHERE path IN ({marks})", paths)
+        rows = self.execute(f"SELECT path, id FROM images WHERE path IN ({marks})", paths)
         return {bytes(p): int(i) for p, i in rows}
 
     def delete_images(self, ids: list[int], batch: int = 500) -> None:
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             marks = ",".join("?" * len(chunk))
-            self._begin_write()
+            self.begin_write()
             self._mark_stale(f"image_id IN ({marks})", chunk)
-            self._execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
-            self._execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
-            self._commit()
+            self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
+            self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
+            self.commit()
 
     def _mark_stale(self, where: str, params: list) -> None:
-        """Before packed vectors are replaced or deleted, remember which packed entries
-        they were, so that scans leave those entries out until the next pack."""
-        self._execute(
+        """Before vectors are replaced or deleted, remember which packed entries they were,
+        so that scans leave those entries out until the next pack, and which graphs knew
+        them, so that the next graph update recomputes the lists that hold them."""
+        self.execute(
             f"{self.insert_ignore} INTO packed_stale (extractor_id, image_id, block_no) "
             f"SELECT extractor_id, image_id, packed_block FROM features WHERE packed_block IS NOT NULL AND {where}",
+            params,
+        )
+        self.execute(
+            f"{self.insert_ignore} INTO graph_removed (graph_id, image_id) SELECT g.id, f.image_id "
+            f"FROM graphs g JOIN (SELECT extractor_id, image_id FROM features WHERE {where}) f "
+            "ON f.extractor_id = g.extractor_id",
             params,
         )
 
@@ -355,21 +363,21 @@ class FeatureStore(ABC):
     def _pack_step(self, extractor: ExtractorRow, block_rows: int, max_tail: int) -> PackReport:
         report = PackReport()
         try:
-            self._begin_write()
+            self.begin_write()
             # One pack of an extractor at a time; rows being packed are locked against writers.
-            self._execute(f"SELECT id FROM extractors WHERE id = ?{self.for_update}", (extractor.id,))
-            stale = self._execute(
+            self.execute(f"SELECT id FROM extractors WHERE id = ?{self.for_update}", (extractor.id,))
+            stale = self.execute(
                 f"SELECT image_id, block_no FROM packed_stale WHERE extractor_id = ?{self.for_update}", (extractor.id,)
             )
-            tail = self._execute(
+            tail = self.execute(
                 "SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL "
                 f"LIMIT {int(max_tail)}{self.for_update}",
                 (extractor.id,),
             )
             if not stale and not tail:
-                self._commit()
+                self.commit()
                 return report
-            blocks = self._execute(
+            blocks = self.execute(
                 "SELECT block_no, n FROM packed_blocks WHERE extractor_id = ? ORDER BY block_no", (extractor.id,)
             )
             rewrite = {int(b) for _, b in stale}
@@ -380,7 +388,7 @@ class FeatureStore(ABC):
                 stale_by_block.setdefault(int(block_no), []).append(int(image_id))
             kept_ids, kept_vectors = [], []
             for block_no in sorted(rewrite):
-                for ids_blob, vecs_blob in self._execute(
+                for ids_blob, vecs_blob in self.execute(
                     "SELECT ids, vecs FROM packed_blocks WHERE extractor_id = ? AND block_no = ?",
                     (extractor.id, block_no),
                 ):
@@ -388,7 +396,7 @@ class FeatureStore(ABC):
                     keep = ~np.isin(ids, stale_by_block.get(block_no, []))
                     kept_ids.append(ids[keep])
                     kept_vectors.append(np.frombuffer(vecs_blob, dtype=VECTOR_DTYPE).reshape(len(ids), -1)[keep])
-                self._execute("DELETE FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no))
+                self.execute("DELETE FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no))
                 report.blocks_removed += 1
             if tail:
                 tail_ids, tail_vectors = rows_to_block(tail, extractor.dim)
@@ -399,53 +407,53 @@ class FeatureStore(ABC):
             next_block = max((int(b) for b, _ in blocks), default=-1) + 1
             for start in range(0, len(all_ids), block_rows):
                 ids = all_ids[start : start + block_rows]
-                self._execute(
+                self.execute(
                     "INSERT INTO packed_blocks (extractor_id, block_no, n, ids, vecs) VALUES (?, ?, ?, ?, ?)",
                     (extractor.id, next_block, len(ids), ids.astype(ID_DTYPE).tobytes(),
                      np.ascontiguousarray(all_vectors[start : start + block_rows], VECTOR_DTYPE).tobytes()),
                 )
                 marks = ",".join("?" * len(ids))
-                self._execute(
+                self.execute(
                     f"UPDATE features SET packed_block = ? WHERE extractor_id = ? AND image_id IN ({marks})",
                     (next_block, extractor.id, *ids.tolist()),
                 )
                 report.blocks_written += 1
                 report.vectors_moved += len(ids)
                 next_block += 1
-            self._execute("DELETE FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
-            generation = int(next(iter(self._execute("SELECT v FROM meta WHERE k = ?", (_generation_key(extractor),))), ("0",))[0])
-            self._execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (_generation_key(extractor), str(generation + 1)))
-            self._commit()
+            self.execute("DELETE FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
+            generation = int(next(iter(self.execute("SELECT v FROM meta WHERE k = ?", (_generation_key(extractor),))), ("0",))[0])
+            self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (_generation_key(extractor), str(generation + 1)))
+            self.commit()
             return report
         except BaseException:
-            self._rollback_quietly()
+            self.rollback_quietly()
             raise
 
     def packed_counts(self, extractor: ExtractorRow) -> tuple[int, int, int]:
         """(packed blocks, tail rows, stale entries) of an extractor."""
-        blocks = self._execute("SELECT COUNT(*) FROM packed_blocks WHERE extractor_id = ?", (extractor.id,))
-        tail = self._execute("SELECT COUNT(*) FROM features WHERE extractor_id = ? AND packed_block IS NULL", (extractor.id,))
-        stale = self._execute("SELECT COUNT(*) FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
+        blocks = self.execute("SELECT COUNT(*) FROM packed_blocks WHERE extractor_id = ?", (extractor.id,))
+        tail = self.execute("SELECT COUNT(*) FROM features WHERE extractor_id = ? AND packed_block IS NULL", (extractor.id,))
+        stale = self.execute("SELECT COUNT(*) FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
         return int(blocks[0][0]), int(tail[0][0]), int(stale[0][0])
 
     def save_linear_map(
         self, extractor: ExtractorRow, name: str, method: str, trained_on: int, mean: np.ndarray, projection: np.ndarray
     ) -> None:
-        self._begin_write()
-        self._execute("DELETE FROM whitenings WHERE extractor_id = ? AND name = ?", (extractor.id, name))
-        self._execute(
+        self.begin_write()
+        self.execute("DELETE FROM whitenings WHERE extractor_id = ? AND name = ?", (extractor.id, name))
+        self.execute(
             "INSERT INTO whitenings (extractor_id, name, method, dim_out, trained_on, mean, projection) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (extractor.id, name, method, int(projection.shape[0]), trained_on, vector_to_bytes(mean),
              vector_to_bytes(projection.ravel())),
         )
-        self._commit()
+        self.commit()
 
     def load_linear_map(self, extractor: ExtractorRow, name: str) -> tuple[str, np.ndarray, np.ndarray] | None:
         """(method, mean, projection) of a stored map, None if there is none of that name."""
         if "whitenings" not in self.existing_tables():
             return None
-        rows = self._execute(
+        rows = self.execute(
             "SELECT method, dim_out, mean, projection FROM whitenings WHERE extractor_id = ? AND name = ?",
             (extractor.id, name),
         )
@@ -459,28 +467,28 @@ class FeatureStore(ABC):
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self._execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", ids)
+        rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", ids)
         return {img.id: img for img in map(_stored_image, rows)}
 
     def find_images(self, name_or_path: bytes) -> list[StoredImage]:
         """Images whose relative path or file name equals the argument."""
-        rows = self._execute(
+        rows = self.execute(
             f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ? OR name = ? ORDER BY path",
             (name_or_path, name_or_path),
         )
         return [_stored_image(r) for r in rows]
 
     def vector(self, extractor: ExtractorRow, image_id: int) -> np.ndarray | None:
-        rows = self._execute(
+        rows = self.execute(
             "SELECT vec FROM features WHERE extractor_id = ? AND image_id = ?", (extractor.id, image_id)
         )
         return np.frombuffer(bytes(rows[0][0]), dtype=VECTOR_DTYPE) if rows else None
 
     def count_images(self) -> int:
-        return int(self._execute("SELECT COUNT(*) FROM images")[0][0])
+        return int(self.execute("SELECT COUNT(*) FROM images")[0][0])
 
     def count_features(self) -> dict[int, int]:
-        rows = self._execute("SELECT extractor_id, COUNT(*) FROM features GROUP BY extractor_id")
+        rows = self.execute("SELECT extractor_id, COUNT(*) FROM features GROUP BY extractor_id")
         return {int(e): int(n) for e, n in rows}
 
 

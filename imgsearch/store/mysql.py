@@ -29,7 +29,7 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
             charset="utf8mb4",
             connect_timeout=CONNECT_TIMEOUT,
             # Reads see the latest commit (no snapshot held between calls); writes open
-            # explicit transactions (_begin_write).
+            # explicit transactions (begin_write).
             autocommit=True,
             # pymysql builds an opportunistic TLS context for every connection (43 ms here,
             # twice a query); on loopback or a socket TLS protects nothing.
@@ -87,7 +87,7 @@ class MySqlStore(FeatureStore):
 
     driver_error = pymysql.err.MySQLError
 
-    def _begin_write(self) -> None:
+    def begin_write(self) -> None:
         try:
             self.conn.begin()
         except pymysql.err.MySQLError as e:
@@ -113,18 +113,18 @@ class MySqlStore(FeatureStore):
     )
 
     def existing_tables(self) -> set[str]:
-        rows = self._execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
+        rows = self.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
         return {str(r[0]) for r in rows}
 
     def has_column(self, table: str, column: str) -> bool:
-        rows = self._execute(
+        rows = self.execute(
             "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() "
             "AND table_name = ? AND column_name = ?", (table, column),
         )
         return int(rows[0][0]) == 1
 
     def size_bytes(self) -> int:
-        rows = self._execute(
+        rows = self.execute(
             "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
             "WHERE table_schema = DATABASE()"
         )

@@ -49,16 +49,16 @@ class SqliteStore(FeatureStore):
     upgrade_features_sql = "ALTER TABLE features ADD COLUMN packed_block INTEGER NULL"
 
     def existing_tables(self) -> set[str]:
-        return {str(r[0]) for r in self._execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {str(r[0]) for r in self.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def has_column(self, table: str, column: str) -> bool:
         # PRAGMA takes no bound parameters; table is one of ours, never user input.
-        return any(r[1] == column for r in self._execute(f"PRAGMA table_info({table})"))
+        return any(r[1] == column for r in self.execute(f"PRAGMA table_info({table})"))
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
 
-    def _begin_write(self) -> None:
+    def begin_write(self) -> None:
         # Take the write lock before the first read: the pack's reads then stay current.
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")

@@ -47,7 +47,7 @@ def check_integrity(db_url: str, extractors: tuple[str, ...], expected_images: i
         rows = [store.find_extractor(name) for name in extractors]
         images = store.stored_images()
         assert len({img.path for img in images.values()}) == len(images)
-        orphans = store._execute("SELECT COUNT(*) FROM features f LEFT JOIN images i ON i.id = f.image_id WHERE i.id IS NULL")
+        orphans = store.execute("SELECT COUNT(*) FROM features f LEFT JOIN images i ON i.id = f.image_id WHERE i.id IS NULL")
         assert orphans[0][0] == 0, "feature rows without their image"
         for row in rows:
             if row is None:

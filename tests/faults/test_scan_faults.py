@@ -56,7 +56,7 @@ def test_slow_consumer_completes_despite_a_short_server_timeout(own_server) -> N
     url = parse_database_url(own_server.url + f"slow_{uuid.uuid4().hex[:6]}")
     with open_store(url, create=True) as store:
         extractor = fill(store, 20_000, pack=False)
-        store._execute("SET GLOBAL net_write_timeout = 1")
+        store.execute("SET GLOBAL net_write_timeout = 1")
         try:
             result = scan(slow(store.stream_blocks(extractor, 2000, packed=False), 1.5),
                           np.ones(DIM, np.float32), get_metric("cosine"), 10)
@@ -66,7 +66,7 @@ def test_slow_consumer_completes_despite_a_short_server_timeout(own_server) -> N
                 scan(slow(store.stream_blocks(extractor, 2000, packed=False), 3.0),
                      np.ones(DIM, np.float32), get_metric("cosine"), 10)
         finally:
-            store._execute("SET GLOBAL net_write_timeout = 60")
+            store.execute("SET GLOBAL net_write_timeout = 60")
 
 
 def expected_rankings(batches: list[np.ndarray], q: np.ndarray, k: int) -> list[list[bytes]]:

@@ -1,0 +1,157 @@
+"""The k-NN graph tables (graphs, graph_nodes, graph_removed) behind FeatureStore.
+
+A node row holds one image's neighbour list packed as two blobs: one row read gives a
+whole list, which is what query-time re-ranking needs for its shortlist."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsearch.store.base import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, FeatureStore
+
+NO_KTH = -1e30  # the threshold of a list shorter than k: any image enters it
+ID_CHUNK = 500  # ids per IN (...) list: well under every server's parameter limit
+
+
+@dataclass(frozen=True)
+class GraphRow:
+    id: int
+    extractor_id: int
+    metric: str
+    k: int
+
+
+@dataclass(frozen=True)
+class NeighbourList:
+    ids: np.ndarray  # int64, best first
+    scores: np.ndarray  # float32
+
+    @property
+    def kth(self) -> float:
+        return float(self.scores[-1]) if len(self.scores) else NO_KTH
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
+
+
+def find_graph(store: FeatureStore, extractor: ExtractorRow, metric: str) -> GraphRow | None:
+    rows = store.execute("SELECT id, k FROM graphs WHERE extractor_id = ? AND metric = ?", (extractor.id, metric))
+    return GraphRow(int(rows[0][0]), extractor.id, metric, int(rows[0][1])) if rows else None
+
+
+def graphs_of(store: FeatureStore, extractor: ExtractorRow) -> list[GraphRow]:
+    rows = store.execute("SELECT id, metric, k FROM graphs WHERE extractor_id = ? ORDER BY metric", (extractor.id,))
+    return [GraphRow(int(i), extractor.id, str(m), int(k)) for i, m, k in rows]
+
+
+def create_graph(store: FeatureStore, extractor: ExtractorRow, metric: str, k: int) -> GraphRow:
+    """The graph of this extractor and metric; an existing one with another k is dropped
+    (its lists would be too short or too long) and made again."""
+    found = find_graph(store, extractor, metric)
+    if found is not None and found.k == k:
+        return found
+    store.begin_write()
+    if found is not None:
+        drop_graph(store, found, commit=False)
+    store.execute("INSERT INTO graphs (extractor_id, metric, k) VALUES (?, ?, ?)", (extractor.id, metric, k))
+    store.commit()
+    created = find_graph(store, extractor, metric)
+    assert created is not None
+    return created
+
+
+def drop_graph(store: FeatureStore, graph: GraphRow, commit: bool = True) -> None:
+    for table, column in (("graph_nodes", "graph_id"), ("graph_removed", "graph_id"), ("graphs", "id")):
+        store.execute(f"DELETE FROM {table} WHERE {column} = ?", (graph.id,))
+    if commit:
+        store.commit()
+
+
+def node_thresholds(store: FeatureStore, graph: GraphRow) -> dict[int, float]:
+    """Every node's k-th score: the bar a new image must pass to enter its list."""
+    rows = store.execute("SELECT image_id, kth FROM graph_nodes WHERE graph_id = ?", (graph.id,))
+    return {int(i): float(t) for i, t in rows}
+
+
+def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dict[int, NeighbourList]:
+    """The stored lists of these images (images that are no node are left out)."""
+    found: dict[int, NeighbourList] = {}
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        rows = store.execute(
+            f"SELECT image_id, neighbours, scores FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})",
+            (graph.id, *chunk),
+        )
+        for image_id, neighbours, scores in rows:
+            found[int(image_id)] = NeighbourList(np.frombuffer(bytes(neighbours), ID_DTYPE),
+                                                 np.frombuffer(bytes(scores), VECTOR_DTYPE))
+    return found
+
+
+def nodes_holding(store: FeatureStore, graph: GraphRow, ids: set[int]) -> set[int]:
+    """Nodes whose lists contain any of these images (one pass over the lists)."""
+    wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
+    rows = store.execute("SELECT image_id, neighbours FROM graph_nodes WHERE graph_id = ?", (graph.id,))
+    return {int(i) for i, blob in rows if np.isin(np.frombuffer(bytes(blob), ID_DTYPE), wanted).any()}
+
+
+def removed_images(store: FeatureStore, graph: GraphRow) -> set[int]:
+    rows = store.execute("SELECT image_id FROM graph_removed WHERE graph_id = ?", (graph.id,))
+    return {int(r[0]) for r in rows}
+
+
+def forget_nodes(store: FeatureStore, graph: GraphRow, nodes: set[int], removed: set[int]) -> None:
+    """One transaction: drop the lists of `nodes` (the next update recomputes them) and
+    the `removed` marks that caused it."""
+    store.begin_write()
+    for table, ids in (("graph_nodes", sorted(nodes)), ("graph_removed", sorted(removed))):
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            store.execute(f"DELETE FROM {table} WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
+    store.commit()
+
+
+def save_lists(store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourList]) -> None:
+    """Write these nodes' lists in one transaction (replacing what they had)."""
+    rows = [
+        (graph.id, image_id, len(nl.ids), nl.kth if len(nl.ids) >= graph.k else NO_KTH,
+         np.ascontiguousarray(nl.ids, ID_DTYPE).tobytes(), np.ascontiguousarray(nl.scores, VECTOR_DTYPE).tobytes())
+        for image_id, nl in lists.items()
+    ]
+    try:
+        store.begin_write()
+        for chunk in _chunks(sorted(lists)):
+            marks = ",".join("?" * len(chunk))
+            store.execute(f"DELETE FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
+        store.executemany(
+            "INSERT INTO graph_nodes (graph_id, image_id, n, kth, neighbours, scores) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+        store.commit()
+    except BaseException:
+        store.rollback_quietly()
+        raise
+
+
+def vectors_of(store: FeatureStore, extractor: ExtractorRow, ids: list[int]) -> dict[int, np.ndarray]:
+    found: dict[int, np.ndarray] = {}
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        rows = store.execute(
+            f"SELECT image_id, vec FROM features WHERE extractor_id = ? AND image_id IN ({marks})",
+            (extractor.id, *chunk),
+        )
+        found.update((int(i), np.frombuffer(bytes(v), VECTOR_DTYPE)) for i, v in rows)
+    return found
+
+
+def graph_lag(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> int:
+    """Images the graph does not reflect yet: vectors without a node, plus removals."""
+    missing = store.execute(
+        "SELECT COUNT(*) FROM features f WHERE f.extractor_id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM graph_nodes n WHERE n.graph_id = ? AND n.image_id = f.image_id)",
+        (extractor.id, graph.id),
+    )
+    removed = store.execute("SELECT COUNT(*) FROM graph_removed WHERE graph_id = ?", (graph.id,))
+    return int(missing[0][0]) + int(removed[0][0])

@@ -121,9 +121,12 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @click.option("--parallel", "-P", type=click.IntRange(1, 64),
               help="Scan connections, each streaming a part of the packed blocks; the merged result is "
                    "exactly the single-connection one. Raise it when the server has idle cores (default 1).")
-@click.option("--rerank", metavar="NAME[:N,ALPHA]",
-              help="Query expansion by a second scan: aqe[:n] (average query expansion, Chum et al., ICCV 2007) "
-                   "or alpha-qe[:n,alpha] (Radenovic et al., TPAMI 2018); n defaults to 10. Doubles the scan time.")
+@click.option("--rerank", metavar="NAME[:PARAMS]",
+              help="aqe[:n] (average query expansion, Chum et al., ICCV 2007) or alpha-qe[:n,alpha] (Radenovic "
+                   "et al., TPAMI 2018): a second scan with the expanded query. diffusion[:k,alpha,gamma,query_k,"
+                   "shortlist] (Iscen et al., CVPR 2017) or k-reciprocal[:k1,k2,lambda,shortlist] (Zhong et al., "
+                   "CVPR 2017): re-rank the top `shortlist` (1000 / 100) with the stored k-NN graph "
+                   "(see `imgsearch graph`).")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")
 @common_options
@@ -137,7 +140,9 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel)
     with open_settings_store(settings) as store:
         result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
-                           settings.block_rows, include_self, settings.parallel, expand=rerank, whiten=whiten)
+                           settings.block_rows, include_self, settings.parallel, rerank=rerank, whiten=whiten)
+    for note in result.notes:
+        click.echo(f"imgsearch: note: {note}", err=True)
     if as_json:
         click.echo(json.dumps({
             "query": result.query, "extractor": result.extractor, "metric": result.metric,

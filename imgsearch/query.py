@@ -5,7 +5,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +14,14 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
 from imgsearch.features.pooling import l2n
+from imgsearch.graph_rerank import GRAPH_RERANKERS, rerank_shortlist, shortlist_length
 from imgsearch.images import SkippedFile, load_image
 from imgsearch.learn import stored_map
 from imgsearch.methods import parse_method
 from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import COLLECTION_ROOT_KEY, Block, ExtractorRow, FeatureStore, check_same_params
+from imgsearch.store.graph_tables import find_graph, graph_lag
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class QueryResult:
     metric: str
     elapsed_s: float
     matches: list[Match]
+    notes: list[str] = field(default_factory=list)  # warnings for the user, one line each
 
 
 def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extractor]:
@@ -101,7 +104,7 @@ def run_query(
     block_rows: int,
     include_self: bool = False,
     parallel: int = 1,
-    expand: str | None = None,
+    rerank: str | None = None,
     whiten: str | None = None,
 ) -> QueryResult:
     started = time.perf_counter()
@@ -109,24 +112,59 @@ def run_query(
     row, extractor = stored_extractor(store, extractor_name)
     vector, own_id = query_vector(store, row, extractor, image)
     excluded = [] if include_self or own_id is None else [own_id]
+    method, params = parse_method(rerank, QUERY_RERANKERS) if rerank else (None, [])
+    if whiten and method in GRAPH_RERANKERS:
+        raise ImgsearchError(f"--rerank {method} uses the graph of the unmapped vectors; it cannot follow --whiten")
     transform = stored_map(store, row, whiten).apply if whiten else None
-    if expand:
-        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, expand, transform)
+    notes = []
+    if method in QUERY_EXPANSIONS:
+        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, rerank, transform)
+    elif method in GRAPH_RERANKERS:
+        notes = graph_notes(store, row, metric)
     # Names are read after the scan's snapshot: an image a concurrent build deleted in
     # between has no name any more. Rather than print a shorter list, scan again.
     for _ in range(3):
-        result = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel,
-                            query_is_prepared=bool(expand), transform=transform)
-        rows = store.images_by_ids([image_id for image_id, _ in result.ranking])
-        if all(image_id in rows for image_id, _ in result.ranking):
+        if method in GRAPH_RERANKERS:
+            ranking = graph_reranked(store, row, metric, method, params, vector, own_id, include_self, top_k,
+                                     block_rows, parallel)
+        else:
+            ranking = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel,
+                                 query_is_prepared=method in QUERY_EXPANSIONS, transform=transform).ranking
+        rows = store.images_by_ids([image_id for image_id, _ in ranking])
+        if all(image_id in rows for image_id, _ in ranking):
             matches = [Match(rank, rows[image_id].name, rows[image_id].path, score)
-                       for rank, (image_id, score) in enumerate(result.ranking, start=1)]
-            return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches)
+                       for rank, (image_id, score) in enumerate(ranking, start=1)]
+            return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches, notes)
     raise ImgsearchError("images kept being deleted while the query ran; run it again")
+
+
+def graph_reranked(
+    store: FeatureStore, row: ExtractorRow, metric: Metric, method: str, params: list[int | float],
+    vector: np.ndarray, own_id: int | None, include_self: bool, top_k: int, block_rows: int, parallel: int,
+) -> list[tuple[int, float]]:
+    """Scan for the shortlist, re-rank it with the graph. Diffusion keeps the query's own
+    row in its shortlist (it seeds the walk, as in eval); k-reciprocal puts the query
+    itself first in its universe instead."""
+    keep_own = method == "diffusion" and own_id is not None
+    excluded = [] if keep_own or own_id is None else [own_id]
+    shortlist = scan_store(store, row, vector, metric, max(top_k, shortlist_length(method, params)), block_rows,
+                           excluded, parallel).ranking
+    reranked = rerank_shortlist(store, row, metric, method, params, shortlist, metric.prepare_one(vector), own_id)
+    return [(i, s) for i, s in reranked if include_self or i != own_id][:top_k]
+
+
+def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[str]:
+    graph = find_graph(store, row, metric.name)
+    lag = graph_lag(store, graph, row) if graph is not None else 0
+    if not lag:
+        return []
+    return [f"the {row.name}/{metric.name} graph does not reflect {lag} added, changed or deleted images yet; "
+            f"`imgsearch graph -e {row.name} -m {metric.name}` updates it"]
 
 
 Transform = Callable[[np.ndarray], np.ndarray]
 QUERY_EXPANSIONS = {"aqe": 0.0, "alpha-qe": 3.0}  # name -> default alpha
+QUERY_RERANKERS = [*QUERY_EXPANSIONS, *GRAPH_RERANKERS]
 
 
 def expanded_query(

@@ -46,37 +46,71 @@ def dba_aqe(Q: np.ndarray, X: np.ndarray, n_db: int = 3, n_query: int = 5) -> np
     return aqe(Q, dba(X, n_db), n_query)
 
 
-def knn_graph(X: np.ndarray, k: int = 30, gamma: float = 3.0) -> sparse.csr_matrix:
-    """Mutual k-NN affinity graph, weights similarity^gamma (Iscen et al., 2017)."""
-    scores = X @ X.T
-    np.fill_diagonal(scores, -np.inf)
-    top = _top(scores, k)
-    rows = np.repeat(np.arange(len(X)), k)
-    values = np.maximum(scores[rows, top.ravel()], 0) ** gamma
-    W = sparse.csr_matrix((values, (rows, top.ravel())), shape=(len(X), len(X)))
-    return W.minimum(W.T)  # mutual neighbours only
+def knn_lists(X: np.ndarray, k: int, block_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k most similar other rows (ids, scores), best first: the in-memory twin
+    of the stored graph (imgsearch.graph)."""
+    k = min(k, len(X) - 1)
+    ids = np.empty((len(X), k), dtype=np.int64)
+    scores = np.empty((len(X), k), dtype=np.float32)
+    for start in range(0, len(X), block_rows):
+        block = X[start : start + block_rows] @ X.T
+        rows = np.arange(start, start + len(block))
+        block[rows - start, rows] = -np.inf
+        top = _top(block, k)
+        ids[rows], scores[rows] = top, np.take_along_axis(block, top, axis=1)
+    return ids, scores
+
+
+def local_positions(shortlist: np.ndarray, neighbour_ids: np.ndarray) -> np.ndarray:
+    """neighbour_ids (global ids) as positions in `shortlist`, -1 where not in it."""
+    order = np.argsort(shortlist)
+    at = np.minimum(np.searchsorted(shortlist, neighbour_ids, sorter=order), len(shortlist) - 1)
+    positions = order[at]
+    return np.where(shortlist[positions] == neighbour_ids, positions, -1)
+
+
+def diffuse_shortlist(
+    scores: np.ndarray, positions: np.ndarray, neighbour_scores: np.ndarray,
+    alpha: float = 0.99, gamma: float = 3.0, query_k: int = 10,
+) -> np.ndarray:
+    """Diffusion (Iscen et al., CVPR 2017) on the query's shortlist: the mutual k-NN graph
+    among the shortlisted images (positions: each one's neighbours as shortlist positions,
+    -1 outside), weights similarity^gamma, symmetrically normalised to S; the walk starts
+    at the query's top query_k (weights score^gamma); returns f solving (I - alpha S) f = y
+    by conjugate gradient. Truncating the graph to the shortlist is the paper's own
+    speed-up for large collections."""
+    n = len(scores)
+    rows = np.repeat(np.arange(n), positions.shape[1])
+    inside = positions.ravel() >= 0
+    weights = np.maximum(neighbour_scores.ravel()[inside], 0).astype(np.float64) ** gamma
+    W = sparse.csr_matrix((weights, (rows[inside], positions.ravel()[inside])), shape=(n, n))
+    W = W.minimum(W.T)  # mutual neighbours only
+    degree = np.asarray(W.sum(axis=1)).ravel()
+    d = 1.0 / np.sqrt(np.maximum(degree, EPS))
+    A = sparse.identity(n) - alpha * (sparse.diags(d) @ W @ sparse.diags(d))
+    y = np.zeros(n)
+    seeds = np.argsort(-scores, kind="stable")[:query_k]
+    y[seeds] = np.maximum(scores[seeds], 0) ** gamma
+    f, _ = cg(A, y, rtol=1e-6, maxiter=50)
+    return f
+
+
+BELOW_SHORTLIST = -10.0  # added to the plain scores of images outside a shortlist: they rank after it
 
 
 def diffusion(
-    Q: np.ndarray, X: np.ndarray, k: int = 30, alpha: float = 0.99, gamma: float = 3.0, query_k: int = 10
+    Q: np.ndarray, X: np.ndarray, k: int = 30, alpha: float = 0.99, gamma: float = 3.0, query_k: int = 10,
+    shortlist: int = 1000,
 ) -> np.ndarray:
-    """Diffusion on the database manifold (Iscen et al., 2017): each query starts a random
-    walk from its top query_k neighbours over the mutual k-NN graph; the ranking is the
-    solution f of (I - alpha S) f = y, S the symmetrically normalised graph (solved by
-    conjugate gradient)."""
-    W = knn_graph(X, k, gamma)
-    degree = np.asarray(W.sum(axis=1)).ravel()
-    d = 1.0 / np.sqrt(np.maximum(degree, EPS))
-    S = sparse.diags(d) @ W @ sparse.diags(d)
-    A = sparse.identity(len(X)) - alpha * S
+    """Diffusion per query over its top `shortlist` images, exactly as `query --rerank
+    diffusion` runs it on the stored graph (see diffuse_shortlist)."""
+    ids, neighbour_scores = knn_lists(X, k)
     scores = Q @ X.T
-    top = _top(scores, query_k)
-    out = np.empty_like(scores)
+    out = scores + BELOW_SHORTLIST
     for i in range(len(Q)):
-        y = np.zeros(len(X))
-        y[top[i]] = np.maximum(scores[i, top[i]], 0) ** gamma
-        f, _ = cg(A, y, rtol=1e-6, maxiter=50)
-        out[i] = f
+        short = _top(scores[i : i + 1], int(shortlist))[0]
+        out[i, short] = diffuse_shortlist(scores[i, short], local_positions(short, ids[short]),
+                                          neighbour_scores[short], alpha, gamma, int(query_k))
     return out
 
 
@@ -86,43 +120,92 @@ def _k_reciprocal(ranks: np.ndarray, i: int, k: int) -> np.ndarray:
     return forward[np.any(ranks[forward, : k + 1] == i, axis=1)]
 
 
+def _encoding(distance: np.ndarray, ranks: np.ndarray, i: int, k1: int) -> np.ndarray:
+    """i's k-reciprocal set, expanded by the half-size sets of its members that mostly
+    lie inside it, as exp(-distance) weights summing to 1 (a dense row)."""
+    reciprocal = _k_reciprocal(ranks, i, k1)
+    expanded = reciprocal
+    for j in reciprocal:
+        candidate = _k_reciprocal(ranks, j, int(round(k1 / 2)))
+        if len(np.intersect1d(candidate, reciprocal)) > 2 / 3 * len(candidate):
+            expanded = np.union1d(expanded, candidate)
+    row = np.zeros(len(distance))
+    weights = np.exp(-distance[i, expanded])
+    row[expanded] = weights / weights.sum()
+    return row
+
+
+def k_reciprocal_distance(
+    distance: np.ndarray, rows: np.ndarray, columns: np.ndarray, k1: int = 20, k2: int = 6, lambda_: float = 0.3
+) -> np.ndarray:
+    """Zhong et al.'s re-ranked distance between `rows` and `columns` of a universe of
+    images (distance: its square matrix, each image's own row included): the Jaccard
+    distance of the k-reciprocal encodings (averaged over each image's k2 nearest),
+    blended with the original distance. Encodings are computed only where needed."""
+    ranks = np.argsort(distance, axis=1, kind="stable")[:, : max(k1, k2) + 1]
+    encodings: dict[int, np.ndarray] = {}
+
+    def encoding(i: int) -> np.ndarray:
+        if i not in encodings:
+            encodings[i] = _encoding(distance, ranks, i, k1)
+        return encodings[i]
+
+    def expanded(i: int) -> np.ndarray:
+        return np.mean([encoding(int(j)) for j in ranks[i, :k2]], axis=0) if k2 > 1 else encoding(i)
+
+    V_rows = np.stack([expanded(int(i)) for i in rows])
+    V_columns = np.stack([expanded(int(j)) for j in columns])
+    minimum = np.zeros((len(rows), len(columns)))
+    for feature in np.flatnonzero(V_rows.any(axis=0) & V_columns.any(axis=0)):
+        r, c = np.flatnonzero(V_rows[:, feature]), np.flatnonzero(V_columns[:, feature])
+        minimum[np.ix_(r, c)] += np.minimum.outer(V_rows[r, feature], V_columns[c, feature])
+    totals_r, totals_c = V_rows.sum(axis=1), V_columns.sum(axis=1)
+    jaccard = 1 - minimum / (totals_r[:, None] + totals_c[None, :] - minimum + EPS)
+    return (1 - lambda_) * jaccard + lambda_ * distance[np.ix_(rows, columns)]
+
+
+def k_reciprocal_universe(own: int, shortlist: np.ndarray, neighbour_ids: np.ndarray) -> np.ndarray:
+    """The images a query's k-reciprocal re-ranking looks at: its shortlist, then the
+    shortlisted images' neighbours (from the graph) not already in it nor the query's own
+    row `own` (-1 when the query is not in the collection). The query goes first."""
+    extra = np.setdiff1d(neighbour_ids.ravel(), np.append(shortlist, own))
+    return np.concatenate([shortlist, extra])
+
+
+def k_reciprocal_shortlist(universe: np.ndarray, n_short: int, k1: int = 20, k2: int = 6,
+                           lambda_: float = 0.3) -> np.ndarray:
+    """Re-ranked similarities (negated distances) of universe rows 1..n_short to the
+    query, universe row 0 (unit vectors: the query, its shortlist, their neighbours)."""
+    distance = np.maximum(2 - 2 * (universe @ universe.T), 0)
+    return -k_reciprocal_distance(distance, np.array([0]), np.arange(1, n_short + 1), k1, k2, lambda_)[0]
+
+
 def k_reciprocal(
-    Q: np.ndarray, X: np.ndarray, k1: int = 20, k2: int = 6, lambda_: float = 0.3
+    Q: np.ndarray, X: np.ndarray, k1: int = 20, k2: int = 6, lambda_: float = 0.3, shortlist: int = 100
 ) -> np.ndarray:
     """k-reciprocal re-ranking (Zhong et al., CVPR 2017) for queries drawn from the
-    database (Q is X, as in eval): each image's expanded k-reciprocal set, weighted by
-    exp(-distance) and averaged over its k2 nearest, gives a Jaccard distance that is
-    blended with the original one. Returns similarities (negated distances)."""
-    n = len(X)
-    distance = np.maximum(2 - 2 * (X @ X.T), 0)
-    ranks = np.argsort(distance, axis=1, kind="stable")
-    V = np.zeros((n, n))
-    for i in range(n):
-        reciprocal = _k_reciprocal(ranks, i, k1)
-        expanded = reciprocal
-        for j in reciprocal:
-            candidate = _k_reciprocal(ranks, j, int(round(k1 / 2)))
-            if len(np.intersect1d(candidate, reciprocal)) > 2 / 3 * len(candidate):
-                expanded = np.union1d(expanded, candidate)
-        weights = np.exp(-distance[i, expanded])
-        V[i, expanded] = weights / weights.sum()
-    if k2 > 1:
-        V = np.stack([V[ranks[i, :k2]].mean(axis=0) for i in range(n)])
-    minimum = np.zeros((n, n))
-    for k in range(n):
-        holders = np.flatnonzero(V[:, k])
-        if len(holders):
-            minimum[np.ix_(holders, holders)] += np.minimum.outer(V[holders, k], V[holders, k])
-    totals = V.sum(axis=1)
-    jaccard = 1 - minimum / (totals[:, None] + totals[None, :] - minimum + EPS)
-    blended = (1 - lambda_) * jaccard + lambda_ * distance
-    return -blended[: len(Q)]
+    database (Q is X[:m], as in eval), per query over its top `shortlist` and their k1
+    nearest, exactly as `query --rerank k-reciprocal` runs it on the stored graph."""
+    if shortlist >= len(X) - 1:
+        # Every universe is the whole collection: compute the shared encodings once.
+        distance = np.maximum(2 - 2 * (X @ X.T), 0)
+        return -k_reciprocal_distance(distance, np.arange(len(Q)), np.arange(len(X)), int(k1), int(k2), lambda_)
+    ids, _ = knn_lists(X, k1)
+    scores = Q @ X.T
+    out = scores + BELOW_SHORTLIST
+    for i in range(len(Q)):
+        ranked = _top(scores[i : i + 1], int(shortlist) + 1)[0]
+        short = ranked[ranked != i][: int(shortlist)]
+        universe = k_reciprocal_universe(i, short, ids[short])
+        out[i, short] = k_reciprocal_shortlist(X[np.concatenate([[i], universe])], len(short), int(k1), int(k2),
+                                               lambda_)
+    return out
 
 
 RERANKERS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
     "aqe": (aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)"),
     "alpha-qe": (alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., TPAMI 2018)"),
     "dba-aqe": (dba_aqe, "database-side augmentation then AQE, n_db, n_query (Arandjelovic & Zisserman, CVPR 2012)"),
-    "diffusion": (diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma (Iscen et al., CVPR 2017)"),
-    "k-reciprocal": (k_reciprocal, "k-reciprocal encoding, k1, k2, lambda (Zhong et al., CVPR 2017)"),
+    "diffusion": (diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist (Iscen et al., CVPR 2017)"),
+    "k-reciprocal": (k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)"),
 }

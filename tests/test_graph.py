@@ -124,3 +124,84 @@ def test_changing_k_rebuilds_the_graph(store):
     assert graph_lag(store, wider, extractor) == 12
     update_graph(store, wider, extractor, metric, block_rows=8)
     check_exact(store, extractor, wider, metric)
+
+
+@pytest.mark.parametrize("metric_name", ["cosine", "bhattacharyya"])
+@pytest.mark.parametrize("spec", ["diffusion:5,0.99,3,4,1000", "diffusion:5,0.9,1,3,12",
+                                  "k-reciprocal:5,3,0.3,1000", "k-reciprocal:5,3,0.3,12"])
+def test_query_time_graph_reranking_equals_what_eval_measures(store, spec, metric_name):
+    """`query --rerank` on the stored graph ranks as the in-memory function eval scores,
+    with the whole collection as shortlist and with a short one."""
+    from imgsearch.features.color import RgbHistogram
+    from imgsearch.methods import parse_method
+    from imgsearch.query import run_query
+    from imgsearch.rerank import RERANKERS
+
+    rng = np.random.default_rng(4)
+    centres = rng.random((4, 512)) ** 4
+    X = (centres[np.arange(48) % 4] + rng.random((48, 512)) ** 4 * 0.8).astype(np.float32)
+    metric = get_metric(metric_name)
+    row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
+    store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
+                       for i, v in enumerate(X)])
+    store.pack(row, 16)
+    update_graph(store, create_graph(store, row, metric_name, 6), row, metric, block_rows=16)
+    name, params = parse_method(spec, RERANKERS)
+    expected = RERANKERS[name][0](*[metric.prepare_rows(X).astype(np.float64)] * 2, *params)
+    for query in (0, 5):
+        result = run_query(store, f"{query}.jpg", "rgb", metric_name, 10, 7, rerank=spec)
+        scores = np.delete(expected[query], query)
+        others = np.delete(np.arange(48), query)
+        assert [m.name for m in result.matches] == [f"{i}.jpg".encode() for i in others[np.argsort(-scores)[:10]]]
+        np.testing.assert_allclose([m.score for m in result.matches], np.sort(scores)[::-1][:10], atol=1e-4)
+
+
+def test_graph_reranking_needs_a_graph_and_says_how_to_make_one(store):
+    from imgsearch.errors import ImgsearchError
+    from imgsearch.features.color import RgbHistogram
+    from imgsearch.query import run_query
+
+    row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
+    store.write_batch([(record(), {row.id: np.random.default_rng(0).random(512)})])
+    name = next(iter(store.stored_images())).decode()
+    with pytest.raises(ImgsearchError, match="imgsearch graph -e rgb -m cosine"):
+        run_query(store, name, "rgb", "cosine", 5, 7, rerank="diffusion")
+
+
+def test_cli_graph_is_made_once_then_kept_up_to_date_by_build(db_url, tmp_path):
+    import cv2
+
+    from cli_runner import imgsearch
+    from photos import photo, variant, write_collection
+
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    assert imgsearch("build", folder, "--db", db_url, "-e", "hsv72").code == 0
+    run = imgsearch("graph", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "-n", "4")
+    assert run.code == 0, run.err
+    assert "k=4: 9 lists computed" in run.out
+
+    cv2.imwrite(str(folder / "a" / "chelsea-copy.jpg"), variant(photo("chelsea.png")))
+    run = imgsearch("build", folder, "--db", db_url, "-e", "hsv72")
+    assert run.code == 0, run.err
+    assert "graph hsv72/bhattacharyya k=4: 1 lists computed" in run.out
+    for spec in ("diffusion:4,0.99,3,3", "k-reciprocal:4,2,0.3"):
+        run = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya",
+                        "--rerank", spec, "--json")
+        assert run.code == 0 and run.err == "", run.err
+        names = [r["name"] for r in run.json()["results"]]
+        assert "chelsea-copy.jpg" in names[:3] and len(names) == 9 and "chelsea.jpg" not in names, names
+
+    (folder / "a" / "chelsea-copy.jpg").unlink()
+    run = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "--rerank",
+                    "diffusion:4")
+    assert run.code == 0
+    run = imgsearch("build", folder, "--db", db_url, "-e", "hsv72")
+    assert "removed 1" in run.out and "after removals" in run.out
+    run = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "--rerank",
+                    "diffusion:4,0.99,3,3", "--json")
+    assert run.code == 0 and run.err == "" and len(run.json()["results"]) == 8
+    assert imgsearch("graph", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "--drop").code == 0
+    run = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "--rerank",
+                    "k-reciprocal")
+    assert run.code == 1 and "imgsearch graph -e hsv72 -m bhattacharyya" in run.err

@@ -244,16 +244,20 @@ def learn(settings: Settings, name: str, extractor: str | None, method: str) -> 
 @click.option("--metric", "-m", type=click.Choice(list(METRICS)), help=METRIC_HELP + " Default: pearson.")
 @click.option("--neighbours", "-n", "k", type=click.IntRange(1, 1000), default=DEFAULT_K, show_default=True,
               help="Neighbours kept per image. Changing it recomputes the whole graph.")
+@click.option("--dba", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Also keep each image's vector averaged with its DBA nearest (database-side augmentation, "
+                   "Arandjelovic & Zisserman, CVPR 2012) for `query --rerank dba-aqe:DBA`; 3 is the usual choice.")
 @click.option("--drop", is_flag=True, help="Delete the graph instead.")
 @common_options
-def graph(settings: Settings, extractor: str | None, metric: str | None, k: int, drop: bool) -> None:
+def graph(settings: Settings, extractor: str | None, metric: str | None, k: int, dba: int, drop: bool) -> None:
     """Compute or update the collection's k-nearest-neighbour graph, which `query --rerank
     diffusion` and `--rerank k-reciprocal` read.
 
     Exact: every image's k most similar others under the metric. Made once (it costs a
     scan of the collection per 2,048 images), it is then kept up to date by every build:
     a new image gets its neighbours and enters the lists it belongs to; a deleted or
-    changed one is taken out of the lists that held it."""
+    changed one is taken out of the lists that held it. Another -n or --dba than the
+    stored graph's makes it again."""
     from imgsearch.graph import update_graphs
     from imgsearch.query import stored_extractor
     from imgsearch.store.graph_tables import create_graph, drop_graph, find_graph
@@ -267,10 +271,10 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int,
             if found is None:
                 raise ImgsearchError(f"there is no {settings.extractor}/{settings.metric} graph to drop")
             store.begin_write()
-            drop_graph(store, found)
+            drop_graph(store, row, found)
             click.echo(f"dropped the {settings.extractor}/{settings.metric} graph")
             return
-        create_graph(store, row, settings.metric, k)
+        create_graph(store, row, settings.metric, k, dba)
         for line in update_graphs(store, row, settings.block_rows, progress=True, only=settings.metric):
             click.echo(line)
 

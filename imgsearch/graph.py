@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from imgsearch.rerank import augment
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import ExtractorRow, FeatureStore
 from imgsearch.store.graph_tables import (
-    NO_KTH, GraphRow, NeighbourList, forget_nodes, graph_lag, graphs_of, neighbour_lists, node_thresholds,
+    NO_KTH, GraphRow, NeighbourList, dba_extractor, forget_nodes, graph_lag, graphs_of, neighbour_lists, node_thresholds,
     nodes_holding, removed_images, save_lists, vectors_of,
 )
 
@@ -60,14 +61,38 @@ def update_graph(
         chunk = missing[start : start + chunk_rows]
         fresh, proposals = _scan_chunk(store, graph, extractor, metric, block_rows, chunk, older)
         extended = _merge_proposals(store, graph, proposals)
-        save_lists(store, graph, {**fresh, **extended})
+        changed = {**fresh, **extended}
+        save_lists(store, graph, changed, _augmented(store, graph, extractor, metric, changed))
         older.update((i, nl.kth if len(nl.ids) >= graph.k else NO_KTH) for i, nl in extended.items())
         report.nodes_added += len(fresh)
         report.lists_extended += len(extended)
         if progress:
             progress(len(chunk))
+    derived = dba_extractor(store, extractor, graph)
+    if derived is not None:
+        store.pack(derived, block_rows)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _augmented(
+    store: FeatureStore, graph: GraphRow, extractor: ExtractorRow, metric: Metric, lists: dict[int, NeighbourList]
+) -> tuple[ExtractorRow, dict[int, np.ndarray]] | None:
+    """The database-side augmented vectors of these nodes (Arandjelovic & Zisserman, CVPR
+    2012), from their new lists, when the graph keeps them."""
+    derived = dba_extractor(store, extractor, graph)
+    if derived is None or not lists:
+        return None
+    nodes = sorted(lists)
+    nearest = {i: lists[i].ids[: graph.dba].tolist() for i in nodes}
+    vectors = vectors_of(store, extractor, sorted({*nodes, *(j for ids in nearest.values() for j in ids)}))
+    nodes = [i for i in nodes if i in vectors and all(j in vectors for j in nearest[i])]
+    prepared = {i: metric.prepare_one(v) for i, v in vectors.items()}
+    augmented = {}
+    for i in nodes:
+        neighbours = np.array([prepared[j] for j in nearest[i]]).reshape(1, -1, extractor.dim)
+        augmented[i] = augment(prepared[i][None, :], neighbours)[0]
+    return derived, augmented
 
 
 def update_graphs(

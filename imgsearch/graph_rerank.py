@@ -2,11 +2,10 @@
 lists of the shortlisted images, and the same pure functions eval measures (rerank.py)."""
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.methods import filled_params
 from imgsearch.rerank import RERANKERS, diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.similarity import Metric
 from imgsearch.store.base import ExtractorRow, FeatureStore
@@ -16,18 +15,9 @@ Ranking = list[tuple[int, float]]
 GRAPH_RERANKERS = ("diffusion", "k-reciprocal")
 
 
-def _defaults(name: str) -> list[int | float]:
-    """The parameters after (Q, X) of the eval function: neighbours first, shortlist last."""
-    return [p.default for p in list(inspect.signature(RERANKERS[name][0]).parameters.values())[2:]]
-
-
-DEFAULTS = {name: _defaults(name) for name in GRAPH_RERANKERS}
-
-
 def graph_params(name: str, params: list[int | float]) -> list[int | float]:
-    if len(params) > len(DEFAULTS[name]):
-        raise ImgsearchError(f"{name} takes at most {len(DEFAULTS[name])} parameters: {RERANKERS[name][1]}")
-    return [*params, *DEFAULTS[name][len(params):]]
+    """Neighbours first, shortlist last, as the eval functions take them."""
+    return filled_params(name, RERANKERS[name][0], params)
 
 
 def shortlist_length(name: str, params: list[int | float]) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 from imgsearch.query import display
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
+from imgsearch.store.graph_tables import graph_lag, graphs_of
 
 
 def describe_image(store: FeatureStore, name: str, extractor_name: str | None = None) -> str:
@@ -36,13 +37,20 @@ def describe_image(store: FeatureStore, name: str, extractor_name: str | None = 
 
 def describe_store(store: FeatureStore) -> str:
     counts = store.count_features()
+    extractors = store.extractors()
+    width = max([len("extractor"), *(len(e.name) for e in extractors)])
     lines = [
         f"collection  {store.get_meta(COLLECTION_ROOT_KEY) or '(not built)'}",
         f"images      {store.count_images()}",
         f"db size     {store.size_bytes() / 2**20:.1f} MiB",
-        "extractor   vectors   dim  blocks  unpacked  stale  params",
+        f"{'extractor':<{width}}  vectors   dim  blocks  unpacked  stale  params",
     ]
-    for e in store.extractors():
+    for e in extractors:
         blocks, tail, stale = store.packed_counts(e)
-        lines.append(f"{e.name:<10} {counts.get(e.id, 0):>8} {e.dim:>5} {blocks:>7} {tail:>9} {stale:>6}  {e.params}")
+        lines.append(f"{e.name:<{width}} {counts.get(e.id, 0):>8} {e.dim:>5} {blocks:>7} {tail:>9} {stale:>6}  {e.params}")
+    for e in extractors:
+        for graph in graphs_of(store, e):
+            extra = f", augmented vectors over {graph.dba} nearest" if graph.dba else ""
+            lines.append(f"graph {e.name}/{graph.metric}: {graph.k} neighbours per image{extra}, "
+                         f"{graph_lag(store, graph, e)} images behind")
     return "\n".join(lines)

@@ -1,6 +1,8 @@
 """`NAME[:P1,P2,...]` specifications of learned and re-ranking methods."""
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from imgsearch.errors import ImgsearchError
@@ -16,3 +18,12 @@ def parse_method(spec: str, registry: dict[str, Any]) -> tuple[str, list[int | f
     except ValueError:
         raise ImgsearchError(f"method parameters must be numbers: {spec!r}") from None
     return name, [int(v) if v.is_integer() else v for v in values]
+
+
+def filled_params(spec: str, fn: Callable[..., Any], params: list[int | float]) -> list[int | float]:
+    """The given parameters followed by fn's defaults for the rest (fn's first two
+    arguments, the query and database matrices, are not parameters)."""
+    defaults = [p.default for p in list(inspect.signature(fn).parameters.values())[2:]]
+    if len(params) > len(defaults):
+        raise ImgsearchError(f"{spec}: takes at most {len(defaults)} parameters")
+    return [*params, *defaults[len(params):]]

@@ -17,11 +17,12 @@ from imgsearch.features.pooling import l2n
 from imgsearch.graph_rerank import GRAPH_RERANKERS, rerank_shortlist, shortlist_length
 from imgsearch.images import SkippedFile, load_image
 from imgsearch.learn import stored_map
-from imgsearch.methods import parse_method
+from imgsearch.methods import filled_params, parse_method
+from imgsearch.rerank import RERANKERS
 from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import COLLECTION_ROOT_KEY, Block, ExtractorRow, FeatureStore, check_same_params
-from imgsearch.store.graph_tables import find_graph, graph_lag
+from imgsearch.store.graph_tables import dba_extractor, find_graph, graph_lag
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,14 @@ def run_query(
         raise ImgsearchError(f"--rerank {method} uses the graph of the unmapped vectors; it cannot follow --whiten")
     transform = stored_map(store, row, whiten).apply if whiten else None
     notes = []
-    if method in QUERY_EXPANSIONS:
+    scanned, scan_metric = row, metric
+    if method == "dba-aqe":
+        n_db, n_query = filled_params(rerank, RERANKERS[method][0], params)
+        scanned, scan_metric = augmented_set(store, row, metric, int(n_db)), get_metric("cosine")
+        notes = graph_notes(store, row, metric)
+        vector = expanded_query(store, scanned, metric.prepare_one(vector), scan_metric, block_rows, excluded,
+                                parallel, f"aqe:{int(n_query)}")
+    elif method in QUERY_EXPANSIONS:
         vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, rerank, transform)
     elif method in GRAPH_RERANKERS:
         notes = graph_notes(store, row, metric)
@@ -128,7 +136,7 @@ def run_query(
             ranking = graph_reranked(store, row, metric, method, params, vector, own_id, include_self, top_k,
                                      block_rows, parallel)
         else:
-            ranking = scan_store(store, row, vector, metric, top_k, block_rows, excluded, parallel,
+            ranking = scan_store(store, scanned, vector, scan_metric, top_k, block_rows, excluded, parallel,
                                  query_is_prepared=method in QUERY_EXPANSIONS, transform=transform).ranking
         rows = store.images_by_ids([image_id for image_id, _ in ranking])
         if all(image_id in rows for image_id, _ in ranking):
@@ -153,6 +161,19 @@ def graph_reranked(
     return [(i, s) for i, s in reranked if include_self or i != own_id][:top_k]
 
 
+def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: int) -> ExtractorRow:
+    """The stored database-side augmented vectors of the extractor's graph under the
+    metric (unit vectors in the metric's space: they are scanned by cosine)."""
+    graph = find_graph(store, row, metric.name)
+    derived = dba_extractor(store, row, graph) if graph is not None and graph.dba == n_db else None
+    if derived is None:
+        raise ImgsearchError(
+            f"--rerank dba-aqe:{n_db} scans the vectors augmented with their {n_db} nearest, which are kept with "
+            f"the k-NN graph; make them once with `imgsearch graph -e {row.name} -m {metric.name} --dba {n_db}`"
+        )
+    return derived
+
+
 def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[str]:
     graph = find_graph(store, row, metric.name)
     lag = graph_lag(store, graph, row) if graph is not None else 0
@@ -163,7 +184,7 @@ def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[
 
 
 Transform = Callable[[np.ndarray], np.ndarray]
-QUERY_EXPANSIONS = {"aqe": 0.0, "alpha-qe": 3.0}  # name -> default alpha
+QUERY_EXPANSIONS = {"aqe": 0.0, "alpha-qe": 3.0, "dba-aqe": 0.0}  # name -> default alpha
 QUERY_RERANKERS = [*QUERY_EXPANSIONS, *GRAPH_RERANKERS]
 
 

@@ -32,13 +32,17 @@ def aqe(Q: np.ndarray, X: np.ndarray, n: int = 10) -> np.ndarray:
     return alpha_qe(Q, X, n, alpha=0.0)
 
 
-def dba(X: np.ndarray, n: int = 3, alpha: float = 0.0) -> np.ndarray:
-    """Database-side augmentation (Arandjelovic & Zisserman, 2012): each database vector
-    replaced by the (similarity^alpha weighted) mean of itself and its n nearest."""
-    scores = X @ X.T
-    top = _top(scores, n + 1)  # itself first
-    weights = np.take_along_axis(np.maximum(scores, 0), top, axis=1) ** alpha
-    return l2n(np.einsum("mk,mkd->md", weights, X[top]))
+def augment(own: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Database-side augmentation of unit vectors (m x d) by their nearest (m x n x d):
+    the renormalised sum, i.e. the mean of each vector and its n nearest."""
+    return l2n(own + neighbours.sum(axis=1))
+
+
+def dba(X: np.ndarray, n: int = 3) -> np.ndarray:
+    """Database-side augmentation (Arandjelovic & Zisserman, CVPR 2012): each database
+    vector replaced by the mean of itself and its n nearest."""
+    ids, _ = knn_lists(X, n)
+    return augment(X, X[ids])
 
 
 def dba_aqe(Q: np.ndarray, X: np.ndarray, n_db: int = 3, n_query: int = 5) -> np.ndarray:

@@ -85,12 +85,16 @@ CREATE TABLE IF NOT EXISTS whitenings (
 ) ENGINE=InnoDB
 ;;
 -- k-nearest-neighbour graphs of a collection (imgsearch graph), for diffusion and
--- k-reciprocal re-ranking at query time. One graph per extractor and metric.
+-- k-reciprocal re-ranking at query time. One graph per extractor and metric. dba > 0:
+-- the graph also keeps database-side augmented vectors (each image's vector averaged
+-- with its dba nearest, in the metric's space) as the features of the extractor named
+-- "<extractor>.<metric>.dba<dba>", for `query --rerank dba-aqe`.
 CREATE TABLE IF NOT EXISTS graphs (
     id           SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
     extractor_id SMALLINT UNSIGNED NOT NULL,
     metric       VARCHAR(32) CHARACTER SET ascii NOT NULL,
     k            INT UNSIGNED NOT NULL,
+    dba          INT UNSIGNED NOT NULL DEFAULT 0,
     UNIQUE KEY uq_graphs (extractor_id, metric),
     CONSTRAINT fk_graph_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
 ) ENGINE=InnoDB

@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS graphs (
     extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
     metric       TEXT NOT NULL,
     k            INTEGER NOT NULL,
+    dba          INTEGER NOT NULL DEFAULT 0,
     UNIQUE (extractor_id, metric)
 )
 ;;

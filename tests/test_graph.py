@@ -205,3 +205,63 @@ def test_cli_graph_is_made_once_then_kept_up_to_date_by_build(db_url, tmp_path):
     run = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "--rerank",
                     "k-reciprocal")
     assert run.code == 1 and "imgsearch graph -e hsv72 -m bhattacharyya" in run.err
+
+
+def stored_vectors(store, extractor) -> dict[int, np.ndarray]:
+    return {int(i): v for ids, X in store.stream_blocks(extractor, 64) for i, v in zip(ids, X)}
+
+
+def test_augmented_vectors_follow_every_change(store):
+    from imgsearch.rerank import dba
+    from imgsearch.store.graph_tables import dba_extractor
+
+    rng = np.random.default_rng(11)
+    metric = get_metric("pearson")
+    extractor = store.register_extractor("v", "{}", DIM)
+    add(store, extractor, rng, 25)
+    graph = create_graph(store, extractor, "pearson", K, dba=2)
+    derived = dba_extractor(store, extractor, graph)
+
+    def check() -> None:
+        current = stored_vectors(store, extractor)
+        ids = sorted(current)
+        expected = dba(metric.prepare_rows(np.vstack([current[i] for i in ids])).astype(np.float64), 2)
+        augmented = stored_vectors(store, derived)
+        assert sorted(augmented) == ids
+        np.testing.assert_allclose(np.vstack([augmented[i] for i in ids]), expected, atol=1e-5)
+        assert store.packed_counts(derived)[1:] == (0, 0)  # packed after the update
+
+    update_graph(store, graph, extractor, metric, block_rows=8)
+    check()
+    add(store, extractor, rng, 7)
+    images = sorted(store.stored_images().values(), key=lambda i: i.id)
+    store.delete_images([images[3].id])
+    store.write_batch([(ImageRecord(images[8].path, images[8].name, 1, 1, "0" * 64, 1, 1),
+                        {extractor.id: rng.standard_normal(DIM)})])
+    update_graph(store, graph, extractor, metric, block_rows=8, chunk_rows=3)
+    check()
+
+
+def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
+    from imgsearch.errors import ImgsearchError
+    from imgsearch.features.color import RgbHistogram
+    from imgsearch.query import run_query
+    from imgsearch.rerank import dba
+
+    rng = np.random.default_rng(12)
+    X = (rng.random((40, 512)) ** 3).astype(np.float32)
+    metric = get_metric("bhattacharyya")
+    row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
+    store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
+                       for i, v in enumerate(X)])
+    with pytest.raises(ImgsearchError, match="--dba 2"):
+        run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4")
+    update_graph(store, create_graph(store, row, "bhattacharyya", 4, dba=2), row, metric, block_rows=16)
+    result = run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4")
+    P = metric.prepare_rows(X).astype(np.float64)
+    D = dba(P, 2)[1:]
+    top = np.argsort(-(D @ P[0]), kind="stable")[:4]
+    expanded = P[0] + D[top].sum(axis=0)
+    scores = D @ (expanded / np.linalg.norm(expanded))
+    assert [m.name for m in result.matches] == [f"{i + 1}.jpg".encode() for i in np.argsort(-scores)[:8]]
+    np.testing.assert_allclose([m.score for m in result.matches], np.sort(scores)[::-1][:8], atol=1e-5)

@@ -306,6 +306,16 @@ class FeatureStore(ABC):
             self.rollback_quietly()
             raise
 
+    def replace_vectors(self, extractor: ExtractorRow, vectors: dict[int, np.ndarray]) -> None:
+        """Write vectors of existing images inside the caller's write transaction (derived
+        sets: the graph's augmented vectors)."""
+        ids = sorted(vectors)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            self._mark_stale(f"extractor_id = ? AND image_id IN ({','.join('?' * len(chunk))})", [extractor.id, *chunk])
+        self.executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)",
+                         [(extractor.id, i, vector_to_bytes(vectors[i])) for i in ids])
+
     def rollback_quietly(self) -> None:
         # The original error matters; a rollback on a dead connection would mask it.
         try:

@@ -4,10 +4,12 @@ A node row holds one image's neighbour list packed as two blobs: one row read gi
 whole list, which is what query-time re-ranking needs for its shortlist."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.store.base import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, FeatureStore
 
 NO_KTH = -1e30  # the threshold of a list shorter than k: any image enters it
@@ -20,6 +22,7 @@ class GraphRow:
     extractor_id: int
     metric: str
     k: int
+    dba: int = 0  # > 0: database-side augmented vectors kept too (see dba_extractor_name)
 
 
 @dataclass(frozen=True)
@@ -36,33 +39,59 @@ def _chunks(ids: list[int]) -> list[list[int]]:
     return [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
 
 
+def dba_extractor_name(extractor_name: str, metric: str, n: int) -> str:
+    """The name under which a graph's augmented vectors are stored as features."""
+    return f"{extractor_name}.{metric}.dba{n}"
+
+
 def find_graph(store: FeatureStore, extractor: ExtractorRow, metric: str) -> GraphRow | None:
-    rows = store.execute("SELECT id, k FROM graphs WHERE extractor_id = ? AND metric = ?", (extractor.id, metric))
-    return GraphRow(int(rows[0][0]), extractor.id, metric, int(rows[0][1])) if rows else None
+    rows = store.execute("SELECT id, k, dba FROM graphs WHERE extractor_id = ? AND metric = ?", (extractor.id, metric))
+    return GraphRow(int(rows[0][0]), extractor.id, metric, int(rows[0][1]), int(rows[0][2])) if rows else None
 
 
 def graphs_of(store: FeatureStore, extractor: ExtractorRow) -> list[GraphRow]:
-    rows = store.execute("SELECT id, metric, k FROM graphs WHERE extractor_id = ? ORDER BY metric", (extractor.id,))
-    return [GraphRow(int(i), extractor.id, str(m), int(k)) for i, m, k in rows]
+    rows = store.execute("SELECT id, metric, k, dba FROM graphs WHERE extractor_id = ? ORDER BY metric",
+                         (extractor.id,))
+    return [GraphRow(int(i), extractor.id, str(m), int(k), int(d)) for i, m, k, d in rows]
 
 
-def create_graph(store: FeatureStore, extractor: ExtractorRow, metric: str, k: int) -> GraphRow:
-    """The graph of this extractor and metric; an existing one with another k is dropped
-    (its lists would be too short or too long) and made again."""
+def create_graph(store: FeatureStore, extractor: ExtractorRow, metric: str, k: int, dba: int = 0) -> GraphRow:
+    """The graph of this extractor and metric; an existing one with another k or dba is
+    dropped (its lists would be too short or too long) and made again."""
+    if dba > k:
+        raise ImgsearchError(f"database-side augmentation over {dba} neighbours needs a graph of at least {dba}")
     found = find_graph(store, extractor, metric)
-    if found is not None and found.k == k:
+    if found is not None and (found.k, found.dba) == (k, dba):
         return found
-    store.begin_write()
-    if found is not None:
-        drop_graph(store, found, commit=False)
-    store.execute("INSERT INTO graphs (extractor_id, metric, k) VALUES (?, ?, ?)", (extractor.id, metric, k))
-    store.commit()
+    try:
+        store.begin_write()
+        if found is not None:
+            drop_graph(store, extractor, found, commit=False)
+        store.execute("INSERT INTO graphs (extractor_id, metric, k, dba) VALUES (?, ?, ?, ?)",
+                      (extractor.id, metric, k, dba))
+        if dba:
+            store.execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)",
+                          (dba_extractor_name(extractor.name, metric, dba),
+                           json.dumps({"dba_of": extractor.name, "metric": metric, "n": dba}), extractor.dim))
+        store.commit()
+    except BaseException:
+        store.rollback_quietly()
+        raise
     created = find_graph(store, extractor, metric)
     assert created is not None
     return created
 
 
-def drop_graph(store: FeatureStore, graph: GraphRow, commit: bool = True) -> None:
+def dba_extractor(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow) -> ExtractorRow | None:
+    return store.find_extractor(dba_extractor_name(extractor.name, graph.metric, graph.dba)) if graph.dba else None
+
+
+def drop_graph(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow, commit: bool = True) -> None:
+    derived = dba_extractor(store, extractor, graph)
+    if derived is not None:
+        # features and packed blocks follow the extractor row (ON DELETE CASCADE)
+        store.execute("DELETE FROM packed_stale WHERE extractor_id = ?", (derived.id,))
+        store.execute("DELETE FROM extractors WHERE id = ?", (derived.id,))
     for table, column in (("graph_nodes", "graph_id"), ("graph_removed", "graph_id"), ("graphs", "id")):
         store.execute(f"DELETE FROM {table} WHERE {column} = ?", (graph.id,))
     if commit:
@@ -113,8 +142,12 @@ def forget_nodes(store: FeatureStore, graph: GraphRow, nodes: set[int], removed:
     store.commit()
 
 
-def save_lists(store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourList]) -> None:
-    """Write these nodes' lists in one transaction (replacing what they had)."""
+def save_lists(
+    store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourList],
+    augmented: tuple[ExtractorRow, dict[int, np.ndarray]] | None = None,
+) -> None:
+    """Write these nodes' lists, and their augmented vectors if the graph keeps them, in
+    one transaction (replacing what they had)."""
     rows = [
         (graph.id, image_id, len(nl.ids), nl.kth if len(nl.ids) >= graph.k else NO_KTH,
          np.ascontiguousarray(nl.ids, ID_DTYPE).tobytes(), np.ascontiguousarray(nl.scores, VECTOR_DTYPE).tobytes())
@@ -128,6 +161,8 @@ def save_lists(store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourL
         store.executemany(
             "INSERT INTO graph_nodes (graph_id, image_id, n, kth, neighbours, scores) VALUES (?, ?, ?, ?, ?, ?)", rows
         )
+        if augmented is not None:
+            store.replace_vectors(*augmented)
         store.commit()
     except BaseException:
         store.rollback_quietly()

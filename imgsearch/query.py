@@ -22,7 +22,7 @@ from imgsearch.rerank import RERANKERS
 from imgsearch.search import ScanResult, parallel_scan, prefetched, scan
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import COLLECTION_ROOT_KEY, Block, ExtractorRow, FeatureStore, check_same_params
-from imgsearch.store.graph_tables import dba_extractor, find_graph, graph_lag
+from imgsearch.store.graph_tables import dba_extractor, find_graph, graph_is_behind
 
 
 @dataclass(frozen=True)
@@ -176,10 +176,9 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
 
 def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[str]:
     graph = find_graph(store, row, metric.name)
-    lag = graph_lag(store, graph, row) if graph is not None else 0
-    if not lag:
+    if graph is None or not graph_is_behind(store, graph, row):
         return []
-    return [f"the {row.name}/{metric.name} graph does not reflect {lag} added, changed or deleted images yet; "
+    return [f"the {row.name}/{metric.name} graph does not reflect the latest added, changed or deleted images; "
             f"`imgsearch graph -e {row.name} -m {metric.name}` updates it"]
 
 

@@ -118,6 +118,16 @@ def diffusion(
     return out
 
 
+def _nearest(distance: np.ndarray, m: int) -> np.ndarray:
+    """Each row's m smallest distances' columns, nearest first (ties: smaller column):
+    a partial selection, as a full sort of a large universe would dominate."""
+    if m >= distance.shape[1]:
+        return np.argsort(distance, axis=1, kind="stable")
+    part = np.argpartition(distance, m - 1, axis=1)[:, :m]
+    order = np.lexsort((part, np.take_along_axis(distance, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
 def _k_reciprocal(ranks: np.ndarray, i: int, k: int) -> np.ndarray:
     """Images among i's k nearest that also have i among their k nearest."""
     forward = ranks[i, : k + 1]
@@ -128,11 +138,13 @@ def _encoding(distance: np.ndarray, ranks: np.ndarray, i: int, k1: int) -> np.nd
     """i's k-reciprocal set, expanded by the half-size sets of its members that mostly
     lie inside it, as exp(-distance) weights summing to 1 (a dense row)."""
     reciprocal = _k_reciprocal(ranks, i, k1)
-    expanded = reciprocal
+    members = set(reciprocal.tolist())  # Python sets: these are a few dozen ids each
+    expanded = set(members)
     for j in reciprocal:
-        candidate = _k_reciprocal(ranks, j, int(round(k1 / 2)))
-        if len(np.intersect1d(candidate, reciprocal)) > 2 / 3 * len(candidate):
-            expanded = np.union1d(expanded, candidate)
+        candidate = _k_reciprocal(ranks, j, int(round(k1 / 2))).tolist()
+        if len(members.intersection(candidate)) > 2 / 3 * len(candidate):
+            expanded.update(candidate)
+    expanded = np.array(sorted(expanded), dtype=np.int64)
     row = np.zeros(len(distance))
     weights = np.exp(-distance[i, expanded])
     row[expanded] = weights / weights.sum()
@@ -146,7 +158,7 @@ def k_reciprocal_distance(
     images (distance: its square matrix, each image's own row included): the Jaccard
     distance of the k-reciprocal encodings (averaged over each image's k2 nearest),
     blended with the original distance. Encodings are computed only where needed."""
-    ranks = np.argsort(distance, axis=1, kind="stable")[:, : max(k1, k2) + 1]
+    ranks = _nearest(distance, max(k1, k2) + 1)
     encodings: dict[int, np.ndarray] = {}
 
     def encoding(i: int) -> np.ndarray:

@@ -265,3 +265,27 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
     scores = D @ (expanded / np.linalg.norm(expanded))
     assert [m.name for m in result.matches] == [f"{i + 1}.jpg".encode() for i in np.argsort(-scores)[:8]]
     np.testing.assert_allclose([m.score for m in result.matches], np.sort(scores)[::-1][:8], atol=1e-5)
+
+
+def test_query_says_when_the_graph_lags_behind(store):
+    from imgsearch.features.color import RgbHistogram
+    from imgsearch.query import run_query
+
+    rng = np.random.default_rng(13)
+    row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
+    metric = get_metric("cosine")
+
+    def add_images(start: int, n: int) -> None:
+        store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1),
+                            {row.id: rng.random(512)}) for i in range(start, start + n)])
+
+    add_images(0, 12)
+    graph = create_graph(store, row, "cosine", 4)
+    update_graph(store, graph, row, metric, block_rows=8)
+    assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="diffusion:4").notes == []
+    add_images(12, 2)
+    assert "graph -e rgb -m cosine" in run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="diffusion:4").notes[0]
+    update_graph(store, graph, row, metric, block_rows=8)
+    assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="k-reciprocal:4").notes == []
+    store.delete_images([store.find_images(b"3.jpg")[0].id])
+    assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="k-reciprocal:4").notes

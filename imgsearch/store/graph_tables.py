@@ -190,3 +190,14 @@ def graph_lag(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> 
     )
     removed = store.execute("SELECT COUNT(*) FROM graph_removed WHERE graph_id = ?", (graph.id,))
     return int(missing[0][0]) + int(removed[0][0])
+
+
+def graph_is_behind(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> bool:
+    """A cheap check for query time (index lookups only, where graph_lag counts): removals
+    are pending, or a vector newer than every list exists (image ids only grow, and an
+    update computes missing lists in id order)."""
+    if store.execute("SELECT 1 FROM graph_removed WHERE graph_id = ? LIMIT 1", (graph.id,)):
+        return True
+    newest_vector = store.execute("SELECT MAX(image_id) FROM features WHERE extractor_id = ?", (extractor.id,))[0][0]
+    newest_list = store.execute("SELECT MAX(image_id) FROM graph_nodes WHERE graph_id = ?", (graph.id,))[0][0]
+    return newest_vector is not None and (newest_list is None or int(newest_vector) > int(newest_list))

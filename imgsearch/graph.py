@@ -1,9 +1,9 @@
 """The collection's exact k-nearest-neighbour graph, kept in the database and updated
 incrementally: images without a list get one from a scan of the whole collection, and in
-the same scan each older image whose k-th score they beat takes them into its list. An
-image deleted or re-extracted (graph_removed) costs its own list and the lists that held
-it, which are recomputed the same way. Nothing else is touched, so adding m images to n
-costs m x n scores, not n x n.
+the same scan each older image whose list threshold they beat takes them into its list.
+An image deleted or re-extracted (graph_removed) is dropped from the lists that held it;
+lists keep some slack beyond k, and only one left with fewer than k is recomputed the
+same way. Nothing else is touched, so adding m images to n costs m x n scores, not n x n.
 
 Each chunk of new lists and the older lists it changed are written in one transaction:
 an update killed midway leaves whole chunks, and the next update finishes the rest."""
@@ -20,8 +20,8 @@ from imgsearch.rerank import augment
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import ExtractorRow, FeatureStore
 from imgsearch.store.graph_tables import (
-    NO_KTH, GraphRow, NeighbourList, dba_extractor, forget_nodes, graph_lag, graphs_of, neighbour_lists, node_thresholds,
-    nodes_holding, removed_images, save_lists, vectors_of,
+    GraphRow, NeighbourList, dba_extractor, graph_lag, graphs_of, list_capacity, lists_holding, neighbour_lists,
+    node_thresholds, removed_images, save_lists, vectors_of,
 )
 
 DEFAULT_K = 30  # Iscen et al. (2017) use k = 50 on 5k-100k images; 30 as the issue's reference
@@ -32,13 +32,14 @@ CHUNK_ROWS = 2048  # new lists computed per pass over the collection
 class GraphReport:
     nodes_added: int = 0
     lists_recomputed: int = 0
+    lists_trimmed: int = 0
     lists_extended: int = 0
     seconds: float = 0.0
 
     def summary(self, graph: GraphRow, extractor: ExtractorRow) -> str:
         return (f"graph {extractor.name}/{graph.metric} k={graph.k}: {self.nodes_added} lists computed "
-                f"({self.lists_recomputed} of them after removals), {self.lists_extended} older lists took in "
-                f"new images, {self.seconds:.1f} s")
+                f"({self.lists_recomputed} of them after removals), {self.lists_trimmed} lists lost removed images, "
+                f"{self.lists_extended} older lists took in new images, {self.seconds:.1f} s")
 
 
 def update_graph(
@@ -51,19 +52,18 @@ def update_graph(
     report = GraphReport()
     removed = removed_images(store, graph)
     if removed:
-        invalid = removed | nodes_holding(store, graph, removed)
-        forget_nodes(store, graph, invalid, removed)
-        report.lists_recomputed = len(invalid - removed)
-    thresholds = node_thresholds(store, graph)
-    missing = sorted(store.image_ids_with_features(extractor.id) - set(thresholds))
-    older = dict(thresholds)  # lists computed before this update: only they can miss a new image
+        trimmed, forgotten = _without(store, graph, removed)
+        save_lists(store, graph, trimmed, _augmented(store, graph, extractor, metric, trimmed), forgotten, removed)
+        report.lists_recomputed, report.lists_trimmed = len(forgotten - removed), len(trimmed)
+    older = node_thresholds(store, graph)  # lists made before this update: only they can miss a new image
+    missing = sorted(store.image_ids_with_features(extractor.id) - set(older))
     for start in range(0, len(missing), chunk_rows):
         chunk = missing[start : start + chunk_rows]
         fresh, proposals = _scan_chunk(store, graph, extractor, metric, block_rows, chunk, older)
         extended = _merge_proposals(store, graph, proposals)
         changed = {**fresh, **extended}
         save_lists(store, graph, changed, _augmented(store, graph, extractor, metric, changed))
-        older.update((i, nl.kth if len(nl.ids) >= graph.k else NO_KTH) for i, nl in extended.items())
+        older.update((i, nl.threshold) for i, nl in extended.items())
         report.nodes_added += len(fresh)
         report.lists_extended += len(extended)
         if progress:
@@ -73,6 +73,23 @@ def update_graph(
         store.pack(derived, block_rows)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _without(store: FeatureStore, graph: GraphRow, removed: set[int]) -> tuple[dict[int, NeighbourList], set[int]]:
+    """The lists that held removed images, without them where k or more remain (still the
+    exact top of the collection), and the nodes to recompute: the removed images (a
+    re-extracted one gets a new list) and lists left too short."""
+    gone = np.fromiter(removed, dtype=np.int64, count=len(removed))
+    trimmed, forgotten = {}, set(removed)
+    for node, held in lists_holding(store, graph, removed).items():
+        if node in removed:
+            continue
+        keep = ~np.isin(held.ids, gone)
+        if held.complete or keep.sum() >= graph.k:
+            trimmed[node] = NeighbourList(held.ids[keep], held.scores[keep], held.complete)
+        else:
+            forgotten.add(node)
+    return trimmed, forgotten
 
 
 def _augmented(
@@ -125,7 +142,7 @@ def _scan_chunk(
     chunk = [i for i in chunk if i in vectors]  # deleted since the ids were read
     chunk_ids = np.array(chunk, dtype=np.int64)
     prepared = metric.prepare_rows(np.vstack([vectors[i] for i in chunk])) if chunk else np.empty((0, extractor.dim))
-    k = graph.k
+    k = list_capacity(graph)
     best_ids = np.full((len(chunk), k), -1, dtype=np.int64)
     best_scores = np.full((len(chunk), k), -np.inf, dtype=np.float32)
     found: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -142,8 +159,8 @@ def _scan_chunk(
             found.setdefault(int(ids[row]), []).append((chunk_ids[cols[at]], scores[row, cols[at]]))
     fresh = {}
     for i, image_id in enumerate(chunk):
-        keep = best_ids[i] >= 0
-        fresh[image_id] = NeighbourList(best_ids[i][keep], best_scores[i][keep])
+        keep = np.isfinite(best_scores[i])  # not itself, not an empty slot
+        fresh[image_id] = NeighbourList(best_ids[i][keep], best_scores[i][keep], complete=keep.sum() < k)
     proposals = {node: (np.concatenate([c for c, _ in parts]), np.concatenate([s for _, s in parts]))
                  for node, parts in found.items()}
     return fresh, proposals
@@ -182,9 +199,11 @@ def _merge_proposals(store: FeatureStore, graph: GraphRow, proposals: Proposals)
         new = ~np.isin(candidates, current.ids)
         if not new.any():
             continue
+        capacity = list_capacity(graph)
         ids, merged = _merge_top(
-            current.ids[None, :], current.scores[None, :], candidates[new], scores[new][None, :], graph.k
+            current.ids[None, :], current.scores[None, :], candidates[new], scores[new][None, :], capacity
         )
         keep = np.isfinite(merged[0])
-        changed[node] = NeighbourList(ids[0][keep], merged[0][keep])
+        complete = current.complete and len(current.ids) + int(new.sum()) <= capacity
+        changed[node] = NeighbourList(ids[0][keep], merged[0][keep], complete)
     return changed

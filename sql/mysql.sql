@@ -100,8 +100,9 @@ CREATE TABLE IF NOT EXISTS graphs (
 ) ENGINE=InnoDB
 ;;
 -- One row per image: its n nearest other images, best first (neighbours: image ids as
--- little-endian int64; scores: float32 LE). kth is the n-th score, or -1e30 while n < k:
--- a new image enters this list when it scores above kth.
+-- little-endian int64; scores: float32 LE), exactly the top n of the collection, n up to
+-- k plus some slack. kth is the score a new image must beat to enter the list: the n-th
+-- score, or -1e30 while the list holds every other image.
 CREATE TABLE IF NOT EXISTS graph_nodes (
     graph_id   SMALLINT UNSIGNED NOT NULL,
     image_id   INT UNSIGNED NOT NULL,

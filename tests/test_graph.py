@@ -10,7 +10,7 @@ from imgsearch.graph import update_graph
 from imgsearch.similarity import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.base import ImageRecord
-from imgsearch.store.graph_tables import create_graph, graph_lag, neighbour_lists
+from imgsearch.store.graph_tables import create_graph, graph_lag, list_capacity, neighbour_lists
 from imgsearch.store.url import parse_database_url
 
 DIM = 8
@@ -27,22 +27,26 @@ def add(store, extractor, rng, n: int) -> None:
     store.write_batch([(record(), {extractor.id: rng.standard_normal(DIM)}) for _ in range(n)])
 
 
-def exact_graph(store, extractor, metric, k: int) -> dict[int, tuple[list[int], np.ndarray]]:
+def exact_order(store, extractor, metric) -> dict[int, tuple[list[int], np.ndarray]]:
+    """Every image's other images, most similar first, with their scores."""
     ids, vectors = zip(*store.stream_blocks(extractor, 1000, packed=False))
     ids, X = np.concatenate(ids), metric.prepare_rows(np.vstack(vectors))
     scores = X @ X.T
     np.fill_diagonal(scores, -np.inf)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :-1]
     return {int(i): (ids[order[r]].tolist(), scores[r, order[r]]) for r, i in enumerate(ids)}
 
 
 def check_exact(store, extractor, graph, metric) -> None:
-    truth = exact_graph(store, extractor, metric, graph.k)
+    """Each stored list is exactly the top of the collection, at least k long (or all)."""
+    truth = exact_order(store, extractor, metric)
     stored = neighbour_lists(store, graph, sorted(truth))
     assert set(stored) == set(truth)
     for image_id, (ids, scores) in truth.items():
-        assert stored[image_id].ids.tolist() == ids, image_id
-        np.testing.assert_allclose(stored[image_id].scores, scores, atol=1e-5)
+        n = len(stored[image_id].ids)
+        assert min(graph.k, len(ids)) <= n <= list_capacity(graph)
+        assert stored[image_id].ids.tolist() == ids[:n], image_id
+        np.testing.assert_allclose(stored[image_id].scores, scores[:n], atol=1e-5)
     assert graph_lag(store, graph, extractor) == 0
 
 
@@ -77,7 +81,15 @@ def test_incremental_updates_stay_exact(store, metric_name):
                         {extractor.id: rng.standard_normal(DIM)})])
     assert graph_lag(store, graph, extractor) > 0
     report = update_graph(store, graph, extractor, metric, block_rows=5)
-    assert 0 < report.nodes_added < 44  # only the changed image and the lists that held a removed one
+    assert report.lists_trimmed > 0 and report.nodes_added == 1  # the changed image; trimmed lists stay exact
+    check_exact(store, extractor, graph, metric)
+
+    # Deleting more members than a list's slack leaves it shorter than k: recomputed.
+    victim = sorted(store.stored_images().values(), key=lambda i: i.id)[5].id
+    held = neighbour_lists(store, graph, [victim])[victim].ids[:6].tolist()
+    store.delete_images(held)
+    report = update_graph(store, graph, extractor, metric, block_rows=5)
+    assert report.lists_recomputed >= 1 and victim in neighbour_lists(store, graph, [victim])
     check_exact(store, extractor, graph, metric)
 
 
@@ -107,7 +119,7 @@ def test_small_collection_has_short_lists_that_fill_up(store):
     add(store, extractor, rng, 3)
     graph = create_graph(store, extractor, "cosine", K)
     update_graph(store, graph, extractor, metric, block_rows=8)
-    assert all(len(nl.ids) == 2 for nl in neighbour_lists(store, graph, list(range(1, 100))).values())
+    assert all(len(nl.ids) == 2 and nl.complete for nl in neighbour_lists(store, graph, list(range(1, 100))).values())
     add(store, extractor, rng, 5)
     update_graph(store, graph, extractor, metric, block_rows=8)
     check_exact(store, extractor, graph, metric)

@@ -27,12 +27,24 @@ class GraphRow:
 
 @dataclass(frozen=True)
 class NeighbourList:
-    ids: np.ndarray  # int64, best first
+    """An image's nearest others, best first: exactly the top len(ids) of the collection.
+    complete: the list holds every other image (any new one belongs in it)."""
+
+    ids: np.ndarray  # int64
     scores: np.ndarray  # float32
+    complete: bool
 
     @property
-    def kth(self) -> float:
-        return float(self.scores[-1]) if len(self.scores) else NO_KTH
+    def threshold(self) -> float:
+        """The score a new image must beat to enter the list."""
+        return NO_KTH if self.complete or not len(self.scores) else float(self.scores[-1])
+
+
+def list_capacity(graph: GraphRow) -> int:
+    """Neighbours kept per list: k plus slack, so that a list whose members are deleted
+    stays usable (still the exact top of what remains) until fewer than k are left,
+    instead of costing a scan of the collection at every deletion."""
+    return graph.k + max(4, graph.k // 4)
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:
@@ -99,9 +111,14 @@ def drop_graph(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow, co
 
 
 def node_thresholds(store: FeatureStore, graph: GraphRow) -> dict[int, float]:
-    """Every node's k-th score: the bar a new image must pass to enter its list."""
+    """Every node's threshold: the bar a new image must pass to enter its list."""
     rows = store.execute("SELECT image_id, kth FROM graph_nodes WHERE graph_id = ?", (graph.id,))
     return {int(i): float(t) for i, t in rows}
+
+
+def _neighbour_list(kth: float, neighbours: bytes, scores: bytes) -> NeighbourList:
+    return NeighbourList(np.frombuffer(bytes(neighbours), ID_DTYPE), np.frombuffer(bytes(scores), VECTOR_DTYPE),
+                         complete=float(kth) == NO_KTH)
 
 
 def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dict[int, NeighbourList]:
@@ -110,20 +127,19 @@ def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dic
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
         rows = store.execute(
-            f"SELECT image_id, neighbours, scores FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})",
+            f"SELECT image_id, kth, neighbours, scores FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})",
             (graph.id, *chunk),
         )
-        for image_id, neighbours, scores in rows:
-            found[int(image_id)] = NeighbourList(np.frombuffer(bytes(neighbours), ID_DTYPE),
-                                                 np.frombuffer(bytes(scores), VECTOR_DTYPE))
+        found.update((int(image_id), _neighbour_list(*rest)) for image_id, *rest in rows)
     return found
 
 
-def nodes_holding(store: FeatureStore, graph: GraphRow, ids: set[int]) -> set[int]:
-    """Nodes whose lists contain any of these images (one pass over the lists)."""
+def lists_holding(store: FeatureStore, graph: GraphRow, ids: set[int]) -> dict[int, NeighbourList]:
+    """The lists that contain any of these images (one pass over all lists)."""
     wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
-    rows = store.execute("SELECT image_id, neighbours FROM graph_nodes WHERE graph_id = ?", (graph.id,))
-    return {int(i) for i, blob in rows if np.isin(np.frombuffer(bytes(blob), ID_DTYPE), wanted).any()}
+    rows = store.execute("SELECT image_id, kth, neighbours, scores FROM graph_nodes WHERE graph_id = ?", (graph.id,))
+    found = {int(image_id): _neighbour_list(*rest) for image_id, *rest in rows}
+    return {i: nl for i, nl in found.items() if np.isin(nl.ids, wanted).any()}
 
 
 def removed_images(store: FeatureStore, graph: GraphRow) -> set[int]:
@@ -131,33 +147,25 @@ def removed_images(store: FeatureStore, graph: GraphRow) -> set[int]:
     return {int(r[0]) for r in rows}
 
 
-def forget_nodes(store: FeatureStore, graph: GraphRow, nodes: set[int], removed: set[int]) -> None:
-    """One transaction: drop the lists of `nodes` (the next update recomputes them) and
-    the `removed` marks that caused it."""
-    store.begin_write()
-    for table, ids in (("graph_nodes", sorted(nodes)), ("graph_removed", sorted(removed))):
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            store.execute(f"DELETE FROM {table} WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
-    store.commit()
-
-
 def save_lists(
     store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourList],
     augmented: tuple[ExtractorRow, dict[int, np.ndarray]] | None = None,
+    forgotten: set[int] = frozenset(), removed: set[int] = frozenset(),
 ) -> None:
-    """Write these nodes' lists, and their augmented vectors if the graph keeps them, in
-    one transaction (replacing what they had)."""
+    """One transaction: write these nodes' lists (and their augmented vectors if the graph
+    keeps them), drop the lists of `forgotten` nodes (the next update recomputes them) and
+    the `removed` marks that were handled."""
     rows = [
-        (graph.id, image_id, len(nl.ids), nl.kth if len(nl.ids) >= graph.k else NO_KTH,
+        (graph.id, image_id, len(nl.ids), nl.threshold,
          np.ascontiguousarray(nl.ids, ID_DTYPE).tobytes(), np.ascontiguousarray(nl.scores, VECTOR_DTYPE).tobytes())
         for image_id, nl in lists.items()
     ]
     try:
         store.begin_write()
-        for chunk in _chunks(sorted(lists)):
-            marks = ",".join("?" * len(chunk))
-            store.execute(f"DELETE FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
+        for table, ids in (("graph_nodes", sorted({*lists, *forgotten})), ("graph_removed", sorted(removed))):
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                store.execute(f"DELETE FROM {table} WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
         store.executemany(
             "INSERT INTO graph_nodes (graph_id, image_id, n, kth, neighbours, scores) VALUES (?, ?, ?, ?, ?, ?)", rows
         )

@@ -81,8 +81,8 @@ def main() -> None:
         store.delete_images(added)
         store.pack(row)
         report = update_graph(store, graph, row, metric, BLOCK_ROWS)
-        print(f"    and deleted again: {report.lists_recomputed} lists that held them recomputed in "
-              f"{report.seconds:.1f} s")
+        print(f"    and deleted again: {report.lists_trimmed} lists that held them trimmed, "
+              f"{report.lists_recomputed} recomputed (left shorter than k), {report.seconds:.1f} s")
 
         times = timed_queries(store, args.repeats)
         plain = statistics.median(times[None])

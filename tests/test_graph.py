@@ -57,14 +57,20 @@ def store(db_url):
         yield s
 
 
-@pytest.mark.parametrize("metric_name", ["cosine", "pearson"])
-def test_incremental_updates_stay_exact(store, metric_name):
-    rng = np.random.default_rng(7)
+def graphed(store, seed: int, n: int, metric_name: str = "cosine", dba: int = 0, **update):
+    """n random vectors of extractor "v" and their graph of K neighbours, made."""
+    rng = np.random.default_rng(seed)
     metric = get_metric(metric_name)
     extractor = store.register_extractor("v", "{}", DIM)
-    add(store, extractor, rng, 40)
-    graph = create_graph(store, extractor, metric_name, K)
-    first = update_graph(store, graph, extractor, metric, block_rows=7, chunk_rows=16)
+    add(store, extractor, rng, n)
+    graph = create_graph(store, extractor, metric_name, K, dba)
+    report = update_graph(store, graph, extractor, metric, **{"block_rows": 8, **update})
+    return rng, metric, extractor, graph, report
+
+
+@pytest.mark.parametrize("metric_name", ["cosine", "pearson"])
+def test_incremental_updates_stay_exact(store, metric_name):
+    rng, metric, extractor, graph, first = graphed(store, 7, 40, metric_name, block_rows=7, chunk_rows=16)
     assert first.nodes_added == 40
     check_exact(store, extractor, graph, metric)
 
@@ -94,12 +100,7 @@ def test_incremental_updates_stay_exact(store, metric_name):
 
 
 def test_interrupted_update_is_completed_by_the_next(store):
-    rng = np.random.default_rng(3)
-    metric = get_metric("cosine")
-    extractor = store.register_extractor("v", "{}", DIM)
-    add(store, extractor, rng, 30)
-    graph = create_graph(store, extractor, "cosine", K)
-    update_graph(store, graph, extractor, metric, block_rows=8)
+    rng, metric, extractor, graph, _ = graphed(store, 3, 30)
     add(store, extractor, rng, 25)
 
     def stop_after_first_chunk(done: int) -> None:
@@ -113,12 +114,7 @@ def test_interrupted_update_is_completed_by_the_next(store):
 
 
 def test_small_collection_has_short_lists_that_fill_up(store):
-    rng = np.random.default_rng(1)
-    metric = get_metric("cosine")
-    extractor = store.register_extractor("v", "{}", DIM)
-    add(store, extractor, rng, 3)
-    graph = create_graph(store, extractor, "cosine", K)
-    update_graph(store, graph, extractor, metric, block_rows=8)
+    rng, metric, extractor, graph, _ = graphed(store, 1, 3)
     assert all(len(nl.ids) == 2 and nl.complete for nl in neighbour_lists(store, graph, list(range(1, 100))).values())
     add(store, extractor, rng, 5)
     update_graph(store, graph, extractor, metric, block_rows=8)
@@ -126,12 +122,7 @@ def test_small_collection_has_short_lists_that_fill_up(store):
 
 
 def test_changing_k_rebuilds_the_graph(store):
-    rng = np.random.default_rng(2)
-    metric = get_metric("cosine")
-    extractor = store.register_extractor("v", "{}", DIM)
-    add(store, extractor, rng, 12)
-    graph = create_graph(store, extractor, "cosine", K)
-    update_graph(store, graph, extractor, metric, block_rows=8)
+    _, metric, extractor, graph, _ = graphed(store, 2, 12)
     wider = create_graph(store, extractor, "cosine", K + 3)
     assert graph_lag(store, wider, extractor) == 12
     update_graph(store, wider, extractor, metric, block_rows=8)
@@ -227,11 +218,7 @@ def test_augmented_vectors_follow_every_change(store):
     from imgsearch.rerank import dba
     from imgsearch.store.graph_tables import dba_extractor
 
-    rng = np.random.default_rng(11)
-    metric = get_metric("pearson")
-    extractor = store.register_extractor("v", "{}", DIM)
-    add(store, extractor, rng, 25)
-    graph = create_graph(store, extractor, "pearson", K, dba=2)
+    rng, metric, extractor, graph, _ = graphed(store, 11, 25, "pearson", dba=2)
     derived = dba_extractor(store, extractor, graph)
 
     def check() -> None:
@@ -243,7 +230,6 @@ def test_augmented_vectors_follow_every_change(store):
         np.testing.assert_allclose(np.vstack([augmented[i] for i in ids]), expected, atol=1e-5)
         assert store.packed_counts(derived)[1:] == (0, 0)  # packed after the update
 
-    update_graph(store, graph, extractor, metric, block_rows=8)
     check()
     add(store, extractor, rng, 7)
     images = sorted(store.stored_images().values(), key=lambda i: i.id)

@@ -32,8 +32,8 @@ WHITEN_HELP = (
 RERANK_HELP = (
     "Re-ranking: aqe[:n] (average query expansion, Chum et al., ICCV 2007), alpha-qe[:n,alpha] "
     "(Radenovic et al., TPAMI 2018), dba-aqe[:n_db,n_query] (database-side augmentation, Arandjelovic & "
-    "Zisserman, CVPR 2012, then AQE), diffusion[:k,alpha,gamma,query_k] (Iscen et al., CVPR 2017), "
-    "k-reciprocal[:k1,k2,lambda] (Zhong et al., CVPR 2017)."
+    "Zisserman, CVPR 2012, then AQE), diffusion[:k,alpha,gamma,query_k,shortlist,iterations] (Iscen et al., CVPR 2017), "
+    "k-reciprocal[:k1,k2,lambda,shortlist] (Zhong et al., CVPR 2017)."
 )
 METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) + "."
 
@@ -122,11 +122,9 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
               help="Scan connections, each streaming a part of the packed blocks; the merged result is "
                    "exactly the single-connection one. Raise it when the server has idle cores (default 1).")
 @click.option("--rerank", metavar="NAME[:PARAMS]",
-              help="aqe[:n] (average query expansion, Chum et al., ICCV 2007) or alpha-qe[:n,alpha] (Radenovic "
-                   "et al., TPAMI 2018): a second scan with the expanded query. diffusion[:k,alpha,gamma,query_k,"
-                   "shortlist] (Iscen et al., CVPR 2017) or k-reciprocal[:k1,k2,lambda,shortlist] (Zhong et al., "
-                   "CVPR 2017): re-rank the top `shortlist` (1000 / 100) with the stored k-NN graph "
-                   "(see `imgsearch graph`).")
+              help=RERANK_HELP + " aqe and alpha-qe cost a second scan; dba-aqe scans the augmented vectors and "
+                   "diffusion and k-reciprocal re-rank the top `shortlist` (1000 / 100) with the k-NN graph that "
+                   "`imgsearch graph` keeps (--dba N for dba-aqe:N).")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")
 @common_options

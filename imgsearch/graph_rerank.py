@@ -2,6 +2,8 @@
 lists of the shortlisted images, and the same pure functions eval measures (rerank.py)."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
@@ -15,13 +17,14 @@ Ranking = list[tuple[int, float]]
 GRAPH_RERANKERS = ("diffusion", "k-reciprocal")
 
 
-def graph_params(name: str, params: list[int | float]) -> list[int | float]:
-    """Neighbours first, shortlist last, as the eval functions take them."""
-    return filled_params(name, RERANKERS[name][0], params)
+def graph_params(name: str, params: list[int | float]) -> dict[str, int | float]:
+    """The parameters by name, in the order the eval functions take them."""
+    fn = RERANKERS[name][0]
+    return dict(zip(list(inspect.signature(fn).parameters)[2:], filled_params(name, fn, params)))
 
 
 def shortlist_length(name: str, params: list[int | float]) -> int:
-    return int(graph_params(name, params)[-1])
+    return int(graph_params(name, params)["shortlist"])
 
 
 def required_graph(store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, k: int) -> GraphRow:
@@ -56,7 +59,7 @@ def rerank_shortlist(
 ) -> Ranking:
     """The shortlist re-ordered by diffusion or k-reciprocal re-ranking, with new scores."""
     values = graph_params(name, params)
-    k = int(values[0])
+    k = int(values["k" if name == "diffusion" else "k1"])
     graph = required_graph(store, extractor, metric, name, k)
     ids = np.array([i for i, _ in shortlist], dtype=np.int64)
     scores = np.array([s for _, s in shortlist])
@@ -64,17 +67,17 @@ def rerank_shortlist(
         return []
     neighbour_ids, neighbour_scores = _padded(neighbour_lists(store, graph, ids.tolist()), ids, k)
     if name == "diffusion":
-        _, alpha, gamma, query_k, _ = values
         reranked = diffuse_shortlist(scores, local_positions(ids, neighbour_ids), neighbour_scores,
-                                     float(alpha), float(gamma), int(query_k))
+                                     float(values["alpha"]), float(values["gamma"]), int(values["query_k"]),
+                                     int(values["iterations"]))
     else:
-        _, k2, lambda_, _ = values
         universe = k_reciprocal_universe(-1 if own_id is None else own_id, ids, neighbour_ids[neighbour_ids >= 0])
         stored = vectors_of(store, extractor, universe.tolist())
         universe = np.array([i for i in universe.tolist() if i in stored], dtype=np.int64)
         vectors = np.vstack([prepared_query, metric.prepare_rows(np.vstack([stored[i] for i in universe.tolist()]))])
         in_shortlist = np.isin(ids, universe)
         reranked = np.full(len(ids), -np.inf)
-        reranked[in_shortlist] = k_reciprocal_shortlist(vectors, int(in_shortlist.sum()), k, int(k2), float(lambda_))
+        reranked[in_shortlist] = k_reciprocal_shortlist(vectors, int(in_shortlist.sum()), k, int(values["k2"]),
+                                                        float(values["lambda_"]))
     order = np.lexsort((ids, -reranked))
     return [(int(ids[i]), float(reranked[i])) for i in order]

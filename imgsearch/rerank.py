@@ -75,14 +75,15 @@ def local_positions(shortlist: np.ndarray, neighbour_ids: np.ndarray) -> np.ndar
 
 def diffuse_shortlist(
     scores: np.ndarray, positions: np.ndarray, neighbour_scores: np.ndarray,
-    alpha: float = 0.99, gamma: float = 3.0, query_k: int = 10,
+    alpha: float = 0.99, gamma: float = 3.0, query_k: int = 10, iterations: int = 50,
 ) -> np.ndarray:
     """Diffusion (Iscen et al., CVPR 2017) on the query's shortlist: the mutual k-NN graph
     among the shortlisted images (positions: each one's neighbours as shortlist positions,
     -1 outside), weights similarity^gamma, symmetrically normalised to S; the walk starts
     at the query's top query_k (weights score^gamma); returns f solving (I - alpha S) f = y
-    by conjugate gradient. Truncating the graph to the shortlist is the paper's own
-    speed-up for large collections."""
+    by conjugate gradient, at most `iterations` steps (50: converged; fewer stop the walk
+    early). Truncating the graph to the shortlist is the paper's own speed-up for large
+    collections."""
     n = len(scores)
     rows = np.repeat(np.arange(n), positions.shape[1])
     inside = positions.ravel() >= 0
@@ -95,7 +96,7 @@ def diffuse_shortlist(
     y = np.zeros(n)
     seeds = np.argsort(-scores, kind="stable")[:query_k]
     y[seeds] = np.maximum(scores[seeds], 0) ** gamma
-    f, _ = cg(A, y, rtol=1e-6, maxiter=50)
+    f, _ = cg(A, y, rtol=1e-6, maxiter=iterations)
     return f
 
 
@@ -104,7 +105,7 @@ BELOW_SHORTLIST = -10.0  # added to the plain scores of images outside a shortli
 
 def diffusion(
     Q: np.ndarray, X: np.ndarray, k: int = 30, alpha: float = 0.99, gamma: float = 3.0, query_k: int = 10,
-    shortlist: int = 1000,
+    shortlist: int = 1000, iterations: int = 50,
 ) -> np.ndarray:
     """Diffusion per query over its top `shortlist` images, exactly as `query --rerank
     diffusion` runs it on the stored graph (see diffuse_shortlist)."""
@@ -114,7 +115,7 @@ def diffusion(
     for i in range(len(Q)):
         short = _top(scores[i : i + 1], int(shortlist))[0]
         out[i, short] = diffuse_shortlist(scores[i, short], local_positions(short, ids[short]),
-                                          neighbour_scores[short], alpha, gamma, int(query_k))
+                                          neighbour_scores[short], alpha, gamma, int(query_k), int(iterations))
     return out
 
 
@@ -222,6 +223,6 @@ RERANKERS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
     "aqe": (aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)"),
     "alpha-qe": (alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., TPAMI 2018)"),
     "dba-aqe": (dba_aqe, "database-side augmentation then AQE, n_db, n_query (Arandjelovic & Zisserman, CVPR 2012)"),
-    "diffusion": (diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist (Iscen et al., CVPR 2017)"),
+    "diffusion": (diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist, iterations (Iscen et al., CVPR 2017)"),
     "k-reciprocal": (k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)"),
 }

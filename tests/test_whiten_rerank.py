@@ -179,3 +179,23 @@ def test_learned_map_is_stored_and_applied_at_query_time(db_url) -> None:
     scores = mapped[1:] @ mapped[0]
     expected = [paths[i + 1].encode() for i in np.argsort(-scores, kind="stable")[:10]]
     assert [m.path for m in result.matches] == expected
+
+
+@pytest.mark.parametrize("command", ["query", "eval"])
+def test_help_names_the_paper_behind_each_reranking(command) -> None:
+    from cli_runner import imgsearch
+
+    run = imgsearch(command, "--help")
+    text = " ".join(run.out.split())
+    for paper in ("Chum et al., ICCV 2007", "Radenovic et al., TPAMI 2018", "Arandjelovic & Zisserman, CVPR 2012",
+                  "Iscen et al., CVPR 2017", "Zhong et al., CVPR 2017"):
+        assert paper in text, paper
+    if command == "query":
+        assert "imgsearch graph" in text
+
+
+def test_graph_help_explains_incremental_upkeep() -> None:
+    from cli_runner import imgsearch
+
+    text = " ".join(imgsearch("graph", "--help").out.split())
+    assert "kept up to date by every build" in text and "--dba" in text

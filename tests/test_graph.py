@@ -287,3 +287,13 @@ def test_query_says_when_the_graph_lags_behind(store):
     assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="k-reciprocal:4").notes == []
     store.delete_images([store.find_images(b"3.jpg")[0].id])
     assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="k-reciprocal:4").notes
+
+
+def test_lists_holding_pages_through_every_list(store):
+    from imgsearch.store.graph_tables import lists_holding
+
+    _, _, extractor, graph, _ = graphed(store, 21, 30)
+    everything = neighbour_lists(store, graph, list(range(1, 1000)))
+    target = next(iter(everything))
+    expected = {i for i, nl in everything.items() if target in nl.ids.tolist()}
+    assert expected and set(lists_holding(store, graph, {target}, page=4)) == expected

@@ -134,12 +134,22 @@ def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dic
     return found
 
 
-def lists_holding(store: FeatureStore, graph: GraphRow, ids: set[int]) -> dict[int, NeighbourList]:
-    """The lists that contain any of these images (one pass over all lists)."""
+def lists_holding(store: FeatureStore, graph: GraphRow, ids: set[int], page: int = 10_000) -> dict[int, NeighbourList]:
+    """The lists that contain any of these images: one pass over all lists, a page of
+    them at a time, so memory stays bounded on millions of images."""
     wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
-    rows = store.execute("SELECT image_id, kth, neighbours, scores FROM graph_nodes WHERE graph_id = ?", (graph.id,))
-    found = {int(image_id): _neighbour_list(*rest) for image_id, *rest in rows}
-    return {i: nl for i, nl in found.items() if np.isin(nl.ids, wanted).any()}
+    found: dict[int, NeighbourList] = {}
+    after = -1
+    while rows := store.execute(
+        "SELECT image_id, kth, neighbours, scores FROM graph_nodes WHERE graph_id = ? AND image_id > ? "
+        "ORDER BY image_id LIMIT ?", (graph.id, after, page),
+    ):
+        for image_id, *rest in rows:
+            held = _neighbour_list(*rest)
+            if np.isin(held.ids, wanted).any():
+                found[int(image_id)] = held
+        after = int(rows[-1][0])
+    return found
 
 
 def removed_images(store: FeatureStore, graph: GraphRow) -> set[int]:

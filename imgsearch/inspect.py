@@ -7,8 +7,8 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.query import display
-from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
-from imgsearch.store.graph_tables import graph_lag, graphs_of
+from imgsearch.store.base import COLLECTION_ROOT_KEY, ExtractorRow, FeatureStore
+from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
 
 
 def describe_image(store: FeatureStore, name: str, extractor_name: str | None = None) -> str:
@@ -31,8 +31,24 @@ def describe_image(store: FeatureStore, name: str, extractor_name: str | None = 
                 continue
             values = np.array2string(vector, precision=6, separator=", ", threshold=10**6, max_line_width=100)
             lines.append(f"{extractor.name:<8} dim {extractor.dim}, params {extractor.params}\n{values}")
+            lines += _graph_neighbours(store, extractor, image.id)
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _graph_neighbours(store: FeatureStore, extractor: ExtractorRow, image_id: int) -> list[str]:
+    """The image's stored nearest, per graph of the extractor: why re-ranking moved it."""
+    lines = []
+    for graph in graphs_of(store, extractor):
+        held = neighbour_lists(store, graph, [image_id]).get(image_id)
+        if held is None:
+            lines.append(f"graph {extractor.name}/{graph.metric}: no list yet (run `imgsearch graph`)")
+            continue
+        names = store.images_by_ids(held.ids.tolist())
+        lines.append(f"graph {extractor.name}/{graph.metric}: {len(held.ids)} nearest")
+        lines += [f"  {display(names[i].path) if i in names else f'(deleted image {i})'}  {score:.6f}"
+                  for i, score in zip(held.ids.tolist(), held.scores.tolist())]
+    return lines
 
 
 def describe_store(store: FeatureStore) -> str:

@@ -46,3 +46,14 @@ SELECT e.name,
        (SELECT COUNT(*) FROM features f WHERE f.extractor_id = e.id AND f.packed_block IS NULL) AS unpacked,
        (SELECT COUNT(*) FROM packed_stale s WHERE s.extractor_id = e.id) AS stale
 FROM extractors e;
+
+-- k-NN graphs (imgsearch graph): neighbours kept per image, lists stored, and images the
+-- graph does not reflect yet (vectors without a list; removals waiting for the update).
+-- A list's ids and scores are little-endian int64 / float32 blobs: `imgsearch show NAME`
+-- prints them with the neighbours' paths.
+SELECT e.name, g.metric, g.k, g.dba,
+       (SELECT COUNT(*) FROM graph_nodes n WHERE n.graph_id = g.id) AS lists,
+       (SELECT COUNT(*) FROM features f WHERE f.extractor_id = e.id AND NOT EXISTS
+            (SELECT 1 FROM graph_nodes n WHERE n.graph_id = g.id AND n.image_id = f.image_id)) AS without_list,
+       (SELECT COUNT(*) FROM graph_removed r WHERE r.graph_id = g.id) AS removals_pending
+FROM graphs g JOIN extractors e ON e.id = g.extractor_id;

@@ -198,6 +198,9 @@ def test_cli_graph_is_made_once_then_kept_up_to_date_by_build(db_url, tmp_path):
         names = [r["name"] for r in run.json()["results"]]
         assert "chelsea-copy.jpg" in names[:3] and len(names) == 9 and "chelsea.jpg" not in names, names
 
+    shown = imgsearch("show", "chelsea.jpg", "--db", db_url, "-e", "hsv72").out
+    assert "graph hsv72/bhattacharyya: 8 nearest" in shown and "chelsea-copy.jpg" in shown
+
     (folder / "a" / "chelsea-copy.jpg").unlink()
     run = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "--rerank",
                     "diffusion:4")
@@ -257,6 +260,8 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
                        for i, v in enumerate(X)])
     with pytest.raises(ImgsearchError, match="--dba 2"):
         run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4")
+    with pytest.raises(ImgsearchError, match="cannot follow --whiten"):
+        run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4", whiten="any")
     update_graph(store, create_graph(store, row, "bhattacharyya", 4, dba=2), row, metric, block_rows=16)
     result = run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4")
     P = metric.prepare_rows(X).astype(np.float64)

@@ -43,3 +43,28 @@ def test_config_file_environment_and_flags_in_that_order(tmp_path) -> None:
     run = imgsearch("query", "coffee.jpg", "-e", "rgb", "--json", "-k", "3", env={**env, "IMGSEARCH_TOP_K": "2"})
     assert len(run.json()["results"]) == 2  # only two other images exist
     assert imgsearch("query", "coffee.jpg", "-e", "hsv72", env=env).code != 0  # config built rgb only
+
+
+def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_path) -> None:
+    from importlib import resources
+
+    import pymysql
+
+    from imgsearch.store.url import parse_database_url
+
+    write_collection(tmp_path / "photos")
+    assert imgsearch("build", tmp_path / "photos", "--db", mysql_url, "-e", "hsv72").code == 0
+    assert imgsearch("graph", "--db", mysql_url, "-e", "hsv72", "-n", "3", "--dba", "2").code == 0
+    text = resources.files("imgsearch.sql").joinpath("inspect.sql").read_text("utf-8")
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    statements = [s.strip() for s in code.split(";") if s.strip()]
+    assert len(statements) >= 8
+    url = parse_database_url(mysql_url)
+    conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password, database=url.database)
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+            cur.fetchall()
+        cur.execute(statements[-1])
+        assert cur.fetchall() == (("hsv72", "pearson", 3, 2, 9, 0, 0),)
+    conn.close()

@@ -52,9 +52,9 @@ def update_graph(
     report = GraphReport()
     removed = removed_images(store, graph)
     if removed:
-        trimmed, forgotten = _without(store, graph, removed)
+        trimmed, forgotten = _without(store, graph, set(removed))
         save_lists(store, graph, trimmed, _augmented(store, graph, extractor, metric, trimmed), forgotten, removed)
-        report.lists_recomputed, report.lists_trimmed = len(forgotten - removed), len(trimmed)
+        report.lists_recomputed, report.lists_trimmed = len(forgotten - set(removed)), len(trimmed)
     older = node_thresholds(store, graph)  # lists made before this update: only they can miss a new image
     missing = sorted(store.image_ids_with_features(extractor.id) - set(older))
     for start in range(0, len(missing), chunk_rows):

@@ -115,10 +115,12 @@ CREATE TABLE IF NOT EXISTS graph_nodes (
     CONSTRAINT fk_node_graph FOREIGN KEY (graph_id) REFERENCES graphs (id) ON DELETE CASCADE
 ) ENGINE=InnoDB
 ;;
--- Images deleted or re-extracted since the graph was updated: lists that hold them are
--- recomputed by the next update.
+-- Images deleted or re-extracted since the graph was updated: the next update takes them
+-- out of the lists that hold them. token is new at every mark, so an update clears only
+-- the marks it has handled, never one a concurrent build made in the meantime.
 CREATE TABLE IF NOT EXISTS graph_removed (
     graph_id SMALLINT UNSIGNED NOT NULL,
     image_id INT UNSIGNED NOT NULL,
+    token    BIGINT NOT NULL,
     PRIMARY KEY (graph_id, image_id)
 ) ENGINE=InnoDB

@@ -96,5 +96,6 @@ CREATE INDEX IF NOT EXISTS ix_graph_nodes_image ON graph_nodes (image_id)
 CREATE TABLE IF NOT EXISTS graph_removed (
     graph_id INTEGER NOT NULL,
     image_id INTEGER NOT NULL,
+    token    INTEGER NOT NULL,
     PRIMARY KEY (graph_id, image_id)
 )

@@ -305,3 +305,25 @@ def test_lists_holding_pages_through_every_list(store):
     target = next(iter(everything))
     expected = {i for i, nl in everything.items() if target in nl.ids.tolist()}
     assert expected and set(lists_holding(store, graph, {target}, page=4)) == expected
+
+
+def test_an_update_never_clears_a_removal_marked_while_it_ran(store):
+    """A build that changes an image again while an update handles its first change
+    leaves its own mark: the next update sees it."""
+    from imgsearch.store.graph_tables import removed_images, save_lists
+
+    rng, metric, extractor, graph, _ = graphed(store, 17, 12)
+    image = sorted(store.stored_images().values(), key=lambda i: i.id)[4]
+
+    def change() -> None:
+        store.write_batch([(ImageRecord(image.path, image.name, 1, 1, "0" * 64, 1, 1),
+                            {extractor.id: rng.standard_normal(DIM)})])
+
+    change()
+    seen = removed_images(store, graph)
+    change()  # while the update runs
+    save_lists(store, graph, {}, forgotten={image.id}, removed=seen)
+    assert set(removed_images(store, graph)) == {image.id}
+    update_graph(store, graph, extractor, metric, block_rows=8)
+    assert removed_images(store, graph) == {}
+    check_exact(store, extractor, graph, metric)

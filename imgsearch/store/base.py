@@ -5,6 +5,7 @@ streaming cursor; everything else is plain DB-API and lives here once.
 """
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -348,10 +349,10 @@ class FeatureStore(ABC):
             params,
         )
         self.execute(
-            f"{self.insert_ignore} INTO graph_removed (graph_id, image_id) SELECT g.id, f.image_id "
+            "REPLACE INTO graph_removed (graph_id, image_id, token) SELECT g.id, f.image_id, ? "
             f"FROM graphs g JOIN (SELECT extractor_id, image_id FROM features WHERE {where}) f "
             "ON f.extractor_id = g.extractor_id",
-            params,
+            [secrets.randbits(62), *params],
         )
 
     def pack(self, extractor: ExtractorRow, block_rows: int = DEFAULT_PACK_ROWS) -> PackReport:

@@ -152,19 +152,20 @@ def lists_holding(store: FeatureStore, graph: GraphRow, ids: set[int], page: int
     return found
 
 
-def removed_images(store: FeatureStore, graph: GraphRow) -> set[int]:
-    rows = store.execute("SELECT image_id FROM graph_removed WHERE graph_id = ?", (graph.id,))
-    return {int(r[0]) for r in rows}
+def removed_images(store: FeatureStore, graph: GraphRow) -> dict[int, int]:
+    """The images marked removed, each with its mark's token."""
+    rows = store.execute("SELECT image_id, token FROM graph_removed WHERE graph_id = ?", (graph.id,))
+    return {int(i): int(t) for i, t in rows}
 
 
 def save_lists(
     store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourList],
     augmented: tuple[ExtractorRow, dict[int, np.ndarray]] | None = None,
-    forgotten: set[int] = frozenset(), removed: set[int] = frozenset(),
+    forgotten: set[int] = frozenset(), removed: dict[int, int] | None = None,
 ) -> None:
     """One transaction: write these nodes' lists (and their augmented vectors if the graph
     keeps them), drop the lists of `forgotten` nodes (the next update recomputes them) and
-    the `removed` marks that were handled."""
+    the `removed` marks that were handled (image -> token: a mark made again since keeps)."""
     rows = [
         (graph.id, image_id, len(nl.ids), nl.threshold,
          np.ascontiguousarray(nl.ids, ID_DTYPE).tobytes(), np.ascontiguousarray(nl.scores, VECTOR_DTYPE).tobytes())
@@ -172,10 +173,12 @@ def save_lists(
     ]
     try:
         store.begin_write()
-        for table, ids in (("graph_nodes", sorted({*lists, *forgotten})), ("graph_removed", sorted(removed))):
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                store.execute(f"DELETE FROM {table} WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
+        for chunk in _chunks(sorted({*lists, *forgotten})):
+            marks = ",".join("?" * len(chunk))
+            store.execute(f"DELETE FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
+        if removed:
+            store.executemany("DELETE FROM graph_removed WHERE graph_id = ? AND image_id = ? AND token = ?",
+                              [(graph.id, i, t) for i, t in removed.items()])
         store.executemany(
             "INSERT INTO graph_nodes (graph_id, image_id, n, kth, neighbours, scores) VALUES (?, ?, ?, ?, ?, ?)", rows
         )

@@ -176,14 +176,40 @@ def _bars(older_ids: np.ndarray, older_bars: np.ndarray, ids: np.ndarray) -> np.
 def _merge_top(
     best_ids: np.ndarray, best_scores: np.ndarray, ids: np.ndarray, scores: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k best of the current best and a block's scores (rows x block), sorted
-    best first (equal scores: smaller id first)."""
+    """Per row, the k best of the current best (padded to k with id -1 and -inf) and a
+    block's scores (rows x block, ids per column), sorted best first (equal scores: the
+    smaller id first). Only block entries above a row's current k-th score are looked at:
+    after the first blocks they are few, and sorting them is what an update costs."""
+    if best_ids.shape[1] < k:
+        pad = k - best_ids.shape[1]
+        best_ids = np.pad(best_ids, ((0, 0), (0, pad)), constant_values=-1)
+        best_scores = np.pad(best_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+    above = scores > best_scores[:, -1:]
+    if np.count_nonzero(above) > 2 * above.shape[0] * k:
+        return _merge_dense(best_ids, best_scores, ids, scores, k)  # the first blocks: most entries qualify
+    rows, cols = np.nonzero(above)
+    if not len(rows):
+        return best_ids, best_scores
+    touched = np.unique(rows)
+    entry_rows = np.concatenate([rows, np.repeat(touched, k)])
+    entry_ids = np.concatenate([ids[cols], best_ids[touched].ravel()])
+    entry_scores = np.concatenate([scores[rows, cols], best_scores[touched].ravel()])
+    order = np.lexsort((np.where(entry_ids < 0, np.iinfo(np.int64).max, entry_ids), -entry_scores, entry_rows))
+    starts = np.searchsorted(entry_rows[order], touched)  # every row has at least its k best entries
+    first_k = order[starts[:, None] + np.arange(k)]
+    best_ids, best_scores = best_ids.copy(), best_scores.copy()
+    best_ids[touched], best_scores[touched] = entry_ids[first_k], entry_scores[first_k]
+    return best_ids, best_scores
+
+
+def _merge_dense(
+    best_ids: np.ndarray, best_scores: np.ndarray, ids: np.ndarray, scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """_merge_top by a partial selection over every entry of every row."""
     all_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
     all_scores = np.concatenate([best_scores, scores], axis=1)
-    if all_scores.shape[1] > k:
-        # Selecting before sorting: a full sort of every row would dominate the update.
-        top = np.argpartition(-all_scores, k - 1, axis=1)[:, :k]
-        all_ids, all_scores = np.take_along_axis(all_ids, top, axis=1), np.take_along_axis(all_scores, top, axis=1)
+    top = np.argpartition(-all_scores, k - 1, axis=1)[:, :k]
+    all_ids, all_scores = np.take_along_axis(all_ids, top, axis=1), np.take_along_axis(all_scores, top, axis=1)
     order = np.lexsort((np.where(all_ids < 0, np.iinfo(np.int64).max, all_ids), -all_scores), axis=1)
     return np.take_along_axis(all_ids, order, axis=1), np.take_along_axis(all_scores, order, axis=1)
 

@@ -28,13 +28,13 @@ def decodes_or_skips(data: bytes) -> None:
     assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3
 
 
-@settings(max_examples=300, deadline=5000)
+@settings(max_examples=300, deadline=None)  # no timed assertions: a loaded CI machine is slow
 @given(st.binary(max_size=4096))
 def test_random_bytes_decode_or_skip(data: bytes) -> None:
     decodes_or_skips(data)
 
 
-@settings(max_examples=300, deadline=5000)
+@settings(max_examples=300, deadline=None)  # no timed assertions: a loaded CI machine is slow
 @given(base=st.sampled_from([SMALL_JPEG, SMALL_PNG]), data=st.data())
 def test_mutated_images_decode_or_skip(base: bytes, data) -> None:
     mutated = bytearray(base)

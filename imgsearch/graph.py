@@ -21,7 +21,7 @@ from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import ExtractorRow, FeatureStore
 from imgsearch.store.graph_tables import (
     GraphRow, NeighbourList, dba_extractor, graph_lag, graphs_of, list_capacity, lists_holding, neighbour_lists,
-    node_thresholds, removed_images, save_lists, vectors_of,
+    node_thresholds, removed_images, save_lists,
 )
 
 DEFAULT_K = 30  # Iscen et al. (2017) use k = 50 on 5k-100k images; 30 as the issue's reference
@@ -102,7 +102,7 @@ def _augmented(
         return None
     nodes = sorted(lists)
     nearest = {i: lists[i].ids[: graph.dba].tolist() for i in nodes}
-    vectors = vectors_of(store, extractor, sorted({*nodes, *(j for ids in nearest.values() for j in ids)}))
+    vectors = store.vectors(extractor, sorted({*nodes, *(j for ids in nearest.values() for j in ids)}))
     nodes = [i for i in nodes if i in vectors and all(j in vectors for j in nearest[i])]
     prepared = {i: metric.prepare_one(v) for i, v in vectors.items()}
     augmented = {}
@@ -138,7 +138,7 @@ def _scan_chunk(
 ) -> tuple[dict[int, NeighbourList], Proposals]:
     """One pass over the collection: the top k of each chunk image (itself excluded),
     and the chunk images that beat an older node's k-th score."""
-    vectors = vectors_of(store, extractor, chunk)
+    vectors = store.vectors(extractor, chunk)
     chunk = [i for i in chunk if i in vectors]  # deleted since the ids were read
     chunk_ids = np.array(chunk, dtype=np.int64)
     prepared = metric.prepare_rows(np.vstack([vectors[i] for i in chunk])) if chunk else np.empty((0, extractor.dim))

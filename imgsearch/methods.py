@@ -20,10 +20,11 @@ def parse_method(spec: str, registry: dict[str, Any]) -> tuple[str, list[int | f
     return name, [int(v) if v.is_integer() else v for v in values]
 
 
-def filled_params(spec: str, fn: Callable[..., Any], params: list[int | float]) -> list[int | float]:
-    """The given parameters followed by fn's defaults for the rest (fn's first two
-    arguments, the query and database matrices, are not parameters)."""
-    defaults = [p.default for p in list(inspect.signature(fn).parameters.values())[2:]]
-    if len(params) > len(defaults):
-        raise ImgsearchError(f"{spec}: takes at most {len(defaults)} parameters")
-    return [*params, *defaults[len(params):]]
+def filled_params(spec: str, fn: Callable[..., Any], params: list[int | float]) -> dict[str, int | float]:
+    """The parameters by name: the given ones, then fn's defaults for the rest (fn's first
+    two arguments, the query and database matrices, are not parameters). The eval
+    functions' signatures are the one place defaults live."""
+    names_defaults = [(p.name, p.default) for p in list(inspect.signature(fn).parameters.values())[2:]]
+    if len(params) > len(names_defaults):
+        raise ImgsearchError(f"{spec}: takes at most {len(names_defaults)} parameters")
+    return {name: params[i] if i < len(params) else default for i, (name, default) in enumerate(names_defaults)}

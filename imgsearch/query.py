@@ -13,11 +13,12 @@ from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
 from imgsearch.images import SkippedFile, load_image
 from imgsearch.learn import stored_map
-from imgsearch.methods import parse_method
+from imgsearch.methods import filled_params, parse_method
 from imgsearch.query_rerank import (
     GRAPH_KEPT, GRAPH_RERANKERS, QUERY_EXPANSIONS, QUERY_RERANKERS, dba_expanded_query, expanded_query, graph_notes,
     graph_reranked,
 )
+from imgsearch.rerank import RERANKERS
 from imgsearch.similarity import get_metric
 from imgsearch.store.base import COLLECTION_ROOT_KEY, ExtractorRow, FeatureStore, check_same_params
 from imgsearch.store_scan import scan_store
@@ -112,6 +113,7 @@ def run_query(
     vector, own_id = query_vector(store, row, extractor, image)
     excluded = [] if include_self or own_id is None else [own_id]
     method, params = parse_method(rerank, QUERY_RERANKERS) if rerank else (None, [])
+    values = filled_params(rerank, RERANKERS[method][0], params) if method else {}
     if whiten and method in GRAPH_KEPT:
         raise ImgsearchError(f"--rerank {method} uses the graph of the unmapped vectors; it cannot follow --whiten")
     transform = stored_map(store, row, whiten).apply if whiten else None
@@ -120,19 +122,20 @@ def run_query(
     if method in GRAPH_KEPT:
         notes = graph_notes(store, row, metric)
     if method == "dba-aqe":
-        scanned, scan_metric, vector = dba_expanded_query(store, row, metric, vector, rerank, params, block_rows,
+        scanned, scan_metric, vector = dba_expanded_query(store, row, metric, vector, values, block_rows,
                                                           excluded, parallel)
     elif method in QUERY_EXPANSIONS:
-        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, rerank, transform)
+        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, values, transform)
     # Names are read after the scan's snapshot: an image a concurrent build deleted in
     # between has no name any more. Rather than print a shorter list, scan again.
     for _ in range(3):
         if method in GRAPH_RERANKERS:
-            ranking = graph_reranked(store, row, metric, method, params, vector, own_id, include_self, top_k,
+            ranking = graph_reranked(store, row, metric, method, values, vector, own_id, include_self, top_k,
                                      block_rows, parallel)
         else:
             ranking = scan_store(store, scanned, vector, scan_metric, top_k, block_rows, excluded, parallel,
-                                 query_is_prepared=method in QUERY_EXPANSIONS, transform=transform).ranking
+                                 query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe"),
+                                 transform=transform).ranking
         rows = store.images_by_ids([image_id for image_id, _ in ranking])
         if all(image_id in rows for image_id, _ in ranking):
             matches = [Match(rank, rows[image_id].name, rows[image_id].path, score)

@@ -4,36 +4,24 @@ scan's shortlist with the stored k-NN graph, by the same pure functions eval mea
 (rerank.py)."""
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.pooling import l2n
-from imgsearch.methods import filled_params, parse_method
-from imgsearch.rerank import RERANKERS, diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
+from imgsearch.rerank import diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import ExtractorRow, FeatureStore
 from imgsearch.store.graph_tables import (
-    GraphRow, NeighbourList, dba_extractor, find_graph, graph_is_behind, neighbour_lists, vectors_of,
+    GraphRow, NeighbourList, dba_extractor, find_graph, graph_is_behind, neighbour_lists,
 )
 from imgsearch.store_scan import Transform, scan_store
 
 Ranking = list[tuple[int, float]]
+Params = dict[str, int | float]  # a method's parameters by name (methods.filled_params)
 GRAPH_RERANKERS = ("diffusion", "k-reciprocal")
-QUERY_EXPANSIONS = {"aqe": 0.0, "alpha-qe": 3.0, "dba-aqe": 0.0}  # name -> default alpha
-QUERY_RERANKERS = [*QUERY_EXPANSIONS, *GRAPH_RERANKERS]
+QUERY_EXPANSIONS = ("aqe", "alpha-qe")
+QUERY_RERANKERS = [*QUERY_EXPANSIONS, "dba-aqe", *GRAPH_RERANKERS]
 GRAPH_KEPT = ("dba-aqe", *GRAPH_RERANKERS)  # they read what `imgsearch graph` keeps
-
-
-def graph_params(name: str, params: list[int | float]) -> dict[str, int | float]:
-    """The parameters by name, in the order the eval functions take them."""
-    fn = RERANKERS[name][0]
-    return dict(zip(list(inspect.signature(fn).parameters)[2:], filled_params(name, fn, params)))
-
-
-def shortlist_length(name: str, params: list[int | float]) -> int:
-    return int(graph_params(name, params)["shortlist"])
 
 
 def required_graph(store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, k: int) -> GraphRow:
@@ -63,11 +51,10 @@ def _padded(lists: dict[int, NeighbourList], ids: np.ndarray, k: int) -> tuple[n
 
 
 def rerank_shortlist(
-    store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, params: list[int | float],
+    store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, values: Params,
     shortlist: Ranking, prepared_query: np.ndarray, own_id: int | None,
 ) -> Ranking:
     """The shortlist re-ordered by diffusion or k-reciprocal re-ranking, with new scores."""
-    values = graph_params(name, params)
     k = int(values["k" if name == "diffusion" else "k1"])
     graph = required_graph(store, extractor, metric, name, k)
     ids = np.array([i for i, _ in shortlist], dtype=np.int64)
@@ -81,7 +68,7 @@ def rerank_shortlist(
                                      int(values["iterations"]))
     else:
         universe = k_reciprocal_universe(-1 if own_id is None else own_id, ids, neighbour_ids[neighbour_ids >= 0])
-        stored = vectors_of(store, extractor, universe.tolist())
+        stored = store.vectors(extractor, universe.tolist())
         universe = np.array([i for i in universe.tolist() if i in stored], dtype=np.int64)
         vectors = np.vstack([prepared_query, metric.prepare_rows(np.vstack([stored[i] for i in universe.tolist()]))])
         in_shortlist = np.isin(ids, universe)
@@ -93,7 +80,7 @@ def rerank_shortlist(
 
 
 def graph_reranked(
-    store: FeatureStore, row: ExtractorRow, metric: Metric, method: str, params: list[int | float],
+    store: FeatureStore, row: ExtractorRow, metric: Metric, method: str, values: Params,
     vector: np.ndarray, own_id: int | None, include_self: bool, top_k: int, block_rows: int, parallel: int,
 ) -> list[tuple[int, float]]:
     """Scan for the shortlist, re-rank it with the graph. Diffusion keeps the query's own
@@ -101,9 +88,9 @@ def graph_reranked(
     itself first in its universe instead."""
     keep_own = method == "diffusion" and own_id is not None
     excluded = [] if keep_own or own_id is None else [own_id]
-    shortlist = scan_store(store, row, vector, metric, max(top_k, shortlist_length(method, params)), block_rows,
+    shortlist = scan_store(store, row, vector, metric, max(top_k, int(values["shortlist"])), block_rows,
                            excluded, parallel).ranking
-    reranked = rerank_shortlist(store, row, metric, method, params, shortlist, metric.prepare_one(vector), own_id)
+    reranked = rerank_shortlist(store, row, metric, method, values, shortlist, metric.prepare_one(vector), own_id)
     return [(i, s) for i, s in reranked if include_self or i != own_id][:top_k]
 
 
@@ -121,15 +108,14 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
 
 
 def dba_expanded_query(
-    store: FeatureStore, row: ExtractorRow, metric: Metric, vector: np.ndarray, spec: str, params: list[int | float],
+    store: FeatureStore, row: ExtractorRow, metric: Metric, vector: np.ndarray, values: Params,
     block_rows: int, excluded: list[int], parallel: int,
 ) -> tuple[ExtractorRow, Metric, np.ndarray]:
     """DBA then AQE at query time: (the augmented set to scan, its metric, the expanded
     query), AQE being one scan of the augmented vectors with the prepared query."""
-    n_db, n_query = filled_params(spec, RERANKERS["dba-aqe"][0], params)
-    augmented, cosine = augmented_set(store, row, metric, int(n_db)), get_metric("cosine")
+    augmented, cosine = augmented_set(store, row, metric, int(values["n_db"])), get_metric("cosine")
     expanded = expanded_query(store, augmented, metric.prepare_one(vector), cosine, block_rows, excluded, parallel,
-                              f"aqe:{int(n_query)}")
+                              {"n": values["n_query"]})
     return augmented, cosine, expanded
 
 
@@ -143,20 +129,19 @@ def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[
 
 def expanded_query(
     store: FeatureStore, row: ExtractorRow, vector: np.ndarray, metric: Metric, block_rows: int,
-    excluded: list[int], parallel: int, spec: str, transform: Transform | None = None,
+    excluded: list[int], parallel: int, values: Params, transform: Transform | None = None,
 ) -> np.ndarray:
     """Query expansion at query time (AQE: Chum et al. 2007; alpha-QE: Radenovic et al.
     2018), in the metric's prepared space so it holds for every metric: a first scan
     finds the top n, the prepared query plus their prepared vectors (weighted by
-    score^alpha) is the new query of a second scan. Costs one more scan."""
-    name, params = parse_method(spec, QUERY_EXPANSIONS)
-    n = int(params[0]) if params else 10
-    alpha = float(params[1]) if len(params) > 1 else QUERY_EXPANSIONS[name]
-    first = scan_store(store, row, vector, metric, n, block_rows, excluded, parallel, transform=transform)
+    score^alpha; AQE: alpha 0) is the new query of a second scan. Costs one more scan."""
+    alpha = float(values.get("alpha", 0.0))
+    first = scan_store(store, row, vector, metric, int(values["n"]), block_rows, excluded, parallel,
+                       transform=transform)
     mapped = transform or (lambda x: x)
     prepared = metric.prepare_one(mapped(vector)).astype(np.float64)
+    neighbours = store.vectors(row, [image_id for image_id, _ in first.ranking])
     for image_id, score in first.ranking:
-        neighbour = store.vector(row, image_id)
-        if neighbour is not None:
-            prepared += max(score, 0.0) ** alpha * metric.prepare_one(mapped(neighbour))
+        if image_id in neighbours:
+            prepared += max(score, 0.0) ** alpha * metric.prepare_one(mapped(neighbours[image_id]))
     return l2n(prepared)

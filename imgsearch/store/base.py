@@ -70,6 +70,15 @@ LATER_TABLES = {"packed_blocks", "packed_stale", "graphs", "graph_nodes", "graph
 COLLECTION_ROOT_KEY = "collection_root"
 
 
+ID_CHUNK = 500  # ids per IN (...) list: well under every server's parameter limit
+
+
+def id_chunks(ids: list[int]) -> list[tuple[list[int], str]]:
+    """The ids in pieces for `IN (...)`, each with its placeholder list."""
+    pieces = [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
+    return [(piece, ",".join("?" * len(piece))) for piece in pieces]
+
+
 def vector_to_bytes(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes()
 
@@ -311,9 +320,8 @@ class FeatureStore(ABC):
         """Write vectors of existing images inside the caller's write transaction (derived
         sets: the graph's augmented vectors)."""
         ids = sorted(vectors)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            self._mark_stale(f"extractor_id = ? AND image_id IN ({','.join('?' * len(chunk))})", [extractor.id, *chunk])
+        for chunk, marks in id_chunks(ids):
+            self._mark_stale(f"extractor_id = ? AND image_id IN ({marks})", [extractor.id, *chunk])
         self.executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)",
                          [(extractor.id, i, vector_to_bytes(vectors[i])) for i in ids])
 
@@ -329,10 +337,8 @@ class FeatureStore(ABC):
         rows = self.execute(f"SELECT path, id FROM images WHERE path IN ({marks})", paths)
         return {bytes(p): int(i) for p, i in rows}
 
-    def delete_images(self, ids: list[int], batch: int = 500) -> None:
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            marks = ",".join("?" * len(chunk))
+    def delete_images(self, ids: list[int]) -> None:
+        for chunk, marks in id_chunks(ids):
             self.begin_write()
             self._mark_stale(f"image_id IN ({marks})", chunk)
             self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
@@ -475,11 +481,11 @@ class FeatureStore(ABC):
                 np.frombuffer(bytes(projection), VECTOR_DTYPE).reshape(int(dim_out), extractor.dim))
 
     def images_by_ids(self, ids: list[int]) -> dict[int, StoredImage]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", ids)
-        return {img.id: img for img in map(_stored_image, rows)}
+        found: dict[int, StoredImage] = {}
+        for chunk, marks in id_chunks(ids):
+            rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk)
+            found.update((img.id, img) for img in map(_stored_image, rows))
+        return found
 
     def find_images(self, name_or_path: bytes) -> list[StoredImage]:
         """Images whose relative path or file name equals the argument."""
@@ -489,11 +495,19 @@ class FeatureStore(ABC):
         )
         return [_stored_image(r) for r in rows]
 
+    def vectors(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of these images (images without one are left out)."""
+        found: dict[int, np.ndarray] = {}
+        for chunk, marks in id_chunks(ids):
+            rows = self.execute(
+                f"SELECT image_id, vec FROM features WHERE extractor_id = ? AND image_id IN ({marks})",
+                (extractor.id, *chunk),
+            )
+            found.update((int(i), np.frombuffer(bytes(v), VECTOR_DTYPE)) for i, v in rows)
+        return found
+
     def vector(self, extractor: ExtractorRow, image_id: int) -> np.ndarray | None:
-        rows = self.execute(
-            "SELECT vec FROM features WHERE extractor_id = ? AND image_id = ?", (extractor.id, image_id)
-        )
-        return np.frombuffer(bytes(rows[0][0]), dtype=VECTOR_DTYPE) if rows else None
+        return self.vectors(extractor, [image_id]).get(image_id)
 
     def count_images(self) -> int:
         return int(self.execute("SELECT COUNT(*) FROM images")[0][0])

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.store.base import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, FeatureStore
+from imgsearch.store.base import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, FeatureStore, id_chunks
 
 NO_KTH = -1e30  # the threshold of a list shorter than k: any image enters it
-ID_CHUNK = 500  # ids per IN (...) list: well under every server's parameter limit
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,6 @@ def list_capacity(graph: GraphRow) -> int:
     stays usable (still the exact top of what remains) until fewer than k are left,
     instead of costing a scan of the collection at every deletion."""
     return graph.k + max(4, graph.k // 4)
-
-
-def _chunks(ids: list[int]) -> list[list[int]]:
-    return [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
 
 
 def dba_extractor_name(extractor_name: str, metric: str, n: int) -> str:
@@ -124,8 +119,7 @@ def _neighbour_list(kth: float, neighbours: bytes, scores: bytes) -> NeighbourLi
 def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dict[int, NeighbourList]:
     """The stored lists of these images (images that are no node are left out)."""
     found: dict[int, NeighbourList] = {}
-    for chunk in _chunks(ids):
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in id_chunks(ids):
         rows = store.execute(
             f"SELECT image_id, kth, neighbours, scores FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})",
             (graph.id, *chunk),
@@ -173,8 +167,7 @@ def save_lists(
     ]
     try:
         store.begin_write()
-        for chunk in _chunks(sorted({*lists, *forgotten})):
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in id_chunks(sorted({*lists, *forgotten})):
             store.execute(f"DELETE FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
         if removed:
             store.executemany("DELETE FROM graph_removed WHERE graph_id = ? AND image_id = ? AND token = ?",
@@ -188,18 +181,6 @@ def save_lists(
     except BaseException:
         store.rollback_quietly()
         raise
-
-
-def vectors_of(store: FeatureStore, extractor: ExtractorRow, ids: list[int]) -> dict[int, np.ndarray]:
-    found: dict[int, np.ndarray] = {}
-    for chunk in _chunks(ids):
-        marks = ",".join("?" * len(chunk))
-        rows = store.execute(
-            f"SELECT image_id, vec FROM features WHERE extractor_id = ? AND image_id IN ({marks})",
-            (extractor.id, *chunk),
-        )
-        found.update((int(i), np.frombuffer(bytes(v), VECTOR_DTYPE)) for i, v in rows)
-    return found
 
 
 def graph_lag(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> int:

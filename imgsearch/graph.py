@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from imgsearch.rerank import augment
+from imgsearch.rerank import augment, positions_in
 from imgsearch.similarity import Metric, get_metric
 from imgsearch.store.base import ExtractorRow, FeatureStore
 from imgsearch.store.graph_tables import (
-    GraphRow, NeighbourList, dba_extractor, graph_lag, graphs_of, list_capacity, lists_holding, neighbour_lists,
+    GraphRow, NeighbourList, dba_extractor, graphs_of, list_capacity, lists_holding, neighbour_lists,
     node_thresholds, removed_images, save_lists,
 )
 
@@ -44,10 +44,10 @@ class GraphReport:
 
 def update_graph(
     store: FeatureStore, graph: GraphRow, extractor: ExtractorRow, metric: Metric, block_rows: int,
-    progress: Callable[[int], None] | None = None, chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int, int], None] | None = None, chunk_rows: int = CHUNK_ROWS,
 ) -> GraphReport:
-    """Bring the graph up to date with the stored vectors. `progress` is told how many
-    new lists each chunk completed."""
+    """Bring the graph up to date with the stored vectors. `progress` is told, after each
+    chunk, how many new lists it completed and how many this update computes in all."""
     started = time.perf_counter()
     report = GraphReport()
     removed = removed_images(store, graph)
@@ -67,7 +67,7 @@ def update_graph(
         report.nodes_added += len(fresh)
         report.lists_extended += len(extended)
         if progress:
-            progress(len(chunk))
+            progress(len(chunk), len(missing))
     derived = dba_extractor(store, extractor, graph)
     if derived is not None:
         store.pack(derived, block_rows)
@@ -104,11 +104,13 @@ def _augmented(
     nearest = {i: lists[i].ids[: graph.dba].tolist() for i in nodes}
     vectors = store.vectors(extractor, sorted({*nodes, *(j for ids in nearest.values() for j in ids)}))
     nodes = [i for i in nodes if i in vectors and all(j in vectors for j in nearest[i])]
-    prepared = {i: metric.prepare_one(v) for i, v in vectors.items()}
+    order = list(vectors)
+    row_of = {image_id: r for r, image_id in enumerate(order)}
+    prepared = metric.prepare_rows(np.vstack([vectors[i] for i in order]))  # one pass, not one per vector
     augmented = {}
     for i in nodes:
-        neighbours = np.array([prepared[j] for j in nearest[i]]).reshape(1, -1, extractor.dim)
-        augmented[i] = augment(prepared[i][None, :], neighbours)[0]
+        neighbours = prepared[[row_of[j] for j in nearest[i]]][None, :, :]
+        augmented[i] = augment(prepared[row_of[i]][None, :], neighbours)[0]
     return derived, augmented
 
 
@@ -121,10 +123,12 @@ def update_graphs(
     for graph in graphs_of(store, extractor):
         if only is not None and graph.metric != only:
             continue
-        lag = graph_lag(store, graph, extractor)
-        with tqdm(total=lag, unit="img", desc=f"graph {extractor.name}/{graph.metric}",
-                  disable=not progress or None) as bar:
-            report = update_graph(store, graph, extractor, get_metric(graph.metric), block_rows, bar.update)
+        with tqdm(unit="img", desc=f"graph {extractor.name}/{graph.metric}", disable=not progress or None) as bar:
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done)
+
+            report = update_graph(store, graph, extractor, get_metric(graph.metric), block_rows, advance)
         lines.append(report.summary(graph, extractor))
     return lines
 
@@ -150,13 +154,17 @@ def _scan_chunk(
     older_bars = np.array([older[i] for i in older_ids.tolist()], dtype=np.float64)
     for ids, block in store.stream_blocks(extractor, block_rows):
         scores = (metric.prepare_rows(block) @ prepared.T).astype(np.float32)  # block x chunk
-        scores[ids[:, None] == chunk_ids[None, :]] = -np.inf
+        own = positions_in(chunk_ids, ids)  # chunk ids are ascending
+        scores[own >= 0, own[own >= 0]] = -np.inf  # an image is not its own neighbour
         best_ids, best_scores = _merge_top(best_ids, best_scores, ids, scores.T, k)
-        bars = _bars(older_ids, older_bars, ids)
-        rows, cols = np.nonzero(scores > bars[:, None])
-        for row in np.unique(rows):
-            at = rows == row
-            found.setdefault(int(ids[row]), []).append((chunk_ids[cols[at]], scores[row, cols[at]]))
+        if not len(older_ids):
+            continue  # a first build: no older list to propose to
+        at = positions_in(older_ids, ids)
+        bars = np.where(at >= 0, older_bars[at], np.inf)  # rows that are no older list take nothing
+        rows, cols = np.nonzero(scores > bars[:, None])  # row-major: rows come sorted
+        heads, starts = np.unique(rows, return_index=True)
+        for row, row_cols in zip(heads.tolist(), np.split(cols, starts[1:])):
+            found.setdefault(int(ids[row]), []).append((chunk_ids[row_cols], scores[row, row_cols]))
     fresh = {}
     for i, image_id in enumerate(chunk):
         keep = np.isfinite(best_scores[i])  # not itself, not an empty slot
@@ -164,13 +172,6 @@ def _scan_chunk(
     proposals = {node: (np.concatenate([c for c, _ in parts]), np.concatenate([s for _, s in parts]))
                  for node, parts in found.items()}
     return fresh, proposals
-
-
-def _bars(older_ids: np.ndarray, older_bars: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Each row's k-th score if it is an older node, else +inf (it takes no proposals)."""
-    at = np.minimum(np.searchsorted(older_ids, ids), max(len(older_ids) - 1, 0))
-    known = (older_ids[at] == ids) if len(older_ids) else np.zeros(len(ids), dtype=bool)
-    return np.where(known, older_bars[at] if len(older_ids) else np.inf, np.inf)
 
 
 def _merge_top(

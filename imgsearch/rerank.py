@@ -65,12 +65,19 @@ def knn_lists(X: np.ndarray, k: int, block_rows: int = 1024) -> tuple[np.ndarray
     return ids, scores
 
 
+def positions_in(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each of `ids` as its position in the ascending `sorted_ids`, -1 where absent."""
+    if not len(sorted_ids):
+        return np.full(np.shape(ids), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return np.where(sorted_ids[at] == ids, at, -1)
+
+
 def local_positions(shortlist: np.ndarray, neighbour_ids: np.ndarray) -> np.ndarray:
     """neighbour_ids (global ids) as positions in `shortlist`, -1 where not in it."""
     order = np.argsort(shortlist)
-    at = np.minimum(np.searchsorted(shortlist, neighbour_ids, sorter=order), len(shortlist) - 1)
-    positions = order[at]
-    return np.where(shortlist[positions] == neighbour_ids, positions, -1)
+    at = positions_in(shortlist[order], neighbour_ids)
+    return np.where(at >= 0, order[at], -1)
 
 
 def diffuse_shortlist(

@@ -106,7 +106,7 @@ def test_interrupted_update_is_completed_by_the_next(store):
     rng, metric, extractor, graph, _ = graphed(store, 3, 30)
     add(store, extractor, rng, 25)
 
-    def stop_after_first_chunk(done: int) -> None:
+    def stop_after_first_chunk(done: int, total: int) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

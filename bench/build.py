@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from imgsearch.build import build, collection_images
+from imgsearch.index.build import build, collection_images
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
 

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from imgsearch.build import build, collection_images
 from imgsearch.features.cnn import DEFAULT_MAX_SIDE, backbone, preprocess
-from imgsearch.images import load_image
+from imgsearch.index.build import build, collection_images
+from imgsearch.index.images import load_image
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
 

@@ -21,12 +21,12 @@ import time
 import numpy as np
 from scan import DIM, EXTRACTOR, load
 
-from imgsearch.graph import update_graph
 from imgsearch.query import run_query
-from imgsearch.similarity import get_metric
+from imgsearch.rerank.graph import update_graph
+from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.base import ImageRecord
 from imgsearch.store.graph_tables import create_graph, drop_graph, find_graph
+from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 METRIC = "pearson"
@@ -60,7 +60,6 @@ def main() -> None:
         store.pack(row)
         old = find_graph(store, row, METRIC)
         if old is not None:
-            store.begin_write()
             drop_graph(store, row, old)
         print(f"{platform.processor() or platform.machine()}, {args.n} x {DIM} vectors, metric {METRIC}")
 
@@ -91,7 +90,6 @@ def main() -> None:
             median = statistics.median(runs)
             print(f"    {rerank or 'plain':<15} {median * 1000:7.0f} ms / {min(runs) * 1000:5.0f} ms   "
                   f"extra {1000 * (median - plain):+6.0f} ms")
-        store.begin_write()
         drop_graph(store, row, graph)
 
 

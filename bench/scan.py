@@ -30,11 +30,11 @@ from scipy.stats import pearsonr
 
 from imgsearch.features.color import RgbHistogram
 from imgsearch.query import run_query
-from imgsearch.search import prefetched, scan
-from imgsearch.similarity import get_metric
+from imgsearch.scan.kernel import prefetched, scan
+from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.base import ImageRecord
 from imgsearch.store.mysql import MySqlStore
+from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 DIM = 512
@@ -48,9 +48,9 @@ def load(store: MySqlStore, extractor_name: str, n: int, seed: int = 0) -> None:
     if existing is not None and store.count_features().get(existing.id, 0) == n:
         return
     if existing is not None:
-        store.execute("DELETE FROM features WHERE extractor_id = ?", (existing.id,))
-        store.execute("DELETE FROM extractors WHERE id = ?", (existing.id,))
-        store.conn.commit()
+        with store.transaction():
+            store.execute("DELETE FROM features WHERE extractor_id = ?", (existing.id,))
+            store.execute("DELETE FROM extractors WHERE id = ?", (existing.id,))
     extractor = store.register_extractor(extractor_name, RgbHistogram().params_json(), DIM)
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
@@ -84,8 +84,8 @@ def demo_seconds(store: MySqlStore, query: np.ndarray) -> float:
     store.execute("CREATE TABLE demo_features (id INT PRIMARY KEY, name VARCHAR(64), vec LONGTEXT)")
     rng = np.random.default_rng(1)
     rows = [(i, f"{i}.jpg", ",".join(map(str, (rng.random(DIM) ** 4).tolist()))) for i in range(DEMO_ROWS)]
-    store.executemany("INSERT INTO demo_features VALUES (?, ?, ?)", rows)
-    store.conn.commit()
+    with store.transaction():
+        store.executemany("INSERT INTO demo_features VALUES (?, ?, ?)", rows)
     q = query.tolist()
     started = time.perf_counter()
     cur = store.conn.cursor()
@@ -134,10 +134,10 @@ def main() -> None:
         def per_row_query():
             return scan(prefetched(store.stream_blocks(extractor, BLOCK_ROWS, packed=False)), query, metric, 10)
 
-        for wipe in ("UPDATE features SET packed_block = NULL WHERE extractor_id = ?",
-                     "DELETE FROM packed_blocks WHERE extractor_id = ?"):
-            store.execute(wipe, (extractor.id,))
-        store.conn.commit()
+        with store.transaction():
+            for wipe in ("UPDATE features SET packed_block = NULL WHERE extractor_id = ?",
+                         "DELETE FROM packed_blocks WHERE extractor_id = ?"):
+                store.execute(wipe, (extractor.id,))
         started = time.perf_counter()
         packed = store.pack(extractor)
         print(f"pack: {packed.vectors_moved} vectors into {packed.blocks_written} blocks in "

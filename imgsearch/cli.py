@@ -1,6 +1,7 @@
-"""Command line: parse, call, print. The work lives in build, query, evaluate, inspect."""
+"""Command line: parse, call, print. The work lives in index.build, query, evaluate, report."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -11,11 +12,10 @@ from typing import Any
 
 import click
 
-from imgsearch.config import Settings, load_settings
+from imgsearch.config import Settings, flag_range, load_settings
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import EXTRACTORS
-from imgsearch.graph import DEFAULT_K
-from imgsearch.similarity import METRICS
+from imgsearch.scan.metrics import METRICS
 
 EXTRACTOR_HELP = (
     "Descriptor: rgb, hsv72 (colour histograms of the demo); cnn-spoc (sum, Babenko 2015), "
@@ -36,6 +36,17 @@ RERANK_HELP = (
     "k-reciprocal[:k1,k2,lambda,shortlist] (Zhong et al., CVPR 2017)."
 )
 METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) + "."
+
+
+def extractor_option(default: str) -> Callable[..., Any]:
+    """--extractor / -e, once for every command that reads one extractor's vectors."""
+    return click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)),
+                        help=f"{EXTRACTOR_HELP} Default: {default}.")
+
+
+def metric_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--metric", "-m", type=click.Choice(list(METRICS)),
+                        help=METRIC_HELP + " Default: [query] metric, pearson.")(fn)
 
 
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,9 +78,14 @@ def cnn_options_of(settings: Settings):
 
 def open_settings_store(settings: Settings, create: bool = False):
     from imgsearch.store import open_store
+
+    return open_store(settings_url(settings), create=create)
+
+
+def settings_url(settings: Settings):
     from imgsearch.store.url import parse_database_url
 
-    return open_store(parse_database_url(settings.db_url), create=create)
+    return dataclasses.replace(parse_database_url(settings.db_url), read_timeout=settings.read_timeout)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,8 +99,8 @@ def cli() -> None:
 @click.argument("folder", required=False, type=click.Path(file_okay=False))
 @click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
               help="Descriptor to compute (see `query --help`); repeat for several. Default: [build] extractors (rgb, hsv72).")
-@click.option("--workers", "-j", type=click.IntRange(1), help="Decoding processes (default: the core count).")
-@click.option("--batch-size", type=click.IntRange(1), help="Images per transaction (default 256).")
+@click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
+@click.option("--batch-size", type=flag_range("batch_size"), help="Images per transaction (default 256).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
 @cnn_options
 @common_options
@@ -94,11 +110,15 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 
     Incremental: a rerun reads only new or changed files and removes the rows of files
     that disappeared. Unreadable, corrupt and non-image files are skipped and counted."""
-    from imgsearch.build import build as run_build
+    from imgsearch.index.build import build as run_build
     from imgsearch.query import display
+    from imgsearch.store import index_exists
 
     settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size,
                                    cnn_max_side=max_side, cnn_multiscale=multiscale)
+    if settings.folder is None and not index_exists(settings_url(settings)):
+        raise ImgsearchError("no FOLDER given, none configured ([collection] folder in config.ini), "
+                             "and no index here to update: run `imgsearch build FOLDER`")
     with open_settings_store(settings, create=True) as store:
         report = run_build(store, settings.folder, settings.build_extractors, settings.workers,
                            settings.batch_size, progress=True, options=cnn_options_of(settings),
@@ -113,12 +133,12 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 
 @cli.command()
 @click.argument("image")
-@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
-@click.option("--metric", "-m", type=click.Choice(list(METRICS)), help=METRIC_HELP + " Default: pearson.")
-@click.option("--top-k", "-k", type=click.IntRange(1), help="How many matches to print (default 10).")
+@extractor_option("[query] extractor, hsv72")
+@metric_option
+@click.option("--top-k", "-k", type=flag_range("top_k"), help="How many matches to print (default 10).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 @click.option("--include-self", is_flag=True, help="Keep the query's own stored row in the results.")
-@click.option("--parallel", "-P", type=click.IntRange(1, 64),
+@click.option("--parallel", "-P", type=flag_range("parallel"),
               help="Scan connections, each streaming a part of the packed blocks; the merged result is "
                    "exactly the single-connection one. Raise it when the server has idle cores (default 1).")
 @click.option("--rerank", metavar="NAME[:PARAMS]",
@@ -156,9 +176,9 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 
 @cli.command(name="eval")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
-@click.option("--metric", "-m", type=click.Choice(list(METRICS)), help=METRIC_HELP + " Default: pearson.")
-@click.option("--workers", "-j", type=click.IntRange(1), help="Decoding processes (default: the core count).")
+@extractor_option("[query] extractor, hsv72")
+@metric_option
+@click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file.")
 @click.option("--whiten", metavar="NAME[:PARAMS]", help=WHITEN_HELP)
@@ -189,11 +209,11 @@ def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: 
 
 @cli.command()
 @click.argument("name")
-@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help="Only this descriptor's vector.")
+@extractor_option("every stored one")
 @common_options
 def show(settings: Settings, name: str, extractor: str | None) -> None:
     """Print the stored metadata and vector values of the indexed image NAME."""
-    from imgsearch.inspect import describe_image
+    from imgsearch.report import describe_image
 
     with open_settings_store(settings) as store:
         click.echo(describe_image(store, name, extractor))
@@ -206,8 +226,10 @@ def show(settings: Settings, name: str, extractor: str | None) -> None:
 def pack(settings: Settings, extractors: tuple[str, ...]) -> None:
     """Bring the packed copy of the vectors up to date (build does this by itself).
 
-    Queries stream packed rows of 1,024 vectors plus the rows written since the last pack;
-    packing rewrites only the blocks that changed, in one transaction."""
+    Queries stream packed rows (1,024 vectors each, fewer for wide vectors: a row stays a
+    few MiB, under the server's max_allowed_packet) plus the rows written since the last
+    pack. Packing rewrites only the blocks that changed, in transactions of at most 128 MiB
+    of vectors; an interrupted pack keeps the steps it committed and results stay exact."""
     with open_settings_store(settings) as store:
         rows = [r for r in store.extractors() if not extractors or r.name in extractors]
         for row in rows:
@@ -218,62 +240,62 @@ def pack(settings: Settings, extractors: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
+@extractor_option("[query] extractor, hsv72")
+@metric_option
 @click.option("--method", default="lw", show_default=True, metavar="METHOD[:PARAMS]", help=WHITEN_HELP)
 @common_options
-def learn(settings: Settings, name: str, extractor: str | None, method: str) -> None:
+def learn(settings: Settings, name: str, extractor: str | None, metric: str | None, method: str) -> None:
     """Fit a learned map on every stored vector of an extractor and store it as NAME.
 
+    The map is learned on the vectors as prepared for the metric and scores by dot product
+    in its space, exactly as `eval --whiten` measures it; query it with the same -m.
     Supervised methods (lw) take each image's first folder as its class. Apply it with
     `query --whiten NAME`. Measure first: `eval --whiten METHOD` learns on some folds and
     tests on the others (unsupervised full PCA-whitening hurts small collections)."""
-    from imgsearch.learn import learn_map
+    from imgsearch.learn.stored import learn_map
     from imgsearch.query import stored_extractor
+    from imgsearch.scan.metrics import get_metric
 
-    settings = settings.with_flags(extractor=extractor)
+    settings = settings.with_flags(extractor=extractor, metric=metric)
     with open_settings_store(settings) as store:
         row, _ = stored_extractor(store, settings.extractor)
-        trained_on, dims = learn_map(store, row, name, method, settings.block_rows)
-    click.echo(f"learned {method} on {trained_on} {settings.extractor} vectors -> {dims} dims, stored as {name!r}")
+        trained_on, dims = learn_map(store, row, get_metric(settings.metric), name, method, settings.block_rows)
+    click.echo(f"learned {method} on {trained_on} {settings.extractor} vectors prepared for {settings.metric} "
+               f"-> {dims} dims, stored as {name!r}")
 
 
 @cli.command()
-@click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)), help=EXTRACTOR_HELP + " Default: hsv72.")
-@click.option("--metric", "-m", type=click.Choice(list(METRICS)), help=METRIC_HELP + " Default: pearson.")
-@click.option("--neighbours", "-n", "k", type=click.IntRange(1, 1000), default=DEFAULT_K, show_default=True,
-              help="Neighbours kept per image. Changing it recomputes the whole graph.")
-@click.option("--dba", type=click.IntRange(0, 1000), default=0, show_default=True,
+@extractor_option("[query] extractor, hsv72")
+@metric_option
+@click.option("--neighbours", "-n", "k", type=click.IntRange(1, 1000),
+              help="Neighbours kept per image (a new graph: 30). Another value than the stored graph's makes it again.")
+@click.option("--dba", type=click.IntRange(0, 1000),
               help="Also keep each image's vector averaged with its DBA nearest (database-side augmentation, "
-                   "Arandjelovic & Zisserman, CVPR 2012) for `query --rerank dba-aqe:DBA`; 3 is the usual choice.")
+                   "Arandjelovic & Zisserman, CVPR 2012) for `query --rerank dba-aqe:DBA`; 3 is the usual choice "
+                   "(a new graph: 0). Another value than the stored graph's makes it again.")
 @click.option("--drop", is_flag=True, help="Delete the graph instead.")
 @common_options
-def graph(settings: Settings, extractor: str | None, metric: str | None, k: int, dba: int, drop: bool) -> None:
+def graph(settings: Settings, extractor: str | None, metric: str | None, k: int | None, dba: int | None,
+          drop: bool) -> None:
     """Compute or update the collection's k-nearest-neighbour graph, which `query --rerank
     diffusion` and `--rerank k-reciprocal` read.
 
     Exact: every image's k most similar others under the metric. Made once (it costs a
     scan of the collection per 2,048 images), it is then kept up to date by every build:
     a new image gets its neighbours and enters the lists it belongs to; a deleted or
-    changed one is taken out of the lists that held it. Another -n or --dba than the
-    stored graph's makes it again."""
-    from imgsearch.graph import update_graphs
+    changed one is taken out of the lists that held it. A rerun without -n / --dba keeps
+    the stored parameters. One graph update runs at a time per database; another waits."""
     from imgsearch.query import stored_extractor
-    from imgsearch.store.graph_tables import create_graph, drop_graph, find_graph
+    from imgsearch.rerank.graph import configure_graph, remove_graph
 
     settings = settings.with_flags(extractor=extractor, metric=metric)
     with open_settings_store(settings) as store:
-        store.require_schema()
         row, _ = stored_extractor(store, settings.extractor)
         if drop:
-            found = find_graph(store, row, settings.metric)
-            if found is None:
-                raise ImgsearchError(f"there is no {settings.extractor}/{settings.metric} graph to drop")
-            store.begin_write()
-            drop_graph(store, row, found)
+            remove_graph(store, row, settings.metric)
             click.echo(f"dropped the {settings.extractor}/{settings.metric} graph")
             return
-        create_graph(store, row, settings.metric, k, dba)
-        for line in update_graphs(store, row, settings.block_rows, progress=True, only=settings.metric):
+        for line in configure_graph(store, row, settings.metric, settings.block_rows, k, dba):
             click.echo(line)
 
 
@@ -281,7 +303,7 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int,
 @common_options
 def stats(settings: Settings) -> None:
     """Counts per extractor, dimensions and database size."""
-    from imgsearch.inspect import describe_store
+    from imgsearch.report import describe_store
 
     with open_settings_store(settings) as store:
         click.echo(describe_store(store))

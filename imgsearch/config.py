@@ -1,4 +1,8 @@
-"""One Settings object from defaults < config.ini < IMGSEARCH_* environment < flags."""
+"""One Settings object from defaults < config.ini < IMGSEARCH_* environment < flags.
+
+Every value from the config file or the environment is converted and range-checked here,
+with an error naming where it came from; flags are checked by their click types (the
+same ranges, from the same table)."""
 from __future__ import annotations
 
 import configparser
@@ -8,30 +12,91 @@ from pathlib import Path
 from typing import Any
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.features.registry import EXTRACTORS
+from imgsearch.scan.metrics import METRICS
+from imgsearch.store.url import DEFAULT_READ_TIMEOUT
 
 DEFAULT_CONFIG_FILE = "config.ini"
 
-# (section, key in config.ini, environment variable, Settings field, type)
-_SOURCES = (
-    ("database", "url", "IMGSEARCH_DB_URL", "db_url", str),
-    ("collection", "folder", "IMGSEARCH_FOLDER", "folder", str),
-    ("build", "extractors", "IMGSEARCH_BUILD_EXTRACTORS", "build_extractors", "list"),
-    ("build", "workers", "IMGSEARCH_WORKERS", "workers", int),
-    ("build", "batch_size", "IMGSEARCH_BATCH_SIZE", "batch_size", int),
-    ("query", "extractor", "IMGSEARCH_EXTRACTOR", "extractor", str),
-    ("query", "metric", "IMGSEARCH_METRIC", "metric", str),
-    ("query", "top_k", "IMGSEARCH_TOP_K", "top_k", int),
-    ("query", "block_rows", "IMGSEARCH_BLOCK_ROWS", "block_rows", int),
-    ("query", "parallel", "IMGSEARCH_PARALLEL", "parallel", int),
-    ("build", "pack_rows", "IMGSEARCH_PACK_ROWS", "pack_rows", int),
-    ("cnn", "max_side", "IMGSEARCH_CNN_MAX_SIDE", "cnn_max_side", int),
-    ("cnn", "multiscale", "IMGSEARCH_CNN_MULTISCALE", "cnn_multiscale", "bool"),
+
+@dataclass(frozen=True)
+class Source:
+    """Where one setting may come from, its kind, and the values it takes."""
+
+    section: str
+    key: str
+    env: str
+    name: str  # the Settings field
+    kind: str  # str, int, bool, names
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[str, ...] = ()
+
+    def convert(self, raw: str, where: str) -> Any:
+        if self.kind == "str":
+            return raw
+        if self.kind == "names":
+            names = tuple(x.strip() for x in raw.split(",") if x.strip())
+            unknown = [n for n in names if n not in self.choices]
+            if unknown or not names:
+                raise ImgsearchError(f"{where}: {', '.join(unknown) or 'nothing'} is not one of {', '.join(self.choices)}")
+            return names
+        if self.kind == "name":
+            if raw not in self.choices:
+                raise ImgsearchError(f"{where}: {raw!r} is not one of {', '.join(self.choices)}")
+            return raw
+        if self.kind == "bool":
+            if raw.lower() in ("1", "yes", "true", "on"):
+                return True
+            if raw.lower() in ("0", "no", "false", "off"):
+                return False
+            raise ImgsearchError(f"{where}: {raw!r} is not yes/no")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ImgsearchError(f"{where}: {raw!r} is not a whole number") from None
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise ImgsearchError(f"{where}: {value} is out of range; {self.range_text()}")
+        return value
+
+    def range_text(self) -> str:
+        if self.high is None:
+            return f"it must be at least {self.low}"
+        return f"it must be from {self.low} to {self.high}"
+
+
+EXTRACTOR_NAMES = tuple(sorted(EXTRACTORS))
+SOURCES = (
+    Source("database", "url", "IMGSEARCH_DB_URL", "db_url", "str"),
+    Source("database", "read_timeout", "IMGSEARCH_READ_TIMEOUT", "read_timeout", "int", 1, 86_400),
+    Source("collection", "folder", "IMGSEARCH_FOLDER", "folder", "str"),
+    Source("build", "extractors", "IMGSEARCH_BUILD_EXTRACTORS", "build_extractors", "names", choices=EXTRACTOR_NAMES),
+    Source("build", "workers", "IMGSEARCH_WORKERS", "workers", "int", 1, 256),
+    Source("build", "batch_size", "IMGSEARCH_BATCH_SIZE", "batch_size", "int", 1, 100_000),
+    Source("build", "pack_rows", "IMGSEARCH_PACK_ROWS", "pack_rows", "int", 1, 1_000_000),
+    Source("query", "extractor", "IMGSEARCH_EXTRACTOR", "extractor", "name", choices=EXTRACTOR_NAMES),
+    Source("query", "metric", "IMGSEARCH_METRIC", "metric", "name", choices=tuple(METRICS)),
+    Source("query", "top_k", "IMGSEARCH_TOP_K", "top_k", "int", 1, 1_000_000),
+    Source("query", "block_rows", "IMGSEARCH_BLOCK_ROWS", "block_rows", "int", 1, 1_000_000),
+    Source("query", "parallel", "IMGSEARCH_PARALLEL", "parallel", "int", 1, 64),
+    Source("cnn", "max_side", "IMGSEARCH_CNN_MAX_SIDE", "cnn_max_side", "int", 32, 4096),
+    Source("cnn", "multiscale", "IMGSEARCH_CNN_MULTISCALE", "cnn_multiscale", "bool"),
 )
+SOURCE_OF = {s.name: s for s in SOURCES}
+
+
+def flag_range(name: str) -> Any:
+    """The click type of a flag for the setting `name`: the same range as its other sources."""
+    import click
+
+    source = SOURCE_OF[name]
+    return click.IntRange(source.low, source.high)
 
 
 @dataclass(frozen=True)
 class Settings:
     db_url: str | None = None  # None: the embedded SQLite default
+    read_timeout: int = DEFAULT_READ_TIMEOUT
     folder: str | None = None
     build_extractors: tuple[str, ...] = ("rgb", "hsv72")
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -41,7 +106,7 @@ class Settings:
     top_k: int = 10
     block_rows: int = 1024
     parallel: int = 1  # scan connections; more only helps where the server has cores to spare
-    pack_rows: int = 1024  # vectors per packed row
+    pack_rows: int = 1024  # vectors per packed row (fewer for wide vectors: see store.packed)
     # Longer side of the network's input (rounded to a multiple of 32); 256 measured best
     # per cost on Corel-1k (GeM mAP 0.885 at 224, 0.891 at 256, 0.892 at 320, 0.893 at 384).
     cnn_max_side: int = 256
@@ -50,21 +115,6 @@ class Settings:
     def with_flags(self, **flags: Any) -> Settings:
         """Flags given on the command line (None means not given) override the rest."""
         return replace(self, **{k: v for k, v in flags.items() if v is not None and v != ()})
-
-
-def _convert(raw: str, kind: Any, where: str) -> Any:
-    if kind == "list":
-        return tuple(x.strip() for x in raw.split(",") if x.strip())
-    if kind == "bool":
-        if raw.lower() in ("1", "yes", "true", "on"):
-            return True
-        if raw.lower() in ("0", "no", "false", "off"):
-            return False
-        raise ImgsearchError(f"{where}: {raw!r} is not yes/no")
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ImgsearchError(f"{where}: {raw!r} is not a valid {kind.__name__}") from None
 
 
 def load_settings(config_file: str | None = None) -> Settings:
@@ -78,9 +128,10 @@ def load_settings(config_file: str | None = None) -> Settings:
             raise ImgsearchError(f"cannot read {path}: {e.message.splitlines()[0]}") from None
     elif config_file:
         raise ImgsearchError(f"config file {path} does not exist")
-    for section, key, env, name, kind in _SOURCES:
-        if parser.has_option(section, key) and parser.get(section, key).strip():
-            values[name] = _convert(parser.get(section, key).strip(), kind, f"{path} [{section}] {key}")
-        if os.environ.get(env, "").strip():
-            values[name] = _convert(os.environ[env].strip(), kind, env)
+    for source in SOURCES:
+        if parser.has_option(source.section, source.key) and parser.get(source.section, source.key).strip():
+            raw = parser.get(source.section, source.key).strip()
+            values[source.name] = source.convert(raw, f"{path} [{source.section}] {source.key}")
+        if os.environ.get(source.env, "").strip():
+            values[source.name] = source.convert(os.environ[source.env].strip(), source.env)
     return Settings(**values)

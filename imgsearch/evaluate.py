@@ -13,14 +13,14 @@ import numpy as np
 from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
 from imgsearch.features.registry import CnnOptions, make_extractor
-from imgsearch.images import SkippedFile, has_image_suffix, load_image
-from imgsearch.methods import parse_method
-from imgsearch.rerank import RERANKERS
-from imgsearch.similarity import get_metric
-from imgsearch.whiten import WHITENINGS
-from imgsearch.walk import FoundFile, walk_collection
+from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
+from imgsearch.index.images import SkippedFile, has_image_suffix, load_image
+from imgsearch.index.walk import FoundFile, walk_collection
+from imgsearch.learn.whiten import WHITENINGS, fit_map
+from imgsearch.rerank.maths import RERANKERS
+from imgsearch.scan.metrics import get_metric
+from imgsearch.specs import Spec, parse_spec
 
 CUTOFFS = (1, 10, 20, 100)
 
@@ -108,14 +108,11 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _fold_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
-                 whiten: str | None, rerank: str | None) -> np.ndarray:
+                 whiten: Spec | None, rerank: Spec | None) -> np.ndarray:
     if whiten:
-        name, params = parse_method(whiten, WHITENINGS)
-        learned = WHITENINGS[name][0](train, train_labels, *params)
-        test = learned.apply(test)
+        test = fit_map(whiten, train, train_labels).apply(test)
     if rerank:
-        name, params = parse_method(rerank, RERANKERS)
-        return RERANKERS[name][0](test, test, *params)
+        return RERANKERS[rerank.name].function(test, test, **rerank.values)
     return test @ test.T
 
 
@@ -127,16 +124,23 @@ def evaluate(
     on: k-fold by image, stratified by class (k = folds, default 2), learned on the other
     folds, retrieval within the held-out fold; the folds' metrics are averaged."""
     metric = get_metric(metric_name)
-    vectors, labels = extract_dataset(labelled_images(dataset), extractor_name, workers, progress, options)
-    prepared = metric.prepare_rows(vectors)  # unit rows for every metric: cosine = the metric
+    whiten_spec = parse_spec(whiten, WHITENINGS) if whiten else None
+    rerank_spec = parse_spec(rerank, RERANKERS) if rerank else None
+    images = labelled_images(dataset)
     folds = folds or (2 if whiten else 1)
+    smallest = int(np.bincount(images.labels).min())
+    if folds > smallest:
+        raise ImgsearchError(f"--folds {folds}: the smallest class of {dataset} has {smallest} images, and every fold "
+                             "needs at least one of each class; use fewer folds")
+    vectors, labels = extract_dataset(images, extractor_name, workers, progress, options)
+    prepared = metric.prepare_rows(vectors)  # unit rows for every metric: cosine = the metric
     if folds == 1:
-        return retrieval_metrics(_fold_scores(prepared, labels, prepared, None, rerank), labels)
+        return retrieval_metrics(_fold_scores(prepared, labels, prepared, None, rerank_spec), labels)
     assignment = stratified_folds(labels, folds)
     results = []
     for f in range(folds):
         test, train = assignment == f, assignment != f
-        scores = _fold_scores(prepared[train], labels[train], prepared[test], whiten, rerank)
+        scores = _fold_scores(prepared[train], labels[train], prepared[test], whiten_spec, rerank_spec)
         results.append(retrieval_metrics(scores, labels[test]))
     mean = {key: float(np.mean([r[key] for r in results])) for key in results[0] if key != "n_queries"}
     mean["n_queries"] = int(sum(r["n_queries"] for r in results))

@@ -9,19 +9,26 @@ from pathlib import Path
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.extraction import cached_extractor
 from imgsearch.features.base import Extractor
-from imgsearch.images import SkippedFile, load_image
-from imgsearch.learn import stored_map
-from imgsearch.methods import filled_params, parse_method
-from imgsearch.query_rerank import (
-    GRAPH_KEPT, GRAPH_RERANKERS, QUERY_EXPANSIONS, QUERY_RERANKERS, dba_expanded_query, expanded_query, graph_notes,
+from imgsearch.index.extraction import cached_extractor
+from imgsearch.index.images import SkippedFile, load_image
+from imgsearch.learn.stored import learned_metric
+from imgsearch.rerank.maths import RERANKERS
+from imgsearch.rerank.query import (
+    GRAPH_KEPT,
+    GRAPH_RERANKERS,
+    QUERY_EXPANSIONS,
+    QUERY_RERANKERS,
+    dba_expanded_query,
+    expanded_query,
+    graph_notes,
     graph_reranked,
 )
-from imgsearch.rerank import RERANKERS
-from imgsearch.similarity import get_metric
-from imgsearch.store.base import COLLECTION_ROOT_KEY, ExtractorRow, FeatureStore, check_same_params
-from imgsearch.store_scan import scan_store
+from imgsearch.scan.metrics import get_metric
+from imgsearch.scan.store_scan import StoreScan
+from imgsearch.specs import parse_spec
+from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
+from imgsearch.store.records import ExtractorRow
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,10 @@ class QueryResult:
 def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extractor]:
     """The stored extractor, refusing one that was never built or was built differently."""
     row = store.find_extractor(name)
+    if not store.extractors() or (row is not None and not store.has_vectors(row)):
+        raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
     if row is None:
-        built = ", ".join(e.name for e in store.extractors()) or "none"
+        built = ", ".join(e.name for e in store.extractors())
         raise ImgsearchError(
             f"extractor {name!r} was never built in this database (built: {built}); "
             f"run `imgsearch build --extractor {name}`"
@@ -108,34 +117,31 @@ def run_query(
     whiten: str | None = None,
 ) -> QueryResult:
     started = time.perf_counter()
-    metric = get_metric(metric_name)
-    row, extractor = stored_extractor(store, extractor_name)
-    vector, own_id = query_vector(store, row, extractor, image)
-    excluded = [] if include_self or own_id is None else [own_id]
-    method, params = parse_method(rerank, QUERY_RERANKERS) if rerank else (None, [])
-    values = filled_params(rerank, RERANKERS[method][0], params) if method else {}
+    spec = parse_spec(rerank, RERANKERS, allowed=QUERY_RERANKERS) if rerank else None
+    method, values = (spec.name, spec.values) if spec else (None, {})
     if whiten and method in GRAPH_KEPT:
         raise ImgsearchError(f"--rerank {method} uses the graph of the unmapped vectors; it cannot follow --whiten")
-    transform = stored_map(store, row, whiten).apply if whiten else None
-    notes = []
+    row, extractor = stored_extractor(store, extractor_name)
+    metric = get_metric(metric_name)
+    if whiten:
+        metric = learned_metric(store, row, metric, whiten)
+    vector, own_id = query_vector(store, row, extractor, image)
+    scanner = StoreScan(store, block_rows, parallel)
+    excluded = [] if include_self or own_id is None else [own_id]
+    notes = graph_notes(store, row, metric) if method in GRAPH_KEPT else []
     scanned, scan_metric = row, metric
-    if method in GRAPH_KEPT:
-        notes = graph_notes(store, row, metric)
     if method == "dba-aqe":
-        scanned, scan_metric, vector = dba_expanded_query(store, row, metric, vector, values, block_rows,
-                                                          excluded, parallel)
+        scanned, scan_metric, vector = dba_expanded_query(scanner, row, metric, vector, values, excluded)
     elif method in QUERY_EXPANSIONS:
-        vector = expanded_query(store, row, vector, metric, block_rows, excluded, parallel, values, transform)
+        vector = expanded_query(scanner, row, vector, metric, excluded, values)
     # Names are read after the scan's snapshot: an image a concurrent build deleted in
     # between has no name any more. Rather than print a shorter list, scan again.
     for _ in range(3):
         if method in GRAPH_RERANKERS:
-            ranking = graph_reranked(store, row, metric, method, values, vector, own_id, include_self, top_k,
-                                     block_rows, parallel)
+            ranking = graph_reranked(scanner, row, metric, method, values, vector, own_id, include_self, top_k)
         else:
-            ranking = scan_store(store, scanned, vector, scan_metric, top_k, block_rows, excluded, parallel,
-                                 query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe"),
-                                 transform=transform).ranking
+            ranking = scanner.top_k(scanned, scan_metric, vector, top_k, excluded,
+                                    query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe")).ranking
         rows = store.images_by_ids([image_id for image_id, _ in ranking])
         if all(image_id in rows for image_id, _ in ranking):
             matches = [Match(rank, rows[image_id].name, rows[image_id].path, score)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
-
 from photos import photo
+from PIL import Image
 
 
 def png_bomb(width: int, height: int) -> bytes:

@@ -5,16 +5,16 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
 from bad_files import write_bad_files
 from cli_runner import imgsearch
-from imgsearch.build import build
+from photos import PHOTOS, photo, variant, write_collection
+
+from imgsearch.index.build import build
 from imgsearch.query import run_query
-from imgsearch.search import scan
-from imgsearch.similarity import get_metric
+from imgsearch.scan.kernel import scan
+from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
-from photos import PHOTOS, photo, variant, write_collection
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_odd_file_names_are_stored_and_returned_exactly(db_url, tmp_path) -> Non
     folder = tmp_path / "odd"
     folder.mkdir()
     names = [
-        "x'); DROP TABLE images; --.jpg".encode(),
+        b"x'); DROP TABLE images; --.jpg",
         "猫 \"quoted\" 100% \\ back.jpg".encode(),
         "rtl\u200fmark 🎉.jpg".encode(),
         b"latin1-\xe9t\xe9.jpg",  # not valid UTF-8

@@ -2,7 +2,6 @@
 import socket
 
 import pytest
-
 from cli_runner import imgsearch
 from photos import write_collection
 

@@ -3,10 +3,10 @@ import json
 
 import numpy as np
 import pytest
-
 from cli_runner import imgsearch
-from imgsearch.features.cnn import MODEL_FILE, Backbone, CnnExtractor, backbone, preprocess
 from photos import PHOTOS, photo, variant, write_collection
+
+from imgsearch.features.cnn import MODEL_FILE, Backbone, CnnExtractor, backbone, preprocess
 
 EGYPTIAN_CAT, ESPRESSO, MOPED, MOTOR_SCOOTER = 285, 967, 665, 670
 

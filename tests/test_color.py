@@ -2,9 +2,9 @@ import colorsys
 
 import numpy as np
 import pytest
+from photos import photo
 
 from imgsearch.features.color import Hsv72Histogram, RgbHistogram
-from photos import photo
 
 
 def demo_rgb_histogram(bgr: np.ndarray, degree: int) -> np.ndarray:

@@ -1,8 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-
 from cli_runner import imgsearch
+
 from imgsearch.evaluate import retrieval_metrics
 
 

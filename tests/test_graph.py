@@ -6,11 +6,11 @@ import itertools
 import numpy as np
 import pytest
 
-from imgsearch.graph import update_graph
-from imgsearch.similarity import get_metric
+from imgsearch.rerank.graph import update_graph
+from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.base import ImageRecord
 from imgsearch.store.graph_tables import create_graph, graph_lag, list_capacity, neighbour_lists
+from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 DIM = 8
@@ -78,7 +78,7 @@ def test_incremental_updates_stay_exact(store, metric_name):
     check_exact(store, extractor, graph, metric)
 
     add(store, extractor, rng, 6)
-    store.pack(extractor, block_rows=9)
+    store.pack(extractor, pack_rows=9)
     report = update_graph(store, graph, extractor, metric, block_rows=7, chunk_rows=4)
     assert report.nodes_added == 6 and report.lists_recomputed == 0  # the other 40 lists were not recomputed
     assert report.lists_extended > 0
@@ -139,9 +139,9 @@ def test_query_time_graph_reranking_equals_what_eval_measures(store, spec, metri
     """`query --rerank` on the stored graph ranks as the in-memory function eval scores,
     with the whole collection as shortlist and with a short one."""
     from imgsearch.features.color import RgbHistogram
-    from imgsearch.methods import parse_method
     from imgsearch.query import run_query
-    from imgsearch.rerank import RERANKERS
+    from imgsearch.rerank.maths import RERANKERS
+    from imgsearch.specs import parse_spec
 
     rng = np.random.default_rng(4)
     centres = rng.random((4, 512)) ** 4
@@ -152,8 +152,8 @@ def test_query_time_graph_reranking_equals_what_eval_measures(store, spec, metri
                        for i, v in enumerate(X)])
     store.pack(row, 16)
     update_graph(store, create_graph(store, row, metric_name, 6), row, metric, block_rows=16)
-    name, params = parse_method(spec, RERANKERS)
-    expected = RERANKERS[name][0](*[metric.prepare_rows(X).astype(np.float64)] * 2, *params)
+    parsed = parse_spec(spec, RERANKERS)
+    expected = RERANKERS[parsed.name].function(*[metric.prepare_rows(X).astype(np.float64)] * 2, **parsed.values)
     for query in (0, 5):
         result = run_query(store, f"{query}.jpg", "rgb", metric_name, 10, 7, rerank=spec)
         scores = np.delete(expected[query], query)
@@ -176,7 +176,6 @@ def test_graph_reranking_needs_a_graph_and_says_how_to_make_one(store):
 
 def test_cli_graph_is_made_once_then_kept_up_to_date_by_build(db_url, tmp_path):
     import cv2
-
     from cli_runner import imgsearch
     from photos import photo, variant, write_collection
 
@@ -221,7 +220,7 @@ def stored_vectors(store, extractor) -> dict[int, np.ndarray]:
 
 
 def test_augmented_vectors_follow_every_change(store):
-    from imgsearch.rerank import dba
+    from imgsearch.rerank.maths import dba
     from imgsearch.store.graph_tables import dba_extractor
 
     rng, metric, extractor, graph, _ = graphed(store, 11, 25, "pearson", dba=2)
@@ -250,7 +249,7 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
     from imgsearch.errors import ImgsearchError
     from imgsearch.features.color import RgbHistogram
     from imgsearch.query import run_query
-    from imgsearch.rerank import dba
+    from imgsearch.rerank.maths import dba
 
     rng = np.random.default_rng(12)
     X = (rng.random((40, 512)) ** 3).astype(np.float32)

@@ -1,10 +1,10 @@
 import cv2
 import numpy as np
 import pytest
-
 from bad_files import exif_rotated_jpeg, jpeg_bytes, png_bomb, write_bad_files
-from imgsearch.images import SkippedFile, decode_bytes, load_image
 from photos import photo
+
+from imgsearch.index.images import SkippedFile, decode_bytes, load_image
 
 
 def test_bad_files_are_skipped_with_their_reason(tmp_path) -> None:

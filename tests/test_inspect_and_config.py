@@ -1,9 +1,9 @@
 import numpy as np
-
 from cli_runner import imgsearch
-from imgsearch.features.color import Hsv72Histogram
-from imgsearch.images import load_image
 from photos import write_collection
+
+from imgsearch.features.color import Hsv72Histogram
+from imgsearch.index.images import load_image
 
 
 def test_show_prints_the_stored_vector_and_stats_the_counts(db_url, tmp_path) -> None:

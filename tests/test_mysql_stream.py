@@ -1,13 +1,13 @@
 """The streaming scan over a real server: a broken stream is an error, never a short list."""
 import numpy as np
 import pytest
-
 from conftest import admin_connection
+
 from imgsearch.errors import ImgsearchError
-from imgsearch.search import prefetched, scan
-from imgsearch.similarity import get_metric
+from imgsearch.scan.kernel import prefetched, scan
+from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.base import ImageRecord
+from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 ROWS, DIM = 20_000, 512  # 40 MB of vectors: more than the socket buffers hold

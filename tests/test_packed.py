@@ -9,14 +9,14 @@ import uuid
 
 import numpy as np
 import pytest
+from conftest import admin_connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import admin_connection
-from imgsearch.search import scan
-from imgsearch.similarity import get_metric
+from imgsearch.scan.kernel import scan
+from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.base import ImageRecord
+from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 DIM = 4
@@ -61,7 +61,7 @@ def apply(store, extractor, ops, rng) -> None:
         elif op == "delete" and paths:
             store.delete_images([store.stored_images()[paths[arg % len(paths)]].id])
         elif op == "pack":
-            store.pack(extractor, block_rows=arg)
+            store.pack(extractor, pack_rows=arg)
         check_packed_equals_rows(store, extractor)
 
 
@@ -114,7 +114,7 @@ from imgsearch.store.url import parse_database_url
 with open_store(parse_database_url(sys.argv[1])) as store:
     extractor = store.find_extractor(sys.argv[2])
     print("start", flush=True)
-    store.pack(extractor, block_rows=int(sys.argv[3]))
+    store.pack(extractor, pack_rows=int(sys.argv[3]))
 """
 
 
@@ -129,7 +129,7 @@ def test_a_killed_pack_leaves_exact_results(db_url, fraction) -> None:
     with open_store(parse_database_url(db_url), create=True) as store:
         synthetic = store.register_extractor("synthetic", "{}", DIM)
         store.write_batch([(record(f"{i}.jpg"), {synthetic.id: rng.random(DIM)}) for i in range(4000)])
-        store.pack(synthetic, block_rows=50)
+        store.pack(synthetic, pack_rows=50)
         images = list(store.stored_images().values())
         store.delete_images([img.id for img in images[::7]])
         store.write_batch([(record(f"new{i}.jpg"), {synthetic.id: rng.random(DIM)}) for i in range(3000)])
@@ -149,7 +149,7 @@ def test_a_killed_pack_leaves_exact_results(db_url, fraction) -> None:
     with open_store(parse_database_url(db_url)) as store:
         synthetic = store.find_extractor("synthetic")
         assert contents(store, synthetic) == truth
-        store.pack(synthetic, block_rows=50)  # a rerun finishes the job
+        store.pack(synthetic, pack_rows=50)  # a rerun finishes the job
         assert contents(store, synthetic) == truth
         assert store.packed_counts(synthetic)[1:] == (0, 0)
 
@@ -189,7 +189,7 @@ def test_parallel_query_equals_the_single_connection_one(db_url, parallel) -> No
     with open_store(parse_database_url(db_url), create=True) as store:
         row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
         store.write_batch([(record(f"{i}.jpg"), {row.id: rng.random(512)}) for i in range(300)])
-        store.pack(row, block_rows=16)
+        store.pack(row, pack_rows=16)
         store.write_batch([(record(f"tail{i}.jpg"), {row.id: rng.random(512)}) for i in range(40)])
         store.delete_images([img.id for img in list(store.stored_images().values())[::9]])
         single = run_query(store, "tail3.jpg", "rgb", "cosine", 25, 7)

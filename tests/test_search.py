@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from imgsearch.search import TopK, prefetched, scan
-from imgsearch.similarity import get_metric
+from imgsearch.scan.kernel import TopK, prefetched, scan
+from imgsearch.scan.metrics import get_metric
 
 
 def blocks_of(ids: np.ndarray, x: np.ndarray, size: int):

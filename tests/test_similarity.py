@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
-from imgsearch.similarity import METRICS, get_metric
 from imgsearch.errors import ImgsearchError
+from imgsearch.scan.metrics import METRICS, get_metric
 
 
 def score(metric: str, x: np.ndarray, q: np.ndarray) -> np.ndarray:

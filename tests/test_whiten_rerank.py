@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.evaluate import retrieval_metrics, stratified_folds
-from imgsearch.rerank import aqe, alpha_qe, dba, diffusion
-from imgsearch.whiten import learn_lw, learn_pca_whitening, learn_triplet
+from imgsearch.learn.whiten import learn_lw, learn_pca_whitening, learn_triplet
+from imgsearch.rerank.maths import alpha_qe, aqe, dba, diffusion
 
 
 def unit(x):
@@ -45,7 +46,7 @@ def test_diffusion_follows_the_manifold() -> None:
 
 
 def test_k_reciprocal_keeps_mutual_neighbours_together() -> None:
-    from imgsearch.rerank import k_reciprocal
+    from imgsearch.rerank.maths import k_reciprocal
 
     rng = np.random.default_rng(8)
     labels = np.repeat(np.arange(4), 12)
@@ -59,7 +60,7 @@ def test_k_reciprocal_keeps_mutual_neighbours_together() -> None:
 def test_per_query_universes_equal_the_whole_collection_formula() -> None:
     """A shortlist as long as the collection gives Zhong et al.'s distances over all of it;
     a shorter one changes only images outside it (they rank below)."""
-    from imgsearch.rerank import k_reciprocal, k_reciprocal_distance
+    from imgsearch.rerank.maths import k_reciprocal, k_reciprocal_distance
 
     rng = np.random.default_rng(9)
     X = unit(rng.standard_normal((30, 8)))
@@ -111,7 +112,6 @@ def test_folds_are_disjoint_and_stratified() -> None:
 @pytest.mark.parametrize("spec", ["--rerank=aqe:3", "--whiten=lw", "--whiten=pca:2,0.25"])
 def test_eval_takes_learned_and_reranking_steps(tmp_path, spec) -> None:
     import cv2
-
     from cli_runner import imgsearch
 
     rng = np.random.default_rng(4)
@@ -132,9 +132,9 @@ def test_eval_takes_learned_and_reranking_steps(tmp_path, spec) -> None:
 def test_query_expansion_at_query_time_equals_the_direct_formula(db_url, spec, alpha, metric_name) -> None:
     from imgsearch.features.color import RgbHistogram
     from imgsearch.query import run_query
-    from imgsearch.similarity import get_metric
+    from imgsearch.scan.metrics import get_metric
     from imgsearch.store import open_store
-    from imgsearch.store.base import ImageRecord
+    from imgsearch.store.records import ImageRecord
     from imgsearch.store.url import parse_database_url
 
     rng = np.random.default_rng(5)
@@ -155,12 +155,18 @@ def test_query_expansion_at_query_time_equals_the_direct_formula(db_url, spec, a
     assert [m.name for m in result.matches] == expected
 
 
-def test_learned_map_is_stored_and_applied_at_query_time(db_url) -> None:
+@pytest.mark.parametrize("metric_name", ["pearson", "bhattacharyya", "cosine"])
+def test_learned_map_at_query_time_is_what_eval_measures(db_url, metric_name) -> None:
+    """`learn` + `query --whiten` score exactly as eval's learned step: the map fitted on
+    vectors prepared for the metric, scores by dot product in its space (no clipping)."""
+    from imgsearch.evaluate import _fold_scores
     from imgsearch.features.color import RgbHistogram
-    from imgsearch.learn import learn_map
+    from imgsearch.learn.stored import learn_map
+    from imgsearch.learn.whiten import WHITENINGS
     from imgsearch.query import run_query
+    from imgsearch.specs import parse_spec
     from imgsearch.store import open_store
-    from imgsearch.store.base import ImageRecord
+    from imgsearch.store.records import ImageRecord
     from imgsearch.store.url import parse_database_url
 
     rng = np.random.default_rng(6)
@@ -168,17 +174,22 @@ def test_learned_map_is_stored_and_applied_at_query_time(db_url) -> None:
     centres = rng.random((4, 512)) * 0.2
     X = (centres[labels] + rng.random((60, 512))).astype(np.float32)
     paths = [f"c{c}/{i}.jpg" for i, c in enumerate(labels)]
+    metric = get_metric(metric_name)
     with open_store(parse_database_url(db_url), create=True) as store:
         row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
         store.write_batch([(ImageRecord(p.encode(), p.split("/")[1].encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
                            for p, v in zip(paths, X)])
-        trained_on, dims = learn_map(store, row, "mine", "lw", 100)
+        trained_on, dims = learn_map(store, row, metric, "mine", "lw", 100)
         assert (trained_on, dims) == (60, 3)
-        result = run_query(store, "0.jpg", "rgb", "cosine", 10, 7, whiten="mine")
-    mapped = learn_lw(X.astype(np.float64), labels).apply(X)
-    scores = mapped[1:] @ mapped[0]
+        result = run_query(store, "0.jpg", "rgb", metric_name, 10, 7, whiten="mine")
+        other = "cosine" if metric_name != "cosine" else "pearson"
+        with pytest.raises(ImgsearchError, match=f"learned on {metric_name} vectors"):
+            run_query(store, "0.jpg", "rgb", other, 10, 7, whiten="mine")
+    prepared = metric.prepare_rows(X).astype(np.float64)
+    scores = _fold_scores(prepared, labels, prepared, parse_spec("lw", WHITENINGS), None)[0, 1:]
     expected = [paths[i + 1].encode() for i in np.argsort(-scores, kind="stable")[:10]]
     assert [m.path for m in result.matches] == expected
+    np.testing.assert_allclose([m.score for m in result.matches], np.sort(scores)[::-1][:10], atol=1e-4)
 
 
 @pytest.mark.parametrize("command", ["query", "eval"])

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
 from imgsearch.features.pooling import POOLINGS, l2n
 
@@ -37,7 +38,8 @@ class Backbone:
     def __init__(self, path: Path = MODEL_FILE, threads: int | None = None, runtime: str = "auto") -> None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if digest != MODEL_SHA256:
-            raise RuntimeError(f"{path} has sha256 {digest}, expected {MODEL_SHA256}: reinstall imgsearch")
+            raise ImgsearchError(f"the model file {path} is damaged or replaced (sha256 {digest[:12]}..., expected "
+                                 f"{MODEL_SHA256[:12]}...): reinstall imgsearch")
         try:
             if runtime == "opencv":
                 raise ImportError

@@ -16,8 +16,23 @@ def open_store(url: DatabaseUrl, create: bool = False) -> FeatureStore:
         from imgsearch.store.sqlite import SqliteStore
 
         store = SqliteStore(url, create)
-    if create:
-        store.ensure_schema()
-    else:
-        store.require_schema()
+    try:
+        if create:
+            store.ensure_schema()
+        else:
+            store.require_schema()
+    except BaseException:
+        store.close()
+        raise
     return store
+
+
+def index_exists(url: DatabaseUrl) -> bool:
+    """Whether the database of `url` exists (it may still hold no index), without creating it."""
+    if url.scheme == "mysql":
+        from imgsearch.store.mysql import database_exists
+
+        return database_exists(url)
+    from pathlib import Path
+
+    return Path(url.path).expanduser().exists()

@@ -1,92 +1,45 @@
-"""FeatureStore: the tables of sql/*.sql behind one interface, shared by both dialects.
+"""FeatureStore: the tables of imgsearch/sql/*.sql behind one interface, shared by both dialects.
 
-Subclasses supply the connection, the placeholder style, the images upsert and the
-streaming cursor; everything else is plain DB-API and lives here once.
+Subclasses supply the connection, the placeholder style, a few dialect statements and
+the streaming cursor; everything else is plain DB-API and lives here once. The packing
+protocol and the change counter live in packed.py.
 """
 from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-
-Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [n, dim])
-
-VECTOR_DTYPE = np.dtype("<f4")  # the binary layout of MySQL 9 / MariaDB 11.7 VECTOR
-ID_DTYPE = np.dtype("<i8")  # image ids in packed blocks
-DEFAULT_PACK_ROWS = 1024
-PACK_STEP_BLOCKS = 64  # blocks of tail packed per transaction: 128 MiB of 512-d vectors
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One file of the collection as stored in `images`. path is relative to the
-    collection root, in the file system's own bytes."""
-
-    path: bytes
-    name: bytes
-    bytes: int
-    mtime_ns: int
-    sha256: str
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class StoredImage(ImageRecord):
-    id: int
-
-
-@dataclass
-class PackReport:
-    blocks_written: int = 0
-    blocks_removed: int = 0
-    vectors_moved: int = 0
-
-
-def _generation_key(extractor: "ExtractorRow") -> str:
-    # Bumped by every pack: parallel scan parts that saw different values raced a pack.
-    return f"pack_generation:{extractor.id}"
-
-
-@dataclass(frozen=True)
-class ExtractorRow:
-    id: int
-    name: str
-    params: str
-    dim: int
-
+from imgsearch.store import packed
+from imgsearch.store.packed import DEFAULT_PACK_ROWS, PackReport, Snapshot
+from imgsearch.store.records import (
+    VECTOR_DTYPE,
+    Block,
+    ExtractorRow,
+    ImageRecord,
+    StoredImage,
+    id_chunks,
+    stored_image,
+    vector_to_bytes,
+)
 
 IMAGE_COLUMNS = "id, path, name, bytes, mtime_ns, sha256, width, height"
 CORE_TABLES = {"meta", "images", "extractors", "features"}
-# Tables added after the first release: an index without them needs one `build` to upgrade.
-LATER_TABLES = {"packed_blocks", "packed_stale", "graphs", "graph_nodes", "graph_removed"}
+# Tables and columns added after the first release: an index without them needs one
+# `build` to upgrade.
+LATER_TABLES = {"packed_blocks", "packed_stale", "whitenings", "graphs", "graph_nodes", "graph_removed"}
+LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
 COLLECTION_ROOT_KEY = "collection_root"
-
-
-ID_CHUNK = 500  # ids per IN (...) list: well under every server's parameter limit
-
-
-def id_chunks(ids: list[int]) -> list[tuple[list[int], str]]:
-    """The ids in pieces for `IN (...)`, each with its placeholder list."""
-    pieces = [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
-    return [(piece, ",".join("?" * len(piece))) for piece in pieces]
-
-
-def vector_to_bytes(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes()
-
-
-def rows_to_block(rows: list[tuple[int, bytes]], dim: int) -> Block:
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vectors = np.frombuffer(b"".join([r[1] for r in rows]), dtype=VECTOR_DTYPE)
-    return ids, vectors.reshape(len(rows), dim)
+# The widths of images.path and images.name in mysql.sql; SQLite keeps the same limits so
+# that an index behaves the same on both.
+MAX_PATH_BYTES = 3000
+MAX_NAME_BYTES = 1024
 
 
 def schema_statements(dialect: str) -> list[str]:
@@ -98,25 +51,22 @@ def _only_comments(statement: str) -> bool:
     return all(line.strip().startswith("--") or not line.strip() for line in statement.splitlines())
 
 
-def _stored_image(row: tuple) -> StoredImage:
-    id_, path, name, size, mtime_ns, sha, width, height = row
-    return StoredImage(
-        id=int(id_), path=bytes(path), name=bytes(name), bytes=int(size), mtime_ns=int(mtime_ns),
-        sha256=str(sha), width=int(width), height=int(height),
-    )
-
-
 class FeatureStore(ABC):
     dialect: str
     ph: str  # DB-API placeholder of the driver
 
     def __init__(self, connection: Any) -> None:
         self.conn = connection
+        self.touched: set[int] = set()  # extractors whose scan the open transaction changes
+        self._depth = 0  # nested transaction() blocks
 
     # -- what each backend supplies -------------------------------------------------
     driver_error: type[Exception]  # the DB-API Error class of the driver
     insert_ignore: str  # the dialect's INSERT that skips duplicate keys
     for_update: str  # the dialect's locking-read suffix ("" where a write transaction locks all)
+    mod_block_sql: str  # block_no modulo a bound parameter, in the dialect
+    bump_counter_sql: str  # meta[k] = meta[k] + 1, inserting 1 when absent; k bound
+    upgrade_columns: dict[tuple[str, str], str]  # (table, column) -> ALTER TABLE adding it
 
     @abstractmethod
     def describe_error(self, error: Exception) -> str:
@@ -125,57 +75,27 @@ class FeatureStore(ABC):
     @abstractmethod
     def _upsert_images_sql(self) -> str: ...
 
-    mod_block_sql: str  # block_no modulo a bound parameter, in the dialect
+    @abstractmethod
+    def _begin(self) -> None:
+        """Start a write transaction that holds its locks from its first read."""
 
     @abstractmethod
     def stream_blocks(
         self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
-        generations: list[int] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> Iterator[Block]:
         """Every current vector of one extractor, in blocks, from one consistent snapshot
         through a streaming cursor: the packed blocks less their stale entries, plus the
         tail of rows written since the last pack (packed=False: the per-row table only).
         With parts > 1 this is part `part` of the packed blocks (the tail goes with part
-        0); the pack generation the snapshot saw is appended to `generations`.
+        0). The change counter the snapshot saw is put in `snapshot`.
         Raises if the stream ends before the server said it was complete."""
 
-    def begin_write(self) -> None:
-        """Start a write transaction before its first locking read."""
-
-    def _snapshot_blocks(
-        self, cur: Any, extractor: ExtractorRow, block_rows: int, packed: bool, part: int, parts: int,
-        generations: list[int] | None,
-    ) -> Iterator[Block]:
-        """The body of stream_blocks, on a cursor whose transaction is one snapshot."""
-        def run(sql: str, *params: Any) -> None:
-            cur.execute(sql.replace("?", self.ph), params)
-
-        if not packed:
-            run("SELECT image_id, vec FROM features WHERE extractor_id = ?", extractor.id)
-            while rows := cur.fetchmany(block_rows):
-                yield rows_to_block(rows, extractor.dim)
-            return
-        run("SELECT v FROM meta WHERE k = ?", _generation_key(extractor))
-        if generations is not None:
-            generations.append(int(next(iter(cur.fetchall()), ("0",))[0]))
-        else:
-            cur.fetchall()
-        run("SELECT image_id FROM packed_stale WHERE extractor_id = ?", extractor.id)
-        stale = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
-        if part == 0:
-            run("SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL", extractor.id)
-            while rows := cur.fetchmany(block_rows):
-                yield rows_to_block(rows, extractor.dim)
-        run(f"SELECT ids, vecs FROM packed_blocks WHERE extractor_id = ? AND {self.mod_block_sql} = ?",
-            extractor.id, parts, part)
-        while rows := cur.fetchmany(2):
-            for ids_blob, vecs_blob in rows:
-                ids = np.frombuffer(ids_blob, dtype=ID_DTYPE)
-                vectors = np.frombuffer(vecs_blob, dtype=VECTOR_DTYPE).reshape(len(ids), extractor.dim)
-                if len(stale):
-                    keep = ~np.isin(ids, stale)
-                    ids, vectors = ids[keep], vectors[keep]
-                yield ids, vectors
+    @abstractmethod
+    def named_lock(self, name: str, waiting: Any = None) -> Any:
+        """A context manager holding the lock `name` of this database, across
+        transactions and against other processes; `waiting()` is called once if it has
+        to wait. Released when the block ends or the process dies."""
 
     @abstractmethod
     def existing_tables(self) -> set[str]: ...
@@ -183,12 +103,14 @@ class FeatureStore(ABC):
     @abstractmethod
     def has_column(self, table: str, column: str) -> bool: ...
 
-    upgrade_features_sql: str  # adds packed_block to a features table made before packing
-
     @abstractmethod
     def size_bytes(self) -> int: ...
 
-    # -- shared -----------------------------------------------------------------------
+    @abstractmethod
+    def max_row_bytes(self) -> int:
+        """The largest row the server takes in one statement."""
+
+    # -- connection and transactions -------------------------------------------------
     def close(self) -> None:
         try:
             self.conn.close()
@@ -222,36 +144,80 @@ class FeatureStore(ABC):
         except self.driver_error as e:
             raise ImgsearchError(self.describe_error(e)) from None
 
-    def commit(self) -> None:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction: committed when the block ends (the change counters of
+        the extractors its writes touched move with it), rolled back on any exception.
+        A block inside another joins the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.touched = set()
         try:
-            self.conn.commit()
+            self._begin()
         except self.driver_error as e:
             raise ImgsearchError(self.describe_error(e)) from None
+        self._depth = 1
+        try:
+            yield
+            packed.bump_changes(self, self.touched)
+            try:
+                self.conn.commit()
+            except self.driver_error as e:
+                raise ImgsearchError(self.describe_error(e)) from None
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        finally:
+            self._depth = 0
+            self.touched = set()
 
+    def _rollback_quietly(self) -> None:
+        # The original error matters; a rollback on a dead connection would mask it.
+        try:
+            self.conn.rollback()
+        except Exception:
+            pass
+
+    @staticmethod
+    def fresh_token() -> int:
+        return secrets.randbits(62)
+
+    # -- schema ---------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Create what is missing, and upgrade an index made by an older imgsearch."""
-        if "features" in self.existing_tables() and not self.has_column("features", "packed_block"):
-            self.execute(self.upgrade_features_sql)
-        for statement in schema_statements(self.dialect):
-            self.execute(statement)
-        self.commit()
+        tables = self.existing_tables()
+        for (table, column), alter in self.upgrade_columns.items():
+            if table in tables and not self.has_column(table, column):
+                self.execute(alter)
+        with self.transaction():
+            for statement in schema_statements(self.dialect):
+                self.execute(statement)
 
     def require_schema(self) -> None:
         tables = self.existing_tables()
         if not CORE_TABLES <= tables:
             raise ImgsearchError("this database holds no index yet; run `imgsearch build FOLDER` first")
-        if not LATER_TABLES <= tables or not self.has_column("features", "packed_block"):
+        if not LATER_TABLES <= tables or not all(self.has_column(t, c) for t, c in LATER_COLUMNS):
             raise ImgsearchError("this index was made by an older imgsearch; run `imgsearch build` once to upgrade it")
 
+    # -- meta and extractors ----------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         rows = self.execute("SELECT v FROM meta WHERE k = ?", (key,))
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.begin_write()
-        self.execute("DELETE FROM meta WHERE k = ?", (key,))
-        self.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (key, value))
-        self.commit()
+        with self.transaction():
+            self.execute("DELETE FROM meta WHERE k = ?", (key,))
+            self.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (key, value))
+
+    def changes(self, extractor: ExtractorRow) -> int:
+        """The extractor's change counter as of now (see packed.py)."""
+        return int(self.get_meta(packed.changes_key(extractor.id)) or 0)
 
     def extractors(self) -> list[ExtractorRow]:
         rows = self.execute("SELECT id, name, params, dim FROM extractors ORDER BY name")
@@ -264,20 +230,30 @@ class FeatureStore(ABC):
         """The stored row of this extractor, created if new; refuses different params."""
         row = self.find_extractor(name)
         if row is None:
-            self.execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
-            self.commit()
+            with self.transaction():
+                self.add_extractor(name, params, dim)
             row = self.find_extractor(name)
             assert row is not None
         check_same_params(row, params, dim)
         return row
 
+    def add_extractor(self, name: str, params: str, dim: int) -> None:
+        """Insert an extractor row inside the caller's transaction, its change counter at 0."""
+        self.execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
+        (extractor_id,) = self.execute("SELECT id FROM extractors WHERE name = ?", (name,))[0]
+        self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (packed.changes_key(int(extractor_id)), "0"))
+
+    # -- images and their vectors ------------------------------------------------------
     def stored_images(self) -> dict[bytes, StoredImage]:
         rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images")
-        return {img.path: img for img in map(_stored_image, rows)}
+        return {img.path: img for img in map(stored_image, rows)}
 
     def image_ids_with_features(self, extractor_id: int) -> set[int]:
         rows = self.execute("SELECT image_id FROM features WHERE extractor_id = ?", (extractor_id,))
         return {int(r[0]) for r in rows}
+
+    def has_vectors(self, extractor: ExtractorRow) -> bool:
+        return bool(self.execute("SELECT 1 FROM features WHERE extractor_id = ? LIMIT 1", (extractor.id,)))
 
     def write_batch(
         self,
@@ -287,213 +263,73 @@ class FeatureStore(ABC):
         """One transaction: drop the old features of files whose content changed
         (`replaced_ids`), upsert each image and write its vectors (extractor id -> vector).
         A build killed at any point leaves either the whole batch or none of it."""
-        try:
-            self.begin_write()
-            replaced = list(replaced_ids)
-            if replaced:
-                marks = ",".join("?" * len(replaced))
-                self._mark_stale(f"image_id IN ({marks})", replaced)
-                self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", replaced)
+        with self.transaction():
+            for chunk, marks in id_chunks(list(replaced_ids)):
+                packed.mark_stale(self, f"image_id IN ({marks})", chunk)
+                self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
             self.executemany(
                 self._upsert_images_sql(),
                 [(i.path, i.name, i.bytes, i.mtime_ns, i.sha256, i.width, i.height) for i, _ in items],
             )
             ids = self._ids_of_paths([i.path for i, _ in items])
-            rows = [
-                (extractor_id, ids[image.path], vector_to_bytes(vector))
-                for image, vectors in items
-                for extractor_id, vector in vectors.items()
-            ]
-            for extractor_id in {e for e, _, _ in rows}:
-                written = [i for e, i, _ in rows if e == extractor_id]
-                self._mark_stale(f"extractor_id = ? AND image_id IN ({','.join('?' * len(written))})",
-                                 [extractor_id, *written])
-            if rows:
-                # REPLACE makes a fresh row: packed_block is NULL, the vector joins the tail.
-                self.executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)", rows)
-            self.commit()
-        except BaseException:
-            self.rollback_quietly()
-            raise
+            by_extractor: dict[int, dict[int, np.ndarray]] = {}
+            for image, vectors in items:
+                for extractor_id, vector in vectors.items():
+                    by_extractor.setdefault(extractor_id, {})[ids[image.path]] = vector
+            for extractor_id, written in by_extractor.items():
+                self._replace_vectors(extractor_id, written)
 
     def replace_vectors(self, extractor: ExtractorRow, vectors: dict[int, np.ndarray]) -> None:
-        """Write vectors of existing images inside the caller's write transaction (derived
-        sets: the graph's augmented vectors)."""
+        """Write vectors of existing images (derived sets: the graph's augmented vectors)."""
+        with self.transaction():
+            self._replace_vectors(extractor.id, vectors)
+
+    def _replace_vectors(self, extractor_id: int, vectors: dict[int, np.ndarray]) -> None:
         ids = sorted(vectors)
         for chunk, marks in id_chunks(ids):
-            self._mark_stale(f"extractor_id = ? AND image_id IN ({marks})", [extractor.id, *chunk])
+            packed.mark_stale(self, f"extractor_id = ? AND image_id IN ({marks})", [extractor_id, *chunk])
+        # REPLACE makes a fresh row: packed_block is NULL, the vector joins the tail.
         self.executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)",
-                         [(extractor.id, i, vector_to_bytes(vectors[i])) for i in ids])
-
-    def rollback_quietly(self) -> None:
-        # The original error matters; a rollback on a dead connection would mask it.
-        try:
-            self.conn.rollback()
-        except Exception:
-            pass
+                         [(extractor_id, i, vector_to_bytes(vectors[i])) for i in ids])
+        self.touched.add(extractor_id)
 
     def _ids_of_paths(self, paths: list[bytes]) -> dict[bytes, int]:
-        marks = ",".join("?" * len(paths))
-        rows = self.execute(f"SELECT path, id FROM images WHERE path IN ({marks})", paths)
-        return {bytes(p): int(i) for p, i in rows}
+        found = {}
+        for chunk, marks in id_chunks(paths):
+            rows = self.execute(f"SELECT path, id FROM images WHERE path IN ({marks})", chunk)
+            found.update((bytes(p), int(i)) for p, i in rows)
+        return found
 
     def delete_images(self, ids: list[int]) -> None:
         for chunk, marks in id_chunks(ids):
-            self.begin_write()
-            self._mark_stale(f"image_id IN ({marks})", chunk)
-            self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
-            self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
-            self.commit()
+            with self.transaction():
+                packed.mark_stale(self, f"image_id IN ({marks})", chunk)
+                self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
+                self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
 
-    def _mark_stale(self, where: str, params: list) -> None:
-        """Before vectors are replaced or deleted, remember which packed entries they were,
-        so that scans leave those entries out until the next pack, and which graphs knew
-        them, so that the next graph update recomputes the lists that hold them."""
-        self.execute(
-            f"{self.insert_ignore} INTO packed_stale (extractor_id, image_id, block_no) "
-            f"SELECT extractor_id, image_id, packed_block FROM features WHERE packed_block IS NOT NULL AND {where}",
-            params,
-        )
-        self.execute(
-            "REPLACE INTO graph_removed (graph_id, image_id, token) SELECT g.id, f.image_id, ? "
-            f"FROM graphs g JOIN (SELECT extractor_id, image_id FROM features WHERE {where}) f "
-            "ON f.extractor_id = g.extractor_id",
-            [secrets.randbits(62), *params],
-        )
-
-    def pack(self, extractor: ExtractorRow, block_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
-        """Bring the packed blocks up to date, in transactions of at most PACK_STEP_BLOCKS
-        blocks of tail, so memory stays bounded on a first pack of millions of rows. Each
-        step rewrites the blocks that hold stale entries (and the last one, if not full)
-        without them, and adds tail rows. Only changed blocks are written; a pack killed
-        midway leaves committed steps and the previous blocks, exact with the rest of the
-        tail and the stale list."""
-        report = PackReport()
-        while True:
-            step = self._pack_step(extractor, block_rows, PACK_STEP_BLOCKS * block_rows)
-            report.blocks_written += step.blocks_written
-            report.blocks_removed += step.blocks_removed
-            report.vectors_moved += step.vectors_moved
-            if step.vectors_moved == 0 and step.blocks_removed == 0:
-                return report
-
-    def _pack_step(self, extractor: ExtractorRow, block_rows: int, max_tail: int) -> PackReport:
-        report = PackReport()
-        try:
-            self.begin_write()
-            # One pack of an extractor at a time; rows being packed are locked against writers.
-            self.execute(f"SELECT id FROM extractors WHERE id = ?{self.for_update}", (extractor.id,))
-            stale = self.execute(
-                f"SELECT image_id, block_no FROM packed_stale WHERE extractor_id = ?{self.for_update}", (extractor.id,)
-            )
-            tail = self.execute(
-                "SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL "
-                f"LIMIT {int(max_tail)}{self.for_update}",
-                (extractor.id,),
-            )
-            if not stale and not tail:
-                self.commit()
-                return report
-            blocks = self.execute(
-                "SELECT block_no, n FROM packed_blocks WHERE extractor_id = ? ORDER BY block_no", (extractor.id,)
-            )
-            rewrite = {int(b) for _, b in stale}
-            if tail and blocks and int(blocks[-1][1]) < block_rows:
-                rewrite.add(int(blocks[-1][0]))  # fill the last block rather than add a small one
-            stale_by_block: dict[int, list[int]] = {}
-            for image_id, block_no in stale:
-                stale_by_block.setdefault(int(block_no), []).append(int(image_id))
-            kept_ids, kept_vectors = [], []
-            for block_no in sorted(rewrite):
-                for ids_blob, vecs_blob in self.execute(
-                    "SELECT ids, vecs FROM packed_blocks WHERE extractor_id = ? AND block_no = ?",
-                    (extractor.id, block_no),
-                ):
-                    ids = np.frombuffer(ids_blob, dtype=ID_DTYPE)
-                    keep = ~np.isin(ids, stale_by_block.get(block_no, []))
-                    kept_ids.append(ids[keep])
-                    kept_vectors.append(np.frombuffer(vecs_blob, dtype=VECTOR_DTYPE).reshape(len(ids), -1)[keep])
-                self.execute("DELETE FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no))
-                report.blocks_removed += 1
-            if tail:
-                tail_ids, tail_vectors = rows_to_block(tail, extractor.dim)
-                kept_ids.append(tail_ids)
-                kept_vectors.append(tail_vectors)
-            all_ids = np.concatenate(kept_ids) if kept_ids else np.empty(0, ID_DTYPE)
-            all_vectors = np.vstack(kept_vectors) if kept_vectors else np.empty((0, extractor.dim), VECTOR_DTYPE)
-            next_block = max((int(b) for b, _ in blocks), default=-1) + 1
-            for start in range(0, len(all_ids), block_rows):
-                ids = all_ids[start : start + block_rows]
-                self.execute(
-                    "INSERT INTO packed_blocks (extractor_id, block_no, n, ids, vecs) VALUES (?, ?, ?, ?, ?)",
-                    (extractor.id, next_block, len(ids), ids.astype(ID_DTYPE).tobytes(),
-                     np.ascontiguousarray(all_vectors[start : start + block_rows], VECTOR_DTYPE).tobytes()),
-                )
-                marks = ",".join("?" * len(ids))
-                self.execute(
-                    f"UPDATE features SET packed_block = ? WHERE extractor_id = ? AND image_id IN ({marks})",
-                    (next_block, extractor.id, *ids.tolist()),
-                )
-                report.blocks_written += 1
-                report.vectors_moved += len(ids)
-                next_block += 1
-            self.execute("DELETE FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
-            generation = int(next(iter(self.execute("SELECT v FROM meta WHERE k = ?", (_generation_key(extractor),))), ("0",))[0])
-            self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (_generation_key(extractor), str(generation + 1)))
-            self.commit()
-            return report
-        except BaseException:
-            self.rollback_quietly()
-            raise
+    def pack(self, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
+        """Bring the extractor's packed blocks up to date (see packed.pack)."""
+        return packed.pack(self, extractor, pack_rows)
 
     def packed_counts(self, extractor: ExtractorRow) -> tuple[int, int, int]:
-        """(packed blocks, tail rows, stale entries) of an extractor."""
-        blocks = self.execute("SELECT COUNT(*) FROM packed_blocks WHERE extractor_id = ?", (extractor.id,))
-        tail = self.execute("SELECT COUNT(*) FROM features WHERE extractor_id = ? AND packed_block IS NULL", (extractor.id,))
-        stale = self.execute("SELECT COUNT(*) FROM packed_stale WHERE extractor_id = ?", (extractor.id,))
-        return int(blocks[0][0]), int(tail[0][0]), int(stale[0][0])
-
-    def save_linear_map(
-        self, extractor: ExtractorRow, name: str, method: str, trained_on: int, mean: np.ndarray, projection: np.ndarray
-    ) -> None:
-        self.begin_write()
-        self.execute("DELETE FROM whitenings WHERE extractor_id = ? AND name = ?", (extractor.id, name))
-        self.execute(
-            "INSERT INTO whitenings (extractor_id, name, method, dim_out, trained_on, mean, projection) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (extractor.id, name, method, int(projection.shape[0]), trained_on, vector_to_bytes(mean),
-             vector_to_bytes(projection.ravel())),
-        )
-        self.commit()
-
-    def load_linear_map(self, extractor: ExtractorRow, name: str) -> tuple[str, np.ndarray, np.ndarray] | None:
-        """(method, mean, projection) of a stored map, None if there is none of that name."""
-        if "whitenings" not in self.existing_tables():
-            return None
-        rows = self.execute(
-            "SELECT method, dim_out, mean, projection FROM whitenings WHERE extractor_id = ? AND name = ?",
-            (extractor.id, name),
-        )
-        if not rows:
-            return None
-        method, dim_out, mean, projection = rows[0]
-        return (str(method), np.frombuffer(bytes(mean), VECTOR_DTYPE),
-                np.frombuffer(bytes(projection), VECTOR_DTYPE).reshape(int(dim_out), extractor.dim))
+        return packed.packed_counts(self, extractor)
 
     def images_by_ids(self, ids: list[int]) -> dict[int, StoredImage]:
         found: dict[int, StoredImage] = {}
         for chunk, marks in id_chunks(ids):
             rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk)
-            found.update((img.id, img) for img in map(_stored_image, rows))
+            found.update((img.id, img) for img in map(stored_image, rows))
         return found
 
     def find_images(self, name_or_path: bytes) -> list[StoredImage]:
-        """Images whose relative path or file name equals the argument."""
+        """The image whose relative path is the argument; else those whose file name is."""
         rows = self.execute(
             f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ? OR name = ? ORDER BY path",
             (name_or_path, name_or_path),
         )
-        return [_stored_image(r) for r in rows]
+        images = [stored_image(r) for r in rows]
+        exact = [i for i in images if i.path == name_or_path]
+        return exact or images
 
     def vectors(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, np.ndarray]:
         """The stored vectors of these images (images without one are left out)."""
@@ -516,6 +352,34 @@ class FeatureStore(ABC):
         rows = self.execute("SELECT extractor_id, COUNT(*) FROM features GROUP BY extractor_id")
         return {int(e): int(n) for e, n in rows}
 
+    # -- learned maps -------------------------------------------------------------------
+    def save_linear_map(
+        self, extractor: ExtractorRow, name: str, method: str, metric: str, trained_on: int, mean: np.ndarray,
+        projection: np.ndarray,
+    ) -> None:
+        with self.transaction():
+            self.execute("DELETE FROM whitenings WHERE extractor_id = ? AND name = ?", (extractor.id, name))
+            self.execute(
+                "INSERT INTO whitenings (extractor_id, name, method, metric, dim_out, trained_on, mean, projection) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (extractor.id, name, method, metric, int(projection.shape[0]), trained_on, vector_to_bytes(mean),
+                 vector_to_bytes(projection.ravel())),
+            )
+
+    def load_linear_map(self, extractor: ExtractorRow, name: str) -> tuple[str, str, np.ndarray, np.ndarray] | None:
+        """(method, metric, mean, projection) of a stored map, None if there is none of that
+        name. metric is the one whose prepared vectors it was learned on ('' for a map of
+        an older imgsearch, learned on unprepared vectors)."""
+        rows = self.execute(
+            "SELECT method, metric, dim_out, mean, projection FROM whitenings WHERE extractor_id = ? AND name = ?",
+            (extractor.id, name),
+        )
+        if not rows:
+            return None
+        method, metric, dim_out, mean, projection = rows[0]
+        return (str(method), str(metric), np.frombuffer(bytes(mean), VECTOR_DTYPE),
+                np.frombuffer(bytes(projection), VECTOR_DTYPE).reshape(int(dim_out), extractor.dim))
+
 
 def check_same_params(row: ExtractorRow, params: str, dim: int) -> None:
     if row.params != params or row.dim != dim:
@@ -524,4 +388,3 @@ def check_same_params(row: ExtractorRow, params: str, dim: int) -> None:
             f"but this run uses {params} (dim {dim}); vectors of the two are not comparable. "
             "Use the stored configuration, or another --db for the new one."
         )
-

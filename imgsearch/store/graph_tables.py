@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.store.base import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, FeatureStore, id_chunks
+from imgsearch.store.base import FeatureStore
+from imgsearch.store.packed import changes_key
+from imgsearch.store.records import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, id_chunks
 
 NO_KTH = -1e30  # the threshold of a list shorter than k: any image enters it
 
@@ -70,20 +72,14 @@ def create_graph(store: FeatureStore, extractor: ExtractorRow, metric: str, k: i
     found = find_graph(store, extractor, metric)
     if found is not None and (found.k, found.dba) == (k, dba):
         return found
-    try:
-        store.begin_write()
+    with store.transaction():
         if found is not None:
-            drop_graph(store, extractor, found, commit=False)
+            drop_graph(store, extractor, found)
         store.execute("INSERT INTO graphs (extractor_id, metric, k, dba) VALUES (?, ?, ?, ?)",
                       (extractor.id, metric, k, dba))
         if dba:
-            store.execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)",
-                          (dba_extractor_name(extractor.name, metric, dba),
-                           json.dumps({"dba_of": extractor.name, "metric": metric, "n": dba}), extractor.dim))
-        store.commit()
-    except BaseException:
-        store.rollback_quietly()
-        raise
+            store.add_extractor(dba_extractor_name(extractor.name, metric, dba),
+                                json.dumps({"dba_of": extractor.name, "metric": metric, "n": dba}), extractor.dim)
     created = find_graph(store, extractor, metric)
     assert created is not None
     return created
@@ -93,16 +89,16 @@ def dba_extractor(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow)
     return store.find_extractor(dba_extractor_name(extractor.name, graph.metric, graph.dba)) if graph.dba else None
 
 
-def drop_graph(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow, commit: bool = True) -> None:
-    derived = dba_extractor(store, extractor, graph)
-    if derived is not None:
-        # features and packed blocks follow the extractor row (ON DELETE CASCADE)
-        store.execute("DELETE FROM packed_stale WHERE extractor_id = ?", (derived.id,))
-        store.execute("DELETE FROM extractors WHERE id = ?", (derived.id,))
-    for table, column in (("graph_nodes", "graph_id"), ("graph_removed", "graph_id"), ("graphs", "id")):
-        store.execute(f"DELETE FROM {table} WHERE {column} = ?", (graph.id,))
-    if commit:
-        store.commit()
+def drop_graph(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow) -> None:
+    with store.transaction():
+        derived = dba_extractor(store, extractor, graph)
+        if derived is not None:
+            # features and packed blocks follow the extractor row (ON DELETE CASCADE)
+            store.execute("DELETE FROM packed_stale WHERE extractor_id = ?", (derived.id,))
+            store.execute("DELETE FROM extractors WHERE id = ?", (derived.id,))
+            store.execute("DELETE FROM meta WHERE k = ?", (changes_key(derived.id),))
+        for table, column in (("graph_nodes", "graph_id"), ("graph_removed", "graph_id"), ("graphs", "id")):
+            store.execute(f"DELETE FROM {table} WHERE {column} = ?", (graph.id,))
 
 
 def node_thresholds(store: FeatureStore, graph: GraphRow) -> dict[int, float]:
@@ -165,8 +161,7 @@ def save_lists(
          np.ascontiguousarray(nl.ids, ID_DTYPE).tobytes(), np.ascontiguousarray(nl.scores, VECTOR_DTYPE).tobytes())
         for image_id, nl in lists.items()
     ]
-    try:
-        store.begin_write()
+    with store.transaction():
         for chunk, marks in id_chunks(sorted({*lists, *forgotten})):
             store.execute(f"DELETE FROM graph_nodes WHERE graph_id = ? AND image_id IN ({marks})", (graph.id, *chunk))
         if removed:
@@ -177,10 +172,6 @@ def save_lists(
         )
         if augmented is not None:
             store.replace_vectors(*augmented)
-        store.commit()
-    except BaseException:
-        store.rollback_quietly()
-        raise
 
 
 def graph_lag(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> int:

@@ -2,19 +2,24 @@
 its own connection, so the main connection stays free to resolve names."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pymysql
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.store.base import Block, ExtractorRow, FeatureStore
+from imgsearch.store.base import FeatureStore
+from imgsearch.store.packed import Snapshot, snapshot_blocks
+from imgsearch.store.records import Block, ExtractorRow
 from imgsearch.store.url import DatabaseUrl
 
 # Seconds the server may wait on a slow reader before giving up on the stream. A scan
 # consumer that pauses (a laptop under load) must not turn into a dropped connection.
 SCAN_NET_WRITE_TIMEOUT = 600
 CONNECT_TIMEOUT = 10
+LOCK_POLL_SECONDS = 5  # GET_LOCK waits in steps shorter than any sane client read timeout
 
 
 def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.connections.Connection:
@@ -28,6 +33,8 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
             unix_socket=url.unix_socket,
             charset="utf8mb4",
             connect_timeout=CONNECT_TIMEOUT,
+            # A hung server must not block a query forever (None: wait as long as it takes).
+            read_timeout=url.read_timeout,
             # Reads see the latest commit (no snapshot held between calls); writes open
             # explicit transactions (begin_write).
             autocommit=True,
@@ -38,6 +45,18 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
         )
     except pymysql.err.MySQLError as e:
         raise ImgsearchError(describe_mysql_error(e, url)) from None
+
+
+def database_exists(url: DatabaseUrl) -> bool:
+    conn = _connect(url, None)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s", (url.database,))
+            return int(cur.fetchone()[0]) == 1
+    except pymysql.err.MySQLError as e:
+        raise ImgsearchError(describe_mysql_error(e, url)) from None
+    finally:
+        close_quietly(conn)
 
 
 def _is_local(url: DatabaseUrl) -> bool:
@@ -52,8 +71,13 @@ def describe_mysql_error(error: pymysql.err.MySQLError, url: DatabaseUrl) -> str
         return f"access denied for user {url.user!r} at {where} (wrong user or password)"
     if code == 1049:
         return f"database {url.database!r} does not exist at {where}; run `imgsearch build` to create it"
-    if code in (2003, 2002, 2006, 2013):
+    if code in (2003, 2002):
         return f"cannot reach the MySQL server at {where} (is it running?)"
+    if code == 2013:
+        return (f"lost the connection to the MySQL server at {where} during a query: it went down, killed the "
+                f"query, timed out (read_timeout {url.read_timeout or 'none'} s), or a row was over its max_allowed_packet")
+    if code == 2006:
+        return f"the MySQL server at {where} has gone away (restarted, or closed an idle connection)"
     if code in (1142, 1044, 1227):
         return f"permission denied at {where}: {error.args[1] if len(error.args) > 1 else error}"
     message = str(error.args[1]) if len(error.args) > 1 else str(error)
@@ -87,14 +111,18 @@ class MySqlStore(FeatureStore):
 
     driver_error = pymysql.err.MySQLError
 
-    def begin_write(self) -> None:
-        try:
-            self.conn.begin()
-        except pymysql.err.MySQLError as e:
-            raise ImgsearchError(describe_mysql_error(e, self.url)) from None
+    def _begin(self) -> None:
+        self.conn.begin()
+
     insert_ignore = "INSERT IGNORE"
     for_update = " FOR UPDATE"
     mod_block_sql = "MOD(block_no, ?)"
+    bump_counter_sql = "INSERT INTO meta (k, v) VALUES (?, '1') ON DUPLICATE KEY UPDATE v = CAST(v AS UNSIGNED) + 1"
+    upgrade_columns = {
+        ("features", "packed_block"):
+            "ALTER TABLE features ADD COLUMN packed_block INT UNSIGNED NULL, ADD KEY ix_features_tail (extractor_id, packed_block)",
+        ("whitenings", "metric"): "ALTER TABLE whitenings ADD COLUMN metric VARCHAR(32) CHARACTER SET ascii NOT NULL DEFAULT ''",
+    }
 
     def describe_error(self, error: Exception) -> str:
         return describe_mysql_error(error, self.url)
@@ -106,11 +134,6 @@ class MySqlStore(FeatureStore):
             "bytes = VALUES(bytes), mtime_ns = VALUES(mtime_ns), sha256 = VALUES(sha256), "
             "width = VALUES(width), height = VALUES(height)"
         )
-
-    upgrade_features_sql = (
-        "ALTER TABLE features ADD COLUMN packed_block INT UNSIGNED NULL, "
-        "ADD KEY ix_features_tail (extractor_id, packed_block)"
-    )
 
     def existing_tables(self) -> set[str]:
         rows = self.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
@@ -130,9 +153,28 @@ class MySqlStore(FeatureStore):
         )
         return int(rows[0][0])
 
+    def max_row_bytes(self) -> int:
+        return int(self.execute("SELECT @@max_allowed_packet")[0][0]) // 3
+
+    @contextmanager
+    def named_lock(self, name: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        # GET_LOCK names are server-wide (64 characters at most): qualify by database.
+        full = f"imgsearch:{self.url.database}:{name}"
+        if len(full) > 64:
+            full = "imgsearch:" + hashlib.sha256(full.encode()).hexdigest()[:48]
+        told = False
+        while int(self.execute("SELECT GET_LOCK(?, ?)", (full, LOCK_POLL_SECONDS))[0][0] or 0) != 1:
+            if waiting is not None and not told:
+                waiting()
+                told = True
+        try:
+            yield
+        finally:
+            self.execute("SELECT RELEASE_LOCK(?)", (full,))
+
     def stream_blocks(
         self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
-        generations: list[int] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> Iterator[Block]:
         conn = _connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor)
         cur = conn.cursor()
@@ -144,7 +186,7 @@ class MySqlStore(FeatureStore):
             # pymysql reads each result's terminating EOF/OK packet before fetchmany returns
             # an empty batch; a killed query or a dropped socket raises instead, so an
             # exhausted loop means the server sent every row.
-            yield from self._snapshot_blocks(cur, extractor, block_rows, packed, part, parts, generations)
+            yield from snapshot_blocks(self, cur, extractor, block_rows, packed, part, parts, snapshot or Snapshot())
             cur.execute("COMMIT")
         except pymysql.err.MySQLError as e:
             raise ImgsearchError(
@@ -158,7 +200,9 @@ class MySqlStore(FeatureStore):
 
 def _abandon_stream(cur: pymysql.cursors.SSCursor) -> None:
     # Whether the stream ended, broke or was left early, the connection is closed next:
-    # pymysql must not try to drain it (slow, or an ignored error on a dead socket).
+    # pymysql must not try to drain it (slow, or an ignored error on a dead socket). It has
+    # no public way to say so; setup.cfg bounds the versions this attribute is known in,
+    # and tests/test_mysql_stream.py checks an abandoned stream closes quietly.
     result = getattr(cur, "_result", None)
     if result is not None:
         result.unbuffered_active = False

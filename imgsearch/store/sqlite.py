@@ -1,13 +1,20 @@
 """SQLite backend: the embedded default, same tables and same stream interface."""
 from __future__ import annotations
 
+import fcntl
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.store.base import Block, ExtractorRow, FeatureStore
+from imgsearch.store.base import FeatureStore
+from imgsearch.store.packed import Snapshot, snapshot_blocks
+from imgsearch.store.records import Block, ExtractorRow
 from imgsearch.store.url import DatabaseUrl
+
+# SQLite's own limit on a value is 1 GB; packed rows stay as small as on MySQL.
+SQLITE_MAX_ROW_BYTES = 16 * 2**20
 
 
 class SqliteStore(FeatureStore):
@@ -34,6 +41,11 @@ class SqliteStore(FeatureStore):
     insert_ignore = "INSERT OR IGNORE"
     for_update = ""
     mod_block_sql = "(block_no % ?)"
+    bump_counter_sql = "INSERT INTO meta (k, v) VALUES (?, '1') ON CONFLICT (k) DO UPDATE SET v = CAST(v AS INTEGER) + 1"
+    upgrade_columns = {
+        ("features", "packed_block"): "ALTER TABLE features ADD COLUMN packed_block INTEGER NULL",
+        ("whitenings", "metric"): "ALTER TABLE whitenings ADD COLUMN metric TEXT NOT NULL DEFAULT ''",
+    }
 
     def describe_error(self, error: Exception) -> str:
         return f"SQLite error in {self.path}: {error}"
@@ -46,8 +58,6 @@ class SqliteStore(FeatureStore):
             "width = excluded.width, height = excluded.height"
         )
 
-    upgrade_features_sql = "ALTER TABLE features ADD COLUMN packed_block INTEGER NULL"
-
     def existing_tables(self) -> set[str]:
         return {str(r[0]) for r in self.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
@@ -58,20 +68,41 @@ class SqliteStore(FeatureStore):
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
 
-    def begin_write(self) -> None:
+    def max_row_bytes(self) -> int:
+        return SQLITE_MAX_ROW_BYTES
+
+    def _begin(self) -> None:
         # Take the write lock before the first read: the pack's reads then stay current.
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
+        if self.conn.in_transaction:
+            self.conn.rollback()  # never continue a transaction a failed statement left open
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def named_lock(self, name: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        # An advisory lock on a file beside the database: held across transactions, and
+        # released by the kernel when the process dies, like MySQL's GET_LOCK.
+        with open(self.path.with_name(f"{self.path.name}.{name}.lock"), "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def stream_blocks(
         self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
-        generations: list[int] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> Iterator[Block]:
         # A separate connection whose read transaction is one snapshot for the whole scan.
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
             conn.execute("BEGIN")
-            yield from self._snapshot_blocks(conn.cursor(), extractor, block_rows, packed, part, parts, generations)
+            yield from snapshot_blocks(self, conn.cursor(), extractor, block_rows, packed, part, parts,
+                                       snapshot or Snapshot())
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             raise ImgsearchError(f"the scan of {self.path} failed: {e}") from None

@@ -9,6 +9,10 @@ from imgsearch.errors import ImgsearchError
 
 SAFE_IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 DEFAULT_SQLITE_FILE = "imgsearch.sqlite3"
+# Seconds the client waits for any one answer of the server: a hung server fails the
+# command instead of blocking it forever. Statements wait on locks for at most
+# innodb_lock_wait_timeout (50 s by default), so 300 s only ever trips on a real hang.
+DEFAULT_READ_TIMEOUT = 300
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class DatabaseUrl:
     password: str = ""
     database: str = ""
     unix_socket: str | None = None
+    read_timeout: int = DEFAULT_READ_TIMEOUT  # [database] read_timeout; not part of the URL
 
     def redacted(self) -> str:
         if self.scheme == "sqlite":

@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pymysql
-
 import cv2
 import numpy as np
+import pymysql
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.store import open_store

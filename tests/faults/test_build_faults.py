@@ -5,7 +5,6 @@ import threading
 import uuid
 
 import pytest
-
 from integrity import check_integrity, committed_images, run_cli, write_small_images
 
 N_IMAGES = 1500

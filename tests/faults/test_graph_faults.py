@@ -5,16 +5,16 @@ import signal
 import numpy as np
 import pymysql
 import pytest
-
 from integrity import run_cli
-from imgsearch.features.color import RgbHistogram
-from imgsearch.rerank import dba
-from imgsearch.similarity import get_metric
-from imgsearch.store import open_store
-from imgsearch.store.base import ImageRecord
-from imgsearch.store.graph_tables import dba_extractor, find_graph, graph_lag
-from imgsearch.store.url import parse_database_url
 from test_graph import check_exact, stored_vectors
+
+from imgsearch.features.color import RgbHistogram
+from imgsearch.rerank.maths import dba
+from imgsearch.scan.metrics import get_metric
+from imgsearch.store import open_store
+from imgsearch.store.graph_tables import dba_extractor, find_graph, graph_lag
+from imgsearch.store.records import ImageRecord
+from imgsearch.store.url import parse_database_url
 
 N = 4500  # three chunks of new lists (2,048 each)
 GRAPH_ARGS = ["-e", "rgb", "-m", "cosine", "-n", "8", "--dba", "3"]

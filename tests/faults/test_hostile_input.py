@@ -6,15 +6,15 @@ import uuid
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from PIL import Image
-
 from bad_files import jpeg_bytes, png_bomb
 from cli_runner import imgsearch
 from conftest import admin_connection
-from imgsearch.images import SkippedFile, decode_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from photos import photo
+from PIL import Image
+
+from imgsearch.index.images import SkippedFile, decode_bytes
 
 SMALL_JPEG = jpeg_bytes(photo("chelsea.png")[::4, ::4])
 SMALL_PNG = cv2.imencode(".png", photo("coffee.png")[::4, ::4])[1].tobytes()

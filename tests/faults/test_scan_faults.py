@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.search import prefetched, scan
-from imgsearch.similarity import get_metric
+from imgsearch.scan.kernel import prefetched, scan
+from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.base import ImageRecord
+from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 DIM = 512
@@ -101,7 +101,7 @@ def test_queries_during_a_build_see_whole_batches_only(db_url) -> None:
                 for b, batch in enumerate(batches):
                     store.write_batch([(record(f"{b}-{i}.jpg"), {extractor.id: v}) for i, v in enumerate(batch)])
                     if b % 7 == 6:
-                        store.pack(extractor, block_rows=64)
+                        store.pack(extractor, pack_rows=64)
         except BaseException as e:
             failures.append(e)
         finally:

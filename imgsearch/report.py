@@ -7,8 +7,9 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.query import display
-from imgsearch.store.base import COLLECTION_ROOT_KEY, ExtractorRow, FeatureStore
+from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
+from imgsearch.store.records import ExtractorRow
 
 
 def describe_image(store: FeatureStore, name: str, extractor_name: str | None = None) -> str:

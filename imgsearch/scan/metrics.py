@@ -8,8 +8,8 @@ writing prepare(x) out: one product plus row sums, a quarter of the memory traff
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -101,3 +101,17 @@ def get_metric(name: str) -> Metric:
         return METRICS[name]
     except KeyError:
         raise ImgsearchError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
+
+
+def in_learned_space(metric: Metric, map_name: str, apply: Prepare) -> Metric:
+    """`metric` followed by a learned map: vectors prepared for the metric, then mapped by
+    `apply` (unit rows out), scored by dot product. One definition for eval, which learns
+    on prepared vectors, and for `query --whiten`: the map never sees raw vectors, and
+    mapped vectors are never clipped (Bhattacharyya's sqrt applies before the map)."""
+    def prepare(x: np.ndarray) -> np.ndarray:
+        return apply(metric.prepare(x))
+
+    def score_block(x: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
+        return prepare(np.asarray(x, dtype=np.float32)) @ prepared_query
+
+    return Metric(metric.name, prepare, score_block, f"{metric.description}, mapped by {map_name}")

@@ -17,20 +17,15 @@ import numpy as np
 from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
 from imgsearch.features.registry import CnnOptions, make_extractor
-from imgsearch.graph import update_graphs
-from imgsearch.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
-from imgsearch.store.base import (
-    COLLECTION_ROOT_KEY,
-    DEFAULT_PACK_ROWS,
-    ExtractorRow,
-    FeatureStore,
-    ImageRecord,
-    StoredImage,
-    check_same_params,
-)
-from imgsearch.walk import FoundFile, Problem, walk_collection
+from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
+from imgsearch.index.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
+from imgsearch.index.walk import FoundFile, Problem, walk_collection
+from imgsearch.rerank.graph import update_graphs
+from imgsearch.store.base import COLLECTION_ROOT_KEY, MAX_NAME_BYTES, MAX_PATH_BYTES, FeatureStore, check_same_params
+from imgsearch.store.packed import DEFAULT_PACK_ROWS
+from imgsearch.store.records import ExtractorRow, ImageRecord, StoredImage
+
 
 @dataclass(frozen=True)
 class Task:
@@ -162,6 +157,9 @@ def plan(
             report.skipped.append((entry.relpath, entry.reason))
         elif not has_image_suffix(entry.path):
             report.skipped.append((entry.relpath, "not an image file type"))
+        elif len(entry.relpath) > MAX_PATH_BYTES or len(os.path.basename(entry.relpath)) > MAX_NAME_BYTES:
+            report.skipped.append((entry.relpath, f"path longer than the index stores ({MAX_PATH_BYTES} bytes, "
+                                                  f"file name {MAX_NAME_BYTES})"))
         elif (row := stored.get(entry.relpath)) is None:
             tasks.append(Task(entry, names, names, None))
         else:

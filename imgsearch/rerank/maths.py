@@ -4,13 +4,12 @@ scores (m x n). A registry maps names to them, as cnnimageretrieval-pytorch does
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import cg
 
 from imgsearch.features.pooling import EPS, l2n
+from imgsearch.specs import FRACTION, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, WHOLE_POSITIVE, Method
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -52,7 +51,7 @@ def dba_aqe(Q: np.ndarray, X: np.ndarray, n_db: int = 3, n_query: int = 5) -> np
 
 def knn_lists(X: np.ndarray, k: int, block_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k most similar other rows (ids, scores), best first: the in-memory twin
-    of the stored graph (imgsearch.graph)."""
+    of the stored graph (imgsearch.rerank.graph)."""
     k = min(k, len(X) - 1)
     ids = np.empty((len(X), k), dtype=np.int64)
     scores = np.empty((len(X), k), dtype=np.float32)
@@ -226,10 +225,16 @@ def k_reciprocal(
     return out
 
 
-RERANKERS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
-    "aqe": (aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)"),
-    "alpha-qe": (alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., TPAMI 2018)"),
-    "dba-aqe": (dba_aqe, "database-side augmentation then AQE, n_db, n_query (Arandjelovic & Zisserman, CVPR 2012)"),
-    "diffusion": (diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist, iterations (Iscen et al., CVPR 2017)"),
-    "k-reciprocal": (k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)"),
+RERANKERS: dict[str, Method] = {
+    "aqe": Method.of(aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)", {"n": WHOLE_POSITIVE}),
+    "alpha-qe": Method.of(alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., TPAMI 2018)",
+                          {"n": WHOLE_POSITIVE, "alpha": NON_NEGATIVE}),
+    "dba-aqe": Method.of(dba_aqe, "database-side augmentation then AQE, n_db, n_query (Arandjelovic & Zisserman, CVPR 2012)",
+                         {"n_db": WHOLE_POSITIVE, "n_query": WHOLE_POSITIVE}),
+    "diffusion": Method.of(
+        diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist, iterations (Iscen et al., CVPR 2017)",
+        {"k": WHOLE_POSITIVE, "alpha": OPEN_FRACTION, "gamma": POSITIVE, "query_k": WHOLE_POSITIVE,
+         "shortlist": WHOLE_POSITIVE, "iterations": WHOLE_POSITIVE}),
+    "k-reciprocal": Method.of(k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)",
+                              {"k1": WHOLE_POSITIVE, "k2": WHOLE_POSITIVE, "lambda_": FRACTION, "shortlist": WHOLE_POSITIVE}),
 }

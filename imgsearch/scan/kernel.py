@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from imgsearch.similarity import Metric
+from imgsearch.scan.metrics import Metric
 
 Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [n, dim])
 
@@ -50,6 +50,10 @@ class TopK:
 class ScanResult:
     ranking: list[tuple[int, float]]  # (image id, score), best first
     rows_scanned: int
+    state: int | None = None  # the store's change counter of the extractor, as the scan saw it
+
+    def at_state(self, state: int | None) -> ScanResult:
+        return replace(self, state=state)
 
 
 def merge(results: Iterable[ScanResult], k: int) -> ScanResult:

@@ -57,13 +57,15 @@ CREATE TABLE IF NOT EXISTS packed_stale (
     PRIMARY KEY (extractor_id, image_id, block_no)
 )
 ;;
--- Learned linear maps (imgsearch learn): y = projection (x - mean), then L2-normalised.
+-- Learned linear maps (imgsearch learn): y = projection (x - mean), then L2-normalised, where x is a
+-- vector prepared for `metric` (see imgsearch/scan/metrics.py); scored by dot product.
 -- mean and projection are little-endian float32 (projection row-major, dim_out x dim).
 CREATE TABLE IF NOT EXISTS whitenings (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
     name         TEXT NOT NULL,
     method       TEXT NOT NULL,
+    metric       TEXT NOT NULL DEFAULT '',
     dim_out      INTEGER NOT NULL,
     trained_on   INTEGER NOT NULL,
     mean         BLOB NOT NULL,

@@ -5,8 +5,8 @@ import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 import cv2
@@ -15,7 +15,7 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
 from imgsearch.features.registry import make_extractor
-from imgsearch.images import SkippedFile, load_image
+from imgsearch.index.images import SkippedFile, load_image
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -4,12 +4,13 @@ training vectors, then applied to database and queries alike.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.features.pooling import EPS, l2n
+from imgsearch.specs import FRACTION, NON_NEGATIVE, WHOLE_OR_ZERO, WHOLE_POSITIVE, Method, Spec
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,12 @@ def _shrunk_eigh(C: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarra
     return values, vectors
 
 
-def learn_pca_whitening(X: np.ndarray, dims: int = 0, power: float = 0.5, shrinkage: float = 0.0) -> LinearMap:
+def learn_pca_whitening(
+    X: np.ndarray, labels: np.ndarray | None = None, dims: int = 0, power: float = 0.5, shrinkage: float = 0.0
+) -> LinearMap:
     """PCA-whitening (Jegou & Chum, ECCV 2012): project on the principal directions and
     divide each by eigenvalue^power (0.5 = full whitening; smaller = partial), keep the
-    first `dims` (0 = all)."""
+    first `dims` (0 = all). Unsupervised: labels are not used."""
     mean = X.mean(axis=0)
     values, vectors = _shrunk_eigh(np.cov(X - mean, rowvar=False, bias=True), shrinkage)
     dims = dims or X.shape[1]
@@ -108,12 +111,22 @@ def learn_triplet(
     return LinearMap(mean, solution.x.reshape(dims, -1))
 
 
-# name -> (learn(X, labels, *params), whether it needs labels, description)
-WHITENINGS: dict[str, tuple[Callable[..., LinearMap], bool, str]] = {
-    "pca": (lambda X, labels, *p: learn_pca_whitening(X, *p), False,
-            "PCA-whitening [dims, power, shrinkage] (Jegou & Chum, ECCV 2012)"),
-    "lw": (lambda X, labels, *p: learn_lw(X, labels, *p), True,
-           "learned whitening from matching / non-matching pairs [dims, shrinkage] (Radenovic et al., ECCV 2016)"),
-    "triplet": (lambda X, labels, *p: learn_triplet(X, labels, *p), True,
-                "linear projection trained with a triplet loss [dims, margin] (Schroff et al., CVPR 2015)"),
+WHITENINGS: dict[str, Method] = {
+    "pca": Method.of(learn_pca_whitening, "PCA-whitening [dims, power, shrinkage] (Jegou & Chum, ECCV 2012)",
+                     {"dims": WHOLE_OR_ZERO, "power": NON_NEGATIVE, "shrinkage": FRACTION}),
+    "lw": Method.of(learn_lw, "learned whitening from matching / non-matching pairs [dims, shrinkage] "
+                    "(Radenovic et al., ECCV 2016)", {"dims": WHOLE_OR_ZERO, "shrinkage": FRACTION}, supervised=True),
+    "triplet": Method.of(learn_triplet, "linear projection trained with a triplet loss [dims, margin] (Schroff et al., CVPR 2015)",
+                         {"dims": WHOLE_POSITIVE, "margin": NON_NEGATIVE, "n_triplets": WHOLE_POSITIVE,
+                          "decay": NON_NEGATIVE, "seed": WHOLE_OR_ZERO}, supervised=True),
 }
+
+
+def fit_map(spec: Spec, X: np.ndarray, labels: np.ndarray) -> LinearMap:
+    """The map of a parsed specification, learned on the rows of X (prepared vectors)."""
+    dims = int(spec.values.get("dims", 0))
+    if dims > X.shape[1]:
+        raise ImgsearchError(f"{spec.text!r}: dims {dims} is more than the vectors' {X.shape[1]} dimensions")
+    if WHITENINGS[spec.name].supervised and len(np.unique(labels)) < 2:
+        raise ImgsearchError(f"{spec.name} learns from classes: it needs images of at least two")
+    return WHITENINGS[spec.name].function(X, labels, **spec.values)

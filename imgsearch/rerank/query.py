@@ -8,16 +8,22 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.pooling import l2n
-from imgsearch.rerank import diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
-from imgsearch.similarity import Metric, get_metric
-from imgsearch.store.base import ExtractorRow, FeatureStore
+from imgsearch.rerank.maths import diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
+from imgsearch.scan.metrics import Metric, get_metric
+from imgsearch.scan.store_scan import StoreScan
+from imgsearch.store.base import FeatureStore
 from imgsearch.store.graph_tables import (
-    GraphRow, NeighbourList, dba_extractor, find_graph, graph_is_behind, neighbour_lists,
+    GraphRow,
+    NeighbourList,
+    dba_extractor,
+    find_graph,
+    graph_is_behind,
+    neighbour_lists,
 )
-from imgsearch.store_scan import Transform, scan_store
+from imgsearch.store.records import ExtractorRow
 
 Ranking = list[tuple[int, float]]
-Params = dict[str, int | float]  # a method's parameters by name (methods.filled_params)
+Params = dict[str, int | float]  # a method's parameters by name (specs.Spec.values)
 GRAPH_RERANKERS = ("diffusion", "k-reciprocal")
 QUERY_EXPANSIONS = ("aqe", "alpha-qe")
 QUERY_RERANKERS = [*QUERY_EXPANSIONS, "dba-aqe", *GRAPH_RERANKERS]
@@ -80,17 +86,17 @@ def rerank_shortlist(
 
 
 def graph_reranked(
-    store: FeatureStore, row: ExtractorRow, metric: Metric, method: str, values: Params,
-    vector: np.ndarray, own_id: int | None, include_self: bool, top_k: int, block_rows: int, parallel: int,
+    scanner: StoreScan, row: ExtractorRow, metric: Metric, method: str, values: Params,
+    vector: np.ndarray, own_id: int | None, include_self: bool, top_k: int,
 ) -> list[tuple[int, float]]:
     """Scan for the shortlist, re-rank it with the graph. Diffusion keeps the query's own
     row in its shortlist (it seeds the walk, as in eval); k-reciprocal puts the query
     itself first in its universe instead."""
     keep_own = method == "diffusion" and own_id is not None
     excluded = [] if keep_own or own_id is None else [own_id]
-    shortlist = scan_store(store, row, vector, metric, max(top_k, int(values["shortlist"])), block_rows,
-                           excluded, parallel).ranking
-    reranked = rerank_shortlist(store, row, metric, method, values, shortlist, metric.prepare_one(vector), own_id)
+    shortlist = scanner.top_k(row, metric, vector, max(top_k, int(values["shortlist"])), excluded).ranking
+    reranked = rerank_shortlist(scanner.store, row, metric, method, values, shortlist, metric.prepare_one(vector),
+                                own_id)
     return [(i, s) for i, s in reranked if include_self or i != own_id][:top_k]
 
 
@@ -108,14 +114,12 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
 
 
 def dba_expanded_query(
-    store: FeatureStore, row: ExtractorRow, metric: Metric, vector: np.ndarray, values: Params,
-    block_rows: int, excluded: list[int], parallel: int,
+    scanner: StoreScan, row: ExtractorRow, metric: Metric, vector: np.ndarray, values: Params, excluded: list[int],
 ) -> tuple[ExtractorRow, Metric, np.ndarray]:
     """DBA then AQE at query time: (the augmented set to scan, its metric, the expanded
     query), AQE being one scan of the augmented vectors with the prepared query."""
-    augmented, cosine = augmented_set(store, row, metric, int(values["n_db"])), get_metric("cosine")
-    expanded = expanded_query(store, augmented, metric.prepare_one(vector), cosine, block_rows, excluded, parallel,
-                              {"n": values["n_query"]})
+    augmented, cosine = augmented_set(scanner.store, row, metric, int(values["n_db"])), get_metric("cosine")
+    expanded = expanded_query(scanner, augmented, metric.prepare_one(vector), cosine, excluded, {"n": values["n_query"]})
     return augmented, cosine, expanded
 
 
@@ -128,20 +132,17 @@ def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[
 
 
 def expanded_query(
-    store: FeatureStore, row: ExtractorRow, vector: np.ndarray, metric: Metric, block_rows: int,
-    excluded: list[int], parallel: int, values: Params, transform: Transform | None = None,
+    scanner: StoreScan, row: ExtractorRow, vector: np.ndarray, metric: Metric, excluded: list[int], values: Params,
 ) -> np.ndarray:
     """Query expansion at query time (AQE: Chum et al. 2007; alpha-QE: Radenovic et al.
     2018), in the metric's prepared space so it holds for every metric: a first scan
     finds the top n, the prepared query plus their prepared vectors (weighted by
     score^alpha; AQE: alpha 0) is the new query of a second scan. Costs one more scan."""
     alpha = float(values.get("alpha", 0.0))
-    first = scan_store(store, row, vector, metric, int(values["n"]), block_rows, excluded, parallel,
-                       transform=transform)
-    mapped = transform or (lambda x: x)
-    prepared = metric.prepare_one(mapped(vector)).astype(np.float64)
-    neighbours = store.vectors(row, [image_id for image_id, _ in first.ranking])
+    first = scanner.top_k(row, metric, vector, int(values["n"]), excluded)
+    prepared = metric.prepare_one(vector).astype(np.float64)
+    neighbours = scanner.store.vectors(row, [image_id for image_id, _ in first.ranking])
     for image_id, score in first.ranking:
         if image_id in neighbours:
-            prepared += max(score, 0.0) ** alpha * metric.prepare_one(mapped(neighbours[image_id]))
+            prepared += max(score, 0.0) ** alpha * metric.prepare_one(neighbours[image_id])
     return l2n(prepared)

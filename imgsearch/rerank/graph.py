@@ -9,20 +9,35 @@ Each chunk of new lists and the older lists it changed are written in one transa
 an update killed midway leaves whole chunks, and the next update finishes the rest."""
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from imgsearch.rerank import augment, positions_in
-from imgsearch.similarity import Metric, get_metric
-from imgsearch.store.base import ExtractorRow, FeatureStore
+from imgsearch.errors import ImgsearchError
+from imgsearch.rerank.maths import augment, positions_in
+from imgsearch.scan.metrics import Metric, get_metric
+from imgsearch.store.base import FeatureStore
 from imgsearch.store.graph_tables import (
-    GraphRow, NeighbourList, dba_extractor, graphs_of, list_capacity, lists_holding, neighbour_lists,
-    node_thresholds, removed_images, save_lists,
+    GraphRow,
+    NeighbourList,
+    create_graph,
+    dba_extractor,
+    drop_graph,
+    find_graph,
+    graphs_of,
+    list_capacity,
+    lists_holding,
+    neighbour_lists,
+    node_thresholds,
+    removed_images,
+    save_lists,
 )
+from imgsearch.store.records import ExtractorRow
 
 DEFAULT_K = 30  # Iscen et al. (2017) use k = 50 on 5k-100k images; 30 as the issue's reference
 CHUNK_ROWS = 2048  # new lists computed per pass over the collection
@@ -114,23 +129,59 @@ def _augmented(
     return derived, augmented
 
 
-def update_graphs(
-    store: FeatureStore, extractor: ExtractorRow, block_rows: int, progress: bool = True, only: str | None = None
-) -> list[str]:
-    """Update every graph of the extractor (build calls this after writing), or only the
-    one of metric `only`; one summary line per graph."""
-    lines = []
-    for graph in graphs_of(store, extractor):
-        if only is not None and graph.metric != only:
-            continue
-        with tqdm(unit="img", desc=f"graph {extractor.name}/{graph.metric}", disable=not progress or None) as bar:
-            def advance(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done)
+@contextmanager
+def graph_lock(store: FeatureStore) -> Iterator[None]:
+    """Graph updates of one database, one at a time: a build and an `imgsearch graph`
+    that both computed lists from the same state would otherwise overwrite each other's."""
+    def waiting() -> None:
+        print("imgsearch: waiting for another graph update of this index to finish", file=sys.stderr, flush=True)
 
-            report = update_graph(store, graph, extractor, get_metric(graph.metric), block_rows, advance)
-        lines.append(report.summary(graph, extractor))
-    return lines
+    with store.named_lock("graph", waiting):
+        yield
+
+
+def update_graphs(store: FeatureStore, extractor: ExtractorRow, block_rows: int, progress: bool = True) -> list[str]:
+    """Update every graph of the extractor (build calls this after writing); one summary
+    line per graph."""
+    with graph_lock(store):
+        return [_update(store, graph, extractor, block_rows, progress) for graph in graphs_of(store, extractor)]
+
+
+def configure_graph(
+    store: FeatureStore, extractor: ExtractorRow, metric: str, block_rows: int, k: int | None = None,
+    dba: int | None = None, progress: bool = True,
+) -> list[str]:
+    """Make or update the graph of this extractor and metric. k and dba left None keep the
+    stored graph's (or take the defaults for a new one); others than the stored ones make
+    it again, and the first line says so."""
+    with graph_lock(store):
+        found = find_graph(store, extractor, metric)
+        wanted_k = k if k is not None else found.k if found else DEFAULT_K
+        wanted_dba = dba if dba is not None else found.dba if found else 0
+        lines = []
+        if found is not None and (found.k, found.dba) != (wanted_k, wanted_dba):
+            lines.append(f"rebuilding the {extractor.name}/{metric} graph: neighbours {found.k} -> {wanted_k}, "
+                         f"dba {found.dba} -> {wanted_dba}")
+        graph = create_graph(store, extractor, metric, wanted_k, wanted_dba)
+        return [*lines, _update(store, graph, extractor, block_rows, progress)]
+
+
+def remove_graph(store: FeatureStore, extractor: ExtractorRow, metric: str) -> None:
+    with graph_lock(store):
+        found = find_graph(store, extractor, metric)
+        if found is None:
+            raise ImgsearchError(f"there is no {extractor.name}/{metric} graph to drop")
+        drop_graph(store, extractor, found)
+
+
+def _update(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow, block_rows: int, progress: bool) -> str:
+    with tqdm(unit="img", desc=f"graph {extractor.name}/{graph.metric}", disable=not progress or None) as bar:
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done)
+
+        report = update_graph(store, graph, extractor, get_metric(graph.metric), block_rows, advance)
+    return report.summary(graph, extractor)
 
 
 Proposals = dict[int, tuple[np.ndarray, np.ndarray]]  # older node -> (candidate ids, scores)

@@ -69,13 +69,15 @@ CREATE TABLE IF NOT EXISTS packed_stale (
     PRIMARY KEY (extractor_id, image_id, block_no)
 ) ENGINE=InnoDB
 ;;
--- Learned linear maps (imgsearch learn): y = projection (x - mean), then L2-normalised.
+-- Learned linear maps (imgsearch learn): y = projection (x - mean), then L2-normalised, where x is a
+-- vector prepared for `metric` (see imgsearch/scan/metrics.py); scored by dot product.
 -- mean and projection are little-endian float32 (projection row-major, dim_out x dim).
 CREATE TABLE IF NOT EXISTS whitenings (
     id           SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
     extractor_id SMALLINT UNSIGNED NOT NULL,
     name         VARCHAR(64) CHARACTER SET ascii NOT NULL,
     method       TEXT NOT NULL,
+    metric       VARCHAR(32) CHARACTER SET ascii NOT NULL DEFAULT '',
     dim_out      INTEGER NOT NULL,
     trained_on   INTEGER NOT NULL,
     mean         LONGBLOB NOT NULL,

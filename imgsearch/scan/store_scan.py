@@ -1,0 +1,51 @@
+"""The exact top-K over a store: the blocks a store streams, scored by the kernel, in one
+read-ahead stream or over parallel connections whose snapshots agree."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsearch.scan.kernel import ScanResult, parallel_scan, prefetched, scan
+from imgsearch.scan.metrics import Metric
+from imgsearch.store.base import FeatureStore
+from imgsearch.store.packed import Snapshot
+from imgsearch.store.records import Block, ExtractorRow
+
+# Parallel attempts whose parts saw different states before one connection does it alone
+# (a single snapshot is always consistent): enough for builds committing every second.
+PARALLEL_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class StoreScan:
+    """How to scan a store: block size of the per-row stream and the number of
+    connections. `top_k` answers exactly as a per-row scan of one committed state."""
+
+    store: FeatureStore
+    block_rows: int = 1024
+    parallel: int = 1
+
+    def top_k(
+        self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, excluded: Iterable[int] = (),
+        query_is_prepared: bool = False,
+    ) -> ScanResult:
+        """The k best rows of the extractor for the query under the metric, leaving out
+        `excluded` ids; ScanResult.state is the change counter of the state it scanned."""
+        scan_part = functools.partial(scan, query=query, metric=metric, k=k, exclude_ids=list(excluded),
+                                      query_is_prepared=query_is_prepared)
+        if self.parallel > 1:
+            for _ in range(PARALLEL_ATTEMPTS):
+                snapshots = [Snapshot() for _ in range(self.parallel)]
+                parts = [functools.partial(self._stream, extractor, part, snapshots[part]) for part in range(self.parallel)]
+                result = parallel_scan(parts, scan_part, k)
+                if len({s.changes for s in snapshots}) == 1:
+                    return result.at_state(snapshots[0].changes)
+        snapshot = Snapshot()
+        return scan_part(prefetched(self._stream(extractor, 0, snapshot))).at_state(snapshot.changes)
+
+    def _stream(self, extractor: ExtractorRow, part: int, snapshot: Snapshot) -> Iterable[Block]:
+        parts = max(self.parallel, 1) if part or self.parallel > 1 else 1
+        return self.store.stream_blocks(extractor, self.block_rows, True, part, parts, snapshot)

@@ -5,6 +5,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.evaluate import retrieval_metrics, stratified_folds
 from imgsearch.learn.whiten import learn_lw, learn_pca_whitening, learn_triplet
 from imgsearch.rerank.maths import alpha_qe, aqe, dba, diffusion
+from imgsearch.scan.metrics import get_metric
 
 
 def unit(x):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pymysql
 
@@ -99,6 +100,15 @@ class ServerProcess:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def server_base_url(url: str) -> str:
+    """mysql://user:pass@host:port/ of a URL, with or without a database part (the tests
+    append their own database names)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb") or not parts.netloc:
+        raise RuntimeError(f"IMGSEARCH_TEST_MYSQL_URL must look like mysql://user:pass@host:3306/, not {url!r}")
+    return f"mysql://{parts.netloc}/"
+
+
 def server_binary() -> str | None:
     return _which("mariadbd") or _which("mysqld")
 
@@ -137,7 +147,7 @@ def container_server() -> Iterator[str]:
 def mysql_server() -> Iterator[str]:
     """Yields a base URL mysql://user:pass@host:port/ with no database part."""
     if os.environ.get("IMGSEARCH_TEST_MYSQL_URL"):
-        yield os.environ["IMGSEARCH_TEST_MYSQL_URL"].rstrip("/").rsplit("/", 1)[0] + "/"
+        yield server_base_url(os.environ["IMGSEARCH_TEST_MYSQL_URL"])
         return
     server = server_binary()
     if server:

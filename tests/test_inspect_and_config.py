@@ -27,7 +27,7 @@ def test_show_prints_the_stored_vector_and_stats_the_counts(db_url, tmp_path) ->
 
 def test_config_file_environment_and_flags_in_that_order(tmp_path) -> None:
     folder = tmp_path / "photos"
-    write_collection(folder, ("coffee.png", "rocket.jpg", "chelsea.png"))
+    write_collection(folder, ("coffee.png", "rocket.jpg", "chelsea.png", "astronaut.png", "ihc.png", "color.png"))
     config = tmp_path / "config.ini"
     config.write_text(
         f"[database]\nurl = sqlite:///{tmp_path / 'from-config.sqlite3'}\n"
@@ -41,7 +41,7 @@ def test_config_file_environment_and_flags_in_that_order(tmp_path) -> None:
     run = imgsearch("query", "coffee.jpg", "-e", "rgb", "--json", env={**env, "IMGSEARCH_TOP_K": "2"})
     assert len(run.json()["results"]) == 2
     run = imgsearch("query", "coffee.jpg", "-e", "rgb", "--json", "-k", "3", env={**env, "IMGSEARCH_TOP_K": "2"})
-    assert len(run.json()["results"]) == 2  # only two other images exist
+    assert len(run.json()["results"]) == 3  # five other images exist: the flag wins over the environment
     assert imgsearch("query", "coffee.jpg", "-e", "hsv72", env=env).code != 0  # config built rgb only
 
 

@@ -1,0 +1,68 @@
+"""The test harness and the README's promises, checked as a new user meets them."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import cv2
+import pytest
+from mysql_server import server_base_url
+from photos import PHOTOS, photo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("given", ["mysql://u:p@db.example:3306/", "mysql://u:p@db.example:3306",
+                                   "mysql://u:p@db.example:3306/somedb", "mysql://u:p@db.example:3306/somedb/"])
+def test_the_documented_test_url_keeps_user_password_host_and_port(given) -> None:
+    assert server_base_url(given) == "mysql://u:p@db.example:3306/"
+
+
+def test_the_suite_runs_against_an_external_server_given_by_url(mysql_base_url) -> None:
+    """IMGSEARCH_TEST_MYSQL_URL as README documents it (here: the server this run started,
+    with a database part that the tests must ignore)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGSEARCH_")}
+    env["IMGSEARCH_TEST_MYSQL_URL"] = mysql_base_url + "ignored_database"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_mysql_stream.py",
+                           "tests/test_build_query.py::test_scan_ranking_equals_numpy_brute_force"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"\b\d+ passed\b", done.stdout) and "skipped" not in done.stdout, done.stdout[-2000:]
+
+
+def readme_first_command() -> str:
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = text.split("## Two commands", 1)[1]
+    return re.search(r"```sh\n(.+?)\n```", section, re.S).group(1).strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to make a fresh clone")
+def test_readme_first_command_verbatim_in_a_fresh_clone_with_a_real_install(tmp_path) -> None:
+    """`pip install .` (not editable) into a fresh virtual environment, then the README's
+    command from the clone's root, where `python -m imgsearch` imports the source tree:
+    what only a real install breaks shows here, not in CI's editable install. The
+    command's `../shared/data/corel1k` is made beside the clone from the test's photos."""
+    clone = tmp_path / "main"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
+    collection = tmp_path / "shared" / "data" / "corel1k"
+    for i, name in enumerate(PHOTOS * 2):
+        folder = collection / ("a" if i % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{40 + i}.jpg"), photo(name))
+    environment = tmp_path / "venv"
+    venv.create(environment, system_site_packages=True, with_pip=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGSEARCH_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(PATH=f"{environment / 'bin'}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(environment),
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env["IMGSEARCH_CONFIG"] = str(tmp_path / "no-config.ini")
+    done = subprocess.run(["bash", "-c", readme_first_command()], cwd=clone, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = [line for line in done.stdout.splitlines() if re.match(r"\s+\d+\s+\S+\.jpg\s+-?\d\.\d+$", line)]
+    assert len(results) == 10, done.stdout[-3000:]
+    assert re.search(r"^spend \d+\.\d+ s$", done.stdout, re.M)
+    installed = list((environment / "lib").glob("python*/site-packages/imgsearch/sql/mysql.sql"))
+    assert installed, "the schema files did not install with the package"

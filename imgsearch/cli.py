@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -162,12 +161,7 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
     for note in result.notes:
         click.echo(f"imgsearch: note: {note}", err=True)
     if as_json:
-        click.echo(json.dumps({
-            "query": result.query, "extractor": result.extractor, "metric": result.metric,
-            "elapsed_s": result.elapsed_s,
-            "results": [{"rank": m.rank, "name": os.fsdecode(m.name), "path": os.fsdecode(m.path),
-                         "score": m.score} for m in result.matches],
-        }))
+        click.echo(json.dumps(result.as_json()))
         return
     for m in result.matches:
         click.echo(f"{m.rank:4d}  {display(m.path)}  {m.score:.6f}")
@@ -297,6 +291,39 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
             return
         for line in configure_graph(store, row, settings.metric, settings.block_rows, k, dba):
             click.echo(line)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs --token (or IMGSEARCH_API_TOKEN) or --no-auth.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
+              help="Extractor to hold in memory (repeatable). Default: every one the index has.")
+@click.option("--metric", "-m", "metrics", multiple=True, type=click.Choice(list(METRICS)),
+              help="Metric to prepare in memory (repeatable; each costs one copy of the vectors). Default: [query] metric. "
+                   "Other metrics are served by the streaming scan.")
+@click.option("--max-memory", metavar="SIZE", help="Budget for resident vectors, e.g. 2G or 500M (default: half the "
+                                                    "machine's memory). An extractor that does not fit is served by the "
+                                                    "streaming scan, and /api/stats says so.")
+@click.option("--token", envvar="IMGSEARCH_API_TOKEN", help="Bearer token every /api request must carry "
+                                                             "(or IMGSEARCH_API_TOKEN).")
+@click.option("--no-auth", is_flag=True, help="Serve a non-loopback address without a token, on purpose.")
+@click.option("--upload-limit", default="20M", show_default=True, metavar="SIZE", help="Largest upload accepted.")
+@click.option("--thumbnails", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for cached thumbnails (default: ~/.cache/imgsearch/thumbnails/<index>).")
+@common_options
+def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...], metrics: tuple[str, ...],
+          max_memory: str | None, token: str | None, no_auth: bool, upload_limit: str, thumbnails: Path | None) -> None:
+    """Run the search service: a REST API (OpenAPI docs at /docs) and a web page at /.
+
+    Holds each extractor's vectors in memory, prepared for the served metrics, answers
+    exactly what `query` answers, and stays in step with builds that run elsewhere: every
+    request first checks the index's change counter and takes in only what changed."""
+    from imgsearch.serve.run import ServeOptions, run_service
+
+    run_service(ServeOptions(settings_url(settings), host, port, extractors, metrics or (settings.metric,),
+                             settings.extractor, settings.metric, max_memory, token, no_auth, upload_limit, thumbnails,
+                             settings.block_rows, settings.parallel))
 
 
 @cli.command()

@@ -1,5 +1,14 @@
-"""The one exception type the CLI turns into a single line on stderr."""
+"""The exception types the CLI turns into a single line on stderr, and the service into a
+JSON error with the status that fits."""
 
 
 class ImgsearchError(Exception):
     """A failure the user can act on; its message is shown as is, without a traceback."""
+
+
+class DatabaseError(ImgsearchError):
+    """The database failed or could not be reached: nothing about the request was wrong."""
+
+
+class NotFoundError(ImgsearchError):
+    """What the request names (an image, a stored map) does not exist."""

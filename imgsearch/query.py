@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.features.base import Extractor
 from imgsearch.index.extraction import cached_extractor
 from imgsearch.index.images import SkippedFile, load_image
@@ -26,7 +26,7 @@ from imgsearch.rerank.query import (
 )
 from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
-from imgsearch.specs import parse_spec
+from imgsearch.specs import Spec, parse_spec
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
 from imgsearch.store.records import ExtractorRow
 
@@ -34,6 +34,7 @@ from imgsearch.store.records import ExtractorRow
 @dataclass(frozen=True)
 class Match:
     rank: int
+    id: int
     name: bytes
     path: bytes  # relative to the collection root
     score: float
@@ -47,6 +48,17 @@ class QueryResult:
     elapsed_s: float
     matches: list[Match]
     notes: list[str] = field(default_factory=list)  # warnings for the user, one line each
+    rows_scanned: int = 0
+    state: int | None = None  # the extractor's change counter the answer was computed at
+
+    def as_json(self) -> dict:
+        """The `query --json` object (the service's answer adds to it)."""
+        return {
+            "query": self.query, "extractor": self.extractor, "metric": self.metric, "elapsed_s": self.elapsed_s,
+            "rows_scanned": self.rows_scanned, "state": self.state,
+            "results": [{"rank": m.rank, "id": m.id, "name": os.fsdecode(m.name), "path": os.fsdecode(m.path),
+                         "score": m.score} for m in self.matches],
+        }
 
 
 def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extractor]:
@@ -79,16 +91,22 @@ def query_vector(
             raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
         vector = extractor.extract(decoded.pixels)
         return vector, _own_row_id(store, Path(image))
-    matches = store.find_images(os.fsencode(image))
+    return indexed_vector(store, row, image)
+
+
+def indexed_vector(store: FeatureStore, row: ExtractorRow, name: str) -> tuple[np.ndarray, int]:
+    """The stored vector and id of the indexed image whose relative path (else file name)
+    is `name`; a name shared by several images is an error listing their paths."""
+    matches = store.find_images(os.fsencode(name))
     if not matches:
-        raise ImgsearchError(f"{image}: no such file, and no indexed image has that name or path")
+        raise NotFoundError(f"{name}: no such file, and no indexed image has that name or path")
     if len(matches) > 1:
         listed = "\n  ".join(display(m.path) for m in matches[:20])
         more = f"\n  ... and {len(matches) - 20} more" if len(matches) > 20 else ""
-        raise ImgsearchError(f"{image} is ambiguous; give one of these paths:\n  {listed}{more}")
+        raise ImgsearchError(f"{name} is ambiguous; give one of these paths:\n  {listed}{more}")
     vector = store.vector(row, matches[0].id)
     if vector is None:
-        raise ImgsearchError(f"{image} is indexed but has no {row.name} vector; rerun `imgsearch build`")
+        raise NotFoundError(f"{name} is indexed but has no {row.name} vector; rerun `imgsearch build`")
     return vector, matches[0].id
 
 
@@ -116,16 +134,34 @@ def run_query(
     rerank: str | None = None,
     whiten: str | None = None,
 ) -> QueryResult:
+    """`imgsearch query`: IMAGE (a file, or an indexed image's name or path) -> the top-K."""
     started = time.perf_counter()
-    spec = parse_spec(rerank, RERANKERS, allowed=QUERY_RERANKERS) if rerank else None
-    method, values = (spec.name, spec.values) if spec else (None, {})
-    if whiten and method in GRAPH_KEPT:
-        raise ImgsearchError(f"--rerank {method} uses the graph of the unmapped vectors; it cannot follow --whiten")
+    spec = parse_rerank(rerank, whiten)
     row, extractor = stored_extractor(store, extractor_name)
+    vector, own_id = query_vector(store, row, extractor, image)
+    return search(store, row, vector, own_id, image, metric_name, top_k, block_rows, include_self, parallel, spec,
+                  whiten, started)
+
+
+def parse_rerank(rerank: str | None, whiten: str | None) -> Spec | None:
+    spec = parse_spec(rerank, RERANKERS, allowed=QUERY_RERANKERS) if rerank else None
+    if whiten and spec is not None and spec.name in GRAPH_KEPT:
+        raise ImgsearchError(f"--rerank {spec.name} uses the graph of the unmapped vectors; it cannot follow --whiten")
+    return spec
+
+
+def search(
+    store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str, metric_name: str,
+    top_k: int, block_rows: int, include_self: bool = False, parallel: int = 1, spec: Spec | None = None,
+    whiten: str | None = None, started: float | None = None,
+) -> QueryResult:
+    """The top-K of a query vector over the store, named, with re-ranking and a learned map
+    when asked. own_id is the query's own stored row, left out unless include_self."""
+    started = time.perf_counter() if started is None else started
+    method, values = (spec.name, spec.values) if spec else (None, {})
     metric = get_metric(metric_name)
     if whiten:
         metric = learned_metric(store, row, metric, whiten)
-    vector, own_id = query_vector(store, row, extractor, image)
     scanner = StoreScan(store, block_rows, parallel)
     excluded = [] if include_self or own_id is None else [own_id]
     notes = graph_notes(store, row, metric) if method in GRAPH_KEPT else []
@@ -139,15 +175,26 @@ def run_query(
     for _ in range(3):
         if method in GRAPH_RERANKERS:
             ranking = graph_reranked(scanner, row, metric, method, values, vector, own_id, include_self, top_k)
+            scanned_result = None
         else:
-            ranking = scanner.top_k(scanned, scan_metric, vector, top_k, excluded,
-                                    query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe")).ranking
-        rows = store.images_by_ids([image_id for image_id, _ in ranking])
-        if all(image_id in rows for image_id, _ in ranking):
-            matches = [Match(rank, rows[image_id].name, rows[image_id].path, score)
-                       for rank, (image_id, score) in enumerate(ranking, start=1)]
-            return QueryResult(image, extractor_name, metric_name, time.perf_counter() - started, matches, notes)
+            scanned_result = scanner.top_k(scanned, scan_metric, vector, top_k, excluded,
+                                           query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe"))
+            ranking = scanned_result.ranking
+        matches = named(store, ranking)
+        if matches is not None:
+            return QueryResult(label, row.name, metric_name, time.perf_counter() - started, matches, notes,
+                               scanned_result.rows_scanned if scanned_result else 0,
+                               scanned_result.state if scanned_result else None)
     raise ImgsearchError("images kept being deleted while the query ran; run it again")
+
+
+def named(store: FeatureStore, ranking: list[tuple[int, float]], first_rank: int = 1) -> list[Match] | None:
+    """The ranking with each image's name and path; None if one of them is gone."""
+    rows = store.images_by_ids([image_id for image_id, _ in ranking])
+    if not all(image_id in rows for image_id, _ in ranking):
+        return None
+    return [Match(rank, image_id, rows[image_id].name, rows[image_id].path, score)
+            for rank, (image_id, score) in enumerate(ranking, start=first_rank)]
 
 
 def display(name: bytes) -> str:

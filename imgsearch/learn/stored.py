@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.learn.whiten import WHITENINGS, LinearMap, fit_map
 from imgsearch.scan.metrics import Metric, in_learned_space
 from imgsearch.specs import parse_spec
@@ -51,7 +51,7 @@ def learned_metric(store: FeatureStore, extractor: ExtractorRow, metric: Metric,
     vectors prepared for this metric."""
     found = store.load_linear_map(extractor, name)
     if found is None:
-        raise ImgsearchError(f"no learned map {name!r} for {extractor.name}; fit one with `imgsearch learn {name}`")
+        raise NotFoundError(f"no learned map {name!r} for {extractor.name}; fit one with `imgsearch learn {name}`")
     method, learned_on, mean, projection = found
     if not learned_on:
         raise ImgsearchError(f"the map {name!r} was learned by an older imgsearch on unprepared vectors; "

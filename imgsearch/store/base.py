@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError
-from imgsearch.store import packed
+from imgsearch.errors import DatabaseError, ImgsearchError
+from imgsearch.store import packed as packing  # not `packed`: stream_blocks has a parameter of that name
 from imgsearch.store.packed import DEFAULT_PACK_ROWS, PackReport, Snapshot
 from imgsearch.store.records import (
     VECTOR_DTYPE,
@@ -80,6 +80,11 @@ class FeatureStore(ABC):
         """Start a write transaction that holds its locks from its first read."""
 
     @abstractmethod
+    def read_snapshot(self) -> Any:
+        """A context manager giving a cursor on a connection of its own, whose reads all
+        see one committed state (streaming where the driver can). Raises if a result
+        ends before the server said it was complete."""
+
     def stream_blocks(
         self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
         snapshot: Snapshot | None = None,
@@ -88,8 +93,10 @@ class FeatureStore(ABC):
         through a streaming cursor: the packed blocks less their stale entries, plus the
         tail of rows written since the last pack (packed=False: the per-row table only).
         With parts > 1 this is part `part` of the packed blocks (the tail goes with part
-        0). The change counter the snapshot saw is put in `snapshot`.
-        Raises if the stream ends before the server said it was complete."""
+        0). The change counter the snapshot saw is put in `snapshot`."""
+        with self.read_snapshot() as cur:
+            yield from packing.snapshot_blocks(self, cur, extractor, block_rows, packed, part, parts,
+                                                     snapshot or Snapshot())
 
     @abstractmethod
     def named_lock(self, name: str, waiting: Any = None) -> Any:
@@ -132,7 +139,7 @@ class FeatureStore(ABC):
             finally:
                 cur.close()
         except self.driver_error as e:
-            raise ImgsearchError(self.describe_error(e)) from None
+            raise DatabaseError(self.describe_error(e)) from None
 
     def executemany(self, sql: str, rows: list[tuple]) -> None:
         try:
@@ -142,7 +149,7 @@ class FeatureStore(ABC):
             finally:
                 cur.close()
         except self.driver_error as e:
-            raise ImgsearchError(self.describe_error(e)) from None
+            raise DatabaseError(self.describe_error(e)) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -160,15 +167,15 @@ class FeatureStore(ABC):
         try:
             self._begin()
         except self.driver_error as e:
-            raise ImgsearchError(self.describe_error(e)) from None
+            raise DatabaseError(self.describe_error(e)) from None
         self._depth = 1
         try:
             yield
-            packed.bump_changes(self, self.touched)
+            packing.bump_changes(self, self.touched)
             try:
                 self.conn.commit()
             except self.driver_error as e:
-                raise ImgsearchError(self.describe_error(e)) from None
+                raise DatabaseError(self.describe_error(e)) from None
         except BaseException:
             self._rollback_quietly()
             raise
@@ -217,7 +224,7 @@ class FeatureStore(ABC):
 
     def changes(self, extractor: ExtractorRow) -> int:
         """The extractor's change counter as of now (see packed.py)."""
-        return int(self.get_meta(packed.changes_key(extractor.id)) or 0)
+        return int(self.get_meta(packing.changes_key(extractor.id)) or 0)
 
     def extractors(self) -> list[ExtractorRow]:
         rows = self.execute("SELECT id, name, params, dim FROM extractors ORDER BY name")
@@ -241,7 +248,7 @@ class FeatureStore(ABC):
         """Insert an extractor row inside the caller's transaction, its change counter at 0."""
         self.execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
         (extractor_id,) = self.execute("SELECT id FROM extractors WHERE name = ?", (name,))[0]
-        self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (packed.changes_key(int(extractor_id)), "0"))
+        self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (packing.changes_key(int(extractor_id)), "0"))
 
     # -- images and their vectors ------------------------------------------------------
     def stored_images(self) -> dict[bytes, StoredImage]:
@@ -265,7 +272,7 @@ class FeatureStore(ABC):
         A build killed at any point leaves either the whole batch or none of it."""
         with self.transaction():
             for chunk, marks in id_chunks(list(replaced_ids)):
-                packed.mark_stale(self, f"image_id IN ({marks})", chunk)
+                packing.mark_stale(self, f"image_id IN ({marks})", chunk)
                 self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
             self.executemany(
                 self._upsert_images_sql(),
@@ -287,7 +294,7 @@ class FeatureStore(ABC):
     def _replace_vectors(self, extractor_id: int, vectors: dict[int, np.ndarray]) -> None:
         ids = sorted(vectors)
         for chunk, marks in id_chunks(ids):
-            packed.mark_stale(self, f"extractor_id = ? AND image_id IN ({marks})", [extractor_id, *chunk])
+            packing.mark_stale(self, f"extractor_id = ? AND image_id IN ({marks})", [extractor_id, *chunk])
         # REPLACE makes a fresh row: packed_block is NULL, the vector joins the tail.
         self.executemany("REPLACE INTO features (extractor_id, image_id, vec) VALUES (?, ?, ?)",
                          [(extractor_id, i, vector_to_bytes(vectors[i])) for i in ids])
@@ -303,16 +310,16 @@ class FeatureStore(ABC):
     def delete_images(self, ids: list[int]) -> None:
         for chunk, marks in id_chunks(ids):
             with self.transaction():
-                packed.mark_stale(self, f"image_id IN ({marks})", chunk)
+                packing.mark_stale(self, f"image_id IN ({marks})", chunk)
                 self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
                 self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
 
     def pack(self, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
-        """Bring the extractor's packed blocks up to date (see packed.pack)."""
-        return packed.pack(self, extractor, pack_rows)
+        """Bring the extractor's packed blocks up to date (see packing.pack)."""
+        return packing.pack(self, extractor, pack_rows)
 
     def packed_counts(self, extractor: ExtractorRow) -> tuple[int, int, int]:
-        return packed.packed_counts(self, extractor)
+        return packing.packed_counts(self, extractor)
 
     def images_by_ids(self, ids: list[int]) -> dict[int, StoredImage]:
         found: dict[int, StoredImage] = {}

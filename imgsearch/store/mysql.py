@@ -9,10 +9,8 @@ from typing import Any
 
 import pymysql
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import DatabaseError
 from imgsearch.store.base import FeatureStore
-from imgsearch.store.packed import Snapshot, snapshot_blocks
-from imgsearch.store.records import Block, ExtractorRow
 from imgsearch.store.url import DatabaseUrl
 
 # Seconds the server may wait on a slow reader before giving up on the stream. A scan
@@ -44,7 +42,7 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
             **extra,
         )
     except pymysql.err.MySQLError as e:
-        raise ImgsearchError(describe_mysql_error(e, url)) from None
+        raise DatabaseError(describe_mysql_error(e, url)) from None
 
 
 def database_exists(url: DatabaseUrl) -> bool:
@@ -54,7 +52,7 @@ def database_exists(url: DatabaseUrl) -> bool:
             cur.execute("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s", (url.database,))
             return int(cur.fetchone()[0]) == 1
     except pymysql.err.MySQLError as e:
-        raise ImgsearchError(describe_mysql_error(e, url)) from None
+        raise DatabaseError(describe_mysql_error(e, url)) from None
     finally:
         close_quietly(conn)
 
@@ -105,7 +103,7 @@ class MySqlStore(FeatureStore):
                     "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
                 )
         except pymysql.err.MySQLError as e:
-            raise ImgsearchError(describe_mysql_error(e, self.url)) from None
+            raise DatabaseError(describe_mysql_error(e, self.url)) from None
         finally:
             conn.close()
 
@@ -172,24 +170,22 @@ class MySqlStore(FeatureStore):
         finally:
             self.execute("SELECT RELEASE_LOCK(?)", (full,))
 
-    def stream_blocks(
-        self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
-        snapshot: Snapshot | None = None,
-    ) -> Iterator[Block]:
+    @contextmanager
+    def read_snapshot(self) -> Iterator[Any]:
         conn = _connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor)
         cur = conn.cursor()
         try:
             cur.execute("SET SESSION net_write_timeout = %s", (self.net_write_timeout,))
-            # One snapshot for the stale list, the tail and the blocks: a build or pack
-            # committing meanwhile is either wholly visible to this scan or not at all.
+            # One snapshot for everything read through it: a build or pack committing
+            # meanwhile is either wholly visible or not at all.
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             # pymysql reads each result's terminating EOF/OK packet before fetchmany returns
             # an empty batch; a killed query or a dropped socket raises instead, so an
             # exhausted loop means the server sent every row.
-            yield from snapshot_blocks(self, cur, extractor, block_rows, packed, part, parts, snapshot or Snapshot())
+            yield cur
             cur.execute("COMMIT")
         except pymysql.err.MySQLError as e:
-            raise ImgsearchError(
+            raise DatabaseError(
                 f"the scan stream broke before its end ({describe_mysql_error(e, self.url)}); "
                 "no partial ranking was printed"
             ) from None

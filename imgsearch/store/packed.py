@@ -40,6 +40,12 @@ def changes_key(extractor_id: int) -> str:
     return f"changes:{extractor_id}"
 
 
+def last_block_key(extractor_id: int) -> str:
+    # The highest block number ever written: numbers are never reused, so a resident copy
+    # that knows a block number knows its content.
+    return f"last_block:{extractor_id}"
+
+
 @dataclass
 class Snapshot:
     """What a scan's snapshot saw besides the vectors: the extractor's change counter."""
@@ -143,6 +149,39 @@ def without_stale(ids_blob: bytes, vecs_blob: bytes, dim: int, stale: np.ndarray
     return ids[keep], vectors[keep]
 
 
+@dataclass
+class PackedState:
+    """An extractor's vectors as the packing protocol lays them out, read in one snapshot:
+    what a resident copy needs to catch up without reading known blocks again."""
+
+    changes: int
+    present: set[int]  # every packed block number
+    blocks: dict[int, Block]  # the content of the present blocks that were not known
+    stale: dict[int, np.ndarray]  # block -> ids whose packed entry is stale
+    tail: Block  # rows written since the last pack
+
+
+def read_packed_state(store: FeatureStore, cur: Any, extractor: ExtractorRow, known: set[int]) -> PackedState:
+    changes = read_changes(store, cur, extractor)
+    cur.execute(f"SELECT block_no FROM packed_blocks WHERE extractor_id = {store.ph}", (extractor.id,))
+    present = {int(b) for (b,) in cur.fetchall()}
+    cur.execute(f"SELECT block_no, image_id FROM packed_stale WHERE extractor_id = {store.ph}", (extractor.id,))
+    stale = stale_by_block(cur.fetchall())
+    cur.execute(f"SELECT image_id, vec FROM features WHERE extractor_id = {store.ph} AND packed_block IS NULL",
+                (extractor.id,))
+    tail_rows = cur.fetchall()
+    tail = rows_to_block(tail_rows, extractor.dim) if tail_rows else (np.empty(0, np.int64),
+                                                                      np.empty((0, extractor.dim), VECTOR_DTYPE))
+    blocks: dict[int, Block] = {}
+    for chunk, marks in id_chunks(sorted(present - known)):
+        cur.execute(f"SELECT block_no, ids, vecs FROM packed_blocks WHERE extractor_id = {store.ph} "
+                    f"AND block_no IN ({marks.replace('?', store.ph)})", (extractor.id, *chunk))
+        while rows := cur.fetchmany(2):
+            for block_no, ids_blob, vecs_blob in rows:
+                blocks[int(block_no)] = without_stale(bytes(ids_blob), bytes(vecs_blob), extractor.dim, None)
+    return PackedState(changes, present, blocks, stale, tail)
+
+
 def pack(store: FeatureStore, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
     """Bring the packed blocks up to date, in transactions of at most PACK_STEP_BYTES of
     vectors, so memory stays bounded on a first pack of millions of rows. Each step
@@ -200,7 +239,8 @@ def _pack_step(store: FeatureStore, extractor: ExtractorRow, block_rows: int, st
             kept_vectors.append(tail_vectors)
         all_ids = np.concatenate(kept_ids) if kept_ids else np.empty(0, ID_DTYPE)
         all_vectors = np.vstack(kept_vectors) if kept_vectors else np.empty((0, extractor.dim), VECTOR_DTYPE)
-        next_block = max((int(b) for b, _ in blocks), default=-1) + 1
+        last = store.execute("SELECT v FROM meta WHERE k = ?", (last_block_key(extractor.id),))
+        next_block = max([int(b) for b, _ in blocks] + [int(last[0][0]) if last else -1]) + 1
         for start in range(0, len(all_ids), block_rows):
             ids = all_ids[start : start + block_rows]
             store.execute(
@@ -214,6 +254,7 @@ def _pack_step(store: FeatureStore, extractor: ExtractorRow, block_rows: int, st
             report.blocks_written += 1
             report.vectors_moved += len(ids)
             next_block += 1
+        store.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (last_block_key(extractor.id), str(next_block - 1)))
         for chunk, marks in id_chunks(sorted(rewritten)):
             store.execute(f"DELETE FROM packed_stale WHERE extractor_id = ? AND block_no IN ({marks})",
                           (extractor.id, *chunk))

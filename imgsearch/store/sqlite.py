@@ -7,10 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import DatabaseError, ImgsearchError
 from imgsearch.store.base import FeatureStore
-from imgsearch.store.packed import Snapshot, snapshot_blocks
-from imgsearch.store.records import Block, ExtractorRow
 from imgsearch.store.url import DatabaseUrl
 
 # SQLite's own limit on a value is 1 GB; packed rows stay as small as on MySQL.
@@ -29,12 +27,14 @@ class SqliteStore(FeatureStore):
                 f"no index at {self.path}; run `imgsearch build FOLDER` first (or pass --db)"
             )
         try:
-            conn = sqlite3.connect(self.path, timeout=60)
+            # Used from one thread at a time, but not always the one that opened it (the
+            # service runs requests in a thread pool, behind its own lock).
+            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
             # WAL lets queries read a consistent snapshot while a build writes.
             conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.Error as e:
-            raise ImgsearchError(f"cannot open SQLite database {self.path}: {e}") from None
+            raise DatabaseError(f"cannot open SQLite database {self.path}: {e}") from None
         super().__init__(conn)
 
     driver_error = sqlite3.Error
@@ -93,18 +93,15 @@ class SqliteStore(FeatureStore):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def stream_blocks(
-        self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
-        snapshot: Snapshot | None = None,
-    ) -> Iterator[Block]:
-        # A separate connection whose read transaction is one snapshot for the whole scan.
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+    @contextmanager
+    def read_snapshot(self) -> Iterator[sqlite3.Cursor]:
+        # A separate connection whose read transaction is one snapshot.
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("BEGIN")
-            yield from snapshot_blocks(self, conn.cursor(), extractor, block_rows, packed, part, parts,
-                                       snapshot or Snapshot())
+            yield conn.cursor()
             conn.execute("COMMIT")
         except sqlite3.Error as e:
-            raise ImgsearchError(f"the scan of {self.path} failed: {e}") from None
+            raise DatabaseError(f"the scan of {self.path} failed: {e}") from None
         finally:
             conn.close()

@@ -1,0 +1,245 @@
+"""The HTTP side of `imgsearch serve`: a FastAPI app over a Service.
+
+Errors are JSON `{"error": "..."}` with the status that fits: 400 malformed request, 401
+missing or wrong token, 404 unknown id or name, 413 upload over the limit (counted while
+it is read), 415 not an image, 422 bad parameter, 503 database unreachable. No client
+input ever reaches a traceback; no path ever comes from the client."""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imgsearch.errors import DatabaseError, ImgsearchError, NotFoundError
+from imgsearch.features.registry import EXTRACTORS
+from imgsearch.index.images import SkippedFile
+from imgsearch.scan.metrics import METRICS
+from imgsearch.serve.files import indexed_file, thumbnail
+from imgsearch.serve.service import SearchRequest, Service
+
+log = logging.getLogger("imgsearch.serve")
+DEFAULT_UPLOAD_LIMIT = 20 * 2**20
+MAX_K = 1000
+TOKEN_COOKIE = "imgsearch_token"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses a request body over `limit` bytes: at once when Content-Length says so,
+    else as soon as the bytes read pass it (a slow or lying client is cut off early)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            response = error(413 if declared.isdigit() else 400,
+                             f"the upload is over the limit of {self.limit} bytes" if declared.isdigit()
+                             else "bad Content-Length")
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge()
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def status_of(e: Exception) -> int:
+    if isinstance(e, BodyTooLarge):
+        return 413
+    if isinstance(e, SkippedFile):
+        return 415
+    if isinstance(e, DatabaseError):
+        return 503
+    if isinstance(e, NotFoundError):
+        return 404
+    return 422
+
+
+def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token: str | None = None,
+               thumbnail_cache: Path | None = None) -> FastAPI:
+    app = FastAPI(title="imgsearch", version="0.2.0",
+                  description="Exact query-by-example image search over MySQL/MariaDB or SQLite.")
+    cache = thumbnail_cache or Path(".imgsearch-thumbnails")
+
+    @app.middleware("http")
+    async def authorise(request: Request, call_next: Any) -> Response:
+        if token and request.url.path.startswith("/api/"):
+            header = request.headers.get("authorization", "")
+            given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return error(401, "a valid bearer token is required")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error(422, f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid")))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return error(500, "internal error; the server log has the details")
+
+    @app.post("/api/search")
+    async def search_endpoint(request: Request) -> JSONResponse:
+        """Multipart: the image in the field `image`, parameters as fields. JSON:
+        {"name": "45.jpg", ...} names an indexed image as `query` takes it. Parameters:
+        extractor, metric, k (1-1000), offset, rerank, whiten, include_self."""
+        try:
+            upload, fields = await _read_request(request)
+            search = _search_request(fields, service)
+            if upload is not None:
+                answer = await run_in_threadpool(service.search_upload, upload, search)
+            elif isinstance(fields.get("name"), str) and fields["name"]:
+                answer = await run_in_threadpool(service.search_name, fields["name"], search)
+            else:
+                return error(400, "send an image in the multipart field `image`, or JSON {\"name\": ...}")
+        except (BodyTooLarge, SkippedFile, ImgsearchError) as e:
+            if isinstance(e, BodyTooLarge):
+                return error(413, f"the upload is over the limit of {upload_limit} bytes")
+            return error(status_of(e), str(e) if not isinstance(e, SkippedFile) else f"not a usable image: {e}")
+        except _BadRequest as e:
+            return error(400, str(e))
+        return JSONResponse(answer)
+
+    @app.get("/api/images/{image_id}")
+    def image_metadata(image_id: int) -> JSONResponse:
+        return _guarded(lambda: _image_json(service.image(image_id)))
+
+    @app.get("/api/images/{image_id}/file")
+    def image_file(image_id: int) -> Response:
+        return _guarded(lambda: FileResponse(indexed_file(service.collection_root(), service.image(image_id))))
+
+    @app.get("/api/images/{image_id}/thumbnail")
+    def image_thumbnail(image_id: int) -> Response:
+        return _guarded(lambda: FileResponse(thumbnail(service.collection_root(), service.image(image_id), cache),
+                                             media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
+
+    @app.get("/api/stats")
+    def stats() -> JSONResponse:
+        return _guarded(lambda: JSONResponse(service.stats()))
+
+    @app.get("/api/health")
+    def health() -> JSONResponse:
+        return _guarded(lambda: JSONResponse(service.health()))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(_static("index.html"))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        kinds = {"app.js": "text/javascript", "style.css": "text/css"}
+        if name not in kinds:  # a fixed list: nothing the client names is looked up on disk
+            return error(404, "no such file")
+        return Response(_static(name), media_type=kinds[name])
+
+    app.add_middleware(BodyLimit, limit=upload_limit)
+    return app
+
+
+class _BadRequest(Exception):
+    pass
+
+
+async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]:
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=20)
+        except BodyTooLarge:
+            raise
+        except Exception as e:  # the multipart parser's own errors: a malformed body
+            raise _BadRequest(f"malformed multipart body: {e}") from None
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise _BadRequest("the multipart body has no file in the field `image`")
+        data = await upload.read()
+        return data, {k: v for k, v in form.items() if isinstance(v, str)}
+    if kind.startswith("application/json"):
+        try:
+            fields = json.loads(await request.body() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise _BadRequest("the body is not valid JSON") from None
+        if not isinstance(fields, dict):
+            raise _BadRequest("the JSON body must be an object")
+        return None, fields
+    raise _BadRequest("send multipart/form-data (an image) or application/json (a name)")
+
+
+def _search_request(fields: dict[str, Any], service: Service) -> SearchRequest:
+    def whole(key: str, default: int, low: int, high: int) -> int:
+        raw = fields.get(key, default)
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ImgsearchError(f"{key} must be a whole number, not {raw!r}") from None
+        if not low <= value <= high:
+            raise ImgsearchError(f"{key} must be from {low} to {high}, not {value}")
+        return value
+
+    def text(key: str) -> str | None:
+        value = fields.get(key)
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            raise ImgsearchError(f"{key} must be text")
+        return value
+
+    metric = text("metric") or service.config.default_metric
+    extractor = text("extractor") or service.config.default_extractor
+    if metric not in METRICS:
+        raise ImgsearchError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    if extractor not in EXTRACTORS:
+        raise ImgsearchError(f"unknown extractor {extractor!r}; known: {', '.join(sorted(EXTRACTORS))}")
+    include_self = fields.get("include_self", False)
+    return SearchRequest(extractor, metric, whole("k", 10, 1, MAX_K), whole("offset", 0, 0, 100_000),
+                         text("rerank"), text("whiten"), include_self in (True, "true", "1", "yes"))
+
+
+def _guarded(make: Any) -> Any:
+    try:
+        return make()
+    except (ImgsearchError, SkippedFile) as e:
+        return error(status_of(e), str(e))
+
+
+def _image_json(image: Any) -> JSONResponse:
+    return JSONResponse({"id": image.id, "path": os.fsdecode(image.path), "name": os.fsdecode(image.name),
+                         "bytes": image.bytes, "width": image.width, "height": image.height, "sha256": image.sha256,
+                         "thumbnail": f"/api/images/{image.id}/thumbnail", "file": f"/api/images/{image.id}/file"})
+
+
+def _static(name: str) -> str:
+    return resources.files("imgsearch.serve").joinpath("static", name).read_text("utf-8")

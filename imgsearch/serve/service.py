@@ -1,0 +1,176 @@
+"""What the web service does, apart from HTTP: resident indexes per extractor within a
+memory budget, searches answered from them (or by the streaming scan when re-ranking,
+a learned map, a metric not held in memory or the budget says so), images by id."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imgsearch.errors import ImgsearchError, NotFoundError
+from imgsearch.index.images import decode_bytes
+from imgsearch.query import QueryResult, indexed_vector, named, parse_rerank, search, stored_extractor
+from imgsearch.scan.metrics import get_metric
+from imgsearch.serve.resident import ResidentIndex
+from imgsearch.store import open_store
+from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
+from imgsearch.store.records import ExtractorRow, StoredImage
+from imgsearch.store.url import DatabaseUrl
+
+# Memory per resident row beyond its prepared vectors: the id, and room for one
+# compaction (the base matrix is rebuilt beside the old one).
+COMPACTION_HEADROOM = 2.0
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    url: DatabaseUrl
+    extractors: tuple[str, ...] = ()  # held resident; () = every extractor of the index
+    metrics: tuple[str, ...] = ("pearson",)  # prepared copies kept in memory per extractor
+    default_extractor: str = "cnn-spoc"
+    default_metric: str = "pearson"
+    max_memory: int = 4 * 2**30  # bytes of resident vectors in all
+    block_rows: int = 1024
+    parallel: int = 1
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    extractor: str
+    metric: str
+    k: int = 10
+    offset: int = 0
+    rerank: str | None = None
+    whiten: str | None = None
+    include_self: bool = False
+
+
+@dataclass
+class Service:
+    config: ServeConfig
+    resident: dict[str, ResidentIndex | None] = field(default_factory=dict)  # None: served by the streaming scan
+    started: float = field(default_factory=time.time)
+    _db_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._store = open_store(self.config.url)
+        budget = self.config.max_memory
+        metrics = [get_metric(m) for m in self.config.metrics]
+        counts = self._store.count_features()
+        for row in self._store.extractors():
+            if self.config.extractors and row.name not in self.config.extractors:
+                continue
+            if not self.config.extractors and '"dba_of"' in row.params:
+                continue  # a graph's derived vectors: scanned by dba-aqe, not searched directly
+            need = int(counts.get(row.id, 0) * (row.dim * 4 * len(metrics) + 8) * COMPACTION_HEADROOM)
+            if need <= budget:
+                budget -= need
+                self.resident[row.name] = ResidentIndex(lambda: open_store(self.config.url), row, metrics)
+            else:
+                self.resident[row.name] = None
+
+    def close(self) -> None:
+        for index in self.resident.values():
+            if index is not None:
+                index.close()
+        self._store.close()
+
+    @contextmanager
+    def db(self) -> Iterator[FeatureStore]:
+        """The service's own connection, one request at a time (DB-API connections are not
+        shared between threads)."""
+        with self._db_lock:
+            yield self._store
+
+    def search_upload(self, data: bytes, request: SearchRequest) -> dict:
+        pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
+        with self.db() as store:
+            row, extractor = stored_extractor(store, request.extractor)
+        return self._search(row, extractor.extract(pixels), None, "upload", request)
+
+    def search_name(self, name: str, request: SearchRequest) -> dict:
+        with self.db() as store:
+            row, _ = stored_extractor(store, request.extractor)
+            vector, own_id = indexed_vector(store, row, name)
+        return self._search(row, vector, own_id, name, request)
+
+    def _search(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
+                request: SearchRequest) -> dict:
+        started = time.perf_counter()
+        spec = parse_rerank(request.rerank, request.whiten)
+        wanted = request.offset + request.k
+        index = self.resident.get(row.name)
+        if spec or request.whiten or index is None or request.metric not in self.config.metrics:
+            with self.db() as store:
+                result = search(store, row, vector, own_id, label, request.metric, wanted, self.config.block_rows,
+                                request.include_self, self.config.parallel, spec, request.whiten, started)
+            served = "streamed"
+        else:
+            result = self._resident_search(index, row, vector, own_id, label, request, wanted, started)
+            served = "resident"
+        answer = result.as_json()
+        answer["results"] = answer["results"][request.offset :]
+        own = 1 if own_id is not None and not request.include_self else 0
+        answer.update(total=max(result.rows_scanned - own, 0) if result.rows_scanned else len(result.matches),
+                      offset=request.offset, served=served)
+        return answer
+
+    def _resident_search(self, index: ResidentIndex, row: ExtractorRow, vector: np.ndarray, own_id: int | None,
+                         label: str, request: SearchRequest, wanted: int, started: float) -> QueryResult:
+        prepared = get_metric(request.metric).prepare_one(vector)
+        excluded = [] if request.include_self or own_id is None else [own_id]
+        for _ in range(3):
+            scanned = index.current().top_k(request.metric, prepared, wanted, excluded)
+            with self.db() as store:
+                matches = named(store, scanned.ranking)
+            if matches is not None:
+                return QueryResult(label, row.name, request.metric, time.perf_counter() - started, matches, [],
+                                   scanned.rows_scanned, scanned.state)
+        raise ImgsearchError("images kept being deleted while the query ran; run it again")
+
+    def image(self, image_id: int) -> StoredImage:
+        with self.db() as store:
+            found = store.images_by_ids([image_id]).get(image_id)
+        if found is None:
+            raise NotFoundError(f"no indexed image has id {image_id}")
+        return found
+
+    def collection_root(self) -> Path:
+        with self.db() as store:
+            root = store.get_meta(COLLECTION_ROOT_KEY)
+        if root is None:
+            raise NotFoundError("nothing is indexed yet")
+        return Path(root)
+
+    def stats(self) -> dict:
+        with self.db() as store:
+            counts = store.count_features()
+            extractors = store.extractors()
+            images = store.count_images()
+            changes = {e.name: store.changes(e) for e in extractors}
+        served = {}
+        for e in extractors:
+            if e.name not in self.resident:
+                continue
+            index = self.resident[e.name]
+            state = index.state if index is not None else None
+            served[e.name] = {
+                "dim": e.dim, "vectors": counts.get(e.id, 0), "served": "resident" if index else "streamed",
+                "state": changes[e.name], "resident_state": state.changes if state else None,
+                "resident_rows": state.rows if state else None, "resident_bytes": state.nbytes if state else 0,
+                "syncs": index.syncs if index else 0,
+            }
+        return {"images": images, "extractors": served, "metrics": list(self.config.metrics),
+                "default_extractor": self.config.default_extractor, "default_metric": self.config.default_metric,
+                "database": self.config.url.scheme, "uptime_s": round(time.time() - self.started, 1)}
+
+    def health(self) -> dict:
+        with self.db() as store:
+            lag = {e.name: store.changes(e) - index.state.changes
+                   for e in store.extractors() if (index := self.resident.get(e.name)) is not None}
+        return {"database": "reachable", "sync_lag_changes": lag}

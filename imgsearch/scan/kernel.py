@@ -16,9 +16,26 @@ from imgsearch.scan.metrics import Metric
 Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [n, dim])
 
 
+# Scores closer than this are ties, ordered by image id. BLAS computes a row's dot
+# product differently by its place in a block (rows go through its kernels in groups),
+# so two identical vectors (exact duplicate photos) can score an ulp apart in one layout
+# and equal in another; without a tolerance their order would depend on how the rows
+# were cut into blocks (packed or per-row, one connection or several, resident or not).
+TIE_EPS = 1e-6
+
+
+def tie_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Positions best first: by score, with runs of scores each within TIE_EPS of the
+    previous one ordered by id."""
+    order = np.lexsort((ids, -scores))
+    steps = np.diff(scores[order].astype(np.float64)) < -TIE_EPS
+    runs = np.concatenate([[0], np.cumsum(steps)])
+    return order[np.lexsort((ids[order], runs))]
+
+
 class TopK:
-    """The k highest scores seen so far, with their ids. Ties keep the smaller id first,
-    so the result does not depend on how the rows were cut into blocks."""
+    """The k highest scores seen so far, with their ids. Ties (see TIE_EPS) keep the
+    smaller id first, so the result does not depend on how the rows were cut into blocks."""
 
     def __init__(self, k: int) -> None:
         if k < 1:
@@ -27,22 +44,21 @@ class TopK:
         self.ids = np.empty(0, dtype=np.int64)
         self.scores = np.empty(0, dtype=np.float32)
 
-    def add(self, ids: np.ndarray, scores: np.ndarray) -> None:
+    def _near_top(self, ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Keep every row that may tie with the k-th best, so the id tie-break is exact.
         n = len(scores)
-        if n > self.k:
-            # Keep every row tied with the k-th best, so the id tie-break below is exact.
-            kth = np.partition(scores, n - self.k)[n - self.k]
-            keep = scores >= kth
-            ids, scores = ids[keep], scores[keep]
-        ids = np.concatenate([self.ids, ids])
-        scores = np.concatenate([self.scores, scores])
-        if len(scores) > self.k:
-            order = np.lexsort((ids, -scores))[: self.k]
-            ids, scores = ids[order], scores[order]
-        self.ids, self.scores = ids, scores
+        if n <= self.k:
+            return ids, scores
+        kth = np.partition(scores, n - self.k)[n - self.k]
+        keep = scores >= kth - TIE_EPS
+        return ids[keep], scores[keep]
+
+    def add(self, ids: np.ndarray, scores: np.ndarray) -> None:
+        ids, scores = self._near_top(ids, scores)
+        self.ids, self.scores = self._near_top(np.concatenate([self.ids, ids]), np.concatenate([self.scores, scores]))
 
     def ranked(self) -> list[tuple[int, float]]:
-        order = np.lexsort((self.ids, -self.scores))
+        order = tie_order(self.ids, self.scores)[: self.k]
         return [(int(self.ids[i]), float(self.scores[i])) for i in order]
 
 

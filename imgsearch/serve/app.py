@@ -31,6 +31,7 @@ log = logging.getLogger("imgsearch.serve")
 DEFAULT_UPLOAD_LIMIT = 20 * 2**20
 MAX_K = 1000
 TOKEN_COOKIE = "imgsearch_token"
+OVER_LIMIT = "imgsearch.over_limit"  # set in the ASGI scope when a body passed the limit
 
 
 class BodyTooLarge(Exception):
@@ -58,12 +59,16 @@ class BodyLimit:
         seen = 0
 
         async def counted() -> Message:
+            # Past the limit the app sees the client go away (its body parser stops at
+            # once) and the flag tells the endpoint why: an exception raised here would
+            # reach it wrapped by the middleware stack's task groups.
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge()
+                    scope[OVER_LIMIT] = True
+                    return {"type": "http.disconnect"}
             return message
 
         await self.app(scope, counted, send)
@@ -178,9 +183,9 @@ async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]
     if kind.startswith("multipart/form-data"):
         try:
             form = await request.form(max_files=1, max_fields=20)
-        except BodyTooLarge:
-            raise
-        except Exception as e:  # the multipart parser's own errors: a malformed body
+        except Exception as e:  # the multipart parser's own errors: a malformed or cut-off body
+            if request.scope.get(OVER_LIMIT):
+                raise BodyTooLarge() from None
             raise _BadRequest(f"malformed multipart body: {e}") from None
         upload = form.get("image")
         if upload is None or isinstance(upload, str):
@@ -190,7 +195,9 @@ async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]
     if kind.startswith("application/json"):
         try:
             fields = json.loads(await request.body() or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except Exception:
+            if request.scope.get(OVER_LIMIT):
+                raise BodyTooLarge() from None
             raise _BadRequest("the body is not valid JSON") from None
         if not isinstance(fields, dict):
             raise _BadRequest("the JSON body must be an object")

@@ -91,15 +91,15 @@ class Service:
         pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
         with self.db() as store:
             row, extractor = stored_extractor(store, request.extractor)
-        return self._search(row, extractor.extract(pixels), None, "upload", request)
+        return self.search_vector(row, extractor.extract(pixels), None, "upload", request)
 
     def search_name(self, name: str, request: SearchRequest) -> dict:
         with self.db() as store:
             row, _ = stored_extractor(store, request.extractor)
             vector, own_id = indexed_vector(store, row, name)
-        return self._search(row, vector, own_id, name, request)
+        return self.search_vector(row, vector, own_id, name, request)
 
-    def _search(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
+    def search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
                 request: SearchRequest) -> dict:
         started = time.perf_counter()
         spec = parse_rerank(request.rerank, request.whiten)

@@ -1,0 +1,64 @@
+"""The web page in a real browser: Debian's chromium driven by Playwright (no browser
+download), against a real `imgsearch serve`."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_runner import imgsearch
+from photos import photo, variant, write_collection
+from served import serving
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("the page test needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
+                    pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_upload_shows_a_gallery_and_a_click_searches_by_that_image(browser, tmp_path) -> None:
+    import cv2
+
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb", "-e", "hsv72").code == 0
+    query = tmp_path / "my-cat.jpg"
+    cv2.imwrite(str(query), variant(photo("chelsea.png")))
+    with serving(db, tmp_path) as served:
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(served.base + "/")
+        page.wait_for_selector("#extractor option", state="attached")
+        page.select_option("#extractor", "rgb")
+        page.set_input_files("#file", str(query))
+        page.wait_for_selector("#results li button")
+        first = page.locator("#results li button").first
+        assert first.get_attribute("data-path").endswith("chelsea.jpg")
+        assert "#1" in first.inner_text()
+        assert "rows scanned" in page.locator("#status").inner_text()
+        page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator("#more").is_hidden()  # all nine shown: nothing more to load
+        page.screenshot(path=str(tmp_path / "gallery.png"))
+        clicked = page.locator("#results li button").nth(1)
+        clicked_path = clicked.get_attribute("data-path")
+        clicked.focus()
+        page.keyboard.press("Enter")  # works without a mouse
+        page.wait_for_function(f"document.querySelector('#current-label').textContent.endsWith({clicked_path!r})")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('8 images')")
+        paths = [b.get_attribute("data-path") for b in page.locator("#results li button").all()]
+        assert clicked_path not in paths and len(paths) == 8  # its own row is left out, as in `query`
+        page.set_viewport_size({"width": 390, "height": 800})
+        page.screenshot(path=str(tmp_path / "narrow.png"))
+        if os.environ.get("SCREENSHOT_DIR"):
+            shutil.copy(tmp_path / "gallery.png", Path(os.environ["SCREENSHOT_DIR"]) / "serve-page.png")

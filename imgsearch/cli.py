@@ -97,7 +97,7 @@ def cli() -> None:
 @cli.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False))
 @click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
-              help="Descriptor to compute (see `query --help`); repeat for several. Default: [build] extractors (rgb, hsv72).")
+              help="Descriptor to compute (see `query --help`); repeat for several. Default: [build] extractors (rgb, hsv72, cnn-spoc).")
 @click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
 @click.option("--batch-size", type=flag_range("batch_size"), help="Images per transaction (default 256).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
@@ -132,7 +132,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 
 @cli.command()
 @click.argument("image")
-@extractor_option("[query] extractor, hsv72")
+@extractor_option("[query] extractor, cnn-spoc")
 @metric_option
 @click.option("--top-k", "-k", type=flag_range("top_k"), help="How many matches to print (default 10).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
@@ -170,7 +170,7 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 
 @cli.command(name="eval")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@extractor_option("[query] extractor, hsv72")
+@extractor_option("[query] extractor, cnn-spoc")
 @metric_option
 @click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -234,7 +234,7 @@ def pack(settings: Settings, extractors: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("name")
-@extractor_option("[query] extractor, hsv72")
+@extractor_option("[query] extractor, cnn-spoc")
 @metric_option
 @click.option("--method", default="lw", show_default=True, metavar="METHOD[:PARAMS]", help=WHITEN_HELP)
 @common_options
@@ -259,7 +259,7 @@ def learn(settings: Settings, name: str, extractor: str | None, metric: str | No
 
 
 @cli.command()
-@extractor_option("[query] extractor, hsv72")
+@extractor_option("[query] extractor, cnn-spoc")
 @metric_option
 @click.option("--neighbours", "-n", "k", type=click.IntRange(1, 1000),
               help="Neighbours kept per image (a new graph: 30). Another value than the stored graph's makes it again.")

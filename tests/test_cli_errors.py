@@ -31,11 +31,16 @@ def unused_port() -> int:
 
 
 def test_missing_query_file(built) -> None:
-    assert_clean_failure(imgsearch("query", "nowhere/missing.jpg", "--db", built), "no such file")
+    assert_clean_failure(imgsearch("query", "nowhere/missing.jpg", "--db", built, "-e", "hsv72"), "no such file")
 
 
 def test_query_with_an_extractor_never_built(built) -> None:
     assert_clean_failure(imgsearch("query", "coffee.jpg", "--db", built, "-e", "rgb"), "never built", "hsv72")
+
+
+def test_the_default_extractor_not_built_says_how_to_build_it(built) -> None:
+    assert_clean_failure(imgsearch("query", "coffee.jpg", "--db", built), "cnn-spoc", "never built",
+                         "build --extractor cnn-spoc")
 
 
 def test_unknown_extractor_is_refused_by_the_parser(built) -> None:
@@ -77,7 +82,7 @@ def test_query_with_different_extractor_params_is_refused(built, tmp_path) -> No
 def test_corrupt_query_image(built, tmp_path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
-    assert_clean_failure(imgsearch("query", bad, "--db", built), "cannot use")
+    assert_clean_failure(imgsearch("query", bad, "--db", built, "-e", "hsv72"), "cannot use")
 
 
 def test_build_of_a_missing_folder(tmp_path) -> None:

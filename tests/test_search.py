@@ -57,3 +57,21 @@ def test_prefetched_yields_the_same_blocks_and_reraises() -> None:
 
     with pytest.raises(RuntimeError, match="stream broke"):
         list(prefetched(failing()))
+
+
+def test_exact_duplicates_rank_by_id_in_every_block_layout() -> None:
+    """BLAS rounds a row's dot product by its place in a block: identical vectors can score
+    an ulp apart. Whatever the cut, duplicates come out in id order."""
+    rng = np.random.default_rng(11)
+    X = rng.random((203, 96), dtype=np.float32)
+    duplicates = [7, 50, 51, 120, 202]
+    X[duplicates] = X[3]
+    ids = np.arange(len(X), dtype=np.int64)
+    q = X[3] + rng.random(96, dtype=np.float32) * 0.01
+    metric = get_metric("pearson")
+    expected = [3, *duplicates]
+    for block_rows in (1, 3, 4, 7, 16, 64, 203):
+        blocks = [(ids[i : i + block_rows], X[i : i + block_rows]) for i in range(0, len(X), block_rows)]
+        ranking = scan(blocks, q, metric, 6).ranking
+        assert [i for i, _ in ranking] == expected, block_rows
+        assert max(s for _, s in ranking) - min(s for _, s in ranking) < 1e-6

@@ -188,9 +188,12 @@ def test_learned_map_at_query_time_is_what_eval_measures(db_url, metric_name) ->
             run_query(store, "0.jpg", "rgb", other, 10, 7, whiten="mine")
     prepared = metric.prepare_rows(X).astype(np.float64)
     scores = _fold_scores(prepared, labels, prepared, parse_spec("lw", WHITENINGS), None)[0, 1:]
-    expected = [paths[i + 1].encode() for i in np.argsort(-scores, kind="stable")[:10]]
-    assert [m.path for m in result.matches] == expected
-    np.testing.assert_allclose([m.score for m in result.matches], np.sort(scores)[::-1][:10], atol=1e-4)
+    # In a 3-d learned space same-class images score a few 1e-7 apart: the order among such
+    # near-ties may differ between eval's float64 and the scan's float32, so each result's
+    # eval score must be the score of its rank.
+    score_of = {paths[i + 1].encode(): s for i, s in enumerate(scores)}
+    np.testing.assert_allclose([score_of[m.path] for m in result.matches], np.sort(scores)[::-1][:10], atol=1e-5)
+    np.testing.assert_allclose([m.score for m in result.matches], np.sort(scores)[::-1][:10], atol=1e-5)
 
 
 @pytest.mark.parametrize("command", ["query", "eval"])

@@ -28,6 +28,8 @@ def tie_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Positions best first: by score, with runs of scores each within TIE_EPS of the
     previous one ordered by id."""
     order = np.lexsort((ids, -scores))
+    if len(order) < 2:
+        return order
     steps = np.diff(scores[order].astype(np.float64)) < -TIE_EPS
     runs = np.concatenate([[0], np.cumsum(steps)])
     return order[np.lexsort((ids[order], runs))]

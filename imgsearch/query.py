@@ -61,8 +61,8 @@ class QueryResult:
         }
 
 
-def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extractor]:
-    """The stored extractor, refusing one that was never built or was built differently."""
+def stored_row(store: FeatureStore, name: str) -> ExtractorRow:
+    """The stored extractor row of this name, refusing one that was never built."""
     row = store.find_extractor(name)
     if not store.extractors() or (row is not None and not store.has_vectors(row)):
         raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
@@ -72,6 +72,13 @@ def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extr
             f"extractor {name!r} was never built in this database (built: {built}); "
             f"run `imgsearch build --extractor {name}`"
         )
+    return row
+
+
+def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extractor]:
+    """The stored extractor and the code that extracts it, refusing one that was never
+    built or was built differently."""
+    row = stored_row(store, name)
     extractor = cached_extractor(name, row.params)
     check_same_params(row, extractor.params_json(), extractor.dim)
     return row, extractor

@@ -4,13 +4,16 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
 import cv2
+import httpx
 import pytest
 from mysql_server import server_base_url
 from photos import PHOTOS, photo
+from served import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +69,22 @@ def test_readme_first_command_verbatim_in_a_fresh_clone_with_a_real_install(tmp_
     assert re.search(r"^spend \d+\.\d+ s$", done.stdout, re.M)
     installed = list((environment / "lib").glob("python*/site-packages/imgsearch/sql/mysql.sql"))
     assert installed, "the schema files did not install with the package"
+    # Then, as README goes on: `python -m imgsearch serve` shows the page over that index.
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "imgsearch", "serve", "--port", str(port)], cwd=clone, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                time.sleep(0.2)
+        assert page.status_code == 200 and "Drop an image" in page.text
+        stats = httpx.get(f"http://127.0.0.1:{port}/api/stats").json()
+        assert stats["default_extractor"] == "cnn-spoc" and stats["extractors"]["cnn-spoc"]["served"] == "resident"
+    finally:
+        server.terminate()
+        server.wait(30)

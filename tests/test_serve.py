@@ -265,3 +265,15 @@ def test_database_gone_is_503_and_the_password_never_shows(own_server, tmp_path)
             own_server.start()
     for text in [*texts, served.output()]:
         assert "pw-Sekr1t-77" not in text
+
+
+def test_an_extractor_over_the_memory_budget_is_served_by_the_streaming_scan(collection, tmp_path) -> None:
+    _, db = collection
+    with serving(db, tmp_path, "--max-memory", "20K") as served, served.client() as http:
+        extractors = http.get("/api/stats").json()["extractors"]
+        assert extractors["hsv72"]["served"] == "resident"  # 9 x 72 floats fit
+        assert extractors["rgb"]["served"] == "streamed" and extractors["rgb"]["resident_bytes"] == 0
+        answer = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "k": 4}).json()
+        cli = imgsearch("query", "coffee.jpg", "--db", db, "-e", "rgb", "-k", "4", "--json").json()
+        assert answer["served"] == "streamed"
+        same_answer(answer, cli)

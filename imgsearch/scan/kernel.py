@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -158,7 +158,7 @@ def prefetched(blocks: Iterable[Block], depth: int = 2) -> Iterator[Block]:
 
 
 def parallel_scan(
-    parts: list[Callable[[], Iterable[Block]]],
+    parts: Sequence[Callable[[], Iterable[Block]]],
     scan_part: Callable[[Iterable[Block]], ScanResult],
     k: int,
 ) -> ScanResult:

@@ -21,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsearch.errors import DatabaseError, ImgsearchError, NotFoundError
-from imgsearch.features.registry import EXTRACTORS
 from imgsearch.index.images import SkippedFile
 from imgsearch.scan.metrics import METRICS
 from imgsearch.serve.files import indexed_file, thumbnail
@@ -228,8 +227,6 @@ def _search_request(fields: dict[str, Any], service: Service) -> SearchRequest:
     extractor = text("extractor") or service.config.default_extractor
     if metric not in METRICS:
         raise ImgsearchError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    if extractor not in EXTRACTORS:
-        raise ImgsearchError(f"unknown extractor {extractor!r}; known: {', '.join(sorted(EXTRACTORS))}")
     include_self = fields.get("include_self", False)
     return SearchRequest(extractor, metric, whole("k", 10, 1, MAX_K), whole("offset", 0, 0, 100_000),
                          text("rerank"), text("whiten"), include_self in (True, "true", "1", "yes"))
@@ -249,4 +246,4 @@ def _image_json(image: Any) -> JSONResponse:
 
 
 def _static(name: str) -> str:
-    return resources.files("imgsearch.serve").joinpath("static", name).read_text("utf-8")
+    return resources.files("imgsearch.serve").joinpath("static").joinpath(name).read_text("utf-8")

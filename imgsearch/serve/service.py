@@ -14,7 +14,7 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.index.images import decode_bytes
-from imgsearch.query import QueryResult, indexed_vector, named, parse_rerank, search, stored_extractor
+from imgsearch.query import QueryResult, indexed_vector, named, parse_rerank, search, stored_extractor, stored_row
 from imgsearch.scan.metrics import get_metric
 from imgsearch.serve.resident import ResidentIndex
 from imgsearch.store import open_store
@@ -95,7 +95,7 @@ class Service:
 
     def search_name(self, name: str, request: SearchRequest) -> dict:
         with self.db() as store:
-            row, _ = stored_extractor(store, request.extractor)
+            row = stored_row(store, request.extractor)  # the stored vector is the query: nothing to extract
             vector, own_id = indexed_vector(store, row, name)
         return self.search_vector(row, vector, own_id, name, request)
 

@@ -301,7 +301,7 @@ class FeatureStore(ABC):
         self.touched.add(extractor_id)
 
     def _ids_of_paths(self, paths: list[bytes]) -> dict[bytes, int]:
-        found = {}
+        found: dict[bytes, int] = {}
         for chunk, marks in id_chunks(paths):
             rows = self.execute(f"SELECT path, id FROM images WHERE path IN ({marks})", chunk)
             found.update((bytes(p), int(i)) for p, i in rows)

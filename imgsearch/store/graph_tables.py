@@ -5,6 +5,7 @@ whole list, which is what query-time re-ranking needs for its shortlist."""
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,7 +152,7 @@ def removed_images(store: FeatureStore, graph: GraphRow) -> dict[int, int]:
 def save_lists(
     store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourList],
     augmented: tuple[ExtractorRow, dict[int, np.ndarray]] | None = None,
-    forgotten: set[int] = frozenset(), removed: dict[int, int] | None = None,
+    forgotten: Set[int] = frozenset(), removed: dict[int, int] | None = None,
 ) -> None:
     """One transaction: write these nodes' lists (and their augmented vectors if the graph
     keeps them), drop the lists of `forgotten` nodes (the next update recomputes them) and

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from imgsearch.scan.kernel import scan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
+from imgsearch.store.packed import Snapshot
 from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
@@ -50,6 +51,9 @@ def contents(store, extractor, **kwargs) -> dict[int, tuple]:
 def apply(store, extractor, ops, rng) -> None:
     names = itertools.count()
     for op, arg in ops:
+        before = store.changes(extractor)
+        content_before = contents(store, extractor, packed=False)
+        blocks_before = store.packed_counts(extractor)
         paths = sorted(store.stored_images())
         if op == "add":
             store.write_batch([(record(f"{uuid.uuid4().hex}-{next(names)}.jpg"), {extractor.id: rng.random(DIM)})
@@ -63,10 +67,19 @@ def apply(store, extractor, ops, rng) -> None:
         elif op == "pack":
             store.pack(extractor, pack_rows=arg)
         check_packed_equals_rows(store, extractor)
+        # The change counter moves with every write that changes what a scan sees, and
+        # only then (a pack that found nothing to do leaves it).
+        moved = store.changes(extractor) != before
+        changed = (contents(store, extractor, packed=False) != content_before
+                   or store.packed_counts(extractor) != blocks_before)
+        assert moved or not changed, (op, arg)
+        assert store.changes(extractor) >= before
 
 
 def check_packed_equals_rows(store, extractor) -> None:
-    truth = contents(store, extractor, packed=False)
+    snapshot = Snapshot()
+    truth = contents(store, extractor, packed=False, snapshot=snapshot)
+    assert snapshot.changes == store.changes(extractor)
     assert contents(store, extractor) == truth
     for parts in (2, 3):
         union: dict = {}

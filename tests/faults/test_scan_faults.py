@@ -1,4 +1,5 @@
 """Scans that lose their server, outlast a timeout, or run while a build writes."""
+import itertools
 import threading
 import time
 import uuid
@@ -9,6 +10,7 @@ import pytest
 from imgsearch.errors import ImgsearchError
 from imgsearch.scan.kernel import prefetched, scan
 from imgsearch.scan.metrics import get_metric
+from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store import open_store
 from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
@@ -110,12 +112,16 @@ def test_queries_during_a_build_see_whole_batches_only(db_url) -> None:
     thread = threading.Thread(target=writer)
     thread.start()
     seen = set()
+    by_state: dict = {}
+    connections = itertools.cycle([1, 2, 3])  # one stream, and parallel parts that must agree on a state
     with open_store(url) as reader:
         while not done.is_set() or len(seen) == 0:
-            ids = [i for i, _ in scan(reader.stream_blocks(extractor, 37), q, get_metric("cosine"), 10).ranking]
+            result = StoreScan(reader, 37, next(connections)).top_k(extractor, get_metric("cosine"), q, 10)
+            ids = [i for i, _ in result.ranking]
             names = reader.images_by_ids(ids)
             ranking = [names[i].name for i in ids]
             assert ranking in expected, "a query saw a state no sequence of whole batches produces"
+            assert by_state.setdefault(result.state, ranking) == ranking, "one change counter, two rankings"
             seen.add(expected.index(ranking))
     thread.join()
     assert not failures, failures

@@ -4,12 +4,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from tqdm import tqdm
 
 from imgsearch.config import Settings, flag_range, load_settings
 from imgsearch.errors import ImgsearchError
@@ -291,6 +293,64 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
             return
         for line in configure_graph(store, row, settings.metric, settings.block_rows, k, dba):
             click.echo(line)
+
+
+@cli.command()
+@click.option("--extractor", "-e", help="Descriptor whose vectors are compared (default cnn-spoc; any built one).")
+@click.option("--metric", "-m", type=click.Choice(list(METRICS)), default="cosine", show_default=True)
+@click.option("--threshold", "-t", type=click.FloatRange(-1, 1),
+              help="Pairs scoring at least this are near-duplicates (default 0.9: precision 0.99 on copies made "
+                   "from Corel-1k by bench/duplicates.py; lower finds more, and more false pairs).")
+@click.option("--reference", metavar="FOLDER", help="Report only images that duplicate one under FOLDER (a folder of "
+                                                    "the collection); the copy under FOLDER is the one kept.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: groups, each with the image kept and its members.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: group, role, reason, score, path.")
+@click.option("--to-remove", is_flag=True, help="Only the paths of the images other than the ones kept, one a line.")
+@click.option("-0", "null", is_flag=True, help="With --to-remove: end paths with NUL, for `xargs -0`.")
+@click.option("--no-graph", is_flag=True, help="Compare every pair by the self-join even where the k-NN graph holds them.")
+@common_options
+def duplicates(settings: Settings, extractor: str | None, metric: str, threshold: float | None, reference: str | None,
+               as_json: bool, as_csv: bool, to_remove: bool, null: bool, no_graph: bool) -> None:
+    """Group the exact copies (same sha256) and near copies (resized, re-compressed,
+    cropped, edited: descriptor score >= threshold) of the indexed images.
+
+    Each group keeps one image (most pixels, then oldest, then path) and lists the others
+    with their score to it. Nothing is deleted: `--to-remove -0 | xargs -0 rm` is yours
+    to run after reading the report."""
+    import csv
+
+    from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, csv_rows, find_duplicates
+    from imgsearch.duplicates import as_json as report_json
+    from imgsearch.query import display
+
+    with open_settings_store(settings) as store:
+        with tqdm(unit="img", desc="near pairs", disable=None, file=sys.stderr) as bar:
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done)
+
+            report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, metric,
+                                     DEFAULT_THRESHOLD if threshold is None else threshold, reference,
+                                     settings.block_rows, advance, use_graph=not no_graph)
+    if to_remove:
+        end = "\0" if null else "\n"
+        for path in report.to_remove():
+            sys.stdout.buffer.write(os.fsencode(path) + end.encode())
+        return
+    if as_json:
+        click.echo(json.dumps(report_json(report)))
+        return
+    if as_csv:
+        csv.writer(sys.stdout).writerows(csv_rows(report))
+        return
+    copies = sum(len(g.members) for g in report.groups)
+    click.echo(f"{len(report.groups)} groups, {copies} copies ({report.extractor}/{report.metric} >= "
+               f"{report.threshold}, pairs from the {report.pairs_from})")
+    for n, group in enumerate(report.groups, start=1):
+        click.echo(f"\ngroup {n} ({group.reason}): keep {display(group.representative.path)} "
+                   f"({group.representative.width} x {group.representative.height})")
+        for m in group.members:
+            click.echo(f"  {m.reason:<5}  {m.score:.4f}  {display(m.image.path)}")
 
 
 @cli.command()

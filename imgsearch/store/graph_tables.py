@@ -5,7 +5,7 @@ whole list, which is what query-time re-ranking needs for its shortlist."""
 from __future__ import annotations
 
 import json
-from collections.abc import Set
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,22 +125,23 @@ def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dic
     return found
 
 
-def lists_holding(store: FeatureStore, graph: GraphRow, ids: set[int], page: int = 10_000) -> dict[int, NeighbourList]:
-    """The lists that contain any of these images: one pass over all lists, a page of
-    them at a time, so memory stays bounded on millions of images."""
-    wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
-    found: dict[int, NeighbourList] = {}
+def iter_lists(store: FeatureStore, graph: GraphRow, page: int = 10_000) -> Iterator[tuple[int, NeighbourList]]:
+    """Every list of the graph, in image id order, a page of them at a time, so memory
+    stays bounded on millions of images."""
     after = -1
     while rows := store.execute(
         "SELECT image_id, kth, neighbours, scores FROM graph_nodes WHERE graph_id = ? AND image_id > ? "
         "ORDER BY image_id LIMIT ?", (graph.id, after, page),
     ):
         for image_id, *rest in rows:
-            held = _neighbour_list(*rest)
-            if np.isin(held.ids, wanted).any():
-                found[int(image_id)] = held
+            yield int(image_id), _neighbour_list(*rest)
         after = int(rows[-1][0])
-    return found
+
+
+def lists_holding(store: FeatureStore, graph: GraphRow, ids: set[int], page: int = 10_000) -> dict[int, NeighbourList]:
+    """The lists that contain any of these images (one pass over all lists)."""
+    wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
+    return {image_id: held for image_id, held in iter_lists(store, graph, page) if np.isin(held.ids, wanted).any()}
 
 
 def removed_images(store: FeatureStore, graph: GraphRow) -> dict[int, int]:

@@ -1,0 +1,227 @@
+"""Duplicate and near-duplicate groups of a collection, from what the index already stores.
+
+Exact copies share a sha256. Near copies (resized, re-compressed, cropped, edited) are
+pairs whose descriptor scores at or above a threshold: from an exact blocked self-join of
+the stored vectors (one matrix product per chunk and block, memory bounded by their
+size), or from the stored k-NN graph when every list of it reaches below the threshold
+(then the graph holds every such pair; both give the same pairs). Groups are the
+connected components of all pairs; each keeps one representative by a stated rule and
+lists every other member with its score to it. Nothing is ever deleted here.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.query import stored_row
+from imgsearch.scan.metrics import Metric, get_metric
+from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
+from imgsearch.store.graph_tables import find_graph, graph_is_behind, iter_lists, list_capacity
+from imgsearch.store.records import ExtractorRow, StoredImage
+
+DEFAULT_EXTRACTOR = "cnn-spoc"
+DEFAULT_METRIC = "cosine"
+# Measured by bench/duplicates.py on copies made from Corel-1k (docs/benchmarks.md): the
+# lowest cnn-spoc cosine threshold whose pairs reach precision 0.99.
+DEFAULT_THRESHOLD = 0.9
+CHUNK_ROWS = 4096  # rows of the left side held prepared per pass over the collection
+
+Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (left ids, right ids, scores), left < right
+
+
+@dataclass(frozen=True)
+class Member:
+    image: StoredImage
+    score: float  # to the group's representative
+    reason: str  # "exact" (same sha256 as the representative) or "near"
+
+
+@dataclass(frozen=True)
+class Group:
+    representative: StoredImage
+    members: list[Member]  # every other image of the group, best score first
+
+    @property
+    def reason(self) -> str:
+        return "exact" if all(m.reason == "exact" for m in self.members) else "near"
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    root: Path
+    extractor: str
+    metric: str
+    threshold: float
+    pairs_from: str  # "graph" or "self-join"
+    groups: list[Group]
+
+    def to_remove(self) -> list[Path]:
+        """Every member but the representatives, as paths on disk."""
+        return [self.root / os.fsdecode(m.image.path) for g in self.groups for m in g.members]
+
+
+def representative_order(image: StoredImage) -> tuple:
+    """The representative is the first by this key: most pixels, then oldest, then path."""
+    return (-(image.width * image.height), image.mtime_ns, image.path)
+
+
+def self_join_pairs(
+    store: FeatureStore, row: ExtractorRow, metric: Metric, threshold: float, block_rows: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Pairs:
+    """Every pair of stored vectors scoring >= threshold: each chunk of ids against every
+    stored block, pairs kept once (left id < right id)."""
+    ids = sorted(store.image_ids_with_features(row.id))
+    lefts, rights, scores = [], [], []
+    for start in range(0, len(ids), CHUNK_ROWS):
+        chunk = ids[start : start + CHUNK_ROWS]
+        vectors = store.vectors(row, chunk)
+        chunk = [i for i in chunk if i in vectors]
+        chunk_ids = np.array(chunk, dtype=np.int64)
+        prepared = metric.prepare_rows(np.vstack([vectors[i] for i in chunk])) if chunk else None
+        if prepared is None:
+            continue
+        with threadpool_limits(limits=1, user_api="blas"):
+            for block_ids, block in store.stream_blocks(row, block_rows):
+                product = metric.prepare_rows(block) @ prepared.T  # block x chunk
+                r, c = np.nonzero((product >= threshold) & (block_ids[:, None] > chunk_ids[None, :]))
+                lefts.append(chunk_ids[c])
+                rights.append(block_ids[r])
+                scores.append(product[r, c])
+        if progress:
+            progress(len(chunk), len(ids))
+    return _pairs(lefts, rights, scores)
+
+
+def graph_pairs(store: FeatureStore, row: ExtractorRow, metric: Metric, threshold: float) -> Pairs | None:
+    """The pairs from the stored k-NN graph, or None when it cannot hold them all (no
+    graph, behind the vectors, or some full list whose last score is still >= threshold)."""
+    graph = find_graph(store, row, metric.name)
+    if graph is None or graph_is_behind(store, graph, row):
+        return None
+    lefts, rights, scores = [], [], []
+    for image_id, held in iter_lists(store, graph):
+        if not held.complete and len(held.ids) >= list_capacity(graph) and held.scores[-1] >= threshold:
+            return None
+        keep = held.scores >= threshold
+        lefts.append(np.full(int(keep.sum()), image_id, dtype=np.int64))
+        rights.append(held.ids[keep])
+        scores.append(held.scores[keep])
+    left, right, score = _pairs(lefts, rights, scores)
+    low, high = np.minimum(left, right), np.maximum(left, right)
+    order = np.lexsort((high, low))
+    low, high, score = low[order], high[order], score[order]
+    first = np.concatenate([[True], (np.diff(low) != 0) | (np.diff(high) != 0)]) if len(low) else np.array([], bool)
+    return low[first], high[first], score[first]
+
+
+def _pairs(lefts: list, rights: list, scores: list) -> Pairs:
+    if not lefts:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(lefts), np.concatenate(rights), np.concatenate(scores).astype(np.float32)
+
+
+def find_duplicates(
+    store: FeatureStore, extractor: str = DEFAULT_EXTRACTOR, metric_name: str = DEFAULT_METRIC,
+    threshold: float = DEFAULT_THRESHOLD, reference: str | None = None, block_rows: int = 1024,
+    progress: Callable[[int, int], None] | None = None, use_graph: bool = True,
+) -> DuplicateReport:
+    if not -1.0 <= threshold <= 1.0:
+        raise ImgsearchError(f"--threshold {threshold}: scores run from -1 to 1")
+    root_text = store.get_meta(COLLECTION_ROOT_KEY)
+    if root_text is None:
+        raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
+    root = Path(root_text)
+    row, metric = stored_row(store, extractor), get_metric(metric_name)
+    images = {img.id: img for img in store.stored_images().values()}
+    found = graph_pairs(store, row, metric, threshold) if use_graph else None
+    pairs_from = "graph" if found is not None else "self-join"
+    left, right, _ = found if found is not None else self_join_pairs(store, row, metric, threshold, block_rows,
+                                                                     progress)
+    by_hash: dict[str, list[int]] = {}
+    for image in images.values():
+        by_hash.setdefault(image.sha256, []).append(image.id)
+    same = [(ids[0], other) for ids in by_hash.values() for other in ids[1:]]
+    edges = np.array([*zip(left.tolist(), right.tolist()), *same], dtype=np.int64).reshape(-1, 2)
+    groups = _groups(store, row, metric, images, edges, _reference_prefix(root, reference))
+    return DuplicateReport(root, row.name, metric.name, threshold, pairs_from, groups)
+
+
+def _reference_prefix(root: Path, reference: str | None) -> bytes | None:
+    if reference is None:
+        return None
+    folder = Path(reference).expanduser()
+    folder = folder.resolve() if folder.is_absolute() or folder.exists() else root / folder
+    try:
+        relative = folder.relative_to(root)
+    except ValueError:
+        raise ImgsearchError(f"--reference {reference} is not under the indexed collection {root}") from None
+    return os.fsencode(relative) + os.sep.encode() if str(relative) != "." else b""
+
+
+def _groups(store: FeatureStore, row: ExtractorRow, metric: Metric, images: dict[int, StoredImage],
+            edges: np.ndarray, reference: bytes | None) -> list[Group]:
+    if not len(edges):
+        return []
+    nodes = np.unique(edges)
+    index = {int(i): n for n, i in enumerate(nodes.tolist())}
+    rows = np.array([index[int(a)] for a in edges[:, 0]])
+    cols = np.array([index[int(b)] for b in edges[:, 1]])
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(nodes), len(nodes)))
+    _, labels = connected_components(graph, directed=False)
+    components: dict[int, list[StoredImage]] = {}
+    for node, label in zip(nodes.tolist(), labels.tolist()):
+        if node in images:
+            components.setdefault(label, []).append(images[node])
+    vectors = store.vectors(row, nodes.tolist())
+    groups = []
+    for members in components.values():
+        in_reference = [m for m in members if reference is not None and m.path.startswith(reference)]
+        if reference is not None and (not in_reference or len(in_reference) == len(members)):
+            continue  # only images that duplicate one under the reference folder
+        candidates = in_reference if reference is not None else members
+        keep = min(candidates, key=representative_order)
+        others = [m for m in members if m.id != keep.id and (reference is None or m not in in_reference)]
+        groups.append(Group(keep, sorted((_member(m, keep, vectors, metric) for m in others),
+                                         key=lambda m: (-m.score, m.image.path))))
+    return sorted(groups, key=lambda g: g.representative.path)
+
+
+def _member(image: StoredImage, keep: StoredImage, vectors: dict[int, np.ndarray], metric: Metric) -> Member:
+    if image.sha256 == keep.sha256:
+        return Member(image, 1.0, "exact")
+    if image.id not in vectors or keep.id not in vectors:
+        return Member(image, float("nan"), "near")
+    score = float(metric.prepare_one(vectors[image.id]) @ metric.prepare_one(vectors[keep.id]))
+    return Member(image, score, "near")
+
+
+def as_json(report: DuplicateReport) -> dict:
+    def image(i: StoredImage) -> dict:
+        return {"id": i.id, "path": os.fsdecode(i.path), "width": i.width, "height": i.height, "bytes": i.bytes,
+                "sha256": i.sha256}
+
+    return {
+        "extractor": report.extractor, "metric": report.metric, "threshold": report.threshold,
+        "pairs_from": report.pairs_from, "root": str(report.root),
+        "groups": [{"reason": g.reason, "keep": image(g.representative),
+                    "members": [{**image(m.image), "score": m.score, "reason": m.reason} for m in g.members]}
+                   for g in report.groups],
+    }
+
+
+def csv_rows(report: DuplicateReport) -> list[list]:
+    """One row per image of a group: group number, role (keep / duplicate), reason, score, path."""
+    rows: list[list] = [["group", "role", "reason", "score", "path"]]
+    for n, g in enumerate(report.groups, start=1):
+        rows.append([n, "keep", g.reason, "", os.fsdecode(g.representative.path)])
+        rows += [[n, "duplicate", m.reason, f"{m.score:.6f}", os.fsdecode(m.image.path)] for m in g.members]
+    return rows

@@ -1,0 +1,119 @@
+"""`imgsearch duplicates` on both backends: exact copies by sha256, near copies by the
+descriptor, the same pairs from the graph as from the self-join, a reference folder, and
+outputs a script can use. Nothing is deleted."""
+import csv
+import io
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from cli_runner import imgsearch
+from photos import photo
+
+from imgsearch.duplicates import graph_pairs, self_join_pairs
+from imgsearch.scan.metrics import get_metric
+from imgsearch.store import open_store
+from imgsearch.store.url import parse_database_url
+
+
+@pytest.fixture
+def copies(tmp_path, db_url):
+    """Distinct photos; chelsea with a half-size copy and a re-compressed one; coffee
+    twice byte for byte (an exact copy) under another folder."""
+    folder = tmp_path / "photos"
+    for sub in ("album", "phone", "other"):
+        (folder / sub).mkdir(parents=True)
+    for name in ("astronaut.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "color.png"):
+        cv2.imwrite(str(folder / "other" / name.replace(".png", ".jpg")), photo(name))
+    cat = photo("chelsea.png")
+    cv2.imwrite(str(folder / "album" / "cat.jpg"), cat, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(folder / "phone" / "cat-small.jpg"), cv2.resize(cat, None, fx=0.5, fy=0.5))
+    cv2.imwrite(str(folder / "phone" / "cat-q30.jpg"), cat, [cv2.IMWRITE_JPEG_QUALITY, 30])
+    cv2.imwrite(str(folder / "album" / "coffee.jpg"), photo("coffee.png"))
+    shutil.copy(folder / "album" / "coffee.jpg", folder / "phone" / "coffee-copy.jpg")
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc").code == 0
+    return folder, db_url
+
+
+def report(db: str, *args: str) -> dict:
+    run = imgsearch("duplicates", "--db", db, "--json", *args)
+    assert run.code == 0, run.err
+    return run.json()
+
+
+def test_exact_and_near_copies_are_grouped_with_a_stated_keeper(copies) -> None:
+    folder, db = copies
+    found = report(db)
+    groups = {g["keep"]["path"]: g for g in found["groups"]}
+    assert set(groups) == {"album/cat.jpg", "album/coffee.jpg"}
+    cat = groups["album/cat.jpg"]  # the full-size copy: most pixels (then oldest, then path)
+    assert cat["reason"] == "near"
+    assert sorted(m["path"] for m in cat["members"]) == ["phone/cat-q30.jpg", "phone/cat-small.jpg"]
+    assert all(m["score"] >= found["threshold"] for m in cat["members"])
+    coffee = groups["album/coffee.jpg"]  # same bytes: kept by path, the other is an exact copy
+    (copy,) = coffee["members"]
+    assert coffee["reason"] == "exact" and (copy["path"], copy["score"], copy["reason"]) == ("phone/coffee-copy.jpg",
+                                                                                            1.0, "exact")
+    assert report(db) == found  # deterministic
+
+
+def test_the_graph_gives_the_same_pairs_as_the_self_join(copies) -> None:
+    _, db = copies
+    assert imgsearch("graph", "--db", db, "-e", "cnn-spoc", "-m", "cosine", "-n", "5").code == 0
+    with open_store(parse_database_url(db)) as store:
+        row = store.find_extractor("cnn-spoc")
+        metric = get_metric("cosine")
+        from_graph = graph_pairs(store, row, metric, 0.9)
+        joined = self_join_pairs(store, row, metric, 0.9, 4)
+        assert from_graph is not None
+        as_set = [set(zip(p[0].tolist(), p[1].tolist())) for p in (from_graph, joined)]
+        assert as_set[0] == as_set[1] and len(as_set[0]) >= 3
+        assert graph_pairs(store, row, metric, 0.0) is None  # lists stop above 0: the graph cannot hold those pairs
+    with_graph, without = report(db), report(db, "--no-graph")
+    assert with_graph["pairs_from"] == "graph" and without["pairs_from"] == "self-join"
+    assert with_graph["groups"] == without["groups"]
+
+
+def test_a_reference_folder_keeps_its_copy_and_reports_only_the_others(copies) -> None:
+    folder, db = copies
+    found = report(db, "--reference", str(folder / "phone"))
+    assert sorted(g["keep"]["path"] for g in found["groups"]) == ["phone/cat-q30.jpg", "phone/coffee-copy.jpg"]
+    members = sorted(m["path"] for g in found["groups"] for m in g["members"])
+    assert members == ["album/cat.jpg", "album/coffee.jpg"]  # phone/cat-small duplicates a phone image: not reported
+    run = imgsearch("duplicates", "--db", db, "--reference", "/elsewhere")
+    assert run.code == 1 and "not under the indexed collection" in run.err
+
+
+def test_to_remove_csv_and_text_outputs_delete_nothing(copies) -> None:
+    folder, db = copies
+    run = imgsearch("duplicates", "--db", db, "--to-remove", "-0")
+    listed = [p for p in run.out.split("\0") if p]
+    assert sorted(listed) == sorted(str(folder / p) for p in ("phone/cat-q30.jpg", "phone/cat-small.jpg",
+                                                               "phone/coffee-copy.jpg"))
+    assert all((folder / p).exists() for p in ("phone/cat-q30.jpg", "phone/cat-small.jpg", "phone/coffee-copy.jpg"))
+    rows = list(csv.reader(io.StringIO(imgsearch("duplicates", "--db", db, "--csv").out)))
+    assert rows[0] == ["group", "role", "reason", "score", "path"] and len(rows) == 1 + 5
+    text = imgsearch("duplicates", "--db", db).out
+    assert text.startswith("2 groups, 3 copies") and "keep album/cat.jpg" in text
+    assert json.loads(imgsearch("duplicates", "--db", db, "--json", "-t", "1").out)["groups"][0]["reason"] == "exact"
+
+
+def test_pairs_are_exact_against_brute_force(db_url) -> None:
+    from imgsearch.store.records import ImageRecord
+
+    rng = np.random.default_rng(12)
+    X = rng.random((300, 32), dtype=np.float32)
+    X[150:] = X[:150] + rng.normal(0, 0.05, (150, 32)).astype(np.float32)  # each a noisy twin of another
+    with open_store(parse_database_url(db_url), create=True) as store:
+        row = store.register_extractor("synthetic", "{}", 32)
+        store.write_batch([(ImageRecord(f"{i}.jpg".encode(), b"x", 1, 1, "0" * 64, 1, 1), {row.id: v})
+                           for i, v in enumerate(X)])
+        store.pack(row, pack_rows=64)
+        ids = sorted(img.id for img in store.stored_images().values())
+        left, right, scores = self_join_pairs(store, row, get_metric("cosine"), 0.97, 50)
+    P = X / np.linalg.norm(X, axis=1, keepdims=True)
+    S = P @ P.T
+    expected = {(ids[a], ids[b]) for a, b in zip(*np.nonzero(np.triu(S >= 0.97, 1)))}
+    assert set(zip(left.tolist(), right.tolist())) == expected and len(expected) >= 100

@@ -117,3 +117,19 @@ def test_pairs_are_exact_against_brute_force(db_url) -> None:
     S = P @ P.T
     expected = {(ids[a], ids[b]) for a, b in zip(*np.nonzero(np.triu(S >= 0.97, 1)))}
     assert set(zip(left.tolist(), right.tolist())) == expected and len(expected) >= 100
+
+
+def test_the_service_reports_duplicates_and_shows_them_as_rows(copies, tmp_path) -> None:
+    from served import serving
+
+    _, db = copies
+    with serving(db, tmp_path) as served, served.client() as http:
+        answer = http.get("/api/duplicates").json()
+        assert "root" not in answer  # no server path in a response
+        cli = report(db)
+        cli.pop("root")
+        assert answer == cli
+        assert http.get("/api/duplicates", params={"reference": "../etc"}).status_code == 422
+        assert http.get("/api/duplicates", params={"threshold": "2"}).status_code == 422
+        page = http.get("/duplicates")
+        assert page.status_code == 200 and "duplicates.js" in page.text

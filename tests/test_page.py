@@ -62,3 +62,26 @@ def test_upload_shows_a_gallery_and_a_click_searches_by_that_image(browser, tmp_
         page.screenshot(path=str(tmp_path / "narrow.png"))
         if os.environ.get("SCREENSHOT_DIR"):
             shutil.copy(tmp_path / "gallery.png", Path(os.environ["SCREENSHOT_DIR"]) / "serve-page.png")
+
+
+def test_the_duplicates_page_shows_each_group_as_a_row_of_thumbnails(browser, tmp_path) -> None:
+    import cv2
+
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    cv2.imwrite(str(folder / "a" / "chelsea-small.jpg"), cv2.resize(photo("chelsea.png"), None, fx=0.7, fy=0.7))
+    shutil.copy(folder / "b" / "coffee.jpg", folder / "a" / "coffee-copy.jpg")
+    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "cnn-spoc").code == 0
+    with serving(db, tmp_path) as served:
+        page = browser.new_page(viewport={"width": 1000, "height": 600})
+        page.goto(served.base + "/duplicates")
+        page.wait_for_selector(".group")
+        page.wait_for_function("[...document.querySelectorAll('.group img')].every(i => i.complete && i.naturalWidth > 0)")
+        rows = page.locator(".group")
+        assert rows.count() == 2
+        assert "keep" in rows.first.locator("figcaption").first.inner_text()
+        assert "2 groups, 2 copies" in page.locator("#status").inner_text()
+        page.screenshot(path=str(tmp_path / "duplicates.png"))
+        if os.environ.get("SCREENSHOT_DIR"):
+            shutil.copy(tmp_path / "duplicates.png", Path(os.environ["SCREENSHOT_DIR"]) / "duplicates-page.png")

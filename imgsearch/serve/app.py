@@ -150,6 +150,15 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
         return _guarded(lambda: FileResponse(thumbnail(service.collection_root(), service.image(image_id), cache),
                                              media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
 
+    @app.get("/api/duplicates")
+    def duplicates(extractor: str | None = None, threshold: float | None = None,
+                   reference: str | None = None) -> JSONResponse:
+        """Groups of exact and near copies, as `imgsearch duplicates --json` (without the
+        collection's path). reference is a folder of the collection, relative to its root."""
+        if reference is not None and (reference.startswith("/") or ".." in Path(reference).parts):
+            return error(422, "reference must be a folder of the collection, relative to its root")
+        return _guarded(lambda: JSONResponse(service.duplicates(extractor, threshold, reference)))
+
     @app.get("/api/stats")
     def stats() -> JSONResponse:
         return _guarded(lambda: JSONResponse(service.stats()))
@@ -162,9 +171,13 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
     def page() -> HTMLResponse:
         return HTMLResponse(_static("index.html"))
 
+    @app.get("/duplicates", response_class=HTMLResponse, include_in_schema=False)
+    def duplicates_page() -> HTMLResponse:
+        return HTMLResponse(_static("duplicates.html"))
+
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
-        kinds = {"app.js": "text/javascript", "style.css": "text/css"}
+        kinds = {"app.js": "text/javascript", "style.css": "text/css", "duplicates.js": "text/javascript"}
         if name not in kinds:  # a fixed list: nothing the client names is looked up on disk
             return error(404, "no such file")
         return Response(_static(name), media_type=kinds[name])

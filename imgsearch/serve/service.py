@@ -169,6 +169,17 @@ class Service:
                 "default_extractor": self.config.default_extractor, "default_metric": self.config.default_metric,
                 "database": self.config.url.scheme, "uptime_s": round(time.time() - self.started, 1)}
 
+    def duplicates(self, extractor: str | None, threshold: float | None, reference: str | None) -> dict:
+        from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, as_json, find_duplicates
+
+        with self.db() as store:
+            report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, "cosine",
+                                     DEFAULT_THRESHOLD if threshold is None else threshold, reference,
+                                     self.config.block_rows)
+        answer = as_json(report)
+        answer.pop("root")  # no server path in a response
+        return answer
+
     def health(self) -> dict:
         with self.db() as store:
             lag = {e.name: store.changes(e) - index.state.changes

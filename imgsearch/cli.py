@@ -318,6 +318,7 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
     with their score to it. Nothing is deleted: `--to-remove -0 | xargs -0 rm` is yours
     to run after reading the report."""
     import csv
+    import io
 
     from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, csv_rows, find_duplicates
     from imgsearch.duplicates import as_json as report_json
@@ -341,7 +342,11 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
         click.echo(json.dumps(report_json(report)))
         return
     if as_csv:
-        csv.writer(sys.stdout).writerows(csv_rows(report))
+        # File names are the file system's bytes: undecodable ones leave as they came.
+        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="")
+        csv.writer(out).writerows(csv_rows(report))
+        out.flush()
+        out.detach()
         return
     copies = sum(len(g.members) for g in report.groups)
     click.echo(f"{len(report.groups)} groups, {copies} copies ({report.extractor}/{report.metric} >= "

@@ -5,6 +5,8 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -90,6 +92,8 @@ def test_to_remove_csv_and_text_outputs_delete_nothing(copies) -> None:
     folder, db = copies
     run = imgsearch("duplicates", "--db", db, "--to-remove", "-0")
     listed = [p for p in run.out.split("\0") if p]
+    kept = {str(folder / g["keep"]["path"]) for g in report(db)["groups"]}
+    assert not kept & set(listed)  # never a representative
     assert sorted(listed) == sorted(str(folder / p) for p in ("phone/cat-q30.jpg", "phone/cat-small.jpg",
                                                                "phone/coffee-copy.jpg"))
     assert all((folder / p).exists() for p in ("phone/cat-q30.jpg", "phone/cat-small.jpg", "phone/coffee-copy.jpg"))
@@ -133,3 +137,49 @@ def test_the_service_reports_duplicates_and_shows_them_as_rows(copies, tmp_path)
         assert http.get("/api/duplicates", params={"threshold": "2"}).status_code == 422
         page = http.get("/duplicates")
         assert page.status_code == 200 and "duplicates.js" in page.text
+
+
+HOSTILE = [b"quote'\"s.jpg", b"new\nline.jpg", b"tab\there.jpg", b"\xe5\x90\x8d\xe5\x89\x8d.jpg", b"bad-\xff\xfe.jpg",
+           b"comma,semi;.jpg", b"-dash.jpg"]
+
+
+def test_hostile_file_names_round_trip_in_every_output(tmp_path, db_url) -> None:
+    import os
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    data = cv2.imencode(".jpg", photo("coffee.png"))[1].tobytes()
+    for name in HOSTILE:
+        with open(os.path.join(os.fsencode(folder), name), "wb") as handle:
+            handle.write(data)  # all one picture: one group of exact copies
+    cv2.imwrite(str(folder / "other.jpg"), photo("rocket.jpg"))
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc").code == 0
+    names = set(HOSTILE)
+    found = report(db_url)
+    (group,) = found["groups"]
+    paths = {os.fsencode(group["keep"]["path"]), *(os.fsencode(m["path"]) for m in group["members"])}
+    assert paths == names
+    run = subprocess.run([sys.executable, "-m", "imgsearch", "duplicates", "--db", db_url, "--csv"], capture_output=True)
+    rows = list(csv.reader(io.StringIO(run.stdout.decode("utf-8", "surrogateescape"), newline="")))
+    assert {os.fsencode(r[4]) for r in rows[1:]} == names
+    run = subprocess.run([sys.executable, "-m", "imgsearch", "duplicates", "--db", db_url, "--to-remove", "-0"],
+                         capture_output=True)
+    removed = {p for p in run.stdout.split(b"\0") if p}
+    assert removed == {os.path.join(os.fsencode(folder), n) for n in names - {os.fsencode(group["keep"]["path"])}}
+    text = imgsearch("duplicates", "--db", db_url)
+    assert text.code == 0 and "\\n" in text.out and "Traceback" not in text.err  # one line per image: newline escaped
+
+
+def test_groups_are_the_same_on_both_backends(tmp_path, mysql_url) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("astronaut.png", "chelsea.png", "coffee.png"):
+        cv2.imwrite(str(folder / name.replace(".png", ".jpg")), photo(name))
+        cv2.imwrite(str(folder / name.replace(".png", "-half.jpg")), cv2.resize(photo(name), None, fx=0.6, fy=0.6))
+    shutil.copy(folder / "coffee.jpg", folder / "coffee-again.jpg")
+    outputs = []
+    for db in (f"sqlite:///{tmp_path / 'a.sqlite3'}", mysql_url):
+        assert imgsearch("build", folder, "--db", db, "-e", "cnn-spoc").code == 0
+        outputs.append([(g["keep"]["path"], [(m["path"], m["reason"], round(m["score"], 4)) for m in g["members"]])
+                        for g in report(db)["groups"]])
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 3

@@ -168,7 +168,8 @@ class CnnExtractor(Extractor):
         parts = np.argsort(-responses.var(axis=0), kind="stable")[:n_parts]
         return CnnExtractor("pwa", self.max_side, self.scales, **self.pooling_params, parts=sorted(int(p) for p in parts))
 
-    def _pool(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    def pool(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """The pooled descriptor of a feature map (or of a region of it)."""
         if self.pooling == "pwa":
             if self.needs_fit:
                 raise RuntimeError("cnn-pwa must be fitted on the collection first")
@@ -179,7 +180,7 @@ class CnnExtractor(Extractor):
         return POOLINGS[self.pooling](features, **self.pooling_params)
 
     def extract(self, bgr: np.ndarray) -> np.ndarray:
-        vectors = [self._pool(*self.feature_map(bgr, s)) for s in self.scales]
+        vectors = [self.pool(*self.feature_map(bgr, s)) for s in self.scales]
         return l2n(np.mean(vectors, axis=0))
 
 

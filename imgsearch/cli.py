@@ -148,18 +148,26 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
                    "`imgsearch graph` keeps (--dba N for dba-aqe:N).")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")
+@click.option("--regions", type=click.Choice(["none", "map", "crops"]),
+              help="A query photo's regions, each scored against the collection, an image scoring by its best: "
+                   "finds an object that covers part of the photo (a painting on a wall, a product on a table). "
+                   "map: the R-MAC grid of the feature map at 1x and 2x size (one more forward pass; default, "
+                   "[query] regions); crops: 13 crops each extracted anew (slower, a little better on small "
+                   "objects); none: the whole photo only. cnn-* extractors, photo queries, no --rerank.")
 @common_options
 def query(settings: Settings, image: str, extractor: str | None, metric: str | None, top_k: int | None,
-          as_json: bool, include_self: bool, parallel: int | None, rerank: str | None, whiten: str | None) -> None:
+          as_json: bool, include_self: bool, parallel: int | None, rerank: str | None, whiten: str | None,
+          regions: str | None) -> None:
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
     from imgsearch.query import display, run_query
 
-    settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel)
+    settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel, regions=regions)
     with open_settings_store(settings) as store:
         result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
-                           settings.block_rows, include_self, settings.parallel, rerank=rerank, whiten=whiten)
+                           settings.block_rows, include_self, settings.parallel, rerank=rerank, whiten=whiten,
+                           regions=settings.regions)
     for note in result.notes:
         click.echo(f"imgsearch: note: {note}", err=True)
     if as_json:
@@ -179,12 +187,15 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file.")
 @click.option("--whiten", metavar="NAME[:PARAMS]", help=WHITEN_HELP)
 @click.option("--rerank", metavar="NAME[:PARAMS]", help=RERANK_HELP)
+@click.option("--regions", type=click.Choice(["map", "crops"]),
+              help="Each image queries by its best region (see `query --help`): checks that regions do not hurt "
+                   "the plain case.")
 @click.option("--folds", type=click.IntRange(1, 20),
               help="k-fold by image, stratified by class: learned steps never see their test images "
                    "(default 2 with --whiten, else 1 = plain leave-one-out).")
 @cnn_options
 def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: int | None, as_json: bool,
-             config_file: str | None, whiten: str | None, rerank: str | None, folds: int | None,
+             config_file: str | None, whiten: str | None, rerank: str | None, regions: str | None, folds: int | None,
              max_side: int | None, multiscale: bool | None) -> None:
     """Leave-one-out retrieval quality on DATASET, a folder whose sub-folders are classes.
 
@@ -194,7 +205,8 @@ def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: 
     settings = load_settings(config_file).with_flags(extractor=extractor, metric=metric, workers=workers,
                                                      cnn_max_side=max_side, cnn_multiscale=multiscale)
     scores = run_eval(dataset, settings.extractor, settings.metric, settings.workers,
-                      options=cnn_options_of(settings), whiten=whiten, rerank=rerank, folds=folds or 0)
+                      options=cnn_options_of(settings), whiten=whiten, rerank=rerank, folds=folds or 0,
+                      regions=regions)
     if as_json:
         click.echo(json.dumps(scores))
         return
@@ -388,7 +400,7 @@ def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...],
 
     run_service(ServeOptions(settings_url(settings), host, port, extractors, metrics or (settings.metric,),
                              settings.extractor, settings.metric, max_memory, token, no_auth, upload_limit, thumbnails,
-                             settings.block_rows, settings.parallel))
+                             settings.block_rows, settings.parallel, settings.regions))
 
 
 @cli.command()

@@ -79,6 +79,7 @@ SOURCES = (
     Source("query", "top_k", "IMGSEARCH_TOP_K", "top_k", "int", 1, 1_000_000),
     Source("query", "block_rows", "IMGSEARCH_BLOCK_ROWS", "block_rows", "int", 1, 1_000_000),
     Source("query", "parallel", "IMGSEARCH_PARALLEL", "parallel", "int", 1, 64),
+    Source("query", "regions", "IMGSEARCH_REGIONS", "regions", "name", choices=("none", "map", "crops")),
     Source("cnn", "max_side", "IMGSEARCH_CNN_MAX_SIDE", "cnn_max_side", "int", 32, 4096),
     Source("cnn", "multiscale", "IMGSEARCH_CNN_MULTISCALE", "cnn_multiscale", "bool"),
 )
@@ -108,6 +109,10 @@ class Settings:
     top_k: int = 10
     block_rows: int = 1024
     parallel: int = 1  # scan connections; more only helps where the server has cores to spare
+    # A query photo's regions (features/regions.py): "map" finds objects in cluttered photos
+    # (clutter R@1 0.40 -> 0.80 on Corel composites) and leaves plain queries as they were
+    # (Corel leave-one-out mAP 0.910 -> 0.911); docs/benchmarks.md.
+    regions: str = "map"
     pack_rows: int = 1024  # vectors per packed row (fewer for wide vectors: see store.packed)
     # Longer side of the network's input (rounded to a multiple of 32); 256 measured best
     # per cost on Corel-1k (GeM mAP 0.885 at 224, 0.891 at 256, 0.892 at 320, 0.893 at 384).

@@ -14,10 +14,11 @@ from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import CnnOptions, make_extractor
-from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
+from imgsearch.index.extraction import ExtractorSpec, cached_extractor, extract_all, fit_on_folder, map_in_workers, spec_of
 from imgsearch.index.images import SkippedFile, has_image_suffix, load_image
 from imgsearch.index.walk import FoundFile, walk_collection
 from imgsearch.learn.whiten import WHITENINGS, fit_map
+from imgsearch.query import photo_vector
 from imgsearch.rerank.maths import RERANKERS
 from imgsearch.scan.metrics import get_metric
 from imgsearch.specs import Spec, parse_spec
@@ -49,28 +50,35 @@ def labelled_images(dataset: Path) -> LabelledImages:
     return LabelledImages(paths, np.array(labels), list(classes))
 
 
-def _extract_one(job: tuple[Path, ExtractorSpec]) -> np.ndarray | None:
-    path, spec = job
+def _extract_one(job: tuple[Path, ExtractorSpec, str | None]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The image's vector and, with regions, its regions' matrix (else the vector as one row)."""
+    path, spec, regions = job
     try:
-        return extract_all(load_image(path).pixels, [spec])[spec[0]]
+        pixels = load_image(path).pixels
     except SkippedFile:
         return None
+    vector = extract_all(pixels, [spec])[spec[0]]
+    extractor = cached_extractor(*spec)
+    return vector, photo_vector(extractor, pixels, regions) if regions else vector[None, :]
 
 
 def extract_dataset(
-    images: LabelledImages, extractor_name: str, workers: int, progress: bool, options: CnnOptions = CnnOptions()
-) -> tuple[np.ndarray, np.ndarray]:
-    """The (vectors, labels) of every decodable image of the dataset. An extractor that
-    learns from the collection (PWA) is fitted on a sample of the dataset, unlabelled."""
+    images: LabelledImages, extractor_name: str, workers: int, progress: bool, options: CnnOptions = CnnOptions(),
+    regions: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The (vectors, labels, query regions) of every decodable image of the dataset. An
+    extractor that learns from the collection (PWA) is fitted on a sample of the
+    dataset, unlabelled."""
     extractor = make_extractor(extractor_name, options=options)
     if extractor.needs_fit:
         extractor = fit_on_folder(extractor, images.paths)
     spec = spec_of(extractor)
-    jobs = [(p, spec) for p in images.paths]
-    vectors = list(tqdm(map_in_workers(_extract_one, jobs, workers), total=len(jobs), unit="img",
-                        desc=f"extract {extractor_name}", disable=not progress or None))
-    keep = [i for i, v in enumerate(vectors) if v is not None]
-    return np.stack([vectors[i] for i in keep]).astype(np.float32), images.labels[keep]
+    jobs = [(p, spec, regions) for p in images.paths]
+    found = list(tqdm(map_in_workers(_extract_one, jobs, workers), total=len(jobs), unit="img",
+                      desc=f"extract {extractor_name}", disable=not progress or None))
+    keep = [i for i, v in enumerate(found) if v is not None]
+    return (np.stack([found[i][0] for i in keep]).astype(np.float32), images.labels[keep],
+            [found[i][1] for i in keep])
 
 
 def retrieval_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -119,6 +127,7 @@ def _fold_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
 def evaluate(
     dataset: Path, extractor_name: str, metric_name: str, workers: int, progress: bool = True,
     options: CnnOptions = CnnOptions(), whiten: str | None = None, rerank: str | None = None, folds: int = 0,
+    regions: str | None = None,
 ) -> dict[str, float]:
     """Leave-one-out metrics. A learned step (whiten) never sees the images it is tested
     on: k-fold by image, stratified by class (k = folds, default 2), learned on the other
@@ -126,14 +135,20 @@ def evaluate(
     metric = get_metric(metric_name)
     whiten_spec = parse_spec(whiten, WHITENINGS) if whiten else None
     rerank_spec = parse_spec(rerank, RERANKERS) if rerank else None
+    if regions and (whiten or rerank or folds > 1):
+        raise ImgsearchError("--regions is measured on its own: leave out --whiten, --rerank and --folds")
     images = labelled_images(dataset)
     folds = folds or (2 if whiten else 1)
     smallest = int(np.bincount(images.labels).min())
     if folds > smallest:
         raise ImgsearchError(f"--folds {folds}: the smallest class of {dataset} has {smallest} images, and every fold "
                              "needs at least one of each class; use fewer folds")
-    vectors, labels = extract_dataset(images, extractor_name, workers, progress, options)
+    vectors, labels, region_sets = extract_dataset(images, extractor_name, workers, progress, options, regions)
     prepared = metric.prepare_rows(vectors)  # unit rows for every metric: cosine = the metric
+    if regions:
+        # Each image queries by its best region, as `query --regions` scans.
+        scores = np.vstack([(metric.prepare_rows(r) @ prepared.T).max(axis=0) for r in region_sets])
+        return retrieval_metrics(scores, labels)
     if folds == 1:
         return retrieval_metrics(_fold_scores(prepared, labels, prepared, None, rerank_spec), labels)
     assignment = stratified_folds(labels, folds)

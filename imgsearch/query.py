@@ -10,6 +10,8 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.features.base import Extractor
+from imgsearch.features.cnn import CnnExtractor
+from imgsearch.features.regions import REGIONS
 from imgsearch.index.extraction import cached_extractor
 from imgsearch.index.images import SkippedFile, load_image
 from imgsearch.learn.stored import learned_metric
@@ -85,20 +87,31 @@ def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extr
 
 
 def query_vector(
-    store: FeatureStore, row: ExtractorRow, extractor: Extractor, image: str
+    store: FeatureStore, row: ExtractorRow, extractor: Extractor, image: str, regions: str | None = None
 ) -> tuple[np.ndarray, int | None]:
-    """The query's vector and the id of its own stored row (None when not indexed).
+    """The query's vector (with `regions`: a regions x dim matrix of a photo's regions)
+    and the id of its own stored row (None when not indexed).
 
     IMAGE is a file path, else the relative path or file name of an indexed image (the
-    demo's `query 45.jpg`); a name shared by several images is an error listing them."""
+    demo's `query 45.jpg`, whose stored vector is the query); a name shared by several
+    images is an error listing them."""
     if os.path.isfile(image):
         try:
             decoded = load_image(image)
         except SkippedFile as e:
             raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
-        vector = extractor.extract(decoded.pixels)
-        return vector, _own_row_id(store, Path(image))
+        return photo_vector(extractor, decoded.pixels, regions), _own_row_id(store, Path(image))
     return indexed_vector(store, row, image)
+
+
+def photo_vector(extractor: Extractor, pixels: np.ndarray, regions: str | None) -> np.ndarray:
+    """The descriptor of a query photo, or its regions' when asked and the extractor is a
+    CNN (the colour histograms have no regions: their whole-photo vector is used)."""
+    if regions is None or regions == "none" or not isinstance(extractor, CnnExtractor):
+        return extractor.extract(pixels)
+    if regions not in REGIONS:
+        raise ImgsearchError(f"unknown regions {regions!r}; known: none, {', '.join(REGIONS)}")
+    return REGIONS[regions](extractor, pixels)
 
 
 def indexed_vector(store: FeatureStore, row: ExtractorRow, name: str) -> tuple[np.ndarray, int]:
@@ -140,12 +153,13 @@ def run_query(
     parallel: int = 1,
     rerank: str | None = None,
     whiten: str | None = None,
+    regions: str | None = None,
 ) -> QueryResult:
     """`imgsearch query`: IMAGE (a file, or an indexed image's name or path) -> the top-K."""
     started = time.perf_counter()
     spec = parse_rerank(rerank, whiten)
     row, extractor = stored_extractor(store, extractor_name)
-    vector, own_id = query_vector(store, row, extractor, image)
+    vector, own_id = query_vector(store, row, extractor, image, None if spec else regions)
     return search(store, row, vector, own_id, image, metric_name, top_k, block_rows, include_self, parallel, spec,
                   whiten, started)
 

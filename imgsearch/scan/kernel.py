@@ -94,21 +94,34 @@ def scan(
     exclude_ids: Iterable[int] = (),
     query_is_prepared: bool = False,
 ) -> ScanResult:
-    """Score every row of every block against `query` and keep the best `k`."""
-    prepared_query = query if query_is_prepared else metric.prepare_one(query)
+    """Score every row of every block against `query` and keep the best `k`. A 2-D query
+    (regions x dim: several descriptors of one photo) scores each row by its best region."""
+    prepared_query = query if query_is_prepared else prepare_query(metric, query)
     excluded = np.fromiter(exclude_ids, dtype=np.int64)
     top = TopK(k)
     rows = 0
     # On a small machine a multi-threaded BLAS fights the database server for the cores.
     with threadpool_limits(limits=1, user_api="blas"):
         for ids, vectors in blocks:
-            scores = metric.score_block(vectors, prepared_query)
+            scores = best_region_scores(metric, vectors, prepared_query)
             rows += len(ids)
             if len(excluded):
                 keep = ~np.isin(ids, excluded)
                 ids, scores = ids[keep], scores[keep]
             top.add(ids, scores)
     return ScanResult(ranking=top.ranked(), rows_scanned=rows)
+
+
+def prepare_query(metric: Metric, query: np.ndarray) -> np.ndarray:
+    return metric.prepare_rows(query) if np.ndim(query) == 2 else metric.prepare_one(query)
+
+
+def best_region_scores(metric: Metric, vectors: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
+    """Each row's score; against a query of several regions, its best region's (one
+    matrix product for all regions)."""
+    if prepared_query.ndim == 1:
+        return metric.score_block(vectors, prepared_query)
+    return metric.score_block(vectors, np.ascontiguousarray(prepared_query.T)).max(axis=1)
 
 
 _END = object()

@@ -46,6 +46,8 @@ def prepare_cosine(x: np.ndarray) -> np.ndarray:
 
 
 def _divide_or_zero(dots: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    # dots: one score per row, or rows x query regions (a 2-D prepared query, d x R)
+    norms = norms.reshape(-1, *([1] * (dots.ndim - 1)))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsearch.errors import DatabaseError, ImgsearchError, NotFoundError
+from imgsearch.features.regions import REGIONS
 from imgsearch.index.images import SkippedFile
 from imgsearch.scan.metrics import METRICS
 from imgsearch.serve.files import indexed_file, thumbnail
@@ -241,8 +242,11 @@ def _search_request(fields: dict[str, Any], service: Service) -> SearchRequest:
     if metric not in METRICS:
         raise ImgsearchError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     include_self = fields.get("include_self", False)
+    regions = text("regions") or service.config.regions
+    if regions not in ("none", *REGIONS):
+        raise ImgsearchError(f"unknown regions {regions!r}; known: none, {', '.join(REGIONS)}")
     return SearchRequest(extractor, metric, whole("k", 10, 1, MAX_K), whole("offset", 0, 0, 100_000),
-                         text("rerank"), text("whiten"), include_self in (True, "true", "1", "yes"))
+                         text("rerank"), text("whiten"), include_self in (True, "true", "1", "yes"), regions)
 
 
 def _guarded(make: Any) -> Any:

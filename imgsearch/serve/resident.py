@@ -91,7 +91,7 @@ class ResidentState:
         # Queries run in the server's threads side by side: one BLAS thread each.
         with threadpool_limits(limits=1, user_api="blas"):
             for ids, matrix, dead in self._parts(metric):
-                scores = matrix @ prepared_query
+                scores = matrix @ prepared_query if prepared_query.ndim == 1 else (matrix @ prepared_query.T).max(axis=1)
                 keep = ~dead if dead is not None else None
                 if len(excluded_ids):
                     outside = ~np.isin(ids, excluded_ids)

@@ -31,6 +31,7 @@ class ServeOptions:
     thumbnails: Path | None
     block_rows: int
     parallel: int
+    regions: str
 
 
 def parse_size(text: str, what: str) -> int:
@@ -70,7 +71,7 @@ def run_service(options: ServeOptions) -> None:
     config = ServeConfig(options.url, options.extractors, options.metrics, options.default_extractor,
                          options.default_metric,
                          parse_size(options.max_memory, "--max-memory") if options.max_memory else half_the_memory(),
-                         options.block_rows, options.parallel)
+                         options.block_rows, options.parallel, options.regions)
     service = Service(config)
     try:
         if config.default_extractor not in service.resident and service.resident:

@@ -14,7 +14,17 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.index.images import decode_bytes
-from imgsearch.query import QueryResult, indexed_vector, named, parse_rerank, search, stored_extractor, stored_row
+from imgsearch.query import (
+    QueryResult,
+    indexed_vector,
+    named,
+    parse_rerank,
+    photo_vector,
+    search,
+    stored_extractor,
+    stored_row,
+)
+from imgsearch.scan.kernel import prepare_query
 from imgsearch.scan.metrics import get_metric
 from imgsearch.serve.resident import ResidentIndex
 from imgsearch.store import open_store
@@ -37,6 +47,7 @@ class ServeConfig:
     max_memory: int = 4 * 2**30  # bytes of resident vectors in all
     block_rows: int = 1024
     parallel: int = 1
+    regions: str = "map"  # an upload's regions unless the request says otherwise
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class SearchRequest:
     rerank: str | None = None
     whiten: str | None = None
     include_self: bool = False
+    regions: str | None = "map"  # an upload's regions (see features.regions); "none": the whole photo only
 
 
 @dataclass
@@ -91,7 +103,8 @@ class Service:
         pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
         with self.db() as store:
             row, extractor = stored_extractor(store, request.extractor)
-        return self.search_vector(row, extractor.extract(pixels), None, "upload", request)
+        regions = None if request.rerank else request.regions  # re-ranking expands one vector
+        return self.search_vector(row, photo_vector(extractor, pixels, regions), None, "upload", request)
 
     def search_name(self, name: str, request: SearchRequest) -> dict:
         with self.db() as store:
@@ -122,7 +135,7 @@ class Service:
 
     def _resident_search(self, index: ResidentIndex, row: ExtractorRow, vector: np.ndarray, own_id: int | None,
                          label: str, request: SearchRequest, wanted: int, started: float) -> QueryResult:
-        prepared = get_metric(request.metric).prepare_one(vector)
+        prepared = prepare_query(get_metric(request.metric), vector)
         excluded = [] if request.include_self or own_id is None else [own_id]
         for _ in range(3):
             scanned = index.current().top_k(request.metric, prepared, wanted, excluded)

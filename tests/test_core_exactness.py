@@ -27,29 +27,43 @@ def record(name: str) -> ImageRecord:
     return ImageRecord(name.encode(), name.encode(), 1, 1, "0" * 64, 1, 1)
 
 
-def commit_between_parts(store, commit):
-    """The store's own class, instrumented: part 0 of a parallel scan takes its snapshot,
-    then `commit()` runs (once), and only then does part 1 take its snapshot."""
-    part0_started = threading.Event()
+def commit_between_parts(store, commit, every_time: bool = False):
+    """The store's own class, instrumented: at each parallel attempt part 0 takes its
+    snapshot, then `commit()` runs (at the first attempt, or at every one), and only then
+    do that attempt's other parts take theirs."""
     base = type(store)
+    committed_at: list[threading.Event] = []  # one per attempt, set once part 0 has committed
+    lock = threading.Lock()
+
+    def attempt_event(n: int) -> threading.Event:
+        with lock:
+            while len(committed_at) <= n:
+                committed_at.append(threading.Event())
+            return committed_at[n]
 
     class Interleaved(base):
         committed = False
+        attempts = {0: 0, 1: 0}
 
         def stream_blocks(self, extractor, block_rows, packed=True, part=0, parts=1, snapshot=None):
-            if parts > 1 and part == 1:
-                part0_started.wait(30)
+            if parts == 1:
+                yield from base.stream_blocks(self, extractor, block_rows, packed, part, parts, snapshot)
+                return
+            n = Interleaved.attempts.get(part, 0)
+            Interleaved.attempts[part] = n + 1
+            if part > 0:
+                attempt_event(n).wait(30)
             first = True
             for block in base.stream_blocks(self, extractor, block_rows, packed, part, parts, snapshot):
                 yield block
-                if first and parts > 1 and part == 0:
+                if first and part == 0:
                     first = False
-                    if not Interleaved.committed:
+                    if every_time or not Interleaved.committed:
                         Interleaved.committed = True
                         commit()
-                    part0_started.set()
-            if parts > 1 and part == 0:
-                part0_started.set()
+                    attempt_event(n).set()
+            if part == 0:
+                attempt_event(n).set()
 
     store.__class__ = Interleaved
     return store
@@ -87,6 +101,29 @@ def test_parallel_scan_repeats_when_a_batch_commits_between_its_parts(db_url) ->
         per_row = scan(store.stream_blocks(row, 3, packed=False), new_vector, get_metric("cosine"), 5)
         assert [i for i, _ in result.ranking] == [i for i, _ in per_row.ranking]
         np.testing.assert_allclose([s for _, s in result.ranking], [s for _, s in per_row.ranking], atol=1e-6)
+
+
+def test_parts_that_never_agree_fall_back_to_one_whole_snapshot(db_url) -> None:
+    """A batch commits between the parts at every attempt: after the last attempt one
+    connection scans everything (not only part 0) in one snapshot."""
+    rng = np.random.default_rng(9)
+    url = parse_database_url(db_url)
+    with open_store(url, create=True) as store:
+        row = store.register_extractor("synthetic", "{}", DIM)
+        store.write_batch([(record(f"{i}.jpg"), {row.id: rng.random(DIM)}) for i in range(60)])
+        store.pack(row, pack_rows=4)
+        added = iter(range(1000, 2000))
+
+        def add_one() -> None:
+            with open_store(url) as writer:
+                writer.write_batch([(record(f"{next(added)}.jpg"), {row.id: rng.random(DIM)})])
+
+        store = commit_between_parts(store, add_one, every_time=True)
+        query = rng.random(DIM)
+        result = StoreScan(store, block_rows=3, parallel=3).top_k(row, get_metric("cosine"), query, 10)
+        per_row = scan(store.stream_blocks(row, 3, packed=False), query, get_metric("cosine"), 10)
+        assert result.rows_scanned == per_row.rows_scanned == 60 + 5  # five attempts, five commits
+        assert [i for i, _ in result.ranking] == [i for i, _ in per_row.ranking]
 
 
 def test_every_write_that_changes_a_scan_moves_the_counter_and_nothing_else_does(db_url) -> None:

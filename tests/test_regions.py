@@ -44,7 +44,7 @@ def test_a_photo_of_the_object_in_clutter_finds_its_original(tmp_path, db_url) -
         ranked[regions] = [r["path"] for r in run.json()["results"]]
     assert ranked["map"][0].endswith("astronaut.jpg") and ranked["crops"][0].endswith("astronaut.jpg")
     default = imgsearch("query", query, "--db", db_url, "-e", "cnn-spoc", "--json").json()
-    assert [r["path"] for r in default["results"]] == ranked["map"]  # regions "map" are the default
+    assert [r["path"] for r in default["results"]] == ranked["crops"]  # crops are the default
 
 
 @pytest.mark.parametrize("parallel", [1, 2])

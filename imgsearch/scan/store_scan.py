@@ -39,13 +39,13 @@ class StoreScan:
         if self.parallel > 1:
             for _ in range(PARALLEL_ATTEMPTS):
                 snapshots = [Snapshot() for _ in range(self.parallel)]
-                parts = [functools.partial(self._stream, extractor, part, snapshots[part]) for part in range(self.parallel)]
+                parts = [functools.partial(self._stream, extractor, part, self.parallel, snapshots[part])
+                         for part in range(self.parallel)]
                 result = parallel_scan(parts, scan_part, k)
                 if len({s.changes for s in snapshots}) == 1:
                     return result.at_state(snapshots[0].changes)
-        snapshot = Snapshot()
-        return scan_part(prefetched(self._stream(extractor, 0, snapshot))).at_state(snapshot.changes)
+        snapshot = Snapshot()  # one connection, all of it: one snapshot is always consistent
+        return scan_part(prefetched(self._stream(extractor, 0, 1, snapshot))).at_state(snapshot.changes)
 
-    def _stream(self, extractor: ExtractorRow, part: int, snapshot: Snapshot) -> Iterable[Block]:
-        parts = max(self.parallel, 1) if part or self.parallel > 1 else 1
+    def _stream(self, extractor: ExtractorRow, part: int, parts: int, snapshot: Snapshot) -> Iterable[Block]:
         return self.store.stream_blocks(extractor, self.block_rows, True, part, parts, snapshot)

@@ -47,7 +47,7 @@ class ServeConfig:
     max_memory: int = 4 * 2**30  # bytes of resident vectors in all
     block_rows: int = 1024
     parallel: int = 1
-    regions: str = "map"  # an upload's regions unless the request says otherwise
+    regions: str = "crops"  # an upload's regions unless the request says otherwise
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class SearchRequest:
     rerank: str | None = None
     whiten: str | None = None
     include_self: bool = False
-    regions: str | None = "map"  # an upload's regions (see features.regions); "none": the whole photo only
+    regions: str | None = "crops"  # an upload's regions (see features.regions); "none": the whole photo only
 
 
 @dataclass

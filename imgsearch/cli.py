@@ -103,15 +103,20 @@ def cli() -> None:
 @click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
 @click.option("--batch-size", type=flag_range("batch_size"), help="Images per transaction (default 256).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
+@click.option("--shard", metavar="I/N", help="Index only shard I of N (a stable hash of each relative path: the "
+                                            "first 8 bytes of its SHA-256 modulo N), so N machines that see the same "
+                                            "folder at the same path build one index together. Removes only its own "
+                                            "shard's vanished files.")
 @cnn_options
 @common_options
 def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], workers: int | None,
-          batch_size: int | None, verbose: bool, max_side: int | None, multiscale: bool | None) -> None:
+          batch_size: int | None, verbose: bool, shard: str | None, max_side: int | None, multiscale: bool | None) -> None:
     """Index every image below FOLDER (default: [collection] folder of the config).
 
     Incremental: a rerun reads only new or changed files and removes the rows of files
     that disappeared. Unreadable, corrupt and non-image files are skipped and counted."""
     from imgsearch.index.build import build as run_build
+    from imgsearch.index.shards import parse_shard
     from imgsearch.query import display
     from imgsearch.store import index_exists
 
@@ -123,7 +128,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
     with open_settings_store(settings, create=True) as store:
         report = run_build(store, settings.folder, settings.build_extractors, settings.workers,
                            settings.batch_size, progress=True, options=cnn_options_of(settings),
-                           pack_rows=settings.pack_rows)
+                           pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None)
     shown = report.skipped if verbose else report.skipped[:10]
     for path, reason in shown:
         click.echo(f"skipped {display(path)}: {reason}", err=True)

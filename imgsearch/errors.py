@@ -7,7 +7,13 @@ class ImgsearchError(Exception):
 
 
 class DatabaseError(ImgsearchError):
-    """The database failed or could not be reached: nothing about the request was wrong."""
+    """The database failed or could not be reached: nothing about the request was wrong.
+    retryable: the server gave up this transaction to break a deadlock or a lock wait;
+    the same transaction run again can succeed."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class NotFoundError(ImgsearchError):

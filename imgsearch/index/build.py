@@ -20,6 +20,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
 from imgsearch.index.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
+from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import FoundFile, Problem, walk_collection
 from imgsearch.rerank.graph import update_graphs
 from imgsearch.store.base import COLLECTION_ROOT_KEY, MAX_NAME_BYTES, MAX_PATH_BYTES, FeatureStore, check_same_params
@@ -74,6 +75,7 @@ def build(
     progress: bool = True,
     options: CnnOptions = CnnOptions(),
     pack_rows: int = DEFAULT_PACK_ROWS,
+    shard: Shard | None = None,
 ) -> BuildReport:
     """Index the folder, then pack what changed (queries read packed blocks: see store)
     and update the k-NN graphs of the built extractors (see graph)."""
@@ -84,7 +86,7 @@ def build(
     report = BuildReport()
     stored = store.stored_images()
     have = {specs[name]: store.image_ids_with_features(row.id) for name, row in rows.items()}
-    tasks, present = plan(root, stored, have, report)
+    tasks, present = plan(root, stored, have, report, shard)
 
     batch: list[Outcome] = []
     outcomes = map_in_workers(process, tasks, workers)
@@ -99,7 +101,8 @@ def build(
             batch = []
     if batch:
         _write(store, batch, rows, report)
-    report.removed = remove_vanished(store, root, stored, present)
+    # A sharded build removes only its own shard's vanished files: the others are not its to judge.
+    report.removed = remove_vanished(store, root, {p: r for p, r in stored.items() if in_shard(p, shard)}, present)
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
         report.graphs += update_graphs(store, row, pack_rows, progress)
@@ -144,15 +147,18 @@ def resolve_collection_root(store: FeatureStore, folder: str | None) -> Path:
 
 
 def plan(
-    root: Path, stored: dict[bytes, StoredImage], have: dict[ExtractorSpec, set[int]], report: BuildReport
+    root: Path, stored: dict[bytes, StoredImage], have: dict[ExtractorSpec, set[int]], report: BuildReport,
+    shard: Shard | None = None,
 ) -> tuple[list[Task], set[bytes]]:
-    """Compare the folder with the stored rows: the files to read, and every relative
-    path seen on disk. Counts unchanged files and problems into the report."""
+    """Compare the folder (or one shard of it) with the stored rows: the files to read,
+    and every relative path seen on disk. Counts unchanged files and problems."""
     names = tuple(have)
     tasks = []
     present = set()
     for entry in walk_collection(root):
         present.add(entry.relpath)
+        if not in_shard(entry.relpath, shard):
+            continue
         if isinstance(entry, Problem):
             report.skipped.append((entry.relpath, entry.reason))
         elif not has_image_suffix(entry.path):

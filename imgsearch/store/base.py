@@ -6,12 +6,15 @@ protocol and the change counter live in packed.py.
 """
 from __future__ import annotations
 
+import functools
+import random
 import secrets
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +39,8 @@ CORE_TABLES = {"meta", "images", "extractors", "features"}
 LATER_TABLES = {"packed_blocks", "packed_stale", "whitenings", "graphs", "graph_nodes", "graph_removed"}
 LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
 COLLECTION_ROOT_KEY = "collection_root"
+WRITE_ATTEMPTS = 6  # a transaction the server rolled back to break a deadlock, run again
+T = TypeVar("T")
 # The widths of images.path and images.name in mysql.sql; SQLite keeps the same limits so
 # that an index behaves the same on both.
 MAX_PATH_BYTES = 3000
@@ -71,6 +76,10 @@ class FeatureStore(ABC):
     @abstractmethod
     def describe_error(self, error: Exception) -> str:
         """One line for the user, never containing a password."""
+
+    def is_retryable(self, error: Exception) -> bool:
+        """Whether the server rolled the transaction back to break a deadlock or a lock wait."""
+        return False
 
     @abstractmethod
     def _upsert_images_sql(self) -> str: ...
@@ -139,7 +148,7 @@ class FeatureStore(ABC):
             finally:
                 cur.close()
         except self.driver_error as e:
-            raise DatabaseError(self.describe_error(e)) from None
+            raise DatabaseError(self.describe_error(e), self.is_retryable(e)) from None
 
     def executemany(self, sql: str, rows: list[tuple]) -> None:
         try:
@@ -149,7 +158,7 @@ class FeatureStore(ABC):
             finally:
                 cur.close()
         except self.driver_error as e:
-            raise DatabaseError(self.describe_error(e)) from None
+            raise DatabaseError(self.describe_error(e), self.is_retryable(e)) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -175,13 +184,28 @@ class FeatureStore(ABC):
             try:
                 self.conn.commit()
             except self.driver_error as e:
-                raise DatabaseError(self.describe_error(e)) from None
+                raise DatabaseError(self.describe_error(e), self.is_retryable(e)) from None
         except BaseException:
             self._rollback_quietly()
             raise
         finally:
             self._depth = 0
             self.touched = set()
+
+    def write(self, work: Callable[[], T]) -> T:
+        """`work()` in one transaction, run again (a few times, after a short random pause)
+        when the server rolled it back to break a deadlock: concurrent builders (sharded
+        builds, a pack beside a build) collide on the same index pages. `work` must only
+        write, so that running it again is the same transaction."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self.transaction():
+                    return work()
+            except DatabaseError as e:
+                if not e.retryable or self._depth or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.01, 0.1) * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _rollback_quietly(self) -> None:
         # The original error matters; a rollback on a dead connection would mask it.
@@ -219,8 +243,7 @@ class FeatureStore(ABC):
 
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
-            self.execute("DELETE FROM meta WHERE k = ?", (key,))
-            self.execute("INSERT INTO meta (k, v) VALUES (?, ?)", (key, value))
+            self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (key, value))
 
     def changes(self, extractor: ExtractorRow) -> int:
         """The extractor's change counter as of now (see packed.py)."""
@@ -245,10 +268,12 @@ class FeatureStore(ABC):
         return row
 
     def add_extractor(self, name: str, params: str, dim: int) -> None:
-        """Insert an extractor row inside the caller's transaction, its change counter at 0."""
-        self.execute("INSERT INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
+        """Insert an extractor row inside the caller's transaction, its change counter at 0.
+        Another process registering the same name at once (sharded builds) wins quietly:
+        the caller then reads its row and checks its params."""
+        self.execute(f"{self.insert_ignore} INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
         (extractor_id,) = self.execute("SELECT id FROM extractors WHERE name = ?", (name,))[0]
-        self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (packing.changes_key(int(extractor_id)), "0"))
+        self.execute(f"{self.insert_ignore} INTO meta (k, v) VALUES (?, ?)", (packing.changes_key(int(extractor_id)), "0"))
 
     # -- images and their vectors ------------------------------------------------------
     def stored_images(self) -> dict[bytes, StoredImage]:
@@ -270,21 +295,24 @@ class FeatureStore(ABC):
         """One transaction: drop the old features of files whose content changed
         (`replaced_ids`), upsert each image and write its vectors (extractor id -> vector).
         A build killed at any point leaves either the whole batch or none of it."""
-        with self.transaction():
-            for chunk, marks in id_chunks(list(replaced_ids)):
-                packing.mark_stale(self, f"image_id IN ({marks})", chunk)
-                self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
-            self.executemany(
-                self._upsert_images_sql(),
-                [(i.path, i.name, i.bytes, i.mtime_ns, i.sha256, i.width, i.height) for i, _ in items],
-            )
-            ids = self._ids_of_paths([i.path for i, _ in items])
-            by_extractor: dict[int, dict[int, np.ndarray]] = {}
-            for image, vectors in items:
-                for extractor_id, vector in vectors.items():
-                    by_extractor.setdefault(extractor_id, {})[ids[image.path]] = vector
-            for extractor_id, written in by_extractor.items():
-                self._replace_vectors(extractor_id, written)
+        replaced = list(replaced_ids)
+        self.write(lambda: self._write_batch(items, replaced))
+
+    def _write_batch(self, items: list[tuple[ImageRecord, dict[int, np.ndarray]]], replaced_ids: list[int]) -> None:
+        for chunk, marks in id_chunks(replaced_ids):
+            packing.mark_stale(self, f"image_id IN ({marks})", chunk)
+            self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
+        self.executemany(
+            self._upsert_images_sql(),
+            [(i.path, i.name, i.bytes, i.mtime_ns, i.sha256, i.width, i.height) for i, _ in items],
+        )
+        ids = self._ids_of_paths([i.path for i, _ in items])
+        by_extractor: dict[int, dict[int, np.ndarray]] = {}
+        for image, vectors in items:
+            for extractor_id, vector in vectors.items():
+                by_extractor.setdefault(extractor_id, {})[ids[image.path]] = vector
+        for extractor_id, written in by_extractor.items():
+            self._replace_vectors(extractor_id, written)
 
     def replace_vectors(self, extractor: ExtractorRow, vectors: dict[int, np.ndarray]) -> None:
         """Write vectors of existing images (derived sets: the graph's augmented vectors)."""
@@ -309,10 +337,12 @@ class FeatureStore(ABC):
 
     def delete_images(self, ids: list[int]) -> None:
         for chunk, marks in id_chunks(ids):
-            with self.transaction():
-                packing.mark_stale(self, f"image_id IN ({marks})", chunk)
-                self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
-                self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
+            self.write(functools.partial(self._delete_chunk, chunk, marks))
+
+    def _delete_chunk(self, chunk: list[int], marks: str) -> None:
+        packing.mark_stale(self, f"image_id IN ({marks})", chunk)
+        self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
+        self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
 
     def pack(self, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
         """Bring the extractor's packed blocks up to date (see packing.pack)."""

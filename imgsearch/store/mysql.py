@@ -125,6 +125,10 @@ class MySqlStore(FeatureStore):
     def describe_error(self, error: Exception) -> str:
         return describe_mysql_error(error, self.url)
 
+    def is_retryable(self, error: Exception) -> bool:
+        # 1213: deadlock, the transaction was rolled back; 1205: lock wait timeout.
+        return bool(error.args) and error.args[0] in (1213, 1205)
+
     def _upsert_images_sql(self) -> str:
         return (
             "INSERT INTO images (path, name, bytes, mtime_ns, sha256, width, height) "

@@ -200,65 +200,69 @@ def pack(store: FeatureStore, extractor: ExtractorRow, pack_rows: int = DEFAULT_
 
 
 def _pack_step(store: FeatureStore, extractor: ExtractorRow, block_rows: int, step_rows: int) -> PackReport | None:
-    """One transaction of packing; None when there was nothing left to pack."""
+    """One transaction of packing (run again if the server breaks a deadlock with a
+    concurrent builder); None when there was nothing left to pack."""
+    return store.write(lambda: _pack_step_body(store, extractor, block_rows, step_rows))
+
+
+def _pack_step_body(store: FeatureStore, extractor: ExtractorRow, block_rows: int, step_rows: int) -> PackReport | None:
     report = PackReport()
-    with store.transaction():
-        # One pack of an extractor at a time; rows being packed are locked against writers.
-        store.execute(f"SELECT id FROM extractors WHERE id = ?{store.for_update}", (extractor.id,))
-        stale = stale_by_block(store.execute(
-            f"SELECT block_no, image_id FROM packed_stale WHERE extractor_id = ?{store.for_update}", (extractor.id,)
-        ))
-        rewrite = sorted(stale)[: max(1, step_rows // block_rows)]
-        tail_room = step_rows - len(rewrite) * block_rows
-        tail = store.execute(
-            "SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL "
-            f"LIMIT {int(max(tail_room, 0))}{store.for_update}",
-            (extractor.id,),
-        ) if tail_room > 0 else []
-        if not rewrite and not tail:
-            return None
-        blocks = store.execute(
-            "SELECT block_no, n FROM packed_blocks WHERE extractor_id = ? ORDER BY block_no", (extractor.id,)
+    # One pack of an extractor at a time; rows being packed are locked against writers.
+    store.execute(f"SELECT id FROM extractors WHERE id = ?{store.for_update}", (extractor.id,))
+    stale = stale_by_block(store.execute(
+        f"SELECT block_no, image_id FROM packed_stale WHERE extractor_id = ?{store.for_update}", (extractor.id,)
+    ))
+    rewrite = sorted(stale)[: max(1, step_rows // block_rows)]
+    tail_room = step_rows - len(rewrite) * block_rows
+    tail = store.execute(
+        "SELECT image_id, vec FROM features WHERE extractor_id = ? AND packed_block IS NULL "
+        f"LIMIT {int(max(tail_room, 0))}{store.for_update}",
+        (extractor.id,),
+    ) if tail_room > 0 else []
+    if not rewrite and not tail:
+        return None
+    blocks = store.execute(
+        "SELECT block_no, n FROM packed_blocks WHERE extractor_id = ? ORDER BY block_no", (extractor.id,)
+    )
+    rewritten = set(rewrite)
+    if tail and blocks and int(blocks[-1][1]) < block_rows:
+        rewritten.add(int(blocks[-1][0]))  # fill the last block rather than add a small one
+    kept_ids, kept_vectors = [], []
+    for block_no in sorted(rewritten):
+        for ids_blob, vecs_blob in store.execute(
+            "SELECT ids, vecs FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no),
+        ):
+            ids, vectors = without_stale(ids_blob, vecs_blob, extractor.dim, stale.get(block_no))
+            kept_ids.append(ids)
+            kept_vectors.append(vectors)
+            report.blocks_removed += 1
+        store.execute("DELETE FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no))
+    if tail:
+        tail_ids, tail_vectors = rows_to_block(tail, extractor.dim)
+        kept_ids.append(tail_ids)
+        kept_vectors.append(tail_vectors)
+    all_ids = np.concatenate(kept_ids) if kept_ids else np.empty(0, ID_DTYPE)
+    all_vectors = np.vstack(kept_vectors) if kept_vectors else np.empty((0, extractor.dim), VECTOR_DTYPE)
+    last = store.execute("SELECT v FROM meta WHERE k = ?", (last_block_key(extractor.id),))
+    next_block = max([int(b) for b, _ in blocks] + [int(last[0][0]) if last else -1]) + 1
+    for start in range(0, len(all_ids), block_rows):
+        ids = all_ids[start : start + block_rows]
+        store.execute(
+            "INSERT INTO packed_blocks (extractor_id, block_no, n, ids, vecs) VALUES (?, ?, ?, ?, ?)",
+            (extractor.id, next_block, len(ids), ids.astype(ID_DTYPE).tobytes(),
+             np.ascontiguousarray(all_vectors[start : start + block_rows], VECTOR_DTYPE).tobytes()),
         )
-        rewritten = set(rewrite)
-        if tail and blocks and int(blocks[-1][1]) < block_rows:
-            rewritten.add(int(blocks[-1][0]))  # fill the last block rather than add a small one
-        kept_ids, kept_vectors = [], []
-        for block_no in sorted(rewritten):
-            for ids_blob, vecs_blob in store.execute(
-                "SELECT ids, vecs FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no),
-            ):
-                ids, vectors = without_stale(ids_blob, vecs_blob, extractor.dim, stale.get(block_no))
-                kept_ids.append(ids)
-                kept_vectors.append(vectors)
-                report.blocks_removed += 1
-            store.execute("DELETE FROM packed_blocks WHERE extractor_id = ? AND block_no = ?", (extractor.id, block_no))
-        if tail:
-            tail_ids, tail_vectors = rows_to_block(tail, extractor.dim)
-            kept_ids.append(tail_ids)
-            kept_vectors.append(tail_vectors)
-        all_ids = np.concatenate(kept_ids) if kept_ids else np.empty(0, ID_DTYPE)
-        all_vectors = np.vstack(kept_vectors) if kept_vectors else np.empty((0, extractor.dim), VECTOR_DTYPE)
-        last = store.execute("SELECT v FROM meta WHERE k = ?", (last_block_key(extractor.id),))
-        next_block = max([int(b) for b, _ in blocks] + [int(last[0][0]) if last else -1]) + 1
-        for start in range(0, len(all_ids), block_rows):
-            ids = all_ids[start : start + block_rows]
-            store.execute(
-                "INSERT INTO packed_blocks (extractor_id, block_no, n, ids, vecs) VALUES (?, ?, ?, ?, ?)",
-                (extractor.id, next_block, len(ids), ids.astype(ID_DTYPE).tobytes(),
-                 np.ascontiguousarray(all_vectors[start : start + block_rows], VECTOR_DTYPE).tobytes()),
-            )
-            for chunk, marks in id_chunks(ids.tolist()):
-                store.execute(f"UPDATE features SET packed_block = ? WHERE extractor_id = ? AND image_id IN ({marks})",
-                              (next_block, extractor.id, *chunk))
-            report.blocks_written += 1
-            report.vectors_moved += len(ids)
-            next_block += 1
-        store.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (last_block_key(extractor.id), str(next_block - 1)))
-        for chunk, marks in id_chunks(sorted(rewritten)):
-            store.execute(f"DELETE FROM packed_stale WHERE extractor_id = ? AND block_no IN ({marks})",
-                          (extractor.id, *chunk))
-        store.touched.add(extractor.id)
+        for chunk, marks in id_chunks(ids.tolist()):
+            store.execute(f"UPDATE features SET packed_block = ? WHERE extractor_id = ? AND image_id IN ({marks})",
+                          (next_block, extractor.id, *chunk))
+        report.blocks_written += 1
+        report.vectors_moved += len(ids)
+        next_block += 1
+    store.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (last_block_key(extractor.id), str(next_block - 1)))
+    for chunk, marks in id_chunks(sorted(rewritten)):
+        store.execute(f"DELETE FROM packed_stale WHERE extractor_id = ? AND block_no IN ({marks})",
+                      (extractor.id, *chunk))
+    store.touched.add(extractor.id)
     return report
 
 

@@ -1,6 +1,8 @@
 """Builds killed or cut off from their database, then rerun: every image indexed exactly
 once, no orphan rows, no half batch, the packed copy exact."""
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -57,3 +59,19 @@ def test_database_stopped_mid_build(photos, own_server, stop_at) -> None:
     code, err = run_cli(build_args(photos, url))
     assert code == 0, err
     check_integrity(url, EXTRACTORS, expected_images=N_IMAGES)
+
+
+def test_a_shard_killed_while_another_builds_then_rerun(photos, mysql_url) -> None:
+    """Two shard builders into one MariaDB; one is killed with SIGKILL a third of the way
+    through and rerun while the other is still writing: every image once, whole batches,
+    packed == per-row."""
+    other = subprocess.Popen([sys.executable, "-m", "imgsearch", *build_args(photos, mysql_url), "--shard", "1/2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code, _ = run_cli([*build_args(photos, mysql_url), "--shard", "2/2"],
+                      kill_when=lambda: committed_images(mysql_url) >= 0.3 * N_IMAGES)
+    assert code == -signal.SIGKILL, "the shard build ended before the kill"
+    code, err = run_cli([*build_args(photos, mysql_url), "--shard", "2/2"])
+    assert code == 0, err
+    _, err = other.communicate(timeout=600)
+    assert other.returncode == 0, err
+    check_integrity(mysql_url, EXTRACTORS, expected_images=N_IMAGES)

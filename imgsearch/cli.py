@@ -83,6 +83,20 @@ def open_settings_store(settings: Settings, create: bool = False):
     return open_store(settings_url(settings), create=create)
 
 
+def open_reading_store(settings: Settings):
+    """The store a read-only command reads: a replica when some are configured."""
+    import random
+
+    from imgsearch.store import open_replica
+    from imgsearch.store.url import parse_database_url
+
+    if not settings.replicas:
+        return open_settings_store(settings)
+    replica = dataclasses.replace(parse_database_url(random.choice(settings.replicas)),
+                                  read_timeout=settings.read_timeout)
+    return open_replica(settings_url(settings), replica, settings.replica_wait)
+
+
 def settings_url(settings: Settings):
     from imgsearch.store.url import parse_database_url
 
@@ -153,6 +167,9 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
                    "`imgsearch graph` keeps (--dba N for dba-aqe:N).")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")
+@click.option("--replica", metavar="URL", help="Read from this replica of the --db server (default: one of "
+                                               "[database] replicas), after it has applied what the primary had "
+                                               "committed (at most [database] replica_wait s, else an error).")
 @click.option("--regions", type=click.Choice(["none", "map", "crops"]),
               help="A query photo's regions, each scored against the collection, an image scoring by its best: "
                    "finds an object that covers part of the photo (a painting on a wall, a product on a table). "
@@ -162,14 +179,15 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @common_options
 def query(settings: Settings, image: str, extractor: str | None, metric: str | None, top_k: int | None,
           as_json: bool, include_self: bool, parallel: int | None, rerank: str | None, whiten: str | None,
-          regions: str | None) -> None:
+          replica: str | None, regions: str | None) -> None:
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
     from imgsearch.query import display, run_query
 
-    settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel, regions=regions)
-    with open_settings_store(settings) as store:
+    settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel, regions=regions,
+                                   replicas=(replica,) if replica else None)
+    with open_reading_store(settings) as store:
         result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
                            settings.block_rows, include_self, settings.parallel, rerank=rerank, whiten=whiten,
                            regions=settings.regions)

@@ -35,6 +35,8 @@ class Source:
     def convert(self, raw: str, where: str) -> Any:
         if self.kind == "str":
             return raw
+        if self.kind == "urls":
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
         if self.kind == "names":
             names = tuple(x.strip() for x in raw.split(",") if x.strip())
             unknown = [n for n in names if n not in self.choices]
@@ -69,6 +71,8 @@ EXTRACTOR_NAMES = tuple(sorted(EXTRACTORS))
 SOURCES = (
     Source("database", "url", "IMGSEARCH_DB_URL", "db_url", "str"),
     Source("database", "read_timeout", "IMGSEARCH_READ_TIMEOUT", "read_timeout", "int", 1, 86_400),
+    Source("database", "replicas", "IMGSEARCH_REPLICAS", "replicas", "urls"),
+    Source("database", "replica_wait", "IMGSEARCH_REPLICA_WAIT", "replica_wait", "int", 1, 3600),
     Source("collection", "folder", "IMGSEARCH_FOLDER", "folder", "str"),
     Source("build", "extractors", "IMGSEARCH_BUILD_EXTRACTORS", "build_extractors", "names", choices=EXTRACTOR_NAMES),
     Source("build", "workers", "IMGSEARCH_WORKERS", "workers", "int", 1, 256),
@@ -98,6 +102,10 @@ def flag_range(name: str) -> Any:
 class Settings:
     db_url: str | None = None  # None: the embedded SQLite default
     read_timeout: int = DEFAULT_READ_TIMEOUT
+    # Replicas `query` reads from (one at random), after waiting at most replica_wait
+    # seconds for the one chosen to apply what the primary had committed.
+    replicas: tuple[str, ...] = ()
+    replica_wait: int = 10
     folder: str | None = None
     # The demo's colour histograms, and the best plain CNN descriptor measured (cnn-spoc:
     # Corel-1k mAP 0.910 against 0.52 for hsv72; docs/benchmarks.md).

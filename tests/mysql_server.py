@@ -56,7 +56,7 @@ def _wait_until_up(port: int, process: subprocess.Popen, log: Path, seconds: flo
 class ServerProcess:
     """A MariaDB/MySQL server of our own in a temp dir, which tests may stop and restart."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, logging: tuple[str, ...] = ("--skip-log-bin",)) -> None:
         self.server = server
         self.workdir = Path(tempfile.mkdtemp(prefix="imgsearch-mysql-"))
         self.data, self.log = self.workdir / "data", self.workdir / "error.log"
@@ -73,7 +73,7 @@ class ServerProcess:
         self.command = [
             server, "--no-defaults", f"--datadir={self.data}", f"--socket={self.workdir / 'mysqld.sock'}",
             f"--port={self.port}", "--bind-address=127.0.0.1", f"--pid-file={self.workdir / 'mysqld.pid'}",
-            f"--log-error={self.log}", "--skip-log-bin", "--innodb-buffer-pool-size=256M", *as_root,
+            f"--log-error={self.log}", *logging, "--innodb-buffer-pool-size=256M", *as_root,
         ]
 
     @property
@@ -107,6 +107,26 @@ def server_base_url(url: str) -> str:
     if parts.scheme not in ("mysql", "mariadb") or not parts.netloc:
         raise RuntimeError(f"IMGSEARCH_TEST_MYSQL_URL must look like mysql://user:pass@host:3306/, not {url!r}")
     return f"mysql://{parts.netloc}/"
+
+
+@contextmanager
+def replicated_pair(server: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """A primary with a binary log and a replica applying it by GTID, both on loopback."""
+    primary = ServerProcess(server, ("--log-bin=primary-bin", "--server-id=1", "--binlog-format=ROW"))
+    replica = ServerProcess(server, ("--skip-log-bin", "--server-id=2"))
+    try:
+        primary.start()
+        replica.start()
+        conn = pymysql.connect(host="127.0.0.1", port=replica.port, user="root", password="", autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary.port}, MASTER_USER='root', "
+                        "MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos")
+            cur.execute("START SLAVE")
+        conn.close()
+        yield primary, replica
+    finally:
+        replica.remove()
+        primary.remove()
 
 
 def server_binary() -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pymysql
@@ -43,6 +44,35 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
         )
     except pymysql.err.MySQLError as e:
         raise DatabaseError(describe_mysql_error(e, url)) from None
+
+
+@dataclass(frozen=True)
+class ReplicaWait:
+    """What a replica must have applied before it answers: the primary's GTID position,
+    the server's wait function for it and the value that function returns on success."""
+
+    position: str
+    timeout: float
+    sql: str
+    reached: int
+
+
+def primary_position(url: DatabaseUrl, timeout: float) -> ReplicaWait:
+    """The primary's current GTID position, as a wait for a replica (MariaDB's
+    MASTER_GTID_WAIT, MySQL's WAIT_FOR_EXECUTED_GTID_SET)."""
+    conn = _connect(url, None)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            if "mariadb" in str(cur.fetchone()[0]).lower():
+                cur.execute("SELECT @@gtid_binlog_pos")
+                return ReplicaWait(str(cur.fetchone()[0]), timeout, "SELECT MASTER_GTID_WAIT(%s, %s)", 0)
+            cur.execute("SELECT @@gtid_executed")
+            return ReplicaWait(str(cur.fetchone()[0]), timeout, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", 0)
+    except pymysql.err.MySQLError as e:
+        raise DatabaseError(describe_mysql_error(e, url)) from None
+    finally:
+        close_quietly(conn)
 
 
 def database_exists(url: DatabaseUrl) -> bool:
@@ -86,12 +116,34 @@ class MySqlStore(FeatureStore):
     dialect = "mysql"
     ph = "%s"
 
-    def __init__(self, url: DatabaseUrl, create: bool) -> None:
+    def __init__(self, url: DatabaseUrl, create: bool, wait_for: ReplicaWait | None = None) -> None:
         self.url = url
         self.net_write_timeout = SCAN_NET_WRITE_TIMEOUT
+        self.wait_for = wait_for
         if create:
             self._create_database()
-        super().__init__(_connect(url, url.database))
+        super().__init__(self._connected(_connect(url, url.database)))
+
+    def _connected(self, conn: pymysql.connections.Connection) -> pymysql.connections.Connection:
+        """A connection to a replica first waits until it has applied the primary's state
+        as of `wait_for`: every connection of one command (the parts of a parallel scan
+        too) then reads that state or a later one, never an older one."""
+        if self.wait_for is None:
+            return conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute(self.wait_for.sql, (self.wait_for.position, self.wait_for.timeout))
+                (outcome,) = cur.fetchone()
+        except pymysql.err.MySQLError as e:
+            close_quietly(conn)
+            raise DatabaseError(describe_mysql_error(e, self.url)) from None
+        if outcome is None or int(outcome) != self.wait_for.reached:
+            close_quietly(conn)
+            raise DatabaseError(
+                f"the replica at {self.url.redacted()} did not apply the primary's state ({self.wait_for.position}) "
+                f"within {self.wait_for.timeout:g} s: its replication is stopped or behind; no stale answer was given"
+            )
+        return conn
 
     def _create_database(self) -> None:
         # The name was validated as [A-Za-z0-9_]+ when the URL was parsed: safe to quote.
@@ -176,7 +228,7 @@ class MySqlStore(FeatureStore):
 
     @contextmanager
     def read_snapshot(self) -> Iterator[Any]:
-        conn = _connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor)
+        conn = self._connected(_connect(self.url, self.url.database, cursorclass=pymysql.cursors.SSCursor))
         cur = conn.cursor()
         try:
             cur.execute("SET SESSION net_write_timeout = %s", (self.net_write_timeout,))

@@ -47,7 +47,8 @@ def test_readme_first_command_verbatim_in_a_fresh_clone_with_a_real_install(tmp_
     """`pip install .` (not editable) into a fresh virtual environment, then the README's
     command from the clone's root, where `python -m imgsearch` imports the source tree:
     what only a real install breaks shows here, not in CI's editable install. The
-    command's `../shared/data/corel1k` is made beside the clone from the test's photos."""
+    command's photo folder (the shared Corel set, one level up) is made beside the clone from
+    the test's own photos: nothing outside the temporary directory is read."""
     clone = tmp_path / "main"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
     collection = tmp_path / "shared" / "data" / "corel1k"

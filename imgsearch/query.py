@@ -209,13 +209,13 @@ def search(
     raise ImgsearchError("images kept being deleted while the query ran; run it again")
 
 
-def named(store: FeatureStore, ranking: list[tuple[int, float]], first_rank: int = 1) -> list[Match] | None:
+def named(store: FeatureStore, ranking: list[tuple[int, float]]) -> list[Match] | None:
     """The ranking with each image's name and path; None if one of them is gone."""
     rows = store.images_by_ids([image_id for image_id, _ in ranking])
     if not all(image_id in rows for image_id, _ in ranking):
         return None
     return [Match(rank, image_id, rows[image_id].name, rows[image_id].path, score)
-            for rank, (image_id, score) in enumerate(ranking, start=first_rank)]
+            for rank, (image_id, score) in enumerate(ranking, start=1)]
 
 
 def display(name: bytes) -> str:

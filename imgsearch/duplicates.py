@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from imgsearch.errors import ImgsearchError
 from imgsearch.query import stored_row
 from imgsearch.scan.metrics import Metric, get_metric
+from imgsearch.scan.store_scan import prepared_rows
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.graph_tables import find_graph, graph_is_behind, iter_lists, list_capacity
 from imgsearch.store.records import ExtractorRow, StoredImage
@@ -85,11 +86,8 @@ def self_join_pairs(
     lefts, rights, scores = [], [], []
     for start in range(0, len(ids), CHUNK_ROWS):
         chunk = ids[start : start + CHUNK_ROWS]
-        vectors = store.vectors(row, chunk)
-        chunk = [i for i in chunk if i in vectors]
-        chunk_ids = np.array(chunk, dtype=np.int64)
-        prepared = metric.prepare_rows(np.vstack([vectors[i] for i in chunk])) if chunk else None
-        if prepared is None:
+        chunk_ids, prepared = prepared_rows(store, row, metric, chunk)
+        if not len(chunk_ids):
             continue
         with threadpool_limits(limits=1, user_api="blas"):
             for block_ids, block in store.stream_blocks(row, block_rows):
@@ -99,7 +97,7 @@ def self_join_pairs(
                 rights.append(block_ids[r])
                 scores.append(product[r, c])
         if progress:
-            progress(len(chunk), len(ids))
+            progress(len(chunk_ids), len(ids))
     return _pairs(lefts, rights, scores)
 
 

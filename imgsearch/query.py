@@ -159,9 +159,15 @@ def run_query(
     started = time.perf_counter()
     spec = parse_rerank(rerank, whiten)
     row, extractor = stored_extractor(store, extractor_name)
-    vector, own_id = query_vector(store, row, extractor, image, None if spec else regions)
+    vector, own_id = query_vector(store, row, extractor, image, regions_for(spec, regions))
     return search(store, row, vector, own_id, image, metric_name, top_k, block_rows, include_self, parallel, spec,
                   whiten, started)
+
+
+def regions_for(spec: Spec | None, regions: str | None) -> str | None:
+    """The regions a photo query uses: none when it is re-ranked, as query expansion
+    starts from one vector (and after regions it loses: docs/benchmarks.md)."""
+    return None if spec else regions
 
 
 def parse_rerank(rerank: str | None, whiten: str | None) -> Spec | None:

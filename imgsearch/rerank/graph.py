@@ -21,6 +21,7 @@ from tqdm import tqdm
 from imgsearch.errors import ImgsearchError
 from imgsearch.rerank.maths import augment, positions_in
 from imgsearch.scan.metrics import Metric, get_metric
+from imgsearch.scan.store_scan import prepared_rows
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.graph_tables import (
     GraphRow,
@@ -193,10 +194,8 @@ def _scan_chunk(
 ) -> tuple[dict[int, NeighbourList], Proposals]:
     """One pass over the collection: the top k of each chunk image (itself excluded),
     and the chunk images that beat an older node's k-th score."""
-    vectors = store.vectors(extractor, chunk)
-    chunk = [i for i in chunk if i in vectors]  # deleted since the ids were read
-    chunk_ids = np.array(chunk, dtype=np.int64)
-    prepared = metric.prepare_rows(np.vstack([vectors[i] for i in chunk])) if chunk else np.empty((0, extractor.dim))
+    chunk_ids, prepared = prepared_rows(store, extractor, metric, chunk)
+    chunk = chunk_ids.tolist()
     k = list_capacity(graph)
     best_ids = np.full((len(chunk), k), -1, dtype=np.int64)
     best_scores = np.full((len(chunk), k), -np.inf, dtype=np.float32)

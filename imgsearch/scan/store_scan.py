@@ -49,3 +49,15 @@ class StoreScan:
 
     def _stream(self, extractor: ExtractorRow, part: int, parts: int, snapshot: Snapshot) -> Iterable[Block]:
         return self.store.stream_blocks(extractor, self.block_rows, True, part, parts, snapshot)
+
+
+def prepared_rows(
+    store: FeatureStore, extractor: ExtractorRow, metric: Metric, ids: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stored vectors of these images prepared for the metric, with their ids (images
+    deleted since the ids were read are left out): the left side of a self-join."""
+    vectors = store.vectors(extractor, ids)
+    kept = [i for i in ids if i in vectors]
+    if not kept:
+        return np.empty(0, np.int64), np.empty((0, extractor.dim), np.float32)
+    return np.array(kept, dtype=np.int64), metric.prepare_rows(np.vstack([vectors[i] for i in kept]))

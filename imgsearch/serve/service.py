@@ -20,6 +20,7 @@ from imgsearch.query import (
     named,
     parse_rerank,
     photo_vector,
+    regions_for,
     search,
     stored_extractor,
     stored_row,
@@ -103,7 +104,7 @@ class Service:
         pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
         with self.db() as store:
             row, extractor = stored_extractor(store, request.extractor)
-        regions = None if request.rerank else request.regions  # re-ranking expands one vector
+        regions = regions_for(parse_rerank(request.rerank, request.whiten), request.regions)
         return self.search_vector(row, photo_vector(extractor, pixels, regions), None, "upload", request)
 
     def search_name(self, name: str, request: SearchRequest) -> dict:

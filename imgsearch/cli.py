@@ -85,16 +85,23 @@ def open_settings_store(settings: Settings, create: bool = False):
 
 def open_reading_store(settings: Settings):
     """The store a read-only command reads: a replica when some are configured."""
+    from imgsearch.store.replica import open_replica
+
+    replica = replica_url(settings)
+    if replica is None:
+        return open_settings_store(settings)
+    return open_replica(settings_url(settings), replica, settings.replica_wait)
+
+
+def replica_url(settings: Settings):
+    """One of the configured replicas, at random (the reads spread over them), or None."""
     import random
 
-    from imgsearch.store import open_replica
     from imgsearch.store.url import parse_database_url
 
     if not settings.replicas:
-        return open_settings_store(settings)
-    replica = dataclasses.replace(parse_database_url(random.choice(settings.replicas)),
-                                  read_timeout=settings.read_timeout)
-    return open_replica(settings_url(settings), replica, settings.replica_wait)
+        return None
+    return dataclasses.replace(parse_database_url(random.choice(settings.replicas)), read_timeout=settings.read_timeout)
 
 
 def settings_url(settings: Settings):
@@ -411,9 +418,14 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
 @click.option("--upload-limit", default="20M", show_default=True, metavar="SIZE", help="Largest upload accepted.")
 @click.option("--thumbnails", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for cached thumbnails (default: ~/.cache/imgsearch/thumbnails/<index>).")
+@click.option("--replica", metavar="URL", help="Read from this replica of the --db server (default: one of "
+                                               "[database] replicas). Every request first waits until it has applied "
+                                               "what the primary had committed (at most [database] replica_wait s, "
+                                               "else an error, 503).")
 @common_options
 def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...], metrics: tuple[str, ...],
-          max_memory: str | None, token: str | None, no_auth: bool, upload_limit: str, thumbnails: Path | None) -> None:
+          max_memory: str | None, token: str | None, no_auth: bool, upload_limit: str, thumbnails: Path | None,
+          replica: str | None) -> None:
     """Run the search service: a REST API (OpenAPI docs at /docs) and a web page at /.
 
     Holds each extractor's vectors in memory, prepared for the served metrics, answers
@@ -421,9 +433,11 @@ def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...],
     request first checks the index's change counter and takes in only what changed."""
     from imgsearch.serve.run import ServeOptions, run_service
 
+    settings = settings.with_flags(replicas=(replica,) if replica else None)
     run_service(ServeOptions(settings_url(settings), host, port, extractors, metrics or (settings.metric,),
                              settings.extractor, settings.metric, max_memory, token, no_auth, upload_limit, thumbnails,
-                             settings.block_rows, settings.parallel, settings.regions))
+                             settings.block_rows, settings.parallel, settings.regions, replica_url(settings),
+                             settings.replica_wait))
 
 
 @cli.command()

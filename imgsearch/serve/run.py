@@ -32,6 +32,8 @@ class ServeOptions:
     block_rows: int
     parallel: int
     regions: str
+    replica: DatabaseUrl | None
+    replica_wait: float
 
 
 def parse_size(text: str, what: str) -> int:
@@ -71,7 +73,7 @@ def run_service(options: ServeOptions) -> None:
     config = ServeConfig(options.url, options.extractors, options.metrics, options.default_extractor,
                          options.default_metric,
                          parse_size(options.max_memory, "--max-memory") if options.max_memory else half_the_memory(),
-                         options.block_rows, options.parallel, options.regions)
+                         options.block_rows, options.parallel, options.regions, options.replica, options.replica_wait)
     service = Service(config)
     try:
         if config.default_extractor not in service.resident and service.resident:
@@ -79,7 +81,8 @@ def run_service(options: ServeOptions) -> None:
             service.config = config
         app = create_app(service, parse_size(options.upload_limit, "--upload-limit"), options.token,
                          options.thumbnails or thumbnail_folder(options.url))
-        print(f"imgsearch: serving {options.url.redacted()} on http://{options.host}:{options.port}/ "
+        reading = f" read from the replica {options.replica.redacted()}" if options.replica else ""
+        print(f"imgsearch: serving {options.url.redacted()}{reading} on http://{options.host}:{options.port}/ "
               f"({', '.join(f'{name}: ' + ('resident' if index else 'streamed') for name, index in service.resident.items())})",
               flush=True)
         uvicorn.run(app, host=options.host, port=options.port, log_level="warning")

@@ -31,6 +31,7 @@ from imgsearch.serve.resident import ResidentIndex
 from imgsearch.store import open_store
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.records import ExtractorRow, StoredImage
+from imgsearch.store.replica import ReplicaReads
 from imgsearch.store.url import DatabaseUrl
 
 # Memory per resident row beyond its prepared vectors: the id, and room for one
@@ -49,6 +50,8 @@ class ServeConfig:
     block_rows: int = 1024
     parallel: int = 1
     regions: str = "crops"  # an upload's regions unless the request says otherwise
+    replica: DatabaseUrl | None = None  # read here, after catching up with `url` (the primary) at every request
+    replica_wait: float = 10
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class Service:
     _db_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._store = open_store(self.config.url)
+        self._replica = ReplicaReads(self.config.url, self.config.replica, self.config.replica_wait) \
+            if self.config.replica else None
+        self._store = self._open()
         budget = self.config.max_memory
         metrics = [get_metric(m) for m in self.config.metrics]
         counts = self._store.count_features()
@@ -83,15 +88,28 @@ class Service:
             need = int(counts.get(row.id, 0) * (row.dim * 4 * len(metrics) + 8) * COMPACTION_HEADROOM)
             if need <= budget:
                 budget -= need
-                self.resident[row.name] = ResidentIndex(lambda: open_store(self.config.url), row, metrics)
+                self.resident[row.name] = ResidentIndex(self._open, row, metrics)
             else:
                 self.resident[row.name] = None
+
+    def _open(self) -> FeatureStore:
+        return self._replica.open() if self._replica else open_store(self.config.url)
 
     def close(self) -> None:
         for index in self.resident.values():
             if index is not None:
                 index.close()
         self._store.close()
+        if self._replica:
+            self._replica.close()
+
+    def _caught_up(self) -> None:
+        """On a replica, wait until it holds what the primary had committed when the request
+        came in: every read of the request (the resident copy's counter check included,
+        on its own connection to the same replica) sees that state or a later one."""
+        if self._replica:
+            with self.db() as store:
+                self._replica.catch_up(store)
 
     @contextmanager
     def db(self) -> Iterator[FeatureStore]:
@@ -102,19 +120,26 @@ class Service:
 
     def search_upload(self, data: bytes, request: SearchRequest) -> dict:
         pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
+        self._caught_up()
         with self.db() as store:
             row, extractor = stored_extractor(store, request.extractor)
         regions = regions_for(parse_rerank(request.rerank, request.whiten), request.regions)
-        return self.search_vector(row, photo_vector(extractor, pixels, regions), None, "upload", request)
+        return self._search_vector(row, photo_vector(extractor, pixels, regions), None, "upload", request)
 
     def search_name(self, name: str, request: SearchRequest) -> dict:
+        self._caught_up()
         with self.db() as store:
             row = stored_row(store, request.extractor)  # the stored vector is the query: nothing to extract
             vector, own_id = indexed_vector(store, row, name)
-        return self.search_vector(row, vector, own_id, name, request)
+        return self._search_vector(row, vector, own_id, name, request)
 
     def search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-                request: SearchRequest) -> dict:
+                      request: SearchRequest) -> dict:
+        self._caught_up()
+        return self._search_vector(row, vector, own_id, label, request)
+
+    def _search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
+                       request: SearchRequest) -> dict:
         started = time.perf_counter()
         spec = parse_rerank(request.rerank, request.whiten)
         wanted = request.offset + request.k
@@ -148,6 +173,7 @@ class Service:
         raise ImgsearchError("images kept being deleted while the query ran; run it again")
 
     def image(self, image_id: int) -> StoredImage:
+        self._caught_up()
         with self.db() as store:
             found = store.images_by_ids([image_id]).get(image_id)
         if found is None:
@@ -155,6 +181,7 @@ class Service:
         return found
 
     def collection_root(self) -> Path:
+        self._caught_up()
         with self.db() as store:
             root = store.get_meta(COLLECTION_ROOT_KEY)
         if root is None:
@@ -162,6 +189,7 @@ class Service:
         return Path(root)
 
     def stats(self) -> dict:
+        self._caught_up()
         with self.db() as store:
             counts = store.count_features()
             extractors = store.extractors()
@@ -181,11 +209,14 @@ class Service:
             }
         return {"images": images, "extractors": served, "metrics": list(self.config.metrics),
                 "default_extractor": self.config.default_extractor, "default_metric": self.config.default_metric,
-                "database": self.config.url.scheme, "uptime_s": round(time.time() - self.started, 1)}
+                "database": self.config.url.scheme,
+                "replica": self.config.replica.redacted() if self.config.replica else None,
+                "uptime_s": round(time.time() - self.started, 1)}
 
     def duplicates(self, extractor: str | None, threshold: float | None, reference: str | None) -> dict:
         from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, as_json, find_duplicates
 
+        self._caught_up()
         with self.db() as store:
             report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, "cosine",
                                      DEFAULT_THRESHOLD if threshold is None else threshold, reference,
@@ -195,6 +226,7 @@ class Service:
         return answer
 
     def health(self) -> dict:
+        self._caught_up()
         with self.db() as store:
             lag = {e.name: store.changes(e) - index.state.changes
                    for e in store.extractors() if (index := self.resident.get(e.name)) is not None}

@@ -1,7 +1,6 @@
 """Feature stores: MySQL/MariaDB (the reference backend) and SQLite (embedded default)."""
 from __future__ import annotations
 
-from imgsearch.errors import ImgsearchError
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.url import DatabaseUrl
 
@@ -22,23 +21,6 @@ def open_store(url: DatabaseUrl, create: bool = False) -> FeatureStore:
             store.ensure_schema()
         else:
             store.require_schema()
-    except BaseException:
-        store.close()
-        raise
-    return store
-
-
-def open_replica(primary: DatabaseUrl, replica: DatabaseUrl, timeout: float) -> FeatureStore:
-    """A store that reads from `replica` what the primary had committed when it opened:
-    each of its connections first waits (at most `timeout` seconds, else an error) until
-    the replica has applied the primary's GTID position of that moment."""
-    from imgsearch.store.mysql import MySqlStore, primary_position
-
-    if primary.scheme != "mysql" or replica.scheme != "mysql":
-        raise ImgsearchError("replicas are MySQL / MariaDB servers: both the database and the replica need mysql:// URLs")
-    store = MySqlStore(replica, create=False, wait_for=primary_position(primary, timeout))
-    try:
-        store.require_schema()
     except BaseException:
         store.close()
         raise

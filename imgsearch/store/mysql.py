@@ -3,6 +3,7 @@ its own connection, so the main connection stays free to resolve names."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,22 +58,52 @@ class ReplicaWait:
     reached: int
 
 
-def primary_position(url: DatabaseUrl, timeout: float) -> ReplicaWait:
+class PrimaryClock:
     """The primary's current GTID position, as a wait for a replica (MariaDB's
-    MASTER_GTID_WAIT, MySQL's WAIT_FOR_EXECUTED_GTID_SET)."""
-    conn = _connect(url, None)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT VERSION()")
-            if "mariadb" in str(cur.fetchone()[0]).lower():
+    MASTER_GTID_WAIT, MySQL's WAIT_FOR_EXECUTED_GTID_SET), read on one kept connection: a
+    `serve` process asks at every request."""
+
+    def __init__(self, url: DatabaseUrl, timeout: float) -> None:
+        self.url, self.timeout = url, timeout
+        self._conn: pymysql.connections.Connection | None = None
+        self._mariadb = True
+        self._lock = threading.Lock()
+
+    def position(self) -> ReplicaWait:
+        with self._lock:
+            # A kept connection may have been closed by the server (wait_timeout, a
+            # restart) since the last request: it gets one fresh connection, then the error.
+            retried = self._conn is None
+            while True:
+                try:
+                    return self._read()
+                except pymysql.err.MySQLError as e:
+                    self._drop()
+                    if retried:
+                        raise DatabaseError(describe_mysql_error(e, self.url)) from None
+                    retried = True
+
+    def _read(self) -> ReplicaWait:
+        if self._conn is None:
+            self._conn = _connect(self.url, None)
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                self._mariadb = "mariadb" in str(cur.fetchone()[0]).lower()
+        with self._conn.cursor() as cur:
+            if self._mariadb:
                 cur.execute("SELECT @@gtid_binlog_pos")
-                return ReplicaWait(str(cur.fetchone()[0]), timeout, "SELECT MASTER_GTID_WAIT(%s, %s)", 0)
+                return ReplicaWait(str(cur.fetchone()[0]), self.timeout, "SELECT MASTER_GTID_WAIT(%s, %s)", 0)
             cur.execute("SELECT @@gtid_executed")
-            return ReplicaWait(str(cur.fetchone()[0]), timeout, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", 0)
-    except pymysql.err.MySQLError as e:
-        raise DatabaseError(describe_mysql_error(e, url)) from None
-    finally:
-        close_quietly(conn)
+            return ReplicaWait(str(cur.fetchone()[0]), self.timeout, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", 0)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            close_quietly(self._conn)
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
 
 
 def database_exists(url: DatabaseUrl) -> bool:
@@ -128,22 +159,33 @@ class MySqlStore(FeatureStore):
         """A connection to a replica first waits until it has applied the primary's state
         as of `wait_for`: every connection of one command (the parts of a parallel scan
         too) then reads that state or a later one, never an older one."""
-        if self.wait_for is None:
-            return conn
+        if self.wait_for is not None:
+            try:
+                self._wait(conn, self.wait_for)
+            except DatabaseError:
+                close_quietly(conn)
+                raise
+        return conn
+
+    def follow(self, position: ReplicaWait) -> None:
+        """Wait until this replica has applied `position`; connections opened from now on
+        wait for it too. A replica applies in the primary's commit order for the whole
+        server, so every connection to it, old or new, then reads that state or a later one."""
+        self._wait(self.conn, position)
+        self.wait_for = position
+
+    def _wait(self, conn: pymysql.connections.Connection, position: ReplicaWait) -> None:
         try:
             with conn.cursor() as cur:
-                cur.execute(self.wait_for.sql, (self.wait_for.position, self.wait_for.timeout))
+                cur.execute(position.sql, (position.position, position.timeout))
                 (outcome,) = cur.fetchone()
         except pymysql.err.MySQLError as e:
-            close_quietly(conn)
             raise DatabaseError(describe_mysql_error(e, self.url)) from None
-        if outcome is None or int(outcome) != self.wait_for.reached:
-            close_quietly(conn)
+        if outcome is None or int(outcome) != position.reached:
             raise DatabaseError(
-                f"the replica at {self.url.redacted()} did not apply the primary's state ({self.wait_for.position}) "
-                f"within {self.wait_for.timeout:g} s: its replication is stopped or behind; no stale answer was given"
+                f"the replica at {self.url.redacted()} did not apply the primary's state ({position.position}) "
+                f"within {position.timeout:g} s: its replication is stopped or behind; no stale answer was given"
             )
-        return conn
 
     def _create_database(self) -> None:
         # The name was validated as [A-Za-z0-9_]+ when the URL was parsed: safe to quote.

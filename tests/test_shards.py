@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from cli_runner import imgsearch
 from photos import write_collection
+from test_graph import exact_order
 
 from imgsearch.index.shards import parse_shard, shard_of
 from imgsearch.scan.kernel import scan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
+from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
 from imgsearch.store.url import parse_database_url
 
 EXTRACTORS = ("-e", "rgb", "-e", "hsv72")
@@ -35,14 +37,10 @@ def index_contents(db: str) -> dict:
     return found
 
 
-@pytest.mark.parametrize("shards", [2, 3])
-def test_concurrent_shard_builds_make_the_index_one_build_makes(tmp_path, db_url, shards) -> None:
-    folder = tmp_path / "photos"
-    for sub in ("x", "y", "z"):
-        write_collection(folder / sub)
-    plain = f"sqlite:///{tmp_path / 'plain.sqlite3'}"
-    assert imgsearch("build", folder, "--db", plain, *EXTRACTORS).code == 0
-    runs = [subprocess.Popen([sys.executable, "-m", "imgsearch", "build", str(folder), "--db", db_url, *EXTRACTORS,
+def shard_builds(folder, db: str, shards: int, new_files: int, *extractors: str) -> None:
+    """`shards` concurrent `build --shard I/N` processes into `db`; every new file indexed
+    once, by exactly one shard."""
+    runs = [subprocess.Popen([sys.executable, "-m", "imgsearch", "build", str(folder), "--db", db, *extractors,
                               "--shard", f"{i}/{shards}", "--batch-size", "2", "-j", "1"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(1, shards + 1)]
@@ -51,8 +49,62 @@ def test_concurrent_shard_builds_make_the_index_one_build_makes(tmp_path, db_url
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
         indexed += int(out.split("indexed ")[1].split(",")[0])
-    assert indexed == 27  # every file once, by exactly one shard
+    assert indexed == new_files
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_concurrent_shard_builds_make_the_index_one_build_makes(tmp_path, db_url, shards) -> None:
+    folder = tmp_path / "photos"
+    for sub in ("x", "y", "z"):
+        write_collection(folder / sub)
+    plain = f"sqlite:///{tmp_path / 'plain.sqlite3'}"
+    assert imgsearch("build", folder, "--db", plain, *EXTRACTORS).code == 0
+    shard_builds(folder, db_url, shards, 27, *EXTRACTORS)
     assert index_contents(db_url) == index_contents(plain)
+
+
+def graph_scores(db: str) -> dict:
+    """Per image path, the scores of its stored neighbour list."""
+    with open_store(parse_database_url(db)) as store:
+        paths = {img.id: img.path for img in store.stored_images().values()}
+        (graph,) = graphs_of(store, next(e for e in store.extractors() if e.name == "rgb"))
+        return {paths[i]: nl.scores for i, nl in neighbour_lists(store, graph, sorted(paths)).items()}
+
+
+def assert_exact_up_to_ties(db: str) -> None:
+    """Every image's stored list holds the true top scores, each neighbour with its own
+    true score. The collection is three copies of the same photos: scores tie, and which
+    tied image comes first may differ by one float rounding between computations."""
+    with open_store(parse_database_url(db)) as store:
+        extractor = next(e for e in store.extractors() if e.name == "rgb")
+        (graph,) = graphs_of(store, extractor)
+        truth = exact_order(store, extractor, get_metric("cosine"))
+        stored = neighbour_lists(store, graph, sorted(truth))
+        assert set(stored) == set(truth) and graph_lag(store, graph, extractor) == 0
+        for image_id, (ids, scores) in truth.items():
+            held = stored[image_id]
+            assert len(held.ids) >= graph.k
+            np.testing.assert_allclose(held.scores, scores[: len(held.ids)], atol=1e-5)
+            own_score = dict(zip(ids, scores))
+            np.testing.assert_allclose(held.scores, [own_score[i] for i in held.ids.tolist()], atol=1e-5)
+
+
+def test_a_kept_graph_stays_exact_under_concurrent_shard_builds(tmp_path, db_url) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder / "x")
+    plain = f"sqlite:///{tmp_path / 'plain.sqlite3'}"
+    for db in (plain, db_url):
+        assert imgsearch("build", folder, "--db", db, "-e", "rgb").code == 0
+        assert imgsearch("graph", "--db", db, "-e", "rgb", "-m", "cosine", "-n", "4").code == 0
+    for sub in ("y", "z"):
+        write_collection(folder / sub)
+    assert imgsearch("build", folder, "--db", plain, "-e", "rgb").code == 0
+    shard_builds(folder, db_url, 3, 18, "-e", "rgb")
+    assert_exact_up_to_ties(db_url)
+    sharded, one_build = graph_scores(db_url), graph_scores(plain)
+    assert sorted(sharded) == sorted(one_build) and len(sharded) == 27
+    for path, scores in one_build.items():
+        np.testing.assert_allclose(sharded[path], scores, atol=1e-5)
 
 
 def test_a_sharded_build_removes_only_its_own_vanished_files(tmp_path) -> None:

@@ -66,10 +66,14 @@ class Backbone:
         return features, logits
 
 
-@functools.cache
 def backbone() -> Backbone:
-    # Worker processes of a build each run one image at a time on one core.
-    threads = 1 if os.environ.get("IMGSEARCH_WORKER") else None
+    # A build's workers each run one image at a time on one core (see index/extraction.py);
+    # a query has the machine to itself.
+    return _backbone(1 if os.environ.get("IMGSEARCH_WORKER") else None)
+
+
+@functools.cache
+def _backbone(threads: int | None) -> Backbone:
     return Backbone(threads=threads)
 
 

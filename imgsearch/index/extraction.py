@@ -6,6 +6,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,7 +44,11 @@ def extract_all(pixels: np.ndarray, specs: Iterable[ExtractorSpec]) -> dict[str,
 def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
     """fn over items, in `workers` processes (in this one when workers is 1), results in
     completion order. Chunks amortise the inter-process hand-off on small images."""
-    if workers <= 1 or len(items) <= 1:
+    if workers <= 1:
+        with one_core():
+            yield from map(fn, items)
+        return
+    if len(items) <= 1:
         yield from map(fn, items)
         return
     chunksize = max(1, min(16, len(items) // (workers * 8)))
@@ -60,6 +65,20 @@ def _quiet_worker() -> None:
     # oversubscribe the cores that the other workers use.
     cv2.setNumThreads(1)
     os.environ["IMGSEARCH_WORKER"] = "1"
+
+
+@contextmanager
+def one_core() -> Iterator[None]:
+    """A one-worker build in this process uses one core, as each worker of a larger one
+    does: shard builders side by side (or beside other work) do not oversubscribe."""
+    threads, flag = cv2.getNumThreads(), os.environ.get("IMGSEARCH_WORKER")
+    _quiet_worker()
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+        if flag is None:
+            os.environ.pop("IMGSEARCH_WORKER", None)
 
 
 FIT_SAMPLE = 256

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from cli_runner import imgsearch
 from photos import write_collection
-from test_graph import exact_order
+from test_graph import check_exact_up_to_ties
 
 from imgsearch.index.shards import parse_shard, shard_of
 from imgsearch.scan.kernel import scan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
+from imgsearch.store.graph_tables import graphs_of, neighbour_lists
 from imgsearch.store.url import parse_database_url
 
 EXTRACTORS = ("-e", "rgb", "-e", "hsv72")
@@ -71,24 +71,6 @@ def graph_scores(db: str) -> dict:
         return {paths[i]: nl.scores for i, nl in neighbour_lists(store, graph, sorted(paths)).items()}
 
 
-def assert_exact_up_to_ties(db: str) -> None:
-    """Every image's stored list holds the true top scores, each neighbour with its own
-    true score. The collection is three copies of the same photos: scores tie, and which
-    tied image comes first may differ by one float rounding between computations."""
-    with open_store(parse_database_url(db)) as store:
-        extractor = next(e for e in store.extractors() if e.name == "rgb")
-        (graph,) = graphs_of(store, extractor)
-        truth = exact_order(store, extractor, get_metric("cosine"))
-        stored = neighbour_lists(store, graph, sorted(truth))
-        assert set(stored) == set(truth) and graph_lag(store, graph, extractor) == 0
-        for image_id, (ids, scores) in truth.items():
-            held = stored[image_id]
-            assert len(held.ids) >= graph.k
-            np.testing.assert_allclose(held.scores, scores[: len(held.ids)], atol=1e-5)
-            own_score = dict(zip(ids, scores))
-            np.testing.assert_allclose(held.scores, [own_score[i] for i in held.ids.tolist()], atol=1e-5)
-
-
 def test_a_kept_graph_stays_exact_under_concurrent_shard_builds(tmp_path, db_url) -> None:
     folder = tmp_path / "photos"
     write_collection(folder / "x")
@@ -100,7 +82,10 @@ def test_a_kept_graph_stays_exact_under_concurrent_shard_builds(tmp_path, db_url
         write_collection(folder / sub)
     assert imgsearch("build", folder, "--db", plain, "-e", "rgb").code == 0
     shard_builds(folder, db_url, 3, 18, "-e", "rgb")
-    assert_exact_up_to_ties(db_url)
+    with open_store(parse_database_url(db_url)) as store:
+        extractor = next(e for e in store.extractors() if e.name == "rgb")
+        (graph,) = graphs_of(store, extractor)
+        check_exact_up_to_ties(store, extractor, graph, get_metric("cosine"))
     sharded, one_build = graph_scores(db_url), graph_scores(plain)
     assert sorted(sharded) == sorted(one_build) and len(sharded) == 27
     for path, scores in one_build.items():

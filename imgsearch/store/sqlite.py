@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,25 @@ from imgsearch.store.url import DatabaseUrl
 
 # SQLite's own limit on a value is 1 GB; packed rows stay as small as on MySQL.
 SQLITE_MAX_ROW_BYTES = 16 * 2**20
+
+
+LOCK_TIMEOUT_S = 60
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """WAL lets queries read a consistent snapshot while a build writes. Switching a new
+    file to WAL needs it exclusively, and SQLite answers "locked" at once, without its
+    busy wait, when another process (a second shard builder) is switching it too: retry.
+    Once the file is in WAL the pragma takes no lock."""
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class SqliteStore(FeatureStore):
@@ -29,10 +49,9 @@ class SqliteStore(FeatureStore):
         try:
             # Used from one thread at a time, but not always the one that opened it (the
             # service runs requests in a thread pool, behind its own lock).
-            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
-            # WAL lets queries read a consistent snapshot while a build writes.
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open SQLite database {self.path}: {e}") from None
         super().__init__(conn)
@@ -96,7 +115,7 @@ class SqliteStore(FeatureStore):
     @contextmanager
     def read_snapshot(self) -> Iterator[sqlite3.Cursor]:
         # A separate connection whose read transaction is one snapshot.
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("BEGIN")
             yield conn.cursor()

@@ -8,10 +8,12 @@ import pytest
 from cli_runner import imgsearch
 from mysql_server import HOW_TO_GET_ONE, replicated_pair, server_binary
 from photos import write_collection
-from served import serving
+from served import free_port, serving
 from test_cli_errors import assert_clean_failure
 
+from imgsearch.errors import DatabaseError
 from imgsearch.store import open_store
+from imgsearch.store.mysql import PrimaryClock
 from imgsearch.store.url import parse_database_url
 
 
@@ -117,3 +119,20 @@ def test_two_servers_on_a_replica_answer_the_primary_state_or_fail(pair, tmp_pat
             replica_sql(replica, "START SLAVE SQL_THREAD")
         assert answers() == [(on_primary(), primary_state(), primary_state())] * 2
         assert len(on_primary()) == 25
+
+
+def test_the_primary_clock_reconnects_once_then_names_the_primary(pair) -> None:
+    """A `serve` process keeps one connection to the primary for the GTID positions: one
+    the server closed meanwhile (wait_timeout, a restart) is replaced; a primary that does
+    not answer is an error naming it."""
+    primary, _ = pair
+    clock = PrimaryClock(parse_database_url(primary.url + "mysql"), 5)
+    try:
+        first = clock.position()
+        replica_sql(primary, f"KILL CONNECTION {clock._conn.thread_id()}")
+        assert clock.position() == first  # answered on a fresh connection, nothing written meanwhile
+    finally:
+        clock.close()
+    nowhere = PrimaryClock(parse_database_url(f"mysql://root:@127.0.0.1:{free_port()}/mysql"), 5)
+    with pytest.raises(DatabaseError, match="cannot reach the MySQL server"):
+        nowhere.position()

@@ -26,8 +26,8 @@ def pair():
         yield servers
 
 
-def replica_sql(replica, statement: str) -> None:
-    conn = pymysql.connect(host="127.0.0.1", port=replica.port, user="root", password="", autocommit=True)
+def server_sql(server, statement: str) -> None:
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", password="", autocommit=True)
     with conn.cursor() as cur:
         cur.execute(statement)
     conn.close()
@@ -48,7 +48,7 @@ def test_queries_on_a_replica_see_the_primary_or_fail(pair, tmp_path) -> None:
     for parallel in ("1", "2"):
         assert results(imgsearch("query", "b/coffee.jpg", "--db", primary_db, "--replica", replica_db, "-e", "rgb",
                                  "-P", parallel, "--json")) == on_primary
-    replica_sql(replica, "STOP SLAVE SQL_THREAD")
+    server_sql(replica, "STOP SLAVE SQL_THREAD")
     try:
         write_collection(folder / "more")
         assert imgsearch("build", folder, "--db", primary_db, "-e", "rgb").code == 0
@@ -56,7 +56,7 @@ def test_queries_on_a_replica_see_the_primary_or_fail(pair, tmp_path) -> None:
                           env={"IMGSEARCH_REPLICA_WAIT": "2"})
         assert_clean_failure(stale, "did not apply the primary's state", "within 2 s")
     finally:
-        replica_sql(replica, "START SLAVE SQL_THREAD")
+        server_sql(replica, "START SLAVE SQL_THREAD")
     on_primary = results(imgsearch("query", "b/coffee.jpg", "--db", primary_db, "-e", "rgb", "-k", "20", "--json"))
     assert len(on_primary) == 17
     configured = tmp_path / "config.ini"
@@ -106,7 +106,7 @@ def test_two_servers_on_a_replica_answer_the_primary_state_or_fail(pair, tmp_pat
             assert answers() == [(on_primary(), primary_state(), primary_state())] * 2
         assert len(on_primary()) == 26
 
-        replica_sql(replica, "STOP SLAVE SQL_THREAD")
+        server_sql(replica, "STOP SLAVE SQL_THREAD")
         try:
             (folder / "yet more" / "a" / "chelsea.jpg").unlink()
             assert imgsearch("build", folder, "--db", primary_db, "-e", "rgb").code == 0
@@ -116,7 +116,7 @@ def test_two_servers_on_a_replica_answer_the_primary_state_or_fail(pair, tmp_pat
                 assert "did not apply the primary's state" in stale.json()["error"]
                 assert http.get("/api/health").status_code == 503
         finally:
-            replica_sql(replica, "START SLAVE SQL_THREAD")
+            server_sql(replica, "START SLAVE SQL_THREAD")
         assert answers() == [(on_primary(), primary_state(), primary_state())] * 2
         assert len(on_primary()) == 25
 
@@ -129,7 +129,7 @@ def test_the_primary_clock_reconnects_once_then_names_the_primary(pair) -> None:
     clock = PrimaryClock(parse_database_url(primary.url + "mysql"), 5)
     try:
         first = clock.position()
-        replica_sql(primary, f"KILL CONNECTION {clock._conn.thread_id()}")
+        server_sql(primary, f"KILL CONNECTION {clock._conn.thread_id()}")
         assert clock.position() == first  # answered on a fresh connection, nothing written meanwhile
     finally:
         clock.close()

@@ -76,7 +76,7 @@ def test_two_servers_on_a_replica_answer_the_primary_state_or_fail(pair, tmp_pat
 
     def primary_state() -> int:
         with open_store(parse_database_url(primary_db)) as store:
-            return store.changes(next(e for e in store.extractors() if e.name == "rgb"))
+            return store.changes(store.find_extractor("rgb"))
 
     def on_primary() -> list:
         return results(imgsearch("query", "b/coffee.jpg", "--db", primary_db, "-e", "rgb", "-k", "30", "--json"))

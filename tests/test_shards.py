@@ -69,7 +69,7 @@ def graph_scores(db: str) -> dict:
     """Per image path, the scores of its stored neighbour list."""
     with open_store(parse_database_url(db)) as store:
         paths = {img.id: img.path for img in store.stored_images().values()}
-        (graph,) = graphs_of(store, next(e for e in store.extractors() if e.name == "rgb"))
+        (graph,) = graphs_of(store, store.find_extractor("rgb"))
         return {paths[i]: nl.scores for i, nl in neighbour_lists(store, graph, sorted(paths)).items()}
 
 
@@ -85,7 +85,7 @@ def test_a_kept_graph_stays_exact_under_concurrent_shard_builds(tmp_path, db_url
     assert imgsearch("build", folder, "--db", plain, "-e", "rgb").code == 0
     shard_builds(folder, db_url, 3, 18, "-e", "rgb")
     with open_store(parse_database_url(db_url)) as store:
-        extractor = next(e for e in store.extractors() if e.name == "rgb")
+        extractor = store.find_extractor("rgb")
         (graph,) = graphs_of(store, extractor)
         check_exact_up_to_ties(store, extractor, graph, get_metric("cosine"))
     sharded, one_build = graph_scores(db_url), graph_scores(plain)

@@ -16,6 +16,11 @@ def open_store(url: DatabaseUrl, create: bool = False) -> FeatureStore:
         from imgsearch.store.sqlite import SqliteStore
 
         store = SqliteStore(url, create)
+    return with_schema(store, create)
+
+
+def with_schema(store: FeatureStore, create: bool) -> FeatureStore:
+    """The store once its schema is made (create) or found; closed if that fails."""
     try:
         if create:
             store.ensure_schema()

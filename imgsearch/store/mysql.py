@@ -49,13 +49,12 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
 
 @dataclass(frozen=True)
 class ReplicaWait:
-    """What a replica must have applied before it answers: the primary's GTID position,
-    the server's wait function for it and the value that function returns on success."""
+    """What a replica must have applied before it answers: the primary's GTID position and
+    the server's wait function for it (both return 0 once it is applied)."""
 
     position: str
     timeout: float
     sql: str
-    reached: int
 
 
 class PrimaryClock:
@@ -92,9 +91,9 @@ class PrimaryClock:
         with self._conn.cursor() as cur:
             if self._mariadb:
                 cur.execute("SELECT @@gtid_binlog_pos")
-                return ReplicaWait(str(cur.fetchone()[0]), self.timeout, "SELECT MASTER_GTID_WAIT(%s, %s)", 0)
+                return ReplicaWait(str(cur.fetchone()[0]), self.timeout, "SELECT MASTER_GTID_WAIT(%s, %s)")
             cur.execute("SELECT @@gtid_executed")
-            return ReplicaWait(str(cur.fetchone()[0]), self.timeout, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", 0)
+            return ReplicaWait(str(cur.fetchone()[0]), self.timeout, "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)")
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -181,7 +180,7 @@ class MySqlStore(FeatureStore):
                 (outcome,) = cur.fetchone()
         except pymysql.err.MySQLError as e:
             raise DatabaseError(describe_mysql_error(e, self.url)) from None
-        if outcome is None or int(outcome) != position.reached:
+        if outcome is None or int(outcome) != 0:
             raise DatabaseError(
                 f"the replica at {self.url.redacted()} did not apply the primary's state ({position.position}) "
                 f"within {position.timeout:g} s: its replication is stopped or behind; no stale answer was given"

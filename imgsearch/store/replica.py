@@ -4,6 +4,7 @@ error) until it has applied the primary's GTID position of that moment."""
 from __future__ import annotations
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.store import with_schema
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.mysql import MySqlStore, PrimaryClock
 from imgsearch.store.url import DatabaseUrl
@@ -21,13 +22,7 @@ class ReplicaReads:
         self.clock = PrimaryClock(primary, timeout)
 
     def open(self) -> FeatureStore:
-        store = MySqlStore(self.replica, create=False, wait_for=self.clock.position())
-        try:
-            store.require_schema()
-        except BaseException:
-            store.close()
-            raise
-        return store
+        return with_schema(MySqlStore(self.replica, create=False, wait_for=self.clock.position()), create=False)
 
     def catch_up(self, store: FeatureStore) -> None:
         """Wait until the replica `store` reads has applied what the primary holds now."""

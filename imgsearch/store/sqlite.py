@@ -14,16 +14,14 @@ from imgsearch.store.url import DatabaseUrl
 
 # SQLite's own limit on a value is 1 GB; packed rows stay as small as on MySQL.
 SQLITE_MAX_ROW_BYTES = 16 * 2**20
-
-
-LOCK_TIMEOUT_S = 60
+LOCK_TIMEOUT_S = 60  # how long a connection waits for another process's write lock
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
     """WAL lets queries read a consistent snapshot while a build writes. Switching a new
     file to WAL needs it exclusively, and SQLite answers "locked" at once, without its
-    busy wait, when another process (a second shard builder) is switching it too: retry.
-    Once the file is in WAL the pragma takes no lock."""
+    busy wait, while another process (a second shard builder creating the tables) writes
+    to it: retry. Once the file is in WAL the pragma takes no lock."""
     deadline = time.monotonic() + LOCK_TIMEOUT_S
     while True:
         try:

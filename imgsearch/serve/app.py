@@ -144,11 +144,11 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
 
     @app.get("/api/images/{image_id}/file")
     def image_file(image_id: int) -> Response:
-        return _guarded(lambda: FileResponse(indexed_file(service.collection_root(), service.image(image_id))))
+        return _guarded(lambda: FileResponse(indexed_file(*service.image_on_disk(image_id))))
 
     @app.get("/api/images/{image_id}/thumbnail")
     def image_thumbnail(image_id: int) -> Response:
-        return _guarded(lambda: FileResponse(thumbnail(service.collection_root(), service.image(image_id), cache),
+        return _guarded(lambda: FileResponse(thumbnail(*service.image_on_disk(image_id), cache),
                                              media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
 
     @app.get("/api/duplicates")

@@ -175,18 +175,23 @@ class Service:
     def image(self, image_id: int) -> StoredImage:
         self._caught_up()
         with self.db() as store:
-            found = store.images_by_ids([image_id]).get(image_id)
-        if found is None:
-            raise NotFoundError(f"no indexed image has id {image_id}")
-        return found
+            return self._image(store, image_id)
 
-    def collection_root(self) -> Path:
+    def image_on_disk(self, image_id: int) -> tuple[Path, StoredImage]:
+        """The collection's folder and the image's row: where its file is."""
         self._caught_up()
         with self.db() as store:
             root = store.get_meta(COLLECTION_ROOT_KEY)
-        if root is None:
-            raise NotFoundError("nothing is indexed yet")
-        return Path(root)
+            if root is None:
+                raise NotFoundError("nothing is indexed yet")
+            return Path(root), self._image(store, image_id)
+
+    @staticmethod
+    def _image(store: FeatureStore, image_id: int) -> StoredImage:
+        found = store.images_by_ids([image_id]).get(image_id)
+        if found is None:
+            raise NotFoundError(f"no indexed image has id {image_id}")
+        return found
 
     def stats(self) -> dict:
         self._caught_up()

@@ -80,13 +80,13 @@ def timed_builds(commands: list[list[str]]) -> float:
     return time.perf_counter() - started
 
 
-def contents(db: str, query: str) -> dict:
+def contents(db: str, query: str, extractor: str) -> dict:
     with open_store(parse_database_url(db)) as store:
         # information_schema's sizes lag behind fresh writes until the tables are analysed.
         store.execute(f"ANALYZE TABLE {', '.join(sorted(store.existing_tables()))}")
         summary = {"images": store.count_images(), "vectors": sorted(store.count_features().values()),
                    "bytes": store.size_bytes()}
-    found = subprocess.run([sys.executable, "-m", "imgsearch", "query", query, "--db", db, "-e", "rgb", "-k", "50",
+    found = subprocess.run([sys.executable, "-m", "imgsearch", "query", query, "--db", db, "-e", extractor, "-k", "50",
                             "--json"], capture_output=True, text=True, check=True)
     summary["scores"] = [round(r["score"], 5) for r in json.loads(found.stdout)["results"]]
     return summary
@@ -116,7 +116,7 @@ def main() -> None:
         if args.only != "sharded":
             db = fresh_database(args.db, "imgsearch_bench_plain")
             seconds = timed_builds([build_command(folder, db, extractors, cores, None)])
-            results["plain"] = seconds, contents(db, query)
+            results["plain"] = seconds, contents(db, query, extractors[0])
             print(f"plain build, {cores} workers: {seconds:.0f} s, {n / seconds:.0f} images/s, "
                   f"{n / seconds / cores:.0f} images/s per core")
         if args.only != "plain":
@@ -124,7 +124,7 @@ def main() -> None:
             each = max(1, cores // args.shards)
             seconds = timed_builds([build_command(folder, db, extractors, each, f"{i}/{args.shards}")
                                     for i in range(1, args.shards + 1)])
-            results["sharded"] = seconds, contents(db, query)
+            results["sharded"] = seconds, contents(db, query, extractors[0])
             used = min(cores, each * args.shards)
             print(f"{args.shards} shard builds side by side, {each} worker(s) each: {seconds:.0f} s, "
                   f"{n / seconds:.0f} images/s, {n / seconds / used:.0f} images/s per core")

@@ -138,7 +138,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
     that disappeared. Unreadable, corrupt and non-image files are skipped and counted."""
     from imgsearch.index.build import build as run_build
     from imgsearch.index.shards import parse_shard
-    from imgsearch.query import display
+    from imgsearch.names import display
     from imgsearch.store import index_exists
 
     settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size,
@@ -190,7 +190,8 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
-    from imgsearch.query import display, run_query
+    from imgsearch.names import display
+    from imgsearch.query import run_query
 
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel, regions=regions,
                                    replicas=(replica,) if replica else None)
@@ -364,7 +365,7 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
 
     from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, csv_rows, find_duplicates
     from imgsearch.duplicates import as_json as report_json
-    from imgsearch.query import display
+    from imgsearch.names import display
 
     with open_settings_store(settings) as store:
         with tqdm(unit="img", desc="near pairs", disable=None, file=sys.stderr) as bar:

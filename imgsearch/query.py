@@ -15,6 +15,7 @@ from imgsearch.features.regions import REGIONS
 from imgsearch.index.extraction import cached_extractor
 from imgsearch.index.images import SkippedFile, load_image
 from imgsearch.learn.stored import learned_metric
+from imgsearch.names import display
 from imgsearch.rerank.maths import RERANKERS
 from imgsearch.rerank.query import (
     GRAPH_KEPT,
@@ -222,10 +223,3 @@ def named(store: FeatureStore, ranking: list[tuple[int, float]]) -> list[Match] 
         return None
     return [Match(rank, image_id, rows[image_id].name, rows[image_id].path, score)
             for rank, (image_id, score) in enumerate(ranking, start=1)]
-
-
-def display(name: bytes) -> str:
-    """A stored file-system name as one line of printable text: undecodable bytes as
-    \\xNN, control characters (a newline in a name) escaped. --json gives names exactly."""
-    text = name.decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.query import display
+from imgsearch.names import display
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
 from imgsearch.store.records import ExtractorRow

@@ -2,10 +2,13 @@
 
 A file is re-read only when it is new, its size or mtime changed, or an extractor lacks
 its vector; it is re-extracted only when its sha256 changed (or a vector is missing).
-Rows of files that disappeared from disk are removed.
+Rows of files that disappeared from disk are removed; only a positive "does not exist"
+removes: a file the build cannot see (a folder it may not list, a path it may not stat)
+keeps its rows and is reported.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -22,6 +25,7 @@ from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder
 from imgsearch.index.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
 from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import FoundFile, Problem, walk_collection
+from imgsearch.names import display
 from imgsearch.rerank.graph import update_graphs
 from imgsearch.store.base import COLLECTION_ROOT_KEY, MAX_NAME_BYTES, MAX_PATH_BYTES, FeatureStore, check_same_params
 from imgsearch.store.packed import DEFAULT_PACK_ROWS
@@ -50,6 +54,8 @@ class BuildReport:
     indexed: int = 0
     unchanged: int = 0
     removed: int = 0
+    kept: Counter[tuple[str, str]] = field(default_factory=Counter)  # (where, why) -> rows kept unseen
+    unlisted: dict[bytes, str] = field(default_factory=dict)  # folders the walk could not list -> why
     repacked: int = 0
     graphs: list[str] = field(default_factory=list)
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
@@ -59,9 +65,11 @@ class BuildReport:
         reasons = Counter(reason for _, reason in self.skipped)
         detail = ", ".join(f"{why}: {n}" for why, n in reasons.most_common())
         skipped = f"skipped {len(self.skipped)}" + (f" ({detail})" if detail else "")
+        kept = f"kept {sum(self.kept.values())} unseen, " if self.kept else ""
         return "\n".join([
             f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
-            f"{skipped} in {self.seconds:.1f} s",
+            f"{kept}{skipped} in {self.seconds:.1f} s",
+            *(f"kept {n} rows {where}: {why}" for (where, why), n in sorted(self.kept.items())),
             *self.graphs,
         ])
 
@@ -102,7 +110,8 @@ def build(
     if batch:
         _write(store, batch, rows, report)
     # A sharded build removes only its own shard's vanished files: the others are not its to judge.
-    report.removed = remove_vanished(store, root, {p: r for p, r in stored.items() if in_shard(p, shard)}, present)
+    report.removed = remove_vanished(store, root, {p: r for p, r in stored.items() if in_shard(p, shard)}, present,
+                                     report)
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
         report.graphs += update_graphs(store, row, pack_rows, progress)
@@ -159,7 +168,10 @@ def plan(
         present.add(entry.relpath)
         if not in_shard(entry.relpath, shard):
             continue
-        if isinstance(entry, Problem):
+        if isinstance(entry, Problem) and entry.unlisted_folder:
+            report.unlisted[entry.relpath] = entry.reason
+            report.skipped.append((entry.relpath, entry.reason))
+        elif isinstance(entry, Problem):
             report.skipped.append((entry.relpath, entry.reason))
         elif not has_image_suffix(entry.path):
             report.skipped.append((entry.relpath, "not an image file type"))
@@ -215,14 +227,35 @@ def _write(store: FeatureStore, batch: list[Outcome], rows: dict[str, ExtractorR
             report.unchanged += 1
 
 
-def remove_vanished(store: FeatureStore, root: Path, stored: dict[bytes, StoredImage], present: set[bytes]) -> int:
-    """Delete the rows of files that are gone from disk. A file the walk could not see but
-    that still exists (in a folder unreadable this time) keeps its row."""
+def remove_vanished(store: FeatureStore, root: Path, stored: dict[bytes, StoredImage], present: set[bytes],
+                    report: BuildReport) -> int:
+    """Delete the rows of files that are gone from disk. Gone means the system said so
+    (ENOENT, ENOTDIR): a file the walk did not see for any other reason (a folder it may
+    not list, a path it may not stat) keeps its row, counted in `report.kept`."""
     root_bytes = os.fsencode(root)
-    gone = [
-        row.id
-        for path, row in stored.items()
-        if path not in present and not os.path.lexists(os.path.join(root_bytes, path))
-    ]
+    gone = []
+    for path, row in stored.items():
+        if path in present:
+            continue
+        try:
+            os.lstat(os.path.join(root_bytes, path))
+            why = "on disk but not reached by the walk"
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                gone.append(row.id)
+                continue
+            why = f"cannot check it ({e.strerror})"
+        report.kept[_kept_where(path, report.unlisted, why)] += 1
     store.delete_images(gone)
     return len(gone)
+
+
+def _kept_where(path: bytes, unlisted: dict[bytes, str], why: str) -> tuple[str, str]:
+    """Rows kept unseen are reported by the unlisted folder that holds them (the deepest),
+    else one by one."""
+    folders = [f for f in unlisted if f == b"." or path.startswith(f.rstrip(b"/") + b"/")]
+    if not folders:
+        return f"of {display(path)}", why
+    folder = max(folders, key=len)
+    shown = "the collection root" if folder == b"." else display(folder) + "/"
+    return f"under {shown}", unlisted[folder]

@@ -20,6 +20,7 @@ class FoundFile:
 class Problem:
     relpath: bytes
     reason: str
+    unlisted_folder: bool = False  # a folder whose entries could not be listed: what it holds is unknown
 
 
 def walk_collection(root: Path) -> Iterator[FoundFile | Problem]:
@@ -30,7 +31,8 @@ def walk_collection(root: Path) -> Iterator[FoundFile | Problem]:
 
     def on_error(error: OSError) -> None:
         where = os.fsencode(error.filename or root)
-        problems.append(Problem(os.path.relpath(where, root_bytes), f"cannot list folder ({error.strerror})"))
+        problems.append(Problem(os.path.relpath(where, root_bytes), f"cannot list folder ({error.strerror})",
+                                unlisted_folder=True))
 
     for dirpath, dirnames, filenames in os.walk(root_bytes, onerror=on_error, followlinks=False):
         dirnames.sort()

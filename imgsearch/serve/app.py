@@ -24,7 +24,7 @@ from imgsearch.errors import DatabaseError, ImgsearchError, NotFoundError
 from imgsearch.features.regions import REGIONS
 from imgsearch.index.images import SkippedFile
 from imgsearch.scan.metrics import METRICS
-from imgsearch.serve.files import indexed_file, thumbnail
+from imgsearch.serve.files import IndexedFileResponse, thumbnail
 from imgsearch.serve.service import SearchRequest, Service
 
 log = logging.getLogger("imgsearch.serve")
@@ -144,7 +144,7 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
 
     @app.get("/api/images/{image_id}/file")
     def image_file(image_id: int) -> Response:
-        return _guarded(lambda: FileResponse(indexed_file(*service.image_on_disk(image_id))))
+        return _guarded(lambda: IndexedFileResponse(*service.image_on_disk(image_id)))
 
     @app.get("/api/images/{image_id}/thumbnail")
     def image_thumbnail(image_id: int) -> Response:

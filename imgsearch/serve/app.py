@@ -79,8 +79,6 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 def status_of(e: Exception) -> int:
-    if isinstance(e, BodyTooLarge):
-        return 413
     if isinstance(e, SkippedFile):
         return 415
     if isinstance(e, DatabaseError):
@@ -130,25 +128,27 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
                 answer = await run_in_threadpool(service.search_name, fields["name"], search)
             else:
                 return error(400, "send an image in the multipart field `image`, or JSON {\"name\": ...}")
-        except (BodyTooLarge, SkippedFile, ImgsearchError) as e:
-            if isinstance(e, BodyTooLarge):
-                return error(413, f"the upload is over the limit of {upload_limit} bytes")
-            return error(status_of(e), str(e) if not isinstance(e, SkippedFile) else f"not a usable image: {e}")
+        except BodyTooLarge:
+            return error(413, f"the upload is over the limit of {upload_limit} bytes")
+        except SkippedFile as e:
+            return error(415, f"not a usable image: {e}")
+        except ImgsearchError as e:
+            return failure(e)
         except _BadRequest as e:
             return error(400, str(e))
         return JSONResponse(answer)
 
     @app.get("/api/images/{image_id}")
     def image_metadata(image_id: int) -> JSONResponse:
-        return _guarded(lambda: _image_json(service.image(image_id)))
+        return guarded(lambda: _image_json(service.image(image_id)))
 
     @app.get("/api/images/{image_id}/file")
     def image_file(image_id: int) -> Response:
-        return _guarded(lambda: IndexedFileResponse(*service.image_on_disk(image_id)))
+        return guarded(lambda: IndexedFileResponse(*service.image_on_disk(image_id)))
 
     @app.get("/api/images/{image_id}/thumbnail")
     def image_thumbnail(image_id: int) -> Response:
-        return _guarded(lambda: FileResponse(thumbnail(*service.image_on_disk(image_id), cache),
+        return guarded(lambda: FileResponse(thumbnail(*service.image_on_disk(image_id), cache),
                                              media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
 
     @app.get("/api/duplicates")
@@ -158,15 +158,15 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
         collection's path). reference is a folder of the collection, relative to its root."""
         if reference is not None and (reference.startswith("/") or ".." in Path(reference).parts):
             return error(422, "reference must be a folder of the collection, relative to its root")
-        return _guarded(lambda: JSONResponse(service.duplicates(extractor, threshold, reference)))
+        return guarded(lambda: JSONResponse(service.duplicates(extractor, threshold, reference)))
 
     @app.get("/api/stats")
     def stats() -> JSONResponse:
-        return _guarded(lambda: JSONResponse(service.stats()))
+        return guarded(lambda: JSONResponse(service.stats()))
 
     @app.get("/api/health")
     def health() -> JSONResponse:
-        return _guarded(lambda: JSONResponse(service.health()))
+        return guarded(lambda: JSONResponse(service.health()))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -182,6 +182,24 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
         if name not in kinds:  # a fixed list: nothing the client names is looked up on disk
             return error(404, "no such file")
         return Response(_static(name), media_type=kinds[name])
+
+    def failure(e: ImgsearchError | SkippedFile) -> JSONResponse:
+        if isinstance(e, DatabaseError):
+            service.watch.failed(str(e))
+        return error(status_of(e), service.public(str(e)))
+
+    def guarded(make: Any) -> Any:
+        try:
+            return make()
+        except (ImgsearchError, SkippedFile) as e:
+            return failure(e)
+
+    @app.middleware("http")
+    async def database_answers(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/api/") and response.status_code != 503:
+            service.watch.answered()
+        return response
 
     app.add_middleware(BodyLimit, limit=upload_limit)
     return app
@@ -247,13 +265,6 @@ def _search_request(fields: dict[str, Any], service: Service) -> SearchRequest:
         raise ImgsearchError(f"unknown regions {regions!r}; known: none, {', '.join(REGIONS)}")
     return SearchRequest(extractor, metric, whole("k", 10, 1, MAX_K), whole("offset", 0, 0, 100_000),
                          text("rerank"), text("whiten"), include_self in (True, "true", "1", "yes"), regions)
-
-
-def _guarded(make: Any) -> Any:
-    try:
-        return make()
-    except (ImgsearchError, SkippedFile) as e:
-        return error(status_of(e), str(e))
 
 
 def _image_json(image: Any) -> JSONResponse:

@@ -172,6 +172,7 @@ class ResidentIndex:
 
     def current(self) -> ResidentState:
         with self._lock:
+            self._store.reconnect_if_lost()
             if self._store.changes(self.extractor) != self.state.changes:
                 self._sync_locked()
             return self.state

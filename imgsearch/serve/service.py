@@ -3,6 +3,7 @@ memory budget, searches answered from them (or by the streaming scan when re-ran
 a learned map, a metric not held in memory or the budget says so), images by id."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.records import ExtractorRow, StoredImage
 from imgsearch.store.replica import ReplicaReads
 from imgsearch.store.url import DatabaseUrl
+
+log = logging.getLogger("imgsearch.serve")
 
 # Memory per resident row beyond its prepared vectors: the id, and room for one
 # compaction (the base matrix is rebuilt beside the old one).
@@ -66,11 +69,35 @@ class SearchRequest:
     regions: str | None = "crops"  # an upload's regions (see features.regions); "none": the whole photo only
 
 
+class DatabaseWatch:
+    """Says once when the database stops answering the service, and once when it answers
+    again: an outage is two log lines, not one per request."""
+
+    def __init__(self) -> None:
+        self._down_since: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, message: str) -> None:
+        with self._lock:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning("imgsearch: the database stopped answering: %s", message)
+
+    def answered(self) -> None:
+        if self._down_since is None:
+            return
+        with self._lock:
+            if self._down_since is not None:
+                log.warning("imgsearch: the database answers again (down %.1f s)", time.monotonic() - self._down_since)
+                self._down_since = None
+
+
 @dataclass
 class Service:
     config: ServeConfig
     resident: dict[str, ResidentIndex | None] = field(default_factory=dict)  # None: served by the streaming scan
     started: float = field(default_factory=time.time)
+    watch: DatabaseWatch = field(default_factory=DatabaseWatch)
     _db_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -91,6 +118,13 @@ class Service:
                 self.resident[row.name] = ResidentIndex(self._open, row, metrics)
             else:
                 self.resident[row.name] = None
+
+    def public(self, message: str) -> str:
+        """An error message fit for a response: where the database is stays in the log."""
+        for url, name in ((self.config.url, "the database"), (self.config.replica, "the replica")):
+            if url is not None:
+                message = message.replace(f" at {url.redacted()}", "").replace(url.redacted(), name)
+        return message
 
     def _open(self) -> FeatureStore:
         return self._replica.open() if self._replica else open_store(self.config.url)
@@ -116,6 +150,7 @@ class Service:
         """The service's own connection, one request at a time (DB-API connections are not
         shared between threads)."""
         with self._db_lock:
+            self._store.reconnect_if_lost()
             yield self._store
 
     def search_upload(self, data: bytes, request: SearchRequest) -> dict:

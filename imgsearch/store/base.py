@@ -127,6 +127,13 @@ class FeatureStore(ABC):
         """The largest row the server takes in one statement."""
 
     # -- connection and transactions -------------------------------------------------
+    def reconnect_if_lost(self) -> None:
+        """Replace the connection when the server closed it (a restart, wait_timeout): a
+        long-lived process (serve) calls this before each use. Raises DatabaseError when
+        the server cannot be reached now; the next call tries again. An embedded file
+        has no connection to lose."""
+        return None
+
     def close(self) -> None:
         try:
             self.conn.close()

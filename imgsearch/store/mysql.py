@@ -134,7 +134,8 @@ def describe_mysql_error(error: pymysql.err.MySQLError, url: DatabaseUrl) -> str
     if code == 2013:
         return (f"lost the connection to the MySQL server at {where} during a query: it went down, killed the "
                 f"query, timed out (read_timeout {url.read_timeout or 'none'} s), or a row was over its max_allowed_packet")
-    if code == 2006:
+    if code == 2006 or (code == 0 and isinstance(error, pymysql.err.InterfaceError)):
+        # pymysql says InterfaceError(0, '') of a connection it already saw break.
         return f"the MySQL server at {where} has gone away (restarted, or closed an idle connection)"
     if code in (1142, 1044, 1227):
         return f"permission denied at {where}: {error.args[1] if len(error.args) > 1 else error}"
@@ -165,6 +166,15 @@ class MySqlStore(FeatureStore):
                 close_quietly(conn)
                 raise
         return conn
+
+    def reconnect_if_lost(self) -> None:
+        try:
+            self.conn.ping(reconnect=False)
+            return
+        except pymysql.err.Error:
+            close_quietly(self.conn)
+        # The closed connection stays until a new one is made: the next call tries again.
+        self.conn = self._connected(_connect(self.url, self.url.database))
 
     def follow(self, position: ReplicaWait) -> None:
         """Wait until this replica has applied `position`; connections opened from now on

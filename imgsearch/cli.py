@@ -423,10 +423,16 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
                                                "[database] replicas). Every request first waits until it has applied "
                                                "what the primary had committed (at most [database] replica_wait s, "
                                                "else an error, 503).")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds a client may take to send a request's headers; slower clients are disconnected.")
+@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds a client may take to send a request's body (an upload) once its headers are in.")
+@click.option("--max-connections", default=1024, show_default=True, type=click.IntRange(1, 100_000),
+              help="Open connections served at once; a request beyond them gets 503 at once.")
 @common_options
 def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...], metrics: tuple[str, ...],
           max_memory: str | None, token: str | None, no_auth: bool, upload_limit: str, thumbnails: Path | None,
-          replica: str | None) -> None:
+          replica: str | None, header_timeout: float, body_timeout: float, max_connections: int) -> None:
     """Run the search service: a REST API (OpenAPI docs at /docs) and a web page at /.
 
     Holds each extractor's vectors in memory, prepared for the served metrics, answers
@@ -438,7 +444,7 @@ def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...],
     run_service(ServeOptions(settings_url(settings), host, port, extractors, metrics or (settings.metric,),
                              settings.extractor, settings.metric, max_memory, token, no_auth, upload_limit, thumbnails,
                              settings.block_rows, settings.parallel, settings.regions, replica_url(settings),
-                             settings.replica_wait))
+                             settings.replica_wait, header_timeout, body_timeout, max_connections))
 
 
 @cli.command()

@@ -5,6 +5,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class ServeOptions:
     regions: str
     replica: DatabaseUrl | None
     replica_wait: float
+    header_timeout: float = 10.0  # seconds a client may take to send a request's headers
+    body_timeout: float = 60.0  # ... and then its body
+    max_connections: int = 1024  # open connections; a request beyond them gets 503 at once
 
 
 def parse_size(text: str, what: str) -> int:
@@ -62,10 +66,20 @@ def thumbnail_folder(url: DatabaseUrl) -> Path:
     return base / "imgsearch" / "thumbnails" / hashlib.sha256(index.encode()).hexdigest()[:16]
 
 
+def allow_open_files(wanted: int) -> None:
+    """Raise the soft limit on open files towards `wanted` (within the hard limit): every
+    connection is one, and the default soft limit is often 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def run_service(options: ServeOptions) -> None:
     import uvicorn
 
     from imgsearch.serve.app import create_app
+    from imgsearch.serve.protocol import timed_protocol
 
     if not is_loopback(options.host) and not options.token and not options.no_auth:
         raise ImgsearchError(f"serving {options.host} (not loopback) needs --token or IMGSEARCH_API_TOKEN; "
@@ -85,6 +99,9 @@ def run_service(options: ServeOptions) -> None:
         print(f"imgsearch: serving {options.url.redacted()}{reading} on http://{options.host}:{options.port}/ "
               f"({', '.join(f'{name}: ' + ('resident' if index else 'streamed') for name, index in service.resident.items())})",
               flush=True)
-        uvicorn.run(app, host=options.host, port=options.port, log_level="warning")
+        allow_open_files(options.max_connections + 256)
+        uvicorn.run(app, host=options.host, port=options.port, log_level="warning",
+                    http=timed_protocol(options.header_timeout, options.body_timeout),
+                    limit_concurrency=options.max_connections)
     finally:
         service.close()

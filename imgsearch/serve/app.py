@@ -10,11 +10,13 @@ import hmac
 import json
 import logging
 import os
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -75,7 +77,8 @@ class BodyLimit:
 
 
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    # A message may quote what the client sent: never let its bytes break the answer.
+    return JSONResponse({"error": message.encode("utf-8", "backslashreplace").decode("utf-8")}, status_code=status)
 
 
 def status_of(e: Exception) -> int:
@@ -124,8 +127,8 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
             search = _search_request(fields, service)
             if upload is not None:
                 answer = await run_in_threadpool(service.search_upload, upload, search)
-            elif isinstance(fields.get("name"), str) and fields["name"]:
-                answer = await run_in_threadpool(service.search_name, fields["name"], search)
+            elif name := _text(fields, "name"):
+                answer = await run_in_threadpool(service.search_name, name, search)
             else:
                 return error(400, "send an image in the multipart field `image`, or JSON {\"name\": ...}")
         except BodyTooLarge:
@@ -139,20 +142,20 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
         return JSONResponse(answer)
 
     @app.get("/api/images/{image_id}")
-    def image_metadata(image_id: int) -> JSONResponse:
+    def image_metadata(image_id: ImageId) -> JSONResponse:
         return guarded(lambda: _image_json(service.image(image_id)))
 
     @app.get("/api/images/{image_id}/file")
-    def image_file(image_id: int) -> Response:
+    def image_file(image_id: ImageId) -> Response:
         return guarded(lambda: IndexedFileResponse(*service.image_on_disk(image_id)))
 
     @app.get("/api/images/{image_id}/thumbnail")
-    def image_thumbnail(image_id: int) -> Response:
+    def image_thumbnail(image_id: ImageId) -> Response:
         return guarded(lambda: FileResponse(thumbnail(*service.image_on_disk(image_id), cache),
                                              media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
 
     @app.get("/api/duplicates")
-    def duplicates(extractor: str | None = None, threshold: float | None = None,
+    def duplicates(extractor: str | None = None, threshold: Threshold = None,
                    reference: str | None = None) -> JSONResponse:
         """Groups of exact and near copies, as `imgsearch duplicates --json` (without the
         collection's path). reference is a folder of the collection, relative to its root."""
@@ -205,6 +208,11 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
     return app
 
 
+# Ids are BIGINT UNSIGNED in MySQL and 64-bit signed in SQLite: a larger number is no id.
+ImageId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
+Threshold = Annotated[float | None, Query(ge=-1, le=1, allow_inf_nan=False)]
+
+
 class _BadRequest(Exception):
     pass
 
@@ -225,7 +233,7 @@ async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]
         return data, {k: v for k, v in form.items() if isinstance(v, str)}
     if kind.startswith("application/json"):
         try:
-            fields = json.loads(await request.body() or b"{}")
+            fields = json.loads(await request.body() or b"{}", parse_constant=_not_a_number)
         except Exception:
             if request.scope.get(OVER_LIMIT):
                 raise BodyTooLarge() from None
@@ -236,35 +244,65 @@ async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]
     raise _BadRequest("send multipart/form-data (an image) or application/json (a name)")
 
 
+WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() would take " 5", "٥" and "1_0"
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+def _whole(fields: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """A whole number from JSON (an integer, never a bool or a float) or a form field (digits)."""
+    raw = fields.get(key, default)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and WHOLE.fullmatch(raw):
+        value = int(raw)
+    else:
+        raise ImgsearchError(f"{key} must be a whole number from {low} to {high}, not {_shown(raw)}")
+    if not low <= value <= high:
+        raise ImgsearchError(f"{key} must be from {low} to {high}, not {value}")
+    return value
+
+
+def _text(fields: dict[str, Any], key: str) -> str | None:
+    value = fields.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ImgsearchError(f"{key} must be text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not text
+        raise ImgsearchError(f"{key} must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+def _flag(fields: dict[str, Any], key: str) -> bool:
+    value = fields.get(key, False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in TRUE + FALSE:
+        return value.lower() in TRUE
+    raise ImgsearchError(f"{key} must be true or false, not {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _not_a_number(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
 def _search_request(fields: dict[str, Any], service: Service) -> SearchRequest:
-    def whole(key: str, default: int, low: int, high: int) -> int:
-        raw = fields.get(key, default)
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ImgsearchError(f"{key} must be a whole number, not {raw!r}") from None
-        if not low <= value <= high:
-            raise ImgsearchError(f"{key} must be from {low} to {high}, not {value}")
-        return value
-
-    def text(key: str) -> str | None:
-        value = fields.get(key)
-        if value in (None, ""):
-            return None
-        if not isinstance(value, str):
-            raise ImgsearchError(f"{key} must be text")
-        return value
-
-    metric = text("metric") or service.config.default_metric
-    extractor = text("extractor") or service.config.default_extractor
+    metric = _text(fields, "metric") or service.config.default_metric
+    extractor = _text(fields, "extractor") or service.config.default_extractor
     if metric not in METRICS:
         raise ImgsearchError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    include_self = fields.get("include_self", False)
-    regions = text("regions") or service.config.regions
+    regions = _text(fields, "regions") or service.config.regions
     if regions not in ("none", *REGIONS):
         raise ImgsearchError(f"unknown regions {regions!r}; known: none, {', '.join(REGIONS)}")
-    return SearchRequest(extractor, metric, whole("k", 10, 1, MAX_K), whole("offset", 0, 0, 100_000),
-                         text("rerank"), text("whiten"), include_self in (True, "true", "1", "yes"), regions)
+    return SearchRequest(extractor, metric, _whole(fields, "k", 10, 1, MAX_K), _whole(fields, "offset", 0, 0, 100_000),
+                         _text(fields, "rerank"), _text(fields, "whiten"), _flag(fields, "include_self"), regions)
 
 
 def _image_json(image: Any) -> JSONResponse:

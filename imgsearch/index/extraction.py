@@ -4,6 +4,9 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -56,8 +59,38 @@ def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterat
     # deadlock on that pool's inherited locks. forkserver children start from a clean process.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_quiet_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_of,
+                             initargs=(os.getpid(),)) as pool:
         yield from pool.map(fn, items, chunksize=chunksize)
+
+
+def _worker_of(build_pid: int) -> None:
+    _quiet_worker()
+    threading.Thread(target=_exit_with, args=(build_pid,), daemon=True, name="exit-with-build").start()
+
+
+def _exit_with(pid: int) -> None:
+    """End this worker as soon as process `pid` (the build) is gone, however it died. A
+    worker killed build leaves otherwise waits on its task queue forever (it holds that
+    queue's write end itself), and with it the forkserver and the resource tracker."""
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (Linux < 5.3, other systems): ask once a second
+        while _alive(pid):
+            time.sleep(1)
+    else:
+        select.select([handle], [], [])  # readable once the process has exited
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _quiet_worker() -> None:

@@ -101,13 +101,19 @@ def replica_url(settings: Settings):
 
     if not settings.replicas:
         return None
-    return dataclasses.replace(parse_database_url(random.choice(settings.replicas)), read_timeout=settings.read_timeout)
+    return _completed(parse_database_url(random.choice(settings.replicas)), settings)
 
 
 def settings_url(settings: Settings):
     from imgsearch.store.url import parse_database_url
 
-    return dataclasses.replace(parse_database_url(settings.db_url), read_timeout=settings.read_timeout)
+    return _completed(parse_database_url(settings.db_url), settings)
+
+
+def _completed(url: Any, settings: Settings) -> Any:
+    """The URL with the read timeout, and the password given apart when it names none."""
+    password = settings.password() if url.scheme == "mysql" and not url.password else None
+    return dataclasses.replace(url, read_timeout=settings.read_timeout, **({"password": password} if password else {}))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

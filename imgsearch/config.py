@@ -70,6 +70,9 @@ class Source:
 EXTRACTOR_NAMES = tuple(sorted(EXTRACTORS))
 SOURCES = (
     Source("database", "url", "IMGSEARCH_DB_URL", "db_url", "str"),
+    # The password apart from the URL, so that it is not on a command line (`ps` shows those).
+    Source("database", "password", "IMGSEARCH_DB_PASSWORD", "db_password", "str"),
+    Source("database", "password_file", "IMGSEARCH_DB_PASSWORD_FILE", "db_password_file", "str"),
     Source("database", "read_timeout", "IMGSEARCH_READ_TIMEOUT", "read_timeout", "int", 1, 86_400),
     Source("database", "replicas", "IMGSEARCH_REPLICAS", "replicas", "urls"),
     Source("database", "replica_wait", "IMGSEARCH_REPLICA_WAIT", "replica_wait", "int", 1, 3600),
@@ -101,6 +104,8 @@ def flag_range(name: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     db_url: str | None = None  # None: the embedded SQLite default
+    db_password: str | None = None  # for a mysql:// URL (and replicas) that names none
+    db_password_file: str | None = None  # its first line is the password
     read_timeout: int = DEFAULT_READ_TIMEOUT
     # Replicas `query` reads from (one at random), after waiting at most replica_wait
     # seconds for the one chosen to apply what the primary had committed.
@@ -127,6 +132,20 @@ class Settings:
     # per cost on Corel-1k (GeM mAP 0.885 at 224, 0.891 at 256, 0.892 at 320, 0.893 at 384).
     cnn_max_side: int = 256
     cnn_multiscale: bool = False  # average over scales 1, 1/sqrt 2, sqrt 2 (3x the work)
+
+    def password(self) -> str | None:
+        """The password given apart from the URL: [database] password or
+        IMGSEARCH_DB_PASSWORD, else the first line of the password file."""
+        if self.db_password is not None:
+            return self.db_password
+        if self.db_password_file is None:
+            return None
+        try:
+            with open(Path(self.db_password_file).expanduser(), encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ImgsearchError(f"cannot read the password file {self.db_password_file}: "
+                                 f"{getattr(e, 'strerror', None) or e}") from None
 
     def with_flags(self, **flags: Any) -> Settings:
         """Flags given on the command line (None means not given) override the rest."""

@@ -166,3 +166,31 @@ def test_hostile_names_never_reach_sql_as_code(db_url, tmp_path) -> None:
     run = imgsearch("query", names[2], "--db", db_url, "-e", "rgb")
     assert all(line.count("jpg") <= 1 for line in run.out.splitlines())  # one result per line
     assert "new\\nline.jpg" in imgsearch("query", names[0], "--db", db_url, "-e", "rgb").out
+
+
+def test_the_password_can_stay_off_the_command_line(password_user, tmp_path) -> None:
+    urls, secret = password_user
+    bare = urls["writer"].replace(f":{secret}@", "@")  # what `ps` shows: no password
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for name in ("coffee.png", "rocket.jpg", "chelsea.png"):
+        cv2.imwrite(str(folder / (name.split(".")[0] + ".jpg")), photo(name))
+    denied = imgsearch("build", folder, "--db", bare, "-e", "rgb")
+    assert denied.code != 0 and "access denied" in denied.err
+    run = imgsearch("build", folder, "--db", bare, "-e", "rgb", env={"IMGSEARCH_DB_PASSWORD": secret})
+    assert run.code == 0, run.err
+    password_file = tmp_path / "db-password"
+    password_file.write_text(secret + "\n")
+    password_file.chmod(0o600)
+    run = imgsearch("query", "coffee.jpg", "--db", bare, "-e", "rgb", "--json",
+                    env={"IMGSEARCH_DB_PASSWORD_FILE": str(password_file)})
+    assert run.code == 0, run.err
+    assert len(run.json()["results"]) == 2
+    config = tmp_path / "config.ini"
+    config.write_text(f"[database]\nurl = {bare}\npassword_file = {password_file}\n")
+    run = imgsearch("stats", "--config", config)
+    assert run.code == 0, run.err
+    missing = imgsearch("stats", "--db", bare, env={"IMGSEARCH_DB_PASSWORD_FILE": str(tmp_path / "absent")})
+    assert missing.code != 0 and "cannot read the password file" in missing.err and "Traceback" not in missing.err
+    for text in (denied.err, run.out, missing.err):
+        assert secret not in text

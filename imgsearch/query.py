@@ -202,17 +202,14 @@ def search(
     # between has no name any more. Rather than print a shorter list, scan again.
     for _ in range(3):
         if method in GRAPH_RERANKERS:
-            ranking = graph_reranked(scanner, row, metric, method, values, vector, own_id, include_self, top_k)
-            scanned_result = None
+            result = graph_reranked(scanner, row, metric, method, values, vector, own_id, include_self, top_k)
         else:
-            scanned_result = scanner.top_k(scanned, scan_metric, vector, top_k, excluded,
-                                           query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe"))
-            ranking = scanned_result.ranking
-        matches = named(store, ranking)
+            result = scanner.top_k(scanned, scan_metric, vector, top_k, excluded,
+                                   query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe"))
+        matches = named(store, result.ranking)
         if matches is not None:
             return QueryResult(label, row.name, metric_name, time.perf_counter() - started, matches, notes,
-                               scanned_result.rows_scanned if scanned_result else 0,
-                               scanned_result.state if scanned_result else None)
+                               result.rows_scanned, result.state)
     raise ImgsearchError("images kept being deleted while the query ran; run it again")
 
 

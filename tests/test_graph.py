@@ -194,6 +194,7 @@ def test_cli_graph_is_made_once_then_kept_up_to_date_by_build(db_url, tmp_path):
     import cv2
     from cli_runner import imgsearch
     from photos import photo, variant, write_collection
+    from served import serving
 
     folder = tmp_path / "photos"
     write_collection(folder)
@@ -206,12 +207,21 @@ def test_cli_graph_is_made_once_then_kept_up_to_date_by_build(db_url, tmp_path):
     run = imgsearch("build", folder, "--db", db_url, "-e", "hsv72")
     assert run.code == 0, run.err
     assert "graph hsv72/bhattacharyya k=4: 1 lists computed" in run.out
+    plain = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya", "--json").json()
     for spec in ("diffusion:4,0.99,3,3", "k-reciprocal:4,2,0.3"):
         run = imgsearch("query", "chelsea.jpg", "--db", db_url, "-e", "hsv72", "-m", "bhattacharyya",
                         "--rerank", spec, "--json")
         assert run.code == 0 and run.err == "", run.err
         names = [r["name"] for r in run.json()["results"]]
         assert "chelsea-copy.jpg" in names[:3] and len(names) == 9 and "chelsea.jpg" not in names, names
+        # the state and rows of the scan that made the shortlist, as a plain query reports them
+        assert (run.json()["state"], run.json()["rows_scanned"]) == (plain["state"], plain["rows_scanned"]) == (
+            plain["state"], 10)
+    with serving(db_url, tmp_path, "-m", "bhattacharyya") as served, served.client() as http:
+        request = {"name": "chelsea.jpg", "extractor": "hsv72", "metric": "bhattacharyya", "k": 3}
+        answers = [http.post("/api/search", json={**request, **extra}).json()
+                   for extra in ({}, {"rerank": "diffusion:4,0.99,3,3"}, {"rerank": "k-reciprocal:4,2,0.3"})]
+        assert {(a["state"], a["rows_scanned"], a["total"]) for a in answers} == {(plain["state"], 10, 9)}, answers
 
     shown = imgsearch("show", "chelsea.jpg", "--db", db_url, "-e", "hsv72").out
     assert "graph hsv72/bhattacharyya: 8 nearest" in shown and "chelsea-copy.jpg" in shown

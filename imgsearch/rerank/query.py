@@ -4,11 +4,14 @@ scan's shortlist with the stored k-NN graph, by the same pure functions eval mea
 (rerank.py)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.pooling import l2n
 from imgsearch.rerank.maths import diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
+from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store.base import FeatureStore
@@ -88,16 +91,16 @@ def rerank_shortlist(
 def graph_reranked(
     scanner: StoreScan, row: ExtractorRow, metric: Metric, method: str, values: Params,
     vector: np.ndarray, own_id: int | None, include_self: bool, top_k: int,
-) -> list[tuple[int, float]]:
-    """Scan for the shortlist, re-rank it with the graph. Diffusion keeps the query's own
-    row in its shortlist (it seeds the walk, as in eval); k-reciprocal puts the query
-    itself first in its universe instead."""
+) -> ScanResult:
+    """Scan for the shortlist, re-rank it with the graph: the scan's rows and state, the
+    re-ranked top-K. Diffusion keeps the query's own row in its shortlist (it seeds the
+    walk, as in eval); k-reciprocal puts the query itself first in its universe instead."""
     keep_own = method == "diffusion" and own_id is not None
     excluded = [] if keep_own or own_id is None else [own_id]
-    shortlist = scanner.top_k(row, metric, vector, max(top_k, int(values["shortlist"])), excluded).ranking
-    reranked = rerank_shortlist(scanner.store, row, metric, method, values, shortlist, metric.prepare_one(vector),
-                                own_id)
-    return [(i, s) for i, s in reranked if include_self or i != own_id][:top_k]
+    scanned = scanner.top_k(row, metric, vector, max(top_k, int(values["shortlist"])), excluded)
+    reranked = rerank_shortlist(scanner.store, row, metric, method, values, scanned.ranking,
+                                metric.prepare_one(vector), own_id)
+    return replace(scanned, ranking=[(i, s) for i, s in reranked if include_self or i != own_id][:top_k])
 
 
 def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: int) -> ExtractorRow:

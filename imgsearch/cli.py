@@ -435,10 +435,17 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
               help="Seconds a client may take to send a request's body (an upload) once its headers are in.")
 @click.option("--max-connections", default=1024, show_default=True, type=click.IntRange(1, 100_000),
               help="Open connections served at once; a request beyond them gets 503 at once.")
+@click.option("--upload-pixels", default=50_000_000, show_default=True, type=click.IntRange(1, 2_000_000_000),
+              help="Largest upload in pixels, as its header declares them (read before decoding); "
+                   "builds keep their own limit (IMGSEARCH_MAX_PIXELS).")
+@click.option("--decode-memory", metavar="SIZE", default="1G", show_default=True,
+              help="Memory for uploads decoded at once (about 9 bytes a pixel); others wait their turn, "
+                   "up to 30 s, then get 503.")
 @common_options
 def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...], metrics: tuple[str, ...],
           max_memory: str | None, token: str | None, no_auth: bool, upload_limit: str, thumbnails: Path | None,
-          replica: str | None, header_timeout: float, body_timeout: float, max_connections: int) -> None:
+          replica: str | None, header_timeout: float, body_timeout: float, max_connections: int,
+          upload_pixels: int, decode_memory: str) -> None:
     """Run the search service: a REST API (OpenAPI docs at /docs) and a web page at /.
 
     Holds each extractor's vectors in memory, prepared for the served metrics, answers
@@ -450,7 +457,8 @@ def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...],
     run_service(ServeOptions(settings_url(settings), host, port, extractors, metrics or (settings.metric,),
                              settings.extractor, settings.metric, max_memory, token, no_auth, upload_limit, thumbnails,
                              settings.block_rows, settings.parallel, settings.regions, replica_url(settings),
-                             settings.replica_wait, header_timeout, body_timeout, max_connections))
+                             settings.replica_wait, header_timeout, body_timeout, max_connections, upload_pixels,
+                             decode_memory))
 
 
 @cli.command()

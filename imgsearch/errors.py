@@ -18,3 +18,7 @@ class DatabaseError(ImgsearchError):
 
 class NotFoundError(ImgsearchError):
     """What the request names (an image, a stored map) does not exist."""
+
+
+class BusyError(ImgsearchError):
+    """The service has no room for the request now (memory for decoding): try again."""

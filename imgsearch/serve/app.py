@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imgsearch.errors import DatabaseError, ImgsearchError, NotFoundError
+from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError
 from imgsearch.features.regions import REGIONS
 from imgsearch.index.images import SkippedFile
 from imgsearch.scan.metrics import METRICS
@@ -84,7 +84,7 @@ def error(status: int, message: str) -> JSONResponse:
 def status_of(e: Exception) -> int:
     if isinstance(e, SkippedFile):
         return 415
-    if isinstance(e, DatabaseError):
+    if isinstance(e, (DatabaseError, BusyError)):
         return 503
     if isinstance(e, NotFoundError):
         return 404
@@ -134,6 +134,7 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
         except BodyTooLarge:
             return error(413, f"the upload is over the limit of {upload_limit} bytes")
         except SkippedFile as e:
+            log.warning("imgsearch: refused an upload: %s", e)
             return error(415, f"not a usable image: {e}")
         except ImgsearchError as e:
             return failure(e)

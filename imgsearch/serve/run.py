@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.serve.decodes import DEFAULT_DECODE_MEMORY, DEFAULT_UPLOAD_PIXELS
 from imgsearch.serve.service import ServeConfig, Service
 from imgsearch.store.url import DatabaseUrl
 
@@ -38,6 +39,8 @@ class ServeOptions:
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
     body_timeout: float = 60.0  # ... and then its body
     max_connections: int = 1024  # open connections; a request beyond them gets 503 at once
+    upload_pixels: int = DEFAULT_UPLOAD_PIXELS
+    decode_memory: str | None = None  # a size; None: DEFAULT_DECODE_MEMORY
 
 
 def parse_size(text: str, what: str) -> int:
@@ -79,6 +82,7 @@ def run_service(options: ServeOptions) -> None:
     import uvicorn
 
     from imgsearch.serve.app import create_app
+    from imgsearch.serve.codec_noise import keep_codec_messages_out_of_the_log
     from imgsearch.serve.protocol import timed_protocol
 
     if not is_loopback(options.host) and not options.token and not options.no_auth:
@@ -87,7 +91,10 @@ def run_service(options: ServeOptions) -> None:
     config = ServeConfig(options.url, options.extractors, options.metrics, options.default_extractor,
                          options.default_metric,
                          parse_size(options.max_memory, "--max-memory") if options.max_memory else half_the_memory(),
-                         options.block_rows, options.parallel, options.regions, options.replica, options.replica_wait)
+                         options.block_rows, options.parallel, options.regions, options.replica, options.replica_wait,
+                         options.upload_pixels,
+                         parse_size(options.decode_memory, "--decode-memory") if options.decode_memory
+                         else DEFAULT_DECODE_MEMORY)
     service = Service(config)
     try:
         if config.default_extractor not in service.resident and service.resident:
@@ -100,6 +107,7 @@ def run_service(options: ServeOptions) -> None:
               f"({', '.join(f'{name}: ' + ('resident' if index else 'streamed') for name, index in service.resident.items())})",
               flush=True)
         allow_open_files(options.max_connections + 256)
+        keep_codec_messages_out_of_the_log()
         uvicorn.run(app, host=options.host, port=options.port, log_level="warning",
                     http=timed_protocol(options.header_timeout, options.body_timeout),
                     limit_concurrency=options.max_connections)

@@ -28,6 +28,7 @@ from imgsearch.query import (
 )
 from imgsearch.scan.kernel import prepare_query
 from imgsearch.scan.metrics import get_metric
+from imgsearch.serve.decodes import DEFAULT_DECODE_MEMORY, DEFAULT_UPLOAD_PIXELS, DecodeBudget
 from imgsearch.serve.resident import ResidentIndex
 from imgsearch.store import open_store
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
@@ -55,6 +56,8 @@ class ServeConfig:
     regions: str = "crops"  # an upload's regions unless the request says otherwise
     replica: DatabaseUrl | None = None  # read here, after catching up with `url` (the primary) at every request
     replica_wait: float = 10
+    upload_pixels: int = DEFAULT_UPLOAD_PIXELS  # an upload declaring more is refused before decoding
+    decode_memory: int = DEFAULT_DECODE_MEMORY  # bytes of uploads' pixels decoded at once
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Service:
     _db_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self.decodes = DecodeBudget(self.config.decode_memory, self.config.upload_pixels)
         self._replica = ReplicaReads(self.config.url, self.config.replica, self.config.replica_wait) \
             if self.config.replica else None
         self._store = self._open()
@@ -154,12 +158,15 @@ class Service:
             yield self._store
 
     def search_upload(self, data: bytes, request: SearchRequest) -> dict:
-        pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
         self._caught_up()
         with self.db() as store:
             row, extractor = stored_extractor(store, request.extractor)
         regions = regions_for(parse_rerank(request.rerank, request.whiten), request.regions)
-        return self._search_vector(row, photo_vector(extractor, pixels, regions), None, "upload", request)
+        with self.decodes.hold(data):  # SkippedFile: too many pixels; BusyError: no room now
+            pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
+            self.decodes.check_decoded(*pixels.shape[:2])
+            vector = photo_vector(extractor, pixels, regions)
+        return self._search_vector(row, vector, None, "upload", request)
 
     def search_name(self, name: str, request: SearchRequest) -> dict:
         self._caught_up()

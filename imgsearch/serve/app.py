@@ -201,8 +201,8 @@ def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token
     @app.middleware("http")
     async def database_answers(request: Request, call_next: Any) -> Response:
         response = await call_next(request)
-        if request.url.path.startswith("/api/") and response.status_code != 503:
-            service.watch.answered()
+        if request.url.path.startswith("/api/") and response.status_code not in (401, 503):
+            service.watch.answered()  # a 401 never reached the database
         return response
 
     app.add_middleware(BodyLimit, limit=upload_limit)

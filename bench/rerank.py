@@ -21,6 +21,7 @@ import time
 import numpy as np
 from scan import DIM, EXTRACTOR, load
 
+from imgsearch.plan import SearchPlan
 from imgsearch.query import run_query
 from imgsearch.rerank.graph import update_graph
 from imgsearch.scan.metrics import get_metric
@@ -40,7 +41,7 @@ def timed_queries(store, repeats: int) -> dict[str | None, list[float]]:
     for _ in range(repeats):
         for rerank in RERANKINGS:
             started = time.perf_counter()
-            result = run_query(store, "0.jpg", EXTRACTOR, METRIC, 10, BLOCK_ROWS, rerank=rerank)
+            result = run_query(store, "0.jpg", SearchPlan.of(EXTRACTOR, METRIC, k=10, block_rows=BLOCK_ROWS, rerank=rerank))
             times[rerank].append(time.perf_counter() - started)
             assert len(result.matches) == 10
     return times

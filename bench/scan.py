@@ -29,6 +29,7 @@ import pymysql
 from scipy.stats import pearsonr
 
 from imgsearch.features.color import RgbHistogram
+from imgsearch.plan import SearchPlan
 from imgsearch.query import run_query
 from imgsearch.scan.kernel import prefetched, scan
 from imgsearch.scan.metrics import get_metric
@@ -152,9 +153,9 @@ def main() -> None:
         sides = {
             "raw per-row stream": lambda: raw_stream_seconds(store, extractor.id),
             "per-row query": per_row_query,
-            "packed query": lambda: run_query(store, "1.jpg", EXTRACTOR, "pearson", 10, BLOCK_ROWS),
-            "packed query, 2 connections": lambda: run_query(store, "1.jpg", EXTRACTOR, "pearson", 10, BLOCK_ROWS,
-                                                             parallel=2),
+            "packed query": lambda: run_query(store, "1.jpg", SearchPlan.of(EXTRACTOR, "pearson", k=10, block_rows=BLOCK_ROWS)),
+            "packed query, 2 connections": lambda: run_query(
+                store, "1.jpg", SearchPlan.of(EXTRACTOR, "pearson", k=10, block_rows=BLOCK_ROWS, parallel=2)),
             "numpy in memory": in_memory,
         }
         for fn in sides.values():

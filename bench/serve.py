@@ -31,9 +31,10 @@ import numpy as np
 import uvicorn
 from threadpoolctl import threadpool_limits
 
+from imgsearch.plan import SearchPlan
 from imgsearch.query import search
 from imgsearch.serve.app import create_app
-from imgsearch.serve.service import SearchRequest, ServeConfig, Service
+from imgsearch.serve.service import ServeConfig, Service
 from imgsearch.store import open_store
 from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
@@ -116,7 +117,7 @@ def bench_size(url, n: int, dim: int, queries: int, seconds: float) -> None:
     with open_store(url) as store:
         row = store.find_extractor(name)
     rng = np.random.default_rng(7)
-    request = SearchRequest(name, "pearson", k=10)
+    request = SearchPlan.of(name, "pearson", k=10)
     resident_times, numpy_times, stream_times = [], [], []
     matrix = index.state.base.prepared["pearson"]
     for i in range(queries):
@@ -134,7 +135,7 @@ def bench_size(url, n: int, dim: int, queries: int, seconds: float) -> None:
         if i < 10:
             with open_store(url) as store:
                 t = time.perf_counter()
-                search(store, row, q, None, "q", "pearson", 10, 1024)
+                search(store, row, q, None, "q", request)
                 stream_times.append(time.perf_counter() - t)
     resident, bare = statistics.median(resident_times), statistics.median(numpy_times)
     print(f"(a) resident search        {percentiles(resident_times)}")

@@ -15,7 +15,9 @@ from tqdm import tqdm
 
 from imgsearch.config import Settings, flag_range, load_settings
 from imgsearch.errors import ImgsearchError
+from imgsearch.features.regions import REGION_CHOICES, REGIONS
 from imgsearch.features.registry import EXTRACTORS
+from imgsearch.rerank.registry import help_text as rerank_help
 from imgsearch.scan.metrics import METRICS
 
 EXTRACTOR_HELP = (
@@ -30,12 +32,7 @@ WHITEN_HELP = (
     "(supervised learned whitening from same-class / other-class pairs, Radenovic et al., ECCV 2016) or "
     "triplet[:dims,margin] (linear projection trained with a triplet loss, Schroff et al., CVPR 2015)."
 )
-RERANK_HELP = (
-    "Re-ranking: aqe[:n] (average query expansion, Chum et al., ICCV 2007), alpha-qe[:n,alpha] "
-    "(Radenovic et al., TPAMI 2018), dba-aqe[:n_db,n_query] (database-side augmentation, Arandjelovic & "
-    "Zisserman, CVPR 2012, then AQE), diffusion[:k,alpha,gamma,query_k,shortlist,iterations] (Iscen et al., CVPR 2017), "
-    "k-reciprocal[:k1,k2,lambda,shortlist] (Zhong et al., CVPR 2017)."
-)
+RERANK_HELP = rerank_help()
 METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) + "."
 
 
@@ -183,7 +180,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @click.option("--replica", metavar="URL", help="Read from this replica of the --db server (default: one of "
                                                "[database] replicas), after it has applied what the primary had "
                                                "committed (at most [database] replica_wait s, else an error).")
-@click.option("--regions", type=click.Choice(["none", "map", "crops"]),
+@click.option("--regions", type=click.Choice(REGION_CHOICES),
               help="A query photo's regions, each scored against the collection, an image scoring by its best: "
                    "finds an object that covers part of the photo (a painting on a wall, a product on a table). "
                    "crops: 13 crops each extracted anew (default, [query] regions; about 0.3 s a query); map: the "
@@ -197,14 +194,16 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
     from imgsearch.names import display
+    from imgsearch.plan import SearchPlan
     from imgsearch.query import run_query
 
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel, regions=regions,
                                    replicas=(replica,) if replica else None)
+    plan = SearchPlan.of(settings.extractor, settings.metric, k=settings.top_k, include_self=include_self,
+                         parallel=settings.parallel, block_rows=settings.block_rows, regions=settings.regions,
+                         rerank=rerank, whiten=whiten)
     with open_reading_store(settings) as store:
-        result = run_query(store, image, settings.extractor, settings.metric, settings.top_k,
-                           settings.block_rows, include_self, settings.parallel, rerank=rerank, whiten=whiten,
-                           regions=settings.regions)
+        result = run_query(store, image, plan)
     for note in result.notes:
         click.echo(f"imgsearch: note: {note}", err=True)
     if as_json:
@@ -224,7 +223,7 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file.")
 @click.option("--whiten", metavar="NAME[:PARAMS]", help=WHITEN_HELP)
 @click.option("--rerank", metavar="NAME[:PARAMS]", help=RERANK_HELP)
-@click.option("--regions", type=click.Choice(["map", "crops"]),
+@click.option("--regions", type=click.Choice(sorted(REGIONS)),
               help="Each image queries by its best region (see `query --help`): checks that regions do not hurt "
                    "the plain case.")
 @click.option("--folds", type=click.IntRange(1, 20),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.features.regions import REGION_CHOICES
 from imgsearch.features.registry import EXTRACTORS
 from imgsearch.scan.metrics import METRICS
 from imgsearch.store.url import DEFAULT_READ_TIMEOUT
@@ -86,7 +87,7 @@ SOURCES = (
     Source("query", "top_k", "IMGSEARCH_TOP_K", "top_k", "int", 1, 1_000_000),
     Source("query", "block_rows", "IMGSEARCH_BLOCK_ROWS", "block_rows", "int", 1, 1_000_000),
     Source("query", "parallel", "IMGSEARCH_PARALLEL", "parallel", "int", 1, 64),
-    Source("query", "regions", "IMGSEARCH_REGIONS", "regions", "name", choices=("none", "map", "crops")),
+    Source("query", "regions", "IMGSEARCH_REGIONS", "regions", "name", choices=REGION_CHOICES),
     Source("cnn", "max_side", "IMGSEARCH_CNN_MAX_SIDE", "cnn_max_side", "int", 32, 4096),
     Source("cnn", "multiscale", "IMGSEARCH_CNN_MULTISCALE", "cnn_multiscale", "bool"),
 )

@@ -19,7 +19,7 @@ from imgsearch.index.images import SkippedFile, has_image_suffix, load_image
 from imgsearch.index.walk import FoundFile, walk_collection
 from imgsearch.learn.whiten import WHITENINGS, fit_map
 from imgsearch.query import photo_vector
-from imgsearch.rerank.maths import RERANKERS
+from imgsearch.rerank.registry import RerankSpec, parse_reranking
 from imgsearch.scan.metrics import get_metric
 from imgsearch.specs import Spec, parse_spec
 
@@ -116,11 +116,11 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _fold_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
-                 whiten: Spec | None, rerank: Spec | None) -> np.ndarray:
+                 whiten: Spec | None, rerank: RerankSpec | None) -> np.ndarray:
     if whiten:
         test = fit_map(whiten, train, train_labels).apply(test)
     if rerank:
-        return RERANKERS[rerank.name].function(test, test, **rerank.values)
+        return rerank.reranking.method.function(test, test, **rerank.values)
     return test @ test.T
 
 
@@ -134,7 +134,7 @@ def evaluate(
     folds, retrieval within the held-out fold; the folds' metrics are averaged."""
     metric = get_metric(metric_name)
     whiten_spec = parse_spec(whiten, WHITENINGS) if whiten else None
-    rerank_spec = parse_spec(rerank, RERANKERS) if rerank else None
+    rerank_spec = parse_reranking(rerank) if rerank else None
     if regions and (whiten or rerank or folds > 1):
         raise ImgsearchError("--regions is measured on its own: leave out --whiten, --rerank and --folds")
     images = labelled_images(dataset)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,25 +12,16 @@ import numpy as np
 from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.features.base import Extractor
 from imgsearch.features.cnn import CnnExtractor
-from imgsearch.features.regions import REGIONS
+from imgsearch.features.regions import REGION_CHOICES, REGIONS
 from imgsearch.index.extraction import cached_extractor
 from imgsearch.index.images import SkippedFile, load_image
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display
-from imgsearch.rerank.maths import RERANKERS
-from imgsearch.rerank.query import (
-    GRAPH_KEPT,
-    GRAPH_RERANKERS,
-    QUERY_EXPANSIONS,
-    QUERY_RERANKERS,
-    dba_expanded_query,
-    expanded_query,
-    graph_notes,
-    graph_reranked,
-)
-from imgsearch.scan.metrics import get_metric
+from imgsearch.plan import SearchPlan
+from imgsearch.rerank.query import QueryContext, graph_notes
+from imgsearch.rerank.registry import GRAPH
+from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.store_scan import StoreScan
-from imgsearch.specs import Spec, parse_spec
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
 from imgsearch.store.records import ExtractorRow
 
@@ -108,10 +100,10 @@ def query_vector(
 def photo_vector(extractor: Extractor, pixels: np.ndarray, regions: str | None) -> np.ndarray:
     """The descriptor of a query photo, or its regions' when asked and the extractor is a
     CNN (the colour histograms have no regions: their whole-photo vector is used)."""
-    if regions is None or regions == "none" or not isinstance(extractor, CnnExtractor):
+    if regions is None or not isinstance(extractor, CnnExtractor):
         return extractor.extract(pixels)
     if regions not in REGIONS:
-        raise ImgsearchError(f"unknown regions {regions!r}; known: none, {', '.join(REGIONS)}")
+        raise ImgsearchError(f"unknown regions {regions!r}; known: {', '.join(REGION_CHOICES)}")
     return REGIONS[regions](extractor, pixels)
 
 
@@ -143,73 +135,44 @@ def _own_row_id(store: FeatureStore, path: Path) -> int | None:
     return next((r.id for r in rows if r.path == os.fsencode(relpath)), None)
 
 
-def run_query(
-    store: FeatureStore,
-    image: str,
-    extractor_name: str,
-    metric_name: str,
-    top_k: int,
-    block_rows: int,
-    include_self: bool = False,
-    parallel: int = 1,
-    rerank: str | None = None,
-    whiten: str | None = None,
-    regions: str | None = None,
-) -> QueryResult:
+def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
     """`imgsearch query`: IMAGE (a file, or an indexed image's name or path) -> the top-K."""
     started = time.perf_counter()
-    spec = parse_rerank(rerank, whiten)
-    row, extractor = stored_extractor(store, extractor_name)
-    vector, own_id = query_vector(store, row, extractor, image, regions_for(spec, regions))
-    return search(store, row, vector, own_id, image, metric_name, top_k, block_rows, include_self, parallel, spec,
-                  whiten, started)
+    row, extractor = stored_extractor(store, plan.extractor)
+    vector, own_id = query_vector(store, row, extractor, image, plan.photo_regions)
+    return search(store, row, vector, own_id, image, plan, started)
 
 
-def regions_for(spec: Spec | None, regions: str | None) -> str | None:
-    """The regions a photo query uses: none when it is re-ranked, as query expansion
-    starts from one vector (and after regions it loses: docs/benchmarks.md)."""
-    return None if spec else regions
-
-
-def parse_rerank(rerank: str | None, whiten: str | None) -> Spec | None:
-    spec = parse_spec(rerank, RERANKERS, allowed=QUERY_RERANKERS) if rerank else None
-    if whiten and spec is not None and spec.name in GRAPH_KEPT:
-        raise ImgsearchError(f"--rerank {spec.name} uses the graph of the unmapped vectors; it cannot follow --whiten")
-    return spec
-
-
-def search(
-    store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str, metric_name: str,
-    top_k: int, block_rows: int, include_self: bool = False, parallel: int = 1, spec: Spec | None = None,
-    whiten: str | None = None, started: float | None = None,
-) -> QueryResult:
-    """The top-K of a query vector over the store, named, with re-ranking and a learned map
-    when asked. own_id is the query's own stored row, left out unless include_self."""
+def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
+           plan: SearchPlan, started: float | None = None) -> QueryResult:
+    """The plan's top-K (offset + k of them) for a query vector over the store, named, with
+    its re-ranking and learned map. own_id is the query's own stored row, left out unless
+    the plan includes it."""
     started = time.perf_counter() if started is None else started
-    method, values = (spec.name, spec.values) if spec else (None, {})
-    metric = get_metric(metric_name)
-    if whiten:
-        metric = learned_metric(store, row, metric, whiten)
-    scanner = StoreScan(store, block_rows, parallel)
-    excluded = [] if include_self or own_id is None else [own_id]
-    notes = graph_notes(store, row, metric) if method in GRAPH_KEPT else []
-    scanned, scan_metric = row, metric
-    if method == "dba-aqe":
-        scanned, scan_metric, vector = dba_expanded_query(scanner, row, metric, vector, values, excluded)
-    elif method in QUERY_EXPANSIONS:
-        vector = expanded_query(scanner, row, vector, metric, excluded, values)
-    # Names are read after the scan's snapshot: an image a concurrent build deleted in
-    # between has no name any more. Rather than print a shorter list, scan again.
+    metric = learned_metric(store, row, plan.metric, plan.whiten) if plan.whiten else plan.metric
+    scanner = StoreScan(store, plan.block_rows, plan.parallel)
+    ctx = QueryContext(scanner, row, metric, vector, own_id, plan.include_self, plan.wanted)
+    notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.reranking.needs else []
+
+    def scanned() -> ScanResult:
+        if plan.rerank:
+            return plan.rerank.run(ctx)
+        return scanner.top_k(row, metric, vector, plan.wanted, ctx.excluded)
+
+    result, matches = named_with_retry(store, scanned)
+    return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
+                       result.rows_scanned, result.state)
+
+
+def named_with_retry(store: FeatureStore, scanned: Callable[[], ScanResult]) -> tuple[ScanResult, list[Match]]:
+    """A scan's result and its matches with names. Names are read after the scan's
+    snapshot: an image a concurrent build deleted in between has no name any more. Rather
+    than answer a shorter list, scan again."""
     for _ in range(3):
-        if method in GRAPH_RERANKERS:
-            result = graph_reranked(scanner, row, metric, method, values, vector, own_id, include_self, top_k)
-        else:
-            result = scanner.top_k(scanned, scan_metric, vector, top_k, excluded,
-                                   query_is_prepared=method in (*QUERY_EXPANSIONS, "dba-aqe"))
+        result = scanned()
         matches = named(store, result.ranking)
         if matches is not None:
-            return QueryResult(label, row.name, metric_name, time.perf_counter() - started, matches, notes,
-                               result.rows_scanned, result.state)
+            return result, matches
     raise ImgsearchError("images kept being deleted while the query ran; run it again")
 
 

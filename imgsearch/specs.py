@@ -69,13 +69,12 @@ class Spec:
     text: str
 
 
-def parse_spec(text: str, registry: Mapping[str, Method], allowed: Any = None) -> Spec:
+def parse_spec(text: str, registry: Mapping[str, Method]) -> Spec:
     """'aqe:10' -> Spec('aqe', {'n': 10}); missing parameters take their defaults. The name
-    must be in the registry (and in `allowed`, when given); every value within its range."""
+    must be in the registry; every value within its range."""
     name, _, rest = text.strip().partition(":")
-    known = [n for n in registry if allowed is None or n in allowed]
-    if name not in known:
-        raise ImgsearchError(f"unknown method {name!r} in {text!r}; known: {', '.join(known)}")
+    if name not in registry:
+        raise ImgsearchError(f"unknown method {name!r} in {text!r}; known: {', '.join(registry)}")
     method = registry[name]
     raw = [p.strip() for p in rest.split(",")] if rest.strip() else []
     if len(raw) > len(method.params):

@@ -10,6 +10,7 @@ from cli_runner import imgsearch
 from photos import PHOTOS, photo, variant, write_collection
 
 from imgsearch.index.build import build
+from imgsearch.plan import SearchPlan
 from imgsearch.query import run_query
 from imgsearch.scan.kernel import scan
 from imgsearch.scan.metrics import get_metric
@@ -138,7 +139,7 @@ def test_scan_ranking_equals_numpy_brute_force(db_url, tmp_path) -> None:
         got = scan(store.stream_blocks(row, 7), q, metric, 30)
         assert_same_ranking_up_to_ties(got.ranking, true_score, want)
 
-        result = run_query(store, "005.png", "rgb", "pearson", top_k=30, block_rows=7, include_self=True)
+        result = run_query(store, "005.png", SearchPlan.of("rgb", "pearson", k=30, block_rows=7, include_self=True))
         by_name = {img.name: img.id for img in store.images_by_ids(ids.tolist()).values()}
         assert_same_ranking_up_to_ties(
             [(by_name[m.name], m.score) for m in result.matches], true_score, want

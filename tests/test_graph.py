@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from imgsearch.plan import SearchPlan
 from imgsearch.rerank.graph import update_graph
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
@@ -156,8 +157,7 @@ def test_query_time_graph_reranking_equals_what_eval_measures(store, spec, metri
     with the whole collection as shortlist and with a short one."""
     from imgsearch.features.color import RgbHistogram
     from imgsearch.query import run_query
-    from imgsearch.rerank.maths import RERANKERS
-    from imgsearch.specs import parse_spec
+    from imgsearch.rerank.registry import parse_reranking
 
     rng = np.random.default_rng(4)
     centres = rng.random((4, 512)) ** 4
@@ -168,10 +168,10 @@ def test_query_time_graph_reranking_equals_what_eval_measures(store, spec, metri
                        for i, v in enumerate(X)])
     store.pack(row, 16)
     update_graph(store, create_graph(store, row, metric_name, 6), row, metric, block_rows=16)
-    parsed = parse_spec(spec, RERANKERS)
-    expected = RERANKERS[parsed.name].function(*[metric.prepare_rows(X).astype(np.float64)] * 2, **parsed.values)
+    parsed = parse_reranking(spec)
+    expected = parsed.reranking.method.function(*[metric.prepare_rows(X).astype(np.float64)] * 2, **parsed.values)
     for query in (0, 5):
-        result = run_query(store, f"{query}.jpg", "rgb", metric_name, 10, 7, rerank=spec)
+        result = run_query(store, f"{query}.jpg", SearchPlan.of("rgb", metric_name, k=10, block_rows=7, rerank=spec))
         scores = np.delete(expected[query], query)
         others = np.delete(np.arange(48), query)
         assert [m.name for m in result.matches] == [f"{i}.jpg".encode() for i in others[np.argsort(-scores)[:10]]]
@@ -187,7 +187,7 @@ def test_graph_reranking_needs_a_graph_and_says_how_to_make_one(store):
     store.write_batch([(record(), {row.id: np.random.default_rng(0).random(512)})])
     name = next(iter(store.stored_images())).decode()
     with pytest.raises(ImgsearchError, match="imgsearch graph -e rgb -m cosine"):
-        run_query(store, name, "rgb", "cosine", 5, 7, rerank="diffusion")
+        run_query(store, name, SearchPlan.of("rgb", "cosine", k=5, block_rows=7, rerank="diffusion"))
 
 
 def test_cli_graph_is_made_once_then_kept_up_to_date_by_build(db_url, tmp_path):
@@ -284,11 +284,11 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
     store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
                        for i, v in enumerate(X)])
     with pytest.raises(ImgsearchError, match="--dba 2"):
-        run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4")
+        run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4"))
     with pytest.raises(ImgsearchError, match="cannot follow --whiten"):
-        run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4", whiten="any")
+        run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4", whiten="any"))
     update_graph(store, create_graph(store, row, "bhattacharyya", 4, dba=2), row, metric, block_rows=16)
-    result = run_query(store, "0.jpg", "rgb", "bhattacharyya", 8, 7, rerank="dba-aqe:2,4")
+    result = run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4"))
     P = metric.prepare_rows(X).astype(np.float64)
     D = dba(P, 2)[1:]
     top = np.argsort(-(D @ P[0]), kind="stable")[:4]
@@ -313,13 +313,15 @@ def test_query_says_when_the_graph_lags_behind(store):
     add_images(0, 12)
     graph = create_graph(store, row, "cosine", 4)
     update_graph(store, graph, row, metric, block_rows=8)
-    assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="diffusion:4").notes == []
+    diffusion = SearchPlan.of("rgb", "cosine", k=5, block_rows=8, rerank="diffusion:4")
+    k_reciprocal = SearchPlan.of("rgb", "cosine", k=5, block_rows=8, rerank="k-reciprocal:4")
+    assert run_query(store, "0.jpg", diffusion).notes == []
     add_images(12, 2)
-    assert "graph -e rgb -m cosine" in run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="diffusion:4").notes[0]
+    assert "graph -e rgb -m cosine" in run_query(store, "0.jpg", diffusion).notes[0]
     update_graph(store, graph, row, metric, block_rows=8)
-    assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="k-reciprocal:4").notes == []
+    assert run_query(store, "0.jpg", k_reciprocal).notes == []
     store.delete_images([store.find_images(b"3.jpg")[0].id])
-    assert run_query(store, "0.jpg", "rgb", "cosine", 5, 8, rerank="k-reciprocal:4").notes
+    assert run_query(store, "0.jpg", k_reciprocal).notes
 
 
 def test_lists_holding_pages_through_every_list(store):

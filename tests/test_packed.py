@@ -13,6 +13,7 @@ from conftest import admin_connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imgsearch.plan import SearchPlan
 from imgsearch.scan.kernel import scan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
@@ -205,8 +206,8 @@ def test_parallel_query_equals_the_single_connection_one(db_url, parallel) -> No
         store.pack(row, pack_rows=16)
         store.write_batch([(record(f"tail{i}.jpg"), {row.id: rng.random(512)}) for i in range(40)])
         store.delete_images([img.id for img in list(store.stored_images().values())[::9]])
-        single = run_query(store, "tail3.jpg", "rgb", "cosine", 25, 7)
-        split = run_query(store, "tail3.jpg", "rgb", "cosine", 25, 7, parallel=parallel)
+        single = run_query(store, "tail3.jpg", SearchPlan.of("rgb", "cosine", k=25, block_rows=7))
+        split = run_query(store, "tail3.jpg", SearchPlan.of("rgb", "cosine", k=25, block_rows=7, parallel=parallel))
     assert [m.path for m in split.matches] == [m.path for m in single.matches]
     np.testing.assert_allclose([m.score for m in split.matches], [m.score for m in single.matches], atol=1e-6)
 

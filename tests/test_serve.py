@@ -13,7 +13,8 @@ from cli_runner import imgsearch
 from photos import photo, variant, write_collection
 from served import serving
 
-from imgsearch.serve.service import SearchRequest, ServeConfig, Service
+from imgsearch.plan import SearchPlan
+from imgsearch.serve.service import ServeConfig, Service
 from imgsearch.store import open_store
 from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
@@ -131,11 +132,11 @@ def test_answers_during_a_build_and_packs_are_whole_batch_states(db_url) -> None
         thread.start()
         seen = set()
         while not done.is_set() or not seen:
-            answer = service.search_vector(row, q, None, "q", SearchRequest("rgb", "pearson", k=7))
+            answer = service.search_vector(row, q, None, "q", SearchPlan.of("rgb", "pearson", k=7))
             assert [r["name"] for r in answer["results"]] == expected[answer["state"]], answer["state"]
             seen.add(answer["state"])
         thread.join()
-        final = service.search_vector(row, q, None, "q", SearchRequest("rgb", "pearson", k=7))
+        final = service.search_vector(row, q, None, "q", SearchPlan.of("rgb", "pearson", k=7))
         assert final["state"] == state and [r["name"] for r in final["results"]] == expected[state]
         assert len(seen) > 1, "no answer was given while the writer ran"
     finally:

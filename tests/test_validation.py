@@ -108,13 +108,13 @@ def test_a_damaged_model_file_is_a_clear_error(tmp_path) -> None:
 
 def test_specs_fill_defaults_from_the_signatures_and_keep_types() -> None:
     from imgsearch.learn.whiten import WHITENINGS
-    from imgsearch.rerank.maths import RERANKERS
+    from imgsearch.rerank.registry import methods
 
-    assert parse_spec("aqe", RERANKERS).values == {"n": 10}
-    assert parse_spec("alpha-qe:5,2", RERANKERS).values == {"n": 5, "alpha": 2.0}
-    spec = parse_spec("diffusion:30,0.9", RERANKERS)
+    assert parse_spec("aqe", methods()).values == {"n": 10}
+    assert parse_spec("alpha-qe:5,2", methods()).values == {"n": 5, "alpha": 2.0}
+    spec = parse_spec("diffusion:30,0.9", methods())
     assert spec.values["k"] == 30 and isinstance(spec.values["k"], int) and spec.values["alpha"] == 0.9
     assert parse_spec("lw:3", WHITENINGS).values == {"dims": 3, "shrinkage": 0.1}
-    with pytest.raises(ImgsearchError, match="known: aqe, alpha-qe$"):
-        parse_spec("diffusion", RERANKERS, allowed=("aqe", "alpha-qe"))
+    with pytest.raises(ImgsearchError, match="known: pca, lw, triplet$"):
+        parse_spec("diffusion", WHITENINGS)
     assert np.isfinite(parse_spec("pca:0,0.25", WHITENINGS).values["power"])

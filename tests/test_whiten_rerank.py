@@ -4,6 +4,7 @@ import pytest
 from imgsearch.errors import ImgsearchError
 from imgsearch.evaluate import retrieval_metrics, stratified_folds
 from imgsearch.learn.whiten import learn_lw, learn_pca_whitening, learn_triplet
+from imgsearch.plan import SearchPlan
 from imgsearch.rerank.maths import alpha_qe, aqe, dba, diffusion
 from imgsearch.scan.metrics import get_metric
 
@@ -145,7 +146,7 @@ def test_query_expansion_at_query_time_equals_the_direct_formula(db_url, spec, a
         store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
                            for i, v in enumerate(X)])
         store.pack(row, 16)
-        result = run_query(store, "0.jpg", "rgb", metric_name, 8, 7, rerank=spec)
+        result = run_query(store, "0.jpg", SearchPlan.of("rgb", metric_name, k=8, block_rows=7, rerank=spec))
     metric = get_metric(metric_name)
     P = metric.prepare_rows(X).astype(np.float64)
     first = P[1:] @ P[0]
@@ -182,10 +183,10 @@ def test_learned_map_at_query_time_is_what_eval_measures(db_url, metric_name) ->
                            for p, v in zip(paths, X)])
         trained_on, dims = learn_map(store, row, metric, "mine", "lw", 100)
         assert (trained_on, dims) == (60, 3)
-        result = run_query(store, "0.jpg", "rgb", metric_name, 10, 7, whiten="mine")
+        result = run_query(store, "0.jpg", SearchPlan.of("rgb", metric_name, k=10, block_rows=7, whiten="mine"))
         other = "cosine" if metric_name != "cosine" else "pearson"
         with pytest.raises(ImgsearchError, match=f"learned on {metric_name} vectors"):
-            run_query(store, "0.jpg", "rgb", other, 10, 7, whiten="mine")
+            run_query(store, "0.jpg", SearchPlan.of("rgb", other, k=10, block_rows=7, whiten="mine"))
     prepared = metric.prepare_rows(X).astype(np.float64)
     scores = _fold_scores(prepared, labels, prepared, parse_spec("lw", WHITENINGS), None)[0, 1:]
     # In a 3-d learned space same-class images score a few 1e-7 apart: the order among such

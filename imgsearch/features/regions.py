@@ -59,3 +59,5 @@ REGIONS: dict[str, Callable[[CnnExtractor, np.ndarray], np.ndarray]] = {
     "map": map_regions,
     "crops": crop_regions,
 }
+WHOLE_PHOTO = "none"  # no regions: the photo's one descriptor
+REGION_CHOICES = (WHOLE_PHOTO, *REGIONS)  # what a flag, a setting or a request may name

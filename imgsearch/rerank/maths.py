@@ -1,15 +1,12 @@
 """Re-ranking on L2-normalised descriptors (cosine similarity): pure numpy/scipy
 functions of the query matrix Q (m x d) and the database X (n x d), each returning new
-scores (m x n). A registry maps names to them, as cnnimageretrieval-pytorch does.
+scores (m x n). rerank.registry registers them with how query runs them on a store.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.linalg import cg
 
 from imgsearch.features.pooling import EPS, l2n
-from imgsearch.specs import FRACTION, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, WHOLE_POSITIVE, Method
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -90,6 +87,11 @@ def diffuse_shortlist(
     by conjugate gradient, at most `iterations` steps (50: converged; fewer stop the walk
     early). Truncating the graph to the shortlist is the paper's own speed-up for large
     collections."""
+    # Imported here: scipy.sparse costs 0.15 s, and the command line reads this module's
+    # registry for every --help.
+    from scipy import sparse
+    from scipy.sparse.linalg import cg
+
     n = len(scores)
     rows = np.repeat(np.arange(n), positions.shape[1])
     inside = positions.ravel() >= 0
@@ -223,18 +225,3 @@ def k_reciprocal(
         out[i, short] = k_reciprocal_shortlist(X[np.concatenate([[i], universe])], len(short), int(k1), int(k2),
                                                lambda_)
     return out
-
-
-RERANKERS: dict[str, Method] = {
-    "aqe": Method.of(aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)", {"n": WHOLE_POSITIVE}),
-    "alpha-qe": Method.of(alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., TPAMI 2018)",
-                          {"n": WHOLE_POSITIVE, "alpha": NON_NEGATIVE}),
-    "dba-aqe": Method.of(dba_aqe, "database-side augmentation then AQE, n_db, n_query (Arandjelovic & Zisserman, CVPR 2012)",
-                         {"n_db": WHOLE_POSITIVE, "n_query": WHOLE_POSITIVE}),
-    "diffusion": Method.of(
-        diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist, iterations (Iscen et al., CVPR 2017)",
-        {"k": WHOLE_POSITIVE, "alpha": OPEN_FRACTION, "gamma": POSITIVE, "query_k": WHOLE_POSITIVE,
-         "shortlist": WHOLE_POSITIVE, "iterations": WHOLE_POSITIVE}),
-    "k-reciprocal": Method.of(k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)",
-                              {"k1": WHOLE_POSITIVE, "k2": WHOLE_POSITIVE, "lambda_": FRACTION, "shortlist": WHOLE_POSITIVE}),
-}

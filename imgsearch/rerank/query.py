@@ -4,7 +4,8 @@ scan's shortlist with the stored k-NN graph, by the same pure functions eval mea
 (rerank.py)."""
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,10 +28,27 @@ from imgsearch.store.records import ExtractorRow
 
 Ranking = list[tuple[int, float]]
 Params = dict[str, int | float]  # a method's parameters by name (specs.Spec.values)
-GRAPH_RERANKERS = ("diffusion", "k-reciprocal")
-QUERY_EXPANSIONS = ("aqe", "alpha-qe")
-QUERY_RERANKERS = [*QUERY_EXPANSIONS, "dba-aqe", *GRAPH_RERANKERS]
-GRAPH_KEPT = ("dba-aqe", *GRAPH_RERANKERS)  # they read what `imgsearch graph` keeps
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """What a re-ranking at query time works from: how to scan, what, and for whom."""
+
+    scanner: StoreScan
+    row: ExtractorRow
+    metric: Metric
+    vector: np.ndarray  # the query's descriptor (1-D: re-ranked queries use the whole photo)
+    own_id: int | None  # the query's own stored row, None when it is not indexed
+    include_self: bool
+    k: int
+
+    @property
+    def excluded(self) -> list[int]:
+        return [] if self.include_self or self.own_id is None else [self.own_id]
+
+    @property
+    def store(self) -> FeatureStore:
+        return self.scanner.store
 
 
 def required_graph(store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, k: int) -> GraphRow:
@@ -59,48 +77,60 @@ def _padded(lists: dict[int, NeighbourList], ids: np.ndarray, k: int) -> tuple[n
     return neighbour_ids, scores
 
 
-def rerank_shortlist(
-    store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, values: Params,
-    shortlist: Ranking, prepared_query: np.ndarray, own_id: int | None,
-) -> Ranking:
-    """The shortlist re-ordered by diffusion or k-reciprocal re-ranking, with new scores."""
-    k = int(values["k" if name == "diffusion" else "k1"])
-    graph = required_graph(store, extractor, metric, name, k)
-    ids = np.array([i for i, _ in shortlist], dtype=np.int64)
-    scores = np.array([s for _, s in shortlist])
+Reorder = Callable[[QueryContext, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def on_graph_shortlist(ctx: QueryContext, name: str, k: int, shortlist: int, keep_own: bool,
+                       reorder: Reorder) -> ScanResult:
+    """Scan for the top `shortlist`, then give each of them a new score from the stored
+    graph's k nearest of each (reorder(ctx, ids, scores, neighbour ids, neighbour
+    scores)); the result has the scan's rows and state. `keep_own`: the query's own row
+    stays in the shortlist (diffusion seeds its walk there, as in eval); otherwise it is
+    never in it (k-reciprocal puts the query itself first in its universe instead)."""
+    graph = required_graph(ctx.store, ctx.row, ctx.metric, name, k)
+    excluded = [] if keep_own or ctx.own_id is None else [ctx.own_id]
+    scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, shortlist), excluded)
+    ids = np.array([i for i, _ in scanned.ranking], dtype=np.int64)
     if not len(ids):
-        return []
-    neighbour_ids, neighbour_scores = _padded(neighbour_lists(store, graph, ids.tolist()), ids, k)
-    if name == "diffusion":
-        reranked = diffuse_shortlist(scores, local_positions(ids, neighbour_ids), neighbour_scores,
-                                     float(values["alpha"]), float(values["gamma"]), int(values["query_k"]),
-                                     int(values["iterations"]))
-    else:
-        universe = k_reciprocal_universe(-1 if own_id is None else own_id, ids, neighbour_ids[neighbour_ids >= 0])
-        stored = store.vectors(extractor, universe.tolist())
+        return scanned
+    scores = np.array([s for _, s in scanned.ranking])
+    neighbour_ids, neighbour_scores = _padded(neighbour_lists(ctx.store, graph, ids.tolist()), ids, k)
+    reranked = reorder(ctx, ids, scores, neighbour_ids, neighbour_scores)
+    order = np.lexsort((ids, -reranked))
+    ranking = [(int(ids[i]), float(reranked[i])) for i in order if ctx.include_self or ids[i] != ctx.own_id]
+    return replace(scanned, ranking=ranking[: ctx.k])
+
+
+def diffusion_at_query(ctx: QueryContext, values: Params) -> ScanResult:
+    """Diffusion on the shortlist's mutual graph, as eval's `diffusion` (rerank.maths)."""
+    def reorder(ctx: QueryContext, ids: np.ndarray, scores: np.ndarray, neighbour_ids: np.ndarray,
+                neighbour_scores: np.ndarray) -> np.ndarray:
+        return diffuse_shortlist(scores, local_positions(ids, neighbour_ids), neighbour_scores, float(values["alpha"]),
+                                 float(values["gamma"]), int(values["query_k"]), int(values["iterations"]))
+
+    return on_graph_shortlist(ctx, "diffusion", int(values["k"]), int(values["shortlist"]), True, reorder)
+
+
+def k_reciprocal_at_query(ctx: QueryContext, values: Params) -> ScanResult:
+    """k-reciprocal re-ranking of the shortlist, its universe widened by the graph, as
+    eval's `k-reciprocal` (rerank.maths); the query itself goes first in the universe."""
+    k1 = int(values["k1"])
+
+    def reorder(ctx: QueryContext, ids: np.ndarray, scores: np.ndarray, neighbour_ids: np.ndarray,
+                neighbour_scores: np.ndarray) -> np.ndarray:
+        own = -1 if ctx.own_id is None else ctx.own_id
+        universe = k_reciprocal_universe(own, ids, neighbour_ids[neighbour_ids >= 0])
+        stored = ctx.store.vectors(ctx.row, universe.tolist())
         universe = np.array([i for i in universe.tolist() if i in stored], dtype=np.int64)
-        vectors = np.vstack([prepared_query, metric.prepare_rows(np.vstack([stored[i] for i in universe.tolist()]))])
+        vectors = np.vstack([ctx.metric.prepare_one(ctx.vector),
+                             ctx.metric.prepare_rows(np.vstack([stored[i] for i in universe.tolist()]))])
         in_shortlist = np.isin(ids, universe)
         reranked = np.full(len(ids), -np.inf)
-        reranked[in_shortlist] = k_reciprocal_shortlist(vectors, int(in_shortlist.sum()), k, int(values["k2"]),
+        reranked[in_shortlist] = k_reciprocal_shortlist(vectors, int(in_shortlist.sum()), k1, int(values["k2"]),
                                                         float(values["lambda_"]))
-    order = np.lexsort((ids, -reranked))
-    return [(int(ids[i]), float(reranked[i])) for i in order]
+        return reranked
 
-
-def graph_reranked(
-    scanner: StoreScan, row: ExtractorRow, metric: Metric, method: str, values: Params,
-    vector: np.ndarray, own_id: int | None, include_self: bool, top_k: int,
-) -> ScanResult:
-    """Scan for the shortlist, re-rank it with the graph: the scan's rows and state, the
-    re-ranked top-K. Diffusion keeps the query's own row in its shortlist (it seeds the
-    walk, as in eval); k-reciprocal puts the query itself first in its universe instead."""
-    keep_own = method == "diffusion" and own_id is not None
-    excluded = [] if keep_own or own_id is None else [own_id]
-    scanned = scanner.top_k(row, metric, vector, max(top_k, int(values["shortlist"])), excluded)
-    reranked = rerank_shortlist(scanner.store, row, metric, method, values, scanned.ranking,
-                                metric.prepare_one(vector), own_id)
-    return replace(scanned, ranking=[(i, s) for i, s in reranked if include_self or i != own_id][:top_k])
+    return on_graph_shortlist(ctx, "k-reciprocal", k1, int(values["shortlist"]), False, reorder)
 
 
 def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: int) -> ExtractorRow:
@@ -116,14 +146,41 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
     return derived
 
 
-def dba_expanded_query(
-    scanner: StoreScan, row: ExtractorRow, metric: Metric, vector: np.ndarray, values: Params, excluded: list[int],
-) -> tuple[ExtractorRow, Metric, np.ndarray]:
-    """DBA then AQE at query time: (the augmented set to scan, its metric, the expanded
-    query), AQE being one scan of the augmented vectors with the prepared query."""
-    augmented, cosine = augmented_set(scanner.store, row, metric, int(values["n_db"])), get_metric("cosine")
-    expanded = expanded_query(scanner, augmented, metric.prepare_one(vector), cosine, excluded, {"n": values["n_query"]})
-    return augmented, cosine, expanded
+def dba_aqe_at_query(ctx: QueryContext, values: Params) -> ScanResult:
+    """DBA then AQE at query time: AQE over the stored augmented vectors (unit vectors in
+    the metric's space, scanned by cosine) with the prepared query."""
+    augmented, cosine = augmented_set(ctx.store, ctx.row, ctx.metric, int(values["n_db"])), get_metric("cosine")
+    expanded = expanded_query(ctx.scanner, augmented, ctx.metric.prepare_one(ctx.vector), cosine, ctx.excluded,
+                              {"n": values["n_query"]})
+    return ctx.scanner.top_k(augmented, cosine, expanded, ctx.k, ctx.excluded, query_is_prepared=True)
+
+
+def query_expansion_at_query(ctx: QueryContext, values: Params) -> ScanResult:
+    """AQE / alpha-QE: a second scan with the expanded query (see expanded_query)."""
+    expanded = expanded_query(ctx.scanner, ctx.row, ctx.vector, ctx.metric, ctx.excluded, values)
+    return ctx.scanner.top_k(ctx.row, ctx.metric, expanded, ctx.k, ctx.excluded, query_is_prepared=True)
+
+
+def pure_on_shortlist(function: Callable[..., np.ndarray]) -> Callable[[QueryContext, Params], ScanResult]:
+    """A pure re-ranking function(Q, X, **params) -> scores (what eval runs on the whole
+    collection) at query time: applied to the query and its scan's top `shortlist`, each
+    prepared for the metric; the top-K of the new scores."""
+    def run(ctx: QueryContext, values: Params) -> ScanResult:
+        params = {name: value for name, value in values.items() if name != "shortlist"}
+        scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, int(values["shortlist"])),
+                                    ctx.excluded)
+        ids = [i for i, _ in scanned.ranking]
+        stored = ctx.store.vectors(ctx.row, ids)
+        ids = [i for i in ids if i in stored]
+        if not ids:
+            return replace(scanned, ranking=[])
+        X = ctx.metric.prepare_rows(np.vstack([stored[i] for i in ids])).astype(np.float64)
+        scores = np.asarray(function(ctx.metric.prepare_one(ctx.vector)[None, :].astype(np.float64), X,
+                                     **params))[0]
+        order = np.lexsort((np.array(ids), -scores))[: ctx.k]
+        return replace(scanned, ranking=[(int(ids[i]), float(scores[i])) for i in order])
+
+    return run
 
 
 def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[str]:

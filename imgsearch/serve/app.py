@@ -23,11 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError
-from imgsearch.features.regions import REGIONS
 from imgsearch.index.images import SkippedFile
-from imgsearch.scan.metrics import METRICS
+from imgsearch.plan import SearchPlan
 from imgsearch.serve.files import IndexedFileResponse, thumbnail
-from imgsearch.serve.service import SearchRequest, Service
+from imgsearch.serve.service import Service
 
 log = logging.getLogger("imgsearch.serve")
 DEFAULT_UPLOAD_LIMIT = 20 * 2**20
@@ -294,16 +293,14 @@ def _not_a_number(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _search_request(fields: dict[str, Any], service: Service) -> SearchRequest:
-    metric = _text(fields, "metric") or service.config.default_metric
-    extractor = _text(fields, "extractor") or service.config.default_extractor
-    if metric not in METRICS:
-        raise ImgsearchError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    regions = _text(fields, "regions") or service.config.regions
-    if regions not in ("none", *REGIONS):
-        raise ImgsearchError(f"unknown regions {regions!r}; known: none, {', '.join(REGIONS)}")
-    return SearchRequest(extractor, metric, _whole(fields, "k", 10, 1, MAX_K), _whole(fields, "offset", 0, 0, 100_000),
-                         _text(fields, "rerank"), _text(fields, "whiten"), _flag(fields, "include_self"), regions)
+def _search_request(fields: dict[str, Any], service: Service) -> SearchPlan:
+    config = service.config
+    return SearchPlan.of(
+        _text(fields, "extractor") or config.default_extractor, _text(fields, "metric") or config.default_metric,
+        k=_whole(fields, "k", 10, 1, MAX_K), offset=_whole(fields, "offset", 0, 0, 100_000),
+        include_self=_flag(fields, "include_self"), parallel=config.parallel, block_rows=config.block_rows,
+        regions=_text(fields, "regions") or config.regions, rerank=_text(fields, "rerank"),
+        whiten=_text(fields, "whiten"))
 
 
 def _image_json(image: Any) -> JSONResponse:

@@ -13,20 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError, NotFoundError
+from imgsearch.errors import NotFoundError
 from imgsearch.index.images import decode_bytes
+from imgsearch.plan import SearchPlan
 from imgsearch.query import (
     QueryResult,
     indexed_vector,
-    named,
-    parse_rerank,
+    named_with_retry,
     photo_vector,
-    regions_for,
     search,
     stored_extractor,
     stored_row,
 )
-from imgsearch.scan.kernel import prepare_query
+from imgsearch.scan.kernel import ScanResult, prepare_query
 from imgsearch.scan.metrics import get_metric
 from imgsearch.serve.decodes import DEFAULT_DECODE_MEMORY, DEFAULT_UPLOAD_PIXELS, DecodeBudget
 from imgsearch.serve.resident import ResidentIndex
@@ -58,18 +57,6 @@ class ServeConfig:
     replica_wait: float = 10
     upload_pixels: int = DEFAULT_UPLOAD_PIXELS  # an upload declaring more is refused before decoding
     decode_memory: int = DEFAULT_DECODE_MEMORY  # bytes of uploads' pixels decoded at once
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    extractor: str
-    metric: str
-    k: int = 10
-    offset: int = 0
-    rerank: str | None = None
-    whiten: str | None = None
-    include_self: bool = False
-    regions: str | None = "crops"  # an upload's regions (see features.regions); "none": the whole photo only
 
 
 class DatabaseWatch:
@@ -157,62 +144,59 @@ class Service:
             self._store.reconnect_if_lost()
             yield self._store
 
-    def search_upload(self, data: bytes, request: SearchRequest) -> dict:
+    def search_upload(self, data: bytes, plan: SearchPlan) -> dict:
         self._caught_up()
         with self.db() as store:
-            row, extractor = stored_extractor(store, request.extractor)
-        regions = regions_for(parse_rerank(request.rerank, request.whiten), request.regions)
+            row, extractor = stored_extractor(store, plan.extractor)
         with self.decodes.hold(data):  # SkippedFile: too many pixels; BusyError: no room now
             pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
             self.decodes.check_decoded(*pixels.shape[:2])
-            vector = photo_vector(extractor, pixels, regions)
-        return self._search_vector(row, vector, None, "upload", request)
+            vector = photo_vector(extractor, pixels, plan.photo_regions)
+        return self._search_vector(row, vector, None, "upload", plan)
 
-    def search_name(self, name: str, request: SearchRequest) -> dict:
+    def search_name(self, name: str, plan: SearchPlan) -> dict:
         self._caught_up()
         with self.db() as store:
-            row = stored_row(store, request.extractor)  # the stored vector is the query: nothing to extract
+            row = stored_row(store, plan.extractor)  # the stored vector is the query: nothing to extract
             vector, own_id = indexed_vector(store, row, name)
-        return self._search_vector(row, vector, own_id, name, request)
+        return self._search_vector(row, vector, own_id, name, plan)
 
     def search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-                      request: SearchRequest) -> dict:
+                      plan: SearchPlan) -> dict:
         self._caught_up()
-        return self._search_vector(row, vector, own_id, label, request)
+        return self._search_vector(row, vector, own_id, label, plan)
 
     def _search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-                       request: SearchRequest) -> dict:
+                       plan: SearchPlan) -> dict:
         started = time.perf_counter()
-        spec = parse_rerank(request.rerank, request.whiten)
-        wanted = request.offset + request.k
         index = self.resident.get(row.name)
-        if spec or request.whiten or index is None or request.metric not in self.config.metrics:
+        if plan.rerank or plan.whiten or index is None or plan.metric.name not in self.config.metrics:
             with self.db() as store:
-                result = search(store, row, vector, own_id, label, request.metric, wanted, self.config.block_rows,
-                                request.include_self, self.config.parallel, spec, request.whiten, started)
+                result = search(store, row, vector, own_id, label, plan, started)
             served = "streamed"
         else:
-            result = self._resident_search(index, row, vector, own_id, label, request, wanted, started)
+            result = self._resident_search(index, row, vector, own_id, label, plan, started)
             served = "resident"
         answer = result.as_json()
-        answer["results"] = answer["results"][request.offset :]
-        own = 1 if own_id is not None and not request.include_self else 0
+        answer["results"] = answer["results"][plan.offset :]
+        own = 1 if own_id is not None and not plan.include_self else 0
         answer.update(total=max(result.rows_scanned - own, 0) if result.rows_scanned else len(result.matches),
-                      offset=request.offset, served=served)
+                      offset=plan.offset, served=served,
+                      rerank=plan.rerank.text if plan.rerank else None)
         return answer
 
     def _resident_search(self, index: ResidentIndex, row: ExtractorRow, vector: np.ndarray, own_id: int | None,
-                         label: str, request: SearchRequest, wanted: int, started: float) -> QueryResult:
-        prepared = prepare_query(get_metric(request.metric), vector)
-        excluded = [] if request.include_self or own_id is None else [own_id]
-        for _ in range(3):
-            scanned = index.current().top_k(request.metric, prepared, wanted, excluded)
-            with self.db() as store:
-                matches = named(store, scanned.ranking)
-            if matches is not None:
-                return QueryResult(label, row.name, request.metric, time.perf_counter() - started, matches, [],
-                                   scanned.rows_scanned, scanned.state)
-        raise ImgsearchError("images kept being deleted while the query ran; run it again")
+                         label: str, plan: SearchPlan, started: float) -> QueryResult:
+        prepared = prepare_query(plan.metric, vector)
+        excluded = [] if plan.include_self or own_id is None else [own_id]
+
+        def scanned() -> ScanResult:
+            return index.current().top_k(plan.metric.name, prepared, plan.wanted, excluded)
+
+        with self.db() as store:
+            result, matches = named_with_retry(store, scanned)
+        return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, [],
+                           result.rows_scanned, result.state)
 
     def image(self, image_id: int) -> StoredImage:
         self._caught_up()

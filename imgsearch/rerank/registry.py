@@ -1,0 +1,121 @@
+"""Re-rankings as registered objects, as cnnimageretrieval-pytorch keeps its pooling: each
+is a pure function of the query and database matrices (what `eval` measures, in
+rerank.maths), how `query` and the service run it on a store, and what it needs.
+
+A new re-ranking is a pure function plus one `register(...)`: `on_shortlist` makes one
+that `query`, `eval` and the service all run with no other edit (tests/test_rerank_registry.py
+registers a toy one to keep that promise true)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsearch.errors import ImgsearchError
+from imgsearch.rerank import maths
+from imgsearch.rerank.query import (
+    Params,
+    QueryContext,
+    dba_aqe_at_query,
+    diffusion_at_query,
+    k_reciprocal_at_query,
+    pure_on_shortlist,
+    query_expansion_at_query,
+)
+from imgsearch.scan.kernel import ScanResult
+from imgsearch.specs import FRACTION, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, WHOLE_POSITIVE, Check, Method, parse_spec
+
+# What a re-ranking reads beyond one scan of the vectors, as it declares it.
+GRAPH = "the stored k-NN graph"  # made by `imgsearch graph`, kept by builds
+DBA = "the graph's augmented vectors"  # `imgsearch graph --dba N`
+SECOND_SCAN = "a second scan"
+SHORTLIST = "the first scan's shortlist"
+
+
+@dataclass(frozen=True)
+class Reranking:
+    name: str
+    method: Method  # the pure function eval runs on (queries, database), its parameters and their ranges
+    at_query: Callable[[QueryContext, Params], ScanResult]  # what query and the service run on a store
+    needs: frozenset[str] = frozenset()
+    accepts_regions: bool = False  # False: a photo query is re-ranked from its whole-photo descriptor
+
+    @property
+    def usage(self) -> str:
+        return self.method.usage(self.name)
+
+
+@dataclass(frozen=True)
+class RerankSpec:
+    """A parsed `NAME[:P,...]`: the registered re-ranking and each parameter's value."""
+
+    reranking: Reranking
+    values: Params
+    text: str
+
+    def run(self, ctx: QueryContext) -> ScanResult:
+        return self.reranking.at_query(ctx, self.values)
+
+
+RERANKINGS: dict[str, Reranking] = {}
+
+
+def register(reranking: Reranking) -> Reranking:
+    RERANKINGS[reranking.name] = reranking
+    return reranking
+
+
+def unregister(name: str) -> None:
+    RERANKINGS.pop(name, None)
+
+
+def on_shortlist(name: str, function: Callable[..., np.ndarray], description: str,
+                 checks: Mapping[str, Check]) -> Reranking:
+    """A re-ranking from a pure function(Q, X, ..., shortlist=N) -> scores: eval runs it on
+    the whole collection, query on the scan's top `shortlist` (a parameter it must take)."""
+    if "shortlist" not in checks:
+        raise ValueError(f"{name}: a re-ranking run on the shortlist takes a `shortlist` parameter")
+    return Reranking(name, Method.of(function, description, checks), pure_on_shortlist(function),
+                     frozenset({SHORTLIST}))
+
+
+def parse_reranking(text: str) -> RerankSpec:
+    spec = parse_spec(text, methods())
+    return RerankSpec(RERANKINGS[spec.name], spec.values, spec.text)
+
+
+def methods() -> dict[str, Method]:
+    return {name: r.method for name, r in RERANKINGS.items()}
+
+
+def help_text() -> str:
+    return "Re-ranking: " + "; ".join(f"{r.usage} ({r.method.description})" for r in RERANKINGS.values()) + "."
+
+
+def check_with_whitening(spec: RerankSpec) -> None:
+    if GRAPH in spec.reranking.needs:
+        raise ImgsearchError(f"--rerank {spec.reranking.name} uses the graph of the unmapped vectors; "
+                             "it cannot follow --whiten")
+
+
+register(Reranking("aqe", Method.of(maths.aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)",
+                                    {"n": WHOLE_POSITIVE}),
+                   query_expansion_at_query, frozenset({SECOND_SCAN})))
+register(Reranking("alpha-qe", Method.of(maths.alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., "
+                                                         "TPAMI 2018)", {"n": WHOLE_POSITIVE, "alpha": NON_NEGATIVE}),
+                   query_expansion_at_query, frozenset({SECOND_SCAN})))
+register(Reranking("dba-aqe", Method.of(maths.dba_aqe, "database-side augmentation then AQE, n_db, n_query "
+                                                       "(Arandjelovic & Zisserman, CVPR 2012)",
+                                        {"n_db": WHOLE_POSITIVE, "n_query": WHOLE_POSITIVE}),
+                   dba_aqe_at_query, frozenset({GRAPH, DBA, SECOND_SCAN})))
+register(Reranking("diffusion", Method.of(
+    maths.diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist, iterations "
+                     "(Iscen et al., CVPR 2017)",
+    {"k": WHOLE_POSITIVE, "alpha": OPEN_FRACTION, "gamma": POSITIVE, "query_k": WHOLE_POSITIVE,
+     "shortlist": WHOLE_POSITIVE, "iterations": WHOLE_POSITIVE}),
+    diffusion_at_query, frozenset({GRAPH, SHORTLIST})))
+register(Reranking("k-reciprocal", Method.of(
+    maths.k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)",
+    {"k1": WHOLE_POSITIVE, "k2": WHOLE_POSITIVE, "lambda_": FRACTION, "shortlist": WHOLE_POSITIVE}),
+    k_reciprocal_at_query, frozenset({GRAPH, SHORTLIST})))

@@ -34,7 +34,8 @@ from threadpoolctl import threadpool_limits
 from imgsearch.plan import SearchPlan
 from imgsearch.query import search
 from imgsearch.serve.app import create_app
-from imgsearch.serve.service import ServeConfig, Service
+from imgsearch.serve.config import ServeConfig
+from imgsearch.serve.service import Service
 from imgsearch.store import open_store
 from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url

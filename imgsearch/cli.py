@@ -450,14 +450,19 @@ def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...],
     Holds each extractor's vectors in memory, prepared for the served metrics, answers
     exactly what `query` answers, and stays in step with builds that run elsewhere: every
     request first checks the index's change counter and takes in only what changed."""
-    from imgsearch.serve.run import ServeOptions, run_service
+    from imgsearch.serve.config import ServeConfig, half_the_memory, parse_size
+    from imgsearch.serve.run import run_service
 
     settings = settings.with_flags(replicas=(replica,) if replica else None)
-    run_service(ServeOptions(settings_url(settings), host, port, extractors, metrics or (settings.metric,),
-                             settings.extractor, settings.metric, max_memory, token, no_auth, upload_limit, thumbnails,
-                             settings.block_rows, settings.parallel, settings.regions, replica_url(settings),
-                             settings.replica_wait, header_timeout, body_timeout, max_connections, upload_pixels,
-                             decode_memory))
+    run_service(ServeConfig(
+        url=settings_url(settings), extractors=extractors, metrics=metrics or (settings.metric,),
+        default_extractor=settings.extractor, default_metric=settings.metric,
+        max_memory=parse_size(max_memory, "--max-memory") if max_memory else half_the_memory(),
+        block_rows=settings.block_rows, parallel=settings.parallel, regions=settings.regions,
+        replica=replica_url(settings), replica_wait=settings.replica_wait, upload_pixels=upload_pixels,
+        decode_memory=parse_size(decode_memory, "--decode-memory"), host=host, port=port, token=token,
+        no_auth=no_auth, upload_limit=parse_size(upload_limit, "--upload-limit"), thumbnails=thumbnails,
+        header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections))
 
 
 @cli.command()

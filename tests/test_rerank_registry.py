@@ -15,7 +15,8 @@ from imgsearch.plan import SearchPlan
 from imgsearch.query import run_query
 from imgsearch.rerank.registry import RERANKINGS, SHORTLIST, on_shortlist, register, unregister
 from imgsearch.serve.app import create_app
-from imgsearch.serve.service import ServeConfig, Service
+from imgsearch.serve.config import ServeConfig
+from imgsearch.serve.service import Service
 from imgsearch.specs import FRACTION, WHOLE_POSITIVE
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
@@ -55,10 +56,10 @@ def test_a_registered_toy_reranking_runs_in_query_eval_and_the_service(toy, tmp_
     assert toy_eval["n_queries"] == plain_eval["n_queries"] == len(images.paths)
     assert toy_eval["P@1"] != plain_eval["P@1"]
 
-    service = Service(ServeConfig(url, ("rgb",), ("cosine",), "rgb", "cosine"))
+    service = Service(ServeConfig(url, ("rgb",), ("cosine",), "rgb", "cosine", thumbnails=tmp_path / "thumbs"))
 
     async def ask(body: dict) -> httpx.Response:
-        app = create_app(service, thumbnail_cache=tmp_path / "thumbs")
+        app = create_app(service)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as http:
             return await http.post("/api/search", json=body)
 

@@ -14,7 +14,8 @@ from photos import photo, variant, write_collection
 from served import serving
 
 from imgsearch.plan import SearchPlan
-from imgsearch.serve.service import ServeConfig, Service
+from imgsearch.serve.config import ServeConfig
+from imgsearch.serve.service import Service
 from imgsearch.store import open_store
 from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url

@@ -29,7 +29,6 @@ from imgsearch.serve.files import IndexedFileResponse, thumbnail
 from imgsearch.serve.service import Service
 
 log = logging.getLogger("imgsearch.serve")
-DEFAULT_UPLOAD_LIMIT = 20 * 2**20
 MAX_K = 1000
 TOKEN_COOKIE = "imgsearch_token"
 OVER_LIMIT = "imgsearch.over_limit"  # set in the ASGI scope when a body passed the limit
@@ -90,11 +89,10 @@ def status_of(e: Exception) -> int:
     return 422
 
 
-def create_app(service: Service, upload_limit: int = DEFAULT_UPLOAD_LIMIT, token: str | None = None,
-               thumbnail_cache: Path | None = None) -> FastAPI:
+def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="imgsearch", version="0.2.0",
                   description="Exact query-by-example image search over MySQL/MariaDB or SQLite.")
-    cache = thumbnail_cache or Path(".imgsearch-thumbnails")
+    upload_limit, token, cache = service.config.upload_limit, service.config.token, service.config.thumbnail_cache
 
     @app.middleware("http")
     async def authorise(request: Request, call_next: Any) -> Response:

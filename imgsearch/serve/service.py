@@ -27,36 +27,19 @@ from imgsearch.query import (
 )
 from imgsearch.scan.kernel import ScanResult, prepare_query
 from imgsearch.scan.metrics import get_metric
-from imgsearch.serve.decodes import DEFAULT_DECODE_MEMORY, DEFAULT_UPLOAD_PIXELS, DecodeBudget
+from imgsearch.serve.config import ServeConfig
+from imgsearch.serve.decodes import DecodeBudget
 from imgsearch.serve.resident import ResidentIndex
 from imgsearch.store import open_store
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.records import ExtractorRow, StoredImage
 from imgsearch.store.replica import ReplicaReads
-from imgsearch.store.url import DatabaseUrl
 
 log = logging.getLogger("imgsearch.serve")
 
 # Memory per resident row beyond its prepared vectors: the id, and room for one
 # compaction (the base matrix is rebuilt beside the old one).
 COMPACTION_HEADROOM = 2.0
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    url: DatabaseUrl
-    extractors: tuple[str, ...] = ()  # held resident; () = every extractor of the index
-    metrics: tuple[str, ...] = ("pearson",)  # prepared copies kept in memory per extractor
-    default_extractor: str = "cnn-spoc"
-    default_metric: str = "pearson"
-    max_memory: int = 4 * 2**30  # bytes of resident vectors in all
-    block_rows: int = 1024
-    parallel: int = 1
-    regions: str = "crops"  # an upload's regions unless the request says otherwise
-    replica: DatabaseUrl | None = None  # read here, after catching up with `url` (the primary) at every request
-    replica_wait: float = 10
-    upload_pixels: int = DEFAULT_UPLOAD_PIXELS  # an upload declaring more is refused before decoding
-    decode_memory: int = DEFAULT_DECODE_MEMORY  # bytes of uploads' pixels decoded at once
 
 
 class DatabaseWatch:

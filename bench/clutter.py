@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 
 from imgsearch.evaluate import labelled_images, retrieval_metrics
-from imgsearch.features.pooling import l2n
 from imgsearch.features.regions import REGIONS
 from imgsearch.features.registry import make_extractor
 from imgsearch.index.images import load_image
+from imgsearch.linalg import l2n
 
 BANDS = ((0.15, 0.30), (0.30, 0.45), (0.45, 0.60))
 ENLARGE = 3

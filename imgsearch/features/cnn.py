@@ -18,7 +18,8 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
-from imgsearch.features.pooling import POOLINGS, l2n
+from imgsearch.features.pooling import POOLINGS
+from imgsearch.linalg import l2n
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILE = MODEL_DIR / "efficientnet_lite0.onnx"

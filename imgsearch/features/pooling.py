@@ -9,12 +9,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-EPS = 1e-6
-
-
-def l2n(v: np.ndarray) -> np.ndarray:
-    """L2-normalised float32: a vector, or each row of a matrix."""
-    return (v / (np.linalg.norm(v, axis=-1, keepdims=True) + EPS)).astype(np.float32)
+from imgsearch.linalg import EPS, l2n
 
 
 def spoc(fmap: np.ndarray) -> np.ndarray:

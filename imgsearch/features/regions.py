@@ -19,7 +19,8 @@ from collections.abc import Callable
 import numpy as np
 
 from imgsearch.features.cnn import CnnExtractor
-from imgsearch.features.pooling import l2n, rmac_regions
+from imgsearch.features.pooling import rmac_regions
+from imgsearch.linalg import l2n
 
 # Input sizes (times the extractor's max_side) whose feature maps are cut into regions: at
 # twice the size an object covering a third of the photo spans as many cells as the

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.features.pooling import EPS, l2n
+from imgsearch.linalg import EPS, l2n
 from imgsearch.specs import FRACTION, NON_NEGATIVE, WHOLE_OR_ZERO, WHOLE_POSITIVE, Method, Spec
 
 

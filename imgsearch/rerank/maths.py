@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgsearch.features.pooling import EPS, l2n
+from imgsearch.linalg import EPS, l2n
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.features.pooling import l2n
+from imgsearch.linalg import l2n
 from imgsearch.rerank.maths import diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric

@@ -12,9 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from imgsearch.scan.metrics import Metric
-
-Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [n, dim])
-
+from imgsearch.store.records import Block
 
 # Scores closer than this are ties, ordered by image id. BLAS computes a row's dot
 # product differently by its place in a block (rows go through its kernels in groups),

@@ -21,9 +21,9 @@ import time
 import numpy as np
 from scan import DIM, EXTRACTOR, load
 
+from imgsearch.index.graph import update_graph
 from imgsearch.plan import SearchPlan
 from imgsearch.query import run_query
-from imgsearch.rerank.graph import update_graph
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.graph_tables import create_graph, drop_graph, find_graph

@@ -329,8 +329,8 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
     a new image gets its neighbours and enters the lists it belongs to; a deleted or
     changed one is taken out of the lists that held it. A rerun without -n / --dba keeps
     the stored parameters. One graph update runs at a time per database; another waits."""
+    from imgsearch.index.graph import configure_graph, remove_graph
     from imgsearch.query import stored_extractor
-    from imgsearch.rerank.graph import configure_graph, remove_graph
 
     settings = settings.with_flags(extractor=extractor, metric=metric)
     with open_settings_store(settings) as store:

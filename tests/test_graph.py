@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
+from imgsearch.index.graph import update_graph
 from imgsearch.plan import SearchPlan
-from imgsearch.rerank.graph import update_graph
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.graph_tables import create_graph, graph_lag, list_capacity, neighbour_lists

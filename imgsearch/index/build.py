@@ -22,11 +22,11 @@ from tqdm import tqdm
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
+from imgsearch.index.graph import update_graphs
 from imgsearch.index.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
 from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import FoundFile, Problem, walk_collection
 from imgsearch.names import display
-from imgsearch.rerank.graph import update_graphs
 from imgsearch.store.base import COLLECTION_ROOT_KEY, MAX_NAME_BYTES, MAX_PATH_BYTES, FeatureStore, check_same_params
 from imgsearch.store.packed import DEFAULT_PACK_ROWS
 from imgsearch.store.records import ExtractorRow, ImageRecord, StoredImage

@@ -48,7 +48,7 @@ def dba_aqe(Q: np.ndarray, X: np.ndarray, n_db: int = 3, n_query: int = 5) -> np
 
 def knn_lists(X: np.ndarray, k: int, block_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k most similar other rows (ids, scores), best first: the in-memory twin
-    of the stored graph (imgsearch.rerank.graph)."""
+    of the stored graph (imgsearch.index.graph)."""
     k = min(k, len(X) - 1)
     ids = np.empty((len(X), k), dtype=np.int64)
     scores = np.empty((len(X), k), dtype=np.float32)

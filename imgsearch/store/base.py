@@ -27,6 +27,7 @@ from imgsearch.store.records import (
     ExtractorRow,
     ImageRecord,
     StoredImage,
+    changes_key,
     id_chunks,
     stored_image,
     vector_to_bytes,
@@ -146,6 +147,9 @@ class FeatureStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def touch(self, extractor_ids: Iterable[int]) -> None:
+        self.touched.update(extractor_ids)
+
     def execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         try:
             cur = self.conn.cursor()
@@ -254,7 +258,7 @@ class FeatureStore(ABC):
 
     def changes(self, extractor: ExtractorRow) -> int:
         """The extractor's change counter as of now (see packed.py)."""
-        return int(self.get_meta(packing.changes_key(extractor.id)) or 0)
+        return int(self.get_meta(changes_key(extractor.id)) or 0)
 
     def extractors(self) -> list[ExtractorRow]:
         rows = self.execute("SELECT id, name, params, dim FROM extractors ORDER BY name")
@@ -280,7 +284,7 @@ class FeatureStore(ABC):
         the caller then reads its row and checks its params."""
         self.execute(f"{self.insert_ignore} INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
         (extractor_id,) = self.execute("SELECT id FROM extractors WHERE name = ?", (name,))[0]
-        self.execute(f"{self.insert_ignore} INTO meta (k, v) VALUES (?, ?)", (packing.changes_key(int(extractor_id)), "0"))
+        self.execute(f"{self.insert_ignore} INTO meta (k, v) VALUES (?, ?)", (changes_key(int(extractor_id)), "0"))
 
     # -- images and their vectors ------------------------------------------------------
     def stored_images(self) -> dict[bytes, StoredImage]:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Set
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
-from imgsearch.store.base import FeatureStore
-from imgsearch.store.packed import changes_key
-from imgsearch.store.records import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, id_chunks
+from imgsearch.store.records import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, changes_key, id_chunks
+from imgsearch.store.session import SqlSession
+
+if TYPE_CHECKING:  # the store's own methods (transactions, extractors) are used, not imported
+    from imgsearch.store.base import FeatureStore
 
 NO_KTH = -1e30  # the threshold of a list shorter than k: any image enters it
 
@@ -196,3 +199,18 @@ def graph_is_behind(store: FeatureStore, graph: GraphRow, extractor: ExtractorRo
     newest_vector = store.execute("SELECT MAX(image_id) FROM features WHERE extractor_id = ?", (extractor.id,))[0][0]
     newest_list = store.execute("SELECT MAX(image_id) FROM graph_nodes WHERE graph_id = ?", (graph.id,))[0][0]
     return newest_vector is not None and (newest_list is None or int(newest_vector) > int(newest_list))
+
+
+def mark_removed(store: SqlSession, rows: list[tuple[int, int]]) -> None:
+    """(extractor id, image id) of feature rows being replaced or deleted: each graph of
+    those extractors is told, with a fresh token, so that its next update recomputes the
+    lists that hold them and clears only the marks it saw."""
+    extractors = sorted({e for e, _ in rows})
+    if not extractors:
+        return
+    marks = ",".join("?" * len(extractors))
+    graphs = store.execute(f"SELECT id, extractor_id FROM graphs WHERE extractor_id IN ({marks})", extractors)
+    if graphs:
+        token = store.fresh_token()
+        store.executemany("REPLACE INTO graph_removed (graph_id, image_id, token) VALUES (?, ?, ?)",
+                          [(int(g), i, token) for g, ge in graphs for e, i in rows if e == int(ge)])

@@ -16,14 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from imgsearch.store.records import ID_DTYPE, VECTOR_DTYPE, Block, ExtractorRow, id_chunks, rows_to_block
-
-if TYPE_CHECKING:
-    from imgsearch.store.base import FeatureStore
+from imgsearch.store.graph_tables import mark_removed
+from imgsearch.store.records import (
+    ID_DTYPE,
+    VECTOR_DTYPE,
+    Block,
+    ExtractorRow,
+    changes_key,
+    id_chunks,
+    last_block_key,
+    rows_to_block,
+)
+from imgsearch.store.session import SqlSession
 
 DEFAULT_PACK_ROWS = 1024
 # A packed row stays well under the server's max_allowed_packet (16 MiB on MariaDB by
@@ -34,16 +42,6 @@ MAX_BLOCK_BYTES = 8 * 2**20
 # blocks of 1,024 x 512-d, bounded in bytes so that a 10,240-d extractor packs in as
 # little memory as a 512-d one.
 PACK_STEP_BYTES = 128 * 2**20
-
-
-def changes_key(extractor_id: int) -> str:
-    return f"changes:{extractor_id}"
-
-
-def last_block_key(extractor_id: int) -> str:
-    # The highest block number ever written: numbers are never reused, so a resident copy
-    # that knows a block number knows its content.
-    return f"last_block:{extractor_id}"
 
 
 @dataclass
@@ -70,11 +68,11 @@ def rows_per_block(dim: int, pack_rows: int, max_row_bytes: int) -> int:
     return max(1, min(pack_rows, min(MAX_BLOCK_BYTES, max_row_bytes) // (dim * VECTOR_DTYPE.itemsize + ID_DTYPE.itemsize)))
 
 
-def mark_stale(store: FeatureStore, where: str, params: list) -> None:
+def mark_stale(store: SqlSession, where: str, params: list) -> None:
     """Before feature rows matching `where` are replaced or deleted: remember which packed
-    entries they were (scans leave those out until the next pack), which graphs knew them
-    (the next graph update recomputes the lists that hold them), and which extractors they
-    belong to (their change counters move when the transaction commits).
+    entries they were (scans leave those out until the next pack), tell the graphs that
+    knew them (graph_tables.mark_removed), and which extractors they belong to (their
+    change counters move when the transaction commits).
 
     One read of the matching rows by their keys, then writes of only what is needed: done
     on the server as INSERT ... SELECT, the optimizer (misled by the sampled statistics of
@@ -82,37 +80,29 @@ def mark_stale(store: FeatureStore, where: str, params: list) -> None:
     which made a million-image build quadratic."""
     rows = [(int(e), int(i), b) for e, i, b in
             store.execute(f"SELECT extractor_id, image_id, packed_block FROM features WHERE {where}", params)]
-    extractors = {e for e, _, _ in rows}
-    store.touched.update(extractors)
+    store.touch({e for e, _, _ in rows})
     stale = [(e, i, int(b)) for e, i, b in rows if b is not None]
     if stale:
         store.executemany(f"{store.insert_ignore} INTO packed_stale (extractor_id, image_id, block_no) VALUES (?, ?, ?)",
                           stale)
-    if not extractors:
-        return
-    marks = ",".join("?" * len(extractors))
-    graphs = store.execute(f"SELECT id, extractor_id FROM graphs WHERE extractor_id IN ({marks})", sorted(extractors))
-    if graphs:
-        token = store.fresh_token()
-        store.executemany("REPLACE INTO graph_removed (graph_id, image_id, token) VALUES (?, ?, ?)",
-                          [(int(g), i, token) for g, ge in graphs for e, i, _ in rows if e == int(ge)])
+    mark_removed(store, [(e, i) for e, i, _ in rows])
 
 
-def bump_changes(store: FeatureStore, extractor_ids: set[int]) -> None:
+def bump_changes(store: SqlSession, extractor_ids: set[int]) -> None:
     """One more change for each extractor, in id order (two writers never wait on each
     other's counters in opposite orders)."""
     for extractor_id in sorted(extractor_ids):
         store.execute(store.bump_counter_sql, (changes_key(extractor_id),))
 
 
-def read_changes(store: FeatureStore, cur: Any, extractor: ExtractorRow) -> int:
+def read_changes(store: SqlSession, cur: Any, extractor: ExtractorRow) -> int:
     cur.execute(f"SELECT v FROM meta WHERE k = {store.ph}", (changes_key(extractor.id),))
     rows = cur.fetchall()
     return int(rows[0][0]) if rows else 0
 
 
 def snapshot_blocks(
-    store: FeatureStore, cur: Any, extractor: ExtractorRow, block_rows: int, packed: bool, part: int, parts: int,
+    store: SqlSession, cur: Any, extractor: ExtractorRow, block_rows: int, packed: bool, part: int, parts: int,
     snapshot: Snapshot,
 ) -> Iterator[Block]:
     """The body of stream_blocks, on a cursor whose transaction is one snapshot."""
@@ -168,7 +158,7 @@ class PackedState:
     tail: Block  # rows written since the last pack
 
 
-def read_packed_state(store: FeatureStore, cur: Any, extractor: ExtractorRow, known: set[int]) -> PackedState:
+def read_packed_state(store: SqlSession, cur: Any, extractor: ExtractorRow, known: set[int]) -> PackedState:
     changes = read_changes(store, cur, extractor)
     cur.execute(f"SELECT block_no FROM packed_blocks WHERE extractor_id = {store.ph}", (extractor.id,))
     present = {int(b) for (b,) in cur.fetchall()}
@@ -189,7 +179,7 @@ def read_packed_state(store: FeatureStore, cur: Any, extractor: ExtractorRow, kn
     return PackedState(changes, present, blocks, stale, tail)
 
 
-def pack(store: FeatureStore, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
+def pack(store: SqlSession, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
     """Bring the packed blocks up to date, in transactions of at most PACK_STEP_BYTES of
     vectors, so memory stays bounded on a first pack of millions of rows. Each step
     rewrites some blocks that hold stale entries (and the last one, if not full) without
@@ -206,13 +196,13 @@ def pack(store: FeatureStore, extractor: ExtractorRow, pack_rows: int = DEFAULT_
         report.add(step)
 
 
-def _pack_step(store: FeatureStore, extractor: ExtractorRow, block_rows: int, step_rows: int) -> PackReport | None:
+def _pack_step(store: SqlSession, extractor: ExtractorRow, block_rows: int, step_rows: int) -> PackReport | None:
     """One transaction of packing (run again if the server breaks a deadlock with a
     concurrent builder); None when there was nothing left to pack."""
     return store.write(lambda: _pack_step_body(store, extractor, block_rows, step_rows))
 
 
-def _pack_step_body(store: FeatureStore, extractor: ExtractorRow, block_rows: int, step_rows: int) -> PackReport | None:
+def _pack_step_body(store: SqlSession, extractor: ExtractorRow, block_rows: int, step_rows: int) -> PackReport | None:
     report = PackReport()
     # One pack of an extractor at a time; rows being packed are locked against writers.
     store.execute(f"SELECT id FROM extractors WHERE id = ?{store.for_update}", (extractor.id,))
@@ -269,11 +259,11 @@ def _pack_step_body(store: FeatureStore, extractor: ExtractorRow, block_rows: in
     for chunk, marks in id_chunks(sorted(rewritten)):
         store.execute(f"DELETE FROM packed_stale WHERE extractor_id = ? AND block_no IN ({marks})",
                       (extractor.id, *chunk))
-    store.touched.add(extractor.id)
+    store.touch({extractor.id})
     return report
 
 
-def packed_counts(store: FeatureStore, extractor: ExtractorRow) -> tuple[int, int, int]:
+def packed_counts(store: SqlSession, extractor: ExtractorRow) -> tuple[int, int, int]:
     """(packed blocks, tail rows, stale entries) of an extractor."""
     def count(sql: str) -> int:
         return int(store.execute(sql, (extractor.id,))[0][0])

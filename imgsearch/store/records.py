@@ -61,3 +61,14 @@ def stored_image(row: tuple) -> StoredImage:
         id=int(id_), path=bytes(path), name=bytes(name), bytes=int(size), mtime_ns=int(mtime_ns),
         sha256=str(sha), width=int(width), height=int(height),
     )
+
+
+def changes_key(extractor_id: int) -> str:
+    """The meta key of an extractor's change counter (see packed.py)."""
+    return f"changes:{extractor_id}"
+
+
+def last_block_key(extractor_id: int) -> str:
+    # The highest block number ever written: numbers are never reused, so a resident copy
+    # that knows a block number knows its content.
+    return f"last_block:{extractor_id}"

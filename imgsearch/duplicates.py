@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.query import stored_row
+from imgsearch.scan.kernel import pair_scores
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import prepared_rows
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
@@ -91,7 +92,7 @@ def self_join_pairs(
             continue
         with threadpool_limits(limits=1, user_api="blas"):
             for block_ids, block in store.stream_blocks(row, block_rows):
-                product = metric.prepare_rows(block) @ prepared.T  # block x chunk
+                product = pair_scores(metric, block, prepared)  # block x chunk
                 r, c = np.nonzero((product >= threshold) & (block_ids[:, None] > chunk_ids[None, :]))
                 lefts.append(chunk_ids[c])
                 rights.append(block_ids[r])

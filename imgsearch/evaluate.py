@@ -20,6 +20,7 @@ from imgsearch.index.walk import FoundFile, walk_collection
 from imgsearch.learn.whiten import WHITENINGS, fit_map
 from imgsearch.query import photo_vector
 from imgsearch.rerank.registry import RerankSpec, parse_reranking
+from imgsearch.scan.kernel import prepared_scores
 from imgsearch.scan.metrics import get_metric
 from imgsearch.specs import Spec, parse_spec
 
@@ -147,7 +148,7 @@ def evaluate(
     prepared = metric.prepare_rows(vectors)  # unit rows for every metric: cosine = the metric
     if regions:
         # Each image queries by its best region, as `query --regions` scans.
-        scores = np.vstack([(metric.prepare_rows(r) @ prepared.T).max(axis=0) for r in region_sets])
+        scores = np.vstack([prepared_scores(prepared, metric.prepare_rows(r)) for r in region_sets])
         return retrieval_metrics(scores, labels)
     if folds == 1:
         return retrieval_metrics(_fold_scores(prepared, labels, prepared, None, rerank_spec), labels)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.rerank.maths import augment, positions_in
+from imgsearch.scan.kernel import pair_scores
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import prepared_rows
 from imgsearch.store.base import FeatureStore
@@ -203,7 +204,7 @@ def _scan_chunk(
     older_ids = np.array(sorted(older), dtype=np.int64)
     older_bars = np.array([older[i] for i in older_ids.tolist()], dtype=np.float64)
     for ids, block in store.stream_blocks(extractor, block_rows):
-        scores = (metric.prepare_rows(block) @ prepared.T).astype(np.float32)  # block x chunk
+        scores = pair_scores(metric, block, prepared).astype(np.float32)  # block x chunk
         own = positions_in(chunk_ids, ids)  # chunk ids are ascending
         scores[own >= 0, own[own >= 0]] = -np.inf  # an image is not its own neighbour
         best_ids, best_scores = _merge_top(best_ids, best_scores, ids, scores.T, k)

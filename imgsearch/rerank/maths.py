@@ -13,14 +13,20 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")[:, :n]
 
 
+def expanded(Q: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: float) -> np.ndarray:
+    """Query expansion: each query (m x d) plus its neighbours (m x n x d) weighted by
+    their similarity^alpha (alpha 0: AQE, a plain sum), renormalised. eval's alpha_qe and
+    the query-time second scan both expand by this."""
+    weights = np.maximum(scores, 0) ** alpha
+    return l2n(Q + np.einsum("mk,mkd->md", weights, neighbours))
+
+
 def alpha_qe(Q: np.ndarray, X: np.ndarray, n: int = 10, alpha: float = 3.0) -> np.ndarray:
     """alpha-weighted query expansion (Radenovic et al., 2018): the query plus its top n
     neighbours weighted by similarity^alpha, renormalised, searched again."""
     scores = Q @ X.T
     top = _top(scores, n)
-    weights = np.take_along_axis(np.maximum(scores, 0), top, axis=1) ** alpha
-    expanded = Q + np.einsum("mk,mkd->md", weights, X[top])
-    return l2n(expanded) @ X.T
+    return expanded(Q, X[top], np.take_along_axis(scores, top, axis=1), alpha) @ X.T
 
 
 def aqe(Q: np.ndarray, X: np.ndarray, n: int = 10) -> np.ndarray:

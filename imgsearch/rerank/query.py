@@ -11,7 +11,7 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.linalg import l2n
-from imgsearch.rerank.maths import diffuse_shortlist, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
+from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import StoreScan
@@ -198,11 +198,12 @@ def expanded_query(
     2018), in the metric's prepared space so it holds for every metric: a first scan
     finds the top n, the prepared query plus their prepared vectors (weighted by
     score^alpha; AQE: alpha 0) is the new query of a second scan. Costs one more scan."""
-    alpha = float(values.get("alpha", 0.0))
     first = scanner.top_k(row, metric, vector, int(values["n"]), excluded)
+    stored = scanner.store.vectors(row, [image_id for image_id, _ in first.ranking])
+    found = [(image_id, score) for image_id, score in first.ranking if image_id in stored]  # none deleted since
     prepared = metric.prepare_one(vector).astype(np.float64)
-    neighbours = scanner.store.vectors(row, [image_id for image_id, _ in first.ranking])
-    for image_id, score in first.ranking:
-        if image_id in neighbours:
-            prepared += max(score, 0.0) ** alpha * metric.prepare_one(neighbours[image_id])
-    return l2n(prepared)
+    if not found:
+        return l2n(prepared)
+    neighbours = metric.prepare_rows(np.vstack([stored[i] for i, _ in found])).astype(np.float64)
+    return expanded(prepared[None, :], neighbours[None, :, :], np.array([[s for _, s in found]]),
+                    float(values.get("alpha", 0.0)))[0]

@@ -101,12 +101,8 @@ def scan(
     # On a small machine a multi-threaded BLAS fights the database server for the cores.
     with threadpool_limits(limits=1, user_api="blas"):
         for ids, vectors in blocks:
-            scores = best_region_scores(metric, vectors, prepared_query)
             rows += len(ids)
-            if len(excluded):
-                keep = ~np.isin(ids, excluded)
-                ids, scores = ids[keep], scores[keep]
-            top.add(ids, scores)
+            top.add(*kept(ids, best_region_scores(metric, vectors, prepared_query), excluded))
     return ScanResult(ranking=top.ranked(), rows_scanned=rows)
 
 
@@ -114,12 +110,39 @@ def prepare_query(metric: Metric, query: np.ndarray) -> np.ndarray:
     return metric.prepare_rows(query) if np.ndim(query) == 2 else metric.prepare_one(query)
 
 
+# The block functions every scorer shares: the streaming scan, the resident copy, the
+# duplicates self-join, the graph's chunk scan and eval.
+
 def best_region_scores(metric: Metric, vectors: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
-    """Each row's score; against a query of several regions, its best region's (one
-    matrix product for all regions)."""
+    """Each stored row's score (raw vectors, the metric's fused product); against a query
+    of several regions, its best region's (one matrix product for all regions)."""
     if prepared_query.ndim == 1:
         return metric.score_block(vectors, prepared_query)
     return metric.score_block(vectors, np.ascontiguousarray(prepared_query.T)).max(axis=1)
+
+
+def prepared_scores(prepared_rows: np.ndarray, prepared_query: np.ndarray) -> np.ndarray:
+    """best_region_scores of rows already prepared for the metric (a resident copy, eval)."""
+    if prepared_query.ndim == 1:
+        return prepared_rows @ prepared_query
+    return (prepared_rows @ prepared_query.T).max(axis=1)
+
+
+def pair_scores(metric: Metric, vectors: np.ndarray, prepared_queries: np.ndarray) -> np.ndarray:
+    """Every stored row against every prepared query (rows x queries): a self-join's block
+    against a chunk of the collection."""
+    return metric.prepare_rows(vectors) @ prepared_queries.T
+
+
+def kept(ids: np.ndarray, scores: np.ndarray, excluded: np.ndarray,
+         alive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A block's ids and scores less the excluded ids (the query's own row) and the rows
+    not alive (a resident copy's dead rows)."""
+    keep = alive
+    if len(excluded):
+        outside = ~np.isin(ids, excluded)
+        keep = outside if keep is None else keep & outside
+    return (ids, scores) if keep is None else (ids[keep], scores[keep])
 
 
 _END = object()

@@ -95,7 +95,6 @@ METRICS: dict[str, Metric] = {
     )
 }
 
-DEFAULT_METRIC = "pearson"
 
 
 def get_metric(name: str) -> Metric:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from imgsearch.scan.kernel import ScanResult, TopK
+from imgsearch.scan.kernel import ScanResult, TopK, kept, prepared_scores
 from imgsearch.scan.metrics import Metric
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.packed import PackedState, read_packed_state
@@ -91,15 +91,8 @@ class ResidentState:
         # Queries run in the server's threads side by side: one BLAS thread each.
         with threadpool_limits(limits=1, user_api="blas"):
             for ids, matrix, dead in self._parts(metric):
-                scores = matrix @ prepared_query if prepared_query.ndim == 1 else (matrix @ prepared_query.T).max(axis=1)
-                keep = ~dead if dead is not None else None
-                if len(excluded_ids):
-                    outside = ~np.isin(ids, excluded_ids)
-                    keep = outside if keep is None else keep & outside
-                if keep is not None:
-                    ids, scores = ids[keep], scores[keep]
-                if len(ids):
-                    top.add(ids, scores)
+                top.add(*kept(ids, prepared_scores(matrix, prepared_query), excluded_ids,
+                              ~dead if dead is not None else None))
         return ScanResult(ranking=top.ranked(), rows_scanned=self.rows, state=self.changes)
 
     def _parts(self, metric: str) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:

@@ -152,7 +152,8 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
     with open_settings_store(settings, create=True) as store:
         report = run_build(store, settings.folder, settings.build_extractors, settings.workers,
                            settings.batch_size, progress=True, options=cnn_options_of(settings),
-                           pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None)
+                           pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None,
+                           block_rows=settings.block_rows)
     shown = report.skipped if verbose else report.skipped[:10]
     for path, reason in shown:
         click.echo(f"skipped {display(path)}: {reason}", err=True)
@@ -339,7 +340,7 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
             remove_graph(store, row, settings.metric)
             click.echo(f"dropped the {settings.extractor}/{settings.metric} graph")
             return
-        for line in configure_graph(store, row, settings.metric, settings.block_rows, k, dba):
+        for line in configure_graph(store, row, settings.metric, settings.block_rows, settings.pack_rows, k, dba):
             click.echo(line)
 
 

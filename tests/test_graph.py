@@ -10,7 +10,7 @@ from imgsearch.index.graph import update_graph
 from imgsearch.plan import SearchPlan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.graph_tables import create_graph, graph_lag, list_capacity, neighbour_lists
+from imgsearch.store.graph_tables import create_graph, dba_extractor, find_graph, graph_lag, list_capacity, neighbour_lists
 from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
@@ -354,3 +354,30 @@ def test_an_update_never_clears_a_removal_marked_while_it_ran(store):
     update_graph(store, graph, extractor, metric, block_rows=8)
     assert removed_images(store, graph) == {}
     check_exact(store, extractor, graph, metric)
+
+
+def test_augmented_vectors_are_packed_by_pack_rows_not_by_the_read_block_size(db_url, tmp_path):
+    """`graph` and `build` read the collection in blocks of [query] block_rows and pack
+    the graph's augmented vectors [build] pack_rows a row: two settings, never swapped."""
+    from cli_runner import imgsearch
+    from photos import write_collection
+
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    sizes = {"IMGSEARCH_PACK_ROWS": "3", "IMGSEARCH_BLOCK_ROWS": "2"}
+
+    def augmented_block_sizes() -> list[int]:
+        with open_store(parse_database_url(db_url)) as store:
+            row = store.find_extractor("rgb")
+            derived = dba_extractor(store, row, find_graph(store, row, "cosine"))
+            return [int(n) for (n,) in store.execute("SELECT n FROM packed_blocks WHERE extractor_id = ?",
+                                                      (derived.id,))]
+
+    assert imgsearch("build", folder, "--db", db_url, "-e", "rgb", env=sizes).code == 0
+    made = imgsearch("graph", "--db", db_url, "-e", "rgb", "-m", "cosine", "-n", "3", "--dba", "2", env=sizes)
+    assert made.code == 0, made.err
+    assert sorted(augmented_block_sizes()) == [3, 3, 3]
+    write_collection(folder / "more", ("coffee.png", "rocket.jpg", "chelsea.png", "color.png"))
+    assert imgsearch("build", folder, "--db", db_url, "-e", "rgb", env=sizes).code == 0
+    after = augmented_block_sizes()
+    assert sum(after) == 13 and max(after) == 3, after

@@ -84,6 +84,7 @@ def build(
     options: CnnOptions = CnnOptions(),
     pack_rows: int = DEFAULT_PACK_ROWS,
     shard: Shard | None = None,
+    block_rows: int = 1024,
 ) -> BuildReport:
     """Index the folder, then pack what changed (queries read packed blocks: see store)
     and update the k-NN graphs of the built extractors (see graph)."""
@@ -114,7 +115,7 @@ def build(
                                      report)
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
-        report.graphs += update_graphs(store, row, pack_rows, progress)
+        report.graphs += update_graphs(store, row, block_rows, pack_rows, progress)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -39,6 +39,7 @@ from imgsearch.store.graph_tables import (
     removed_images,
     save_lists,
 )
+from imgsearch.store.packed import DEFAULT_PACK_ROWS
 from imgsearch.store.records import ExtractorRow
 
 DEFAULT_K = 30  # Iscen et al. (2017) use k = 50 on 5k-100k images; 30 as the issue's reference
@@ -61,10 +62,11 @@ class GraphReport:
 
 def update_graph(
     store: FeatureStore, graph: GraphRow, extractor: ExtractorRow, metric: Metric, block_rows: int,
-    progress: Callable[[int, int], None] | None = None, chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int, int], None] | None = None, chunk_rows: int = CHUNK_ROWS, pack_rows: int = DEFAULT_PACK_ROWS,
 ) -> GraphReport:
-    """Bring the graph up to date with the stored vectors. `progress` is told, after each
-    chunk, how many new lists it completed and how many this update computes in all."""
+    """Bring the graph up to date with the stored vectors (read in blocks of `block_rows`;
+    its augmented vectors packed `pack_rows` a row). `progress` is told, after each chunk,
+    how many new lists it completed and how many this update computes in all."""
     started = time.perf_counter()
     report = GraphReport()
     removed = removed_images(store, graph)
@@ -87,7 +89,7 @@ def update_graph(
             progress(len(chunk), len(missing))
     derived = dba_extractor(store, extractor, graph)
     if derived is not None:
-        store.pack(derived, block_rows)
+        store.pack(derived, pack_rows)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -142,16 +144,17 @@ def graph_lock(store: FeatureStore) -> Iterator[None]:
         yield
 
 
-def update_graphs(store: FeatureStore, extractor: ExtractorRow, block_rows: int, progress: bool = True) -> list[str]:
+def update_graphs(store: FeatureStore, extractor: ExtractorRow, block_rows: int, pack_rows: int,
+                  progress: bool = True) -> list[str]:
     """Update every graph of the extractor (build calls this after writing); one summary
     line per graph."""
     with graph_lock(store):
-        return [_update(store, graph, extractor, block_rows, progress) for graph in graphs_of(store, extractor)]
+        return [_update(store, graph, extractor, block_rows, pack_rows, progress) for graph in graphs_of(store, extractor)]
 
 
 def configure_graph(
-    store: FeatureStore, extractor: ExtractorRow, metric: str, block_rows: int, k: int | None = None,
-    dba: int | None = None, progress: bool = True,
+    store: FeatureStore, extractor: ExtractorRow, metric: str, block_rows: int, pack_rows: int,
+    k: int | None = None, dba: int | None = None, progress: bool = True,
 ) -> list[str]:
     """Make or update the graph of this extractor and metric. k and dba left None keep the
     stored graph's (or take the defaults for a new one); others than the stored ones make
@@ -165,7 +168,7 @@ def configure_graph(
             lines.append(f"rebuilding the {extractor.name}/{metric} graph: neighbours {found.k} -> {wanted_k}, "
                          f"dba {found.dba} -> {wanted_dba}")
         graph = create_graph(store, extractor, metric, wanted_k, wanted_dba)
-        return [*lines, _update(store, graph, extractor, block_rows, progress)]
+        return [*lines, _update(store, graph, extractor, block_rows, pack_rows, progress)]
 
 
 def remove_graph(store: FeatureStore, extractor: ExtractorRow, metric: str) -> None:
@@ -176,13 +179,15 @@ def remove_graph(store: FeatureStore, extractor: ExtractorRow, metric: str) -> N
         drop_graph(store, extractor, found)
 
 
-def _update(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow, block_rows: int, progress: bool) -> str:
+def _update(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow, block_rows: int, pack_rows: int,
+            progress: bool) -> str:
     with tqdm(unit="img", desc=f"graph {extractor.name}/{graph.metric}", disable=not progress or None) as bar:
         def advance(done: int, total: int) -> None:
             bar.total = total
             bar.update(done)
 
-        report = update_graph(store, graph, extractor, get_metric(graph.metric), block_rows, advance)
+        report = update_graph(store, graph, extractor, get_metric(graph.metric), block_rows, advance,
+                              pack_rows=pack_rows)
     return report.summary(graph, extractor)
 
 

@@ -1,7 +1,7 @@
 """imgsearch: query-by-example image search over MySQL/MariaDB or SQLite."""
 import os as _os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: setup.cfg reads it, the API reports it
 
 # OpenCV reads its decoded-pixel limit once, when cv2 is first imported, and then refuses
 # larger images before allocating them: that is what stops a decompression bomb (a 300 kB

@@ -28,7 +28,7 @@ class Source:
     key: str
     env: str
     name: str  # the Settings field
-    kind: str  # str, int, bool, names
+    kind: str  # str, int, bool, name (one of choices), names (a comma list of choices), urls (a comma list)
     low: int | None = None
     high: int | None = None
     choices: tuple[str, ...] = ()

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +10,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mysql_server import HOW_TO_GET_ONE, ServerProcess, mysql_server, server_binary  # noqa: E402
+from mysql_server import HOW_TO_GET_ONE, ServerProcess, fresh_database, mysql_server, server_binary  # noqa: E402
 
 from imgsearch.store.url import parse_database_url  # noqa: E402
+
+# Modules that start servers or browsers, kill processes or fuzz: the README's test
+# command runs them all; `python -m pytest -m "not slow"` leaves them out while working.
+SLOW_MODULES = {"test_harness.py", "test_replicas.py", "test_page.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES or item.path.parent.name == "faults":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +57,8 @@ def admin_connection(base_url: str) -> pymysql.connections.Connection:
 @pytest.fixture
 def mysql_url(mysql_base_url: str) -> Iterator[str]:
     """A fresh, empty database on the test server, dropped afterwards."""
-    name = f"imgsearch_t_{uuid.uuid4().hex[:12]}"
-    yield mysql_base_url + name
-    conn = admin_connection(mysql_base_url)
-    with conn.cursor() as cur:
-        # A test that failed mid-stream may still hold a lock: do not hang the run on it.
-        cur.execute("SET SESSION lock_wait_timeout = 10")
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    conn.close()
+    with fresh_database(mysql_base_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "mysql"])

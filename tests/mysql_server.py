@@ -14,10 +14,11 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pymysql
 
@@ -34,7 +35,7 @@ def _which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -60,7 +61,7 @@ class ServerProcess:
         self.server = server
         self.workdir = Path(tempfile.mkdtemp(prefix="imgsearch-mysql-"))
         self.data, self.log = self.workdir / "data", self.workdir / "error.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
         as_root = ["--user=root"] if os.geteuid() == 0 else []
         install_db = _which("mariadb-install-db") or _which("mysql_install_db")
@@ -98,6 +99,26 @@ class ServerProcess:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(base_url: str, prefix: str = "imgsearch_t") -> Iterator[str]:
+    """The URL of a new, uniquely named database on the server of `base_url` (created by
+    whoever opens it first), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield base_url + name
+    finally:
+        parts = urlsplit(base_url)
+        conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=unquote(parts.username or "root"),
+                               password=unquote(parts.password or ""), autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                # A test that failed mid-stream may still hold a lock: do not hang the run on it.
+                cur.execute("SET SESSION lock_wait_timeout = 10")
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            conn.close()
 
 
 def server_base_url(url: str) -> str:

@@ -1,7 +1,6 @@
 """A real `imgsearch serve` in a child process on a free loopback port, for the API and page tests."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,12 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mysql_server import free_port
 
 
 @dataclass

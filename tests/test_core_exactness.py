@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cli_runner import imgsearch
 from photos import write_collection
+from synthetic import record
 from test_graph import check_exact_up_to_ties
 
 from imgsearch.scan.kernel import scan
@@ -18,14 +19,9 @@ from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store import open_store
 from imgsearch.store.packed import Snapshot
-from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 DIM = 8
-
-
-def record(name: str) -> ImageRecord:
-    return ImageRecord(name.encode(), name.encode(), 1, 1, "0" * 64, 1, 1)
 
 
 def commit_between_parts(store, commit, every_time: bool = False):

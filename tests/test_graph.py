@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+from synthetic import record
 
 from imgsearch.index.graph import update_graph
 from imgsearch.plan import SearchPlan
@@ -19,13 +20,12 @@ K = 5
 names = itertools.count()
 
 
-def record() -> ImageRecord:
-    name = f"img-{next(names)}.jpg"
-    return ImageRecord(name.encode(), name.encode(), 1, 1, "0" * 64, 1, 1)
+def next_record() -> ImageRecord:
+    return record(f"img-{next(names)}.jpg")
 
 
 def add(store, extractor, rng, n: int) -> None:
-    store.write_batch([(record(), {extractor.id: rng.standard_normal(DIM)}) for _ in range(n)])
+    store.write_batch([(next_record(), {extractor.id: rng.standard_normal(DIM)}) for _ in range(n)])
 
 
 def exact_order(store, extractor, metric) -> dict[int, tuple[list[int], np.ndarray]]:
@@ -164,7 +164,7 @@ def test_query_time_graph_reranking_equals_what_eval_measures(store, spec, metri
     X = (centres[np.arange(48) % 4] + rng.random((48, 512)) ** 4 * 0.8).astype(np.float32)
     metric = get_metric(metric_name)
     row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
-    store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
+    store.write_batch([(record(f"{i}.jpg"), {row.id: v})
                        for i, v in enumerate(X)])
     store.pack(row, 16)
     update_graph(store, create_graph(store, row, metric_name, 6), row, metric, block_rows=16)
@@ -184,7 +184,7 @@ def test_graph_reranking_needs_a_graph_and_says_how_to_make_one(store):
     from imgsearch.query import run_query
 
     row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
-    store.write_batch([(record(), {row.id: np.random.default_rng(0).random(512)})])
+    store.write_batch([(next_record(), {row.id: np.random.default_rng(0).random(512)})])
     name = next(iter(store.stored_images())).decode()
     with pytest.raises(ImgsearchError, match="imgsearch graph -e rgb -m cosine"):
         run_query(store, name, SearchPlan.of("rgb", "cosine", k=5, block_rows=7, rerank="diffusion"))
@@ -281,7 +281,7 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
     X = (rng.random((40, 512)) ** 3).astype(np.float32)
     metric = get_metric("bhattacharyya")
     row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
-    store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
+    store.write_batch([(record(f"{i}.jpg"), {row.id: v})
                        for i, v in enumerate(X)])
     with pytest.raises(ImgsearchError, match="--dba 2"):
         run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4"))
@@ -307,7 +307,7 @@ def test_query_says_when_the_graph_lags_behind(store):
     metric = get_metric("cosine")
 
     def add_images(start: int, n: int) -> None:
-        store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1),
+        store.write_batch([(record(f"{i}.jpg"),
                             {row.id: rng.random(512)}) for i in range(start, start + n)])
 
     add_images(0, 12)

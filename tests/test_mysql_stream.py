@@ -2,28 +2,15 @@
 import numpy as np
 import pytest
 from conftest import admin_connection
+from synthetic import fill
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.scan.kernel import prefetched, scan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
-from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 ROWS, DIM = 20_000, 512  # 40 MB of vectors: more than the socket buffers hold
-
-
-def fill(store, rows: int, dim: int, seed: int = 0):
-    extractor = store.register_extractor("synthetic", "{}", dim)
-    rng = np.random.default_rng(seed)
-    for start in range(0, rows, 2000):
-        items = [
-            (ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1),
-             {extractor.id: rng.random(dim, dtype=np.float32)})
-            for i in range(start, min(start + 2000, rows))
-        ]
-        store.write_batch(items)
-    return extractor
 
 
 def kill_scan_connection(base_url: str) -> None:

@@ -5,12 +5,12 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import numpy as np
 from cli_runner import imgsearch
 from conftest import admin_connection
 from photos import photo, write_collection
+from synthetic import record
 from test_cli_errors import assert_clean_failure
 
 from imgsearch.store import open_store
@@ -75,7 +75,7 @@ def test_id_and_path_lists_longer_than_any_parameter_limit(tmp_path) -> None:
     n = 33_000
     with open_store(parse_database_url(f"sqlite:///{tmp_path / 'big.sqlite3'}"), create=True) as store:
         row = store.register_extractor("tiny", "{}", 2)
-        records = [ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1) for i in range(n)]
+        records = [record(f"{i}.jpg") for i in range(n)]
         store.write_batch([(r, {row.id: np.ones(2)}) for r in records])
         ids = sorted(img.id for img in store.stored_images().values())
         assert len(store.images_by_ids(ids)) == n and len(store.vectors(row, ids)) == n
@@ -128,13 +128,13 @@ def test_a_hung_server_fails_the_query_after_the_read_timeout(mysql_base_url, my
     assert "cannot reach" not in run.err
 
 
-def test_open_store_closes_its_connection_when_the_schema_is_missing(mysql_base_url) -> None:
-    name = f"imgsearch_e_{uuid.uuid4().hex[:8]}"
+def test_open_store_closes_its_connection_when_the_schema_is_missing(mysql_url, mysql_base_url) -> None:
+    url = parse_database_url(mysql_url)
+    name = url.database
     admin = admin_connection(mysql_base_url)
     try:
         with admin.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{name}`")
-        url = parse_database_url(mysql_base_url + name)
         for _ in range(3):
             try:
                 open_store(url)
@@ -149,8 +149,6 @@ def test_open_store_closes_its_connection_when_the_schema_is_missing(mysql_base_
             else:
                 raise AssertionError("a connection of the failed open_store is still open")
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
 
 

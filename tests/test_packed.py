@@ -9,16 +9,16 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import admin_connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mysql_server import fresh_database
+from synthetic import record
 
 from imgsearch.plan import SearchPlan
 from imgsearch.scan.kernel import scan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.packed import Snapshot
-from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 DIM = 4
@@ -34,10 +34,6 @@ operations = st.lists(
     min_size=1,
     max_size=25,
 )
-
-
-def record(name: str) -> ImageRecord:
-    return ImageRecord(name.encode(), name.encode(), 1, 1, "0" * 64, 1, 1)
 
 
 def contents(store, extractor, **kwargs) -> dict[int, tuple]:
@@ -109,16 +105,10 @@ def test_packed_scan_equals_per_row_scan_sqlite(tmp_path_factory, ops, seed) -> 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations, seed=st.integers(0, 2**16))
 def test_packed_scan_equals_per_row_scan_mysql(mysql_base_url, ops, seed) -> None:
-    name = f"imgsearch_h_{uuid.uuid4().hex[:12]}"
-    try:
-        with open_store(parse_database_url(mysql_base_url + name), create=True) as store:
-            extractor = store.register_extractor("synthetic", "{}", DIM)
-            apply(store, extractor, ops, np.random.default_rng(seed))
-    finally:
-        conn = admin_connection(mysql_base_url)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
+    with fresh_database(mysql_base_url, "imgsearch_h") as url, \
+            open_store(parse_database_url(url), create=True) as store:
+        extractor = store.register_extractor("synthetic", "{}", DIM)
+        apply(store, extractor, ops, np.random.default_rng(seed))
 
 
 PACK_SCRIPT = """
@@ -228,7 +218,7 @@ def test_a_batch_write_reads_rows_by_key_not_the_whole_table(mysql_url) -> None:
         rng = np.random.default_rng(0)
 
         def batch(start: int) -> list:
-            return [(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1),
+            return [(record(f"{i}.jpg"),
                      {a.id: rng.random(4), b.id: rng.random(4)}) for i in range(start, start + 256)]
 
         for start in range(0, 20_480, 256):

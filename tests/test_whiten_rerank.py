@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from synthetic import record
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.evaluate import retrieval_metrics, stratified_folds
@@ -136,14 +137,13 @@ def test_query_expansion_at_query_time_equals_the_direct_formula(db_url, spec, a
     from imgsearch.query import run_query
     from imgsearch.scan.metrics import get_metric
     from imgsearch.store import open_store
-    from imgsearch.store.records import ImageRecord
     from imgsearch.store.url import parse_database_url
 
     rng = np.random.default_rng(5)
     X = rng.random((60, 512)).astype(np.float32) ** 3
     with open_store(parse_database_url(db_url), create=True) as store:
         row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
-        store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1), {row.id: v})
+        store.write_batch([(record(f"{i}.jpg"), {row.id: v})
                            for i, v in enumerate(X)])
         store.pack(row, 16)
         result = run_query(store, "0.jpg", SearchPlan.of("rgb", metric_name, k=8, block_rows=7, rerank=spec))

@@ -1,7 +1,8 @@
-"""Re-ranking at query time: query expansion by a second scan (in the metric's prepared
-space), DBA-AQE over the stored augmented vectors, and diffusion / k-reciprocal on the
-scan's shortlist with the stored k-NN graph, by the same pure functions eval measures
-(rerank.py)."""
+"""Re-ranking at query time, each a function of a QueryContext that rerank.registry
+declares: query expansion by a second scan (in the metric's prepared space), DBA-AQE over
+the stored augmented vectors, diffusion / k-reciprocal on the scan's shortlist with the
+stored k-NN graph, and any pure function on the shortlist; the same maths eval measures
+(rerank/maths.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable

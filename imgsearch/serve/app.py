@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from imgsearch import __version__
 from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError
 from imgsearch.index.images import SkippedFile
 from imgsearch.plan import SearchPlan
@@ -90,7 +91,7 @@ def status_of(e: Exception) -> int:
 
 
 def create_app(service: Service) -> FastAPI:
-    app = FastAPI(title="imgsearch", version="0.2.0",
+    app = FastAPI(title="imgsearch", version=__version__,
                   description="Exact query-by-example image search over MySQL/MariaDB or SQLite.")
     upload_limit, token, cache = service.config.upload_limit, service.config.token, service.config.thumbnail_cache
 

@@ -36,7 +36,7 @@ def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.co
             # A hung server must not block a query forever (None: wait as long as it takes).
             read_timeout=url.read_timeout,
             # Reads see the latest commit (no snapshot held between calls); writes open
-            # explicit transactions (begin_write).
+            # explicit transactions (FeatureStore.transaction).
             autocommit=True,
             # pymysql builds an opportunistic TLS context for every connection (43 ms here,
             # twice a query); on loopback or a socket TLS protects nothing.

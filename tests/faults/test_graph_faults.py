@@ -6,6 +6,7 @@ import numpy as np
 import pymysql
 import pytest
 from integrity import run_cli
+from synthetic import record
 from test_graph import check_exact, stored_vectors
 
 from imgsearch.features.color import RgbHistogram
@@ -13,7 +14,6 @@ from imgsearch.rerank.maths import dba
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
 from imgsearch.store.graph_tables import dba_extractor, find_graph, graph_lag
-from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 N = 4500  # three chunks of new lists (2,048 each)
@@ -50,7 +50,7 @@ def test_kill_9_during_graph_update_then_rerun(mysql_url, kill_at) -> None:
         row = store.register_extractor("rgb", RgbHistogram().params_json(), 512)
         vectors = rng.random((N, 512), dtype=np.float32) ** 4
         for start in range(0, N, 500):
-            store.write_batch([(ImageRecord(f"{i}.jpg".encode(), f"{i}.jpg".encode(), 1, 1, "0" * 64, 1, 1),
+            store.write_batch([(record(f"{i}.jpg"),
                                 {row.id: vectors[i]}) for i in range(start, start + 500)])
         store.pack(row)
 

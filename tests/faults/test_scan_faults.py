@@ -6,31 +6,16 @@ import uuid
 
 import numpy as np
 import pytest
+from synthetic import fill, record
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.scan.kernel import prefetched, scan
 from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store import open_store
-from imgsearch.store.records import ImageRecord
 from imgsearch.store.url import parse_database_url
 
 DIM = 512
-
-
-def record(name: str) -> ImageRecord:
-    return ImageRecord(name.encode(), name.encode(), 1, 1, "0" * 64, 1, 1)
-
-
-def fill(store, rows: int, pack: bool):
-    extractor = store.register_extractor("synthetic", "{}", DIM)
-    rng = np.random.default_rng(0)
-    for start in range(0, rows, 2000):
-        store.write_batch([(record(f"{i}.jpg"), {extractor.id: rng.random(DIM, dtype=np.float32)})
-                           for i in range(start, min(start + 2000, rows))])
-    if pack:
-        store.pack(extractor)
-    return extractor
 
 
 def slow(blocks, pause: float, after_first=None):
@@ -45,7 +30,7 @@ def slow(blocks, pause: float, after_first=None):
 def test_server_stopped_mid_scan_is_an_error(own_server, packed) -> None:
     url = parse_database_url(own_server.url + f"scan_stop_{uuid.uuid4().hex[:6]}")
     with open_store(url, create=True) as store:
-        extractor = fill(store, 20_000, pack=packed)
+        extractor = fill(store, 20_000, DIM, pack=packed)
         blocks = store.stream_blocks(extractor, 256, packed=packed)
         with pytest.raises(ImgsearchError, match="broke before its end"):
             scan(prefetched(slow(blocks, 0.0, after_first=lambda: own_server.stop(kill=True))),
@@ -57,7 +42,7 @@ def test_slow_consumer_completes_despite_a_short_server_timeout(own_server) -> N
     """The server's own net_write_timeout is 1 s; the scan session raises it for itself."""
     url = parse_database_url(own_server.url + f"slow_{uuid.uuid4().hex[:6]}")
     with open_store(url, create=True) as store:
-        extractor = fill(store, 20_000, pack=False)
+        extractor = fill(store, 20_000, DIM)
         store.execute("SET GLOBAL net_write_timeout = 1")
         try:
             result = scan(slow(store.stream_blocks(extractor, 2000, packed=False), 1.5),

@@ -71,6 +71,9 @@ def extract_dataset(
     extractor that learns from the collection (PWA) is fitted on a sample of the
     dataset, unlabelled."""
     extractor = make_extractor(extractor_name, options=options)
+    if extractor.local:
+        raise ImgsearchError(f"{extractor_name} holds local features, which verify matches (--rerank verify); "
+                             "eval measures a descriptor that is searched")
     if extractor.needs_fit:
         extractor = fit_on_folder(extractor, images.paths)
     spec = spec_of(extractor)

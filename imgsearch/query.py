@@ -1,6 +1,7 @@
 """query: turn the user's IMAGE argument into a vector, scan, and name the top-K."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from imgsearch.index.images import SkippedFile, load_image
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display
 from imgsearch.plan import SearchPlan
-from imgsearch.rerank.query import QueryContext, graph_notes
+from imgsearch.rerank.query import LocalSource, QueryContext, QueryLocal, graph_notes
 from imgsearch.rerank.registry import GRAPH
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.store_scan import StoreScan
@@ -45,6 +46,7 @@ class QueryResult:
     notes: list[str] = field(default_factory=list)  # warnings for the user, one line each
     rows_scanned: int = 0
     state: int | None = None  # the extractor's change counter the answer was computed at
+    extras: dict[int, dict] = field(default_factory=dict)  # per image id: what its re-ranking found
 
     def as_json(self) -> dict:
         """The `query --json` object (the service's answer adds to it)."""
@@ -52,7 +54,7 @@ class QueryResult:
             "query": self.query, "extractor": self.extractor, "metric": self.metric, "elapsed_s": self.elapsed_s,
             "rows_scanned": self.rows_scanned, "state": self.state,
             "results": [{"rank": m.rank, "id": m.id, "name": os.fsdecode(m.name), "path": os.fsdecode(m.path),
-                         "score": m.score} for m in self.matches],
+                         "score": m.score, **self.extras.get(m.id, {})} for m in self.matches],
         }
 
 
@@ -61,6 +63,9 @@ def stored_row(store: FeatureStore, name: str) -> ExtractorRow:
     row = store.find_extractor(name)
     if not store.extractors() or (row is not None and not store.has_vectors(row)):
         raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
+    if row is not None and row.is_local:
+        raise ImgsearchError(f"{name} holds local features: they verify the matches of a descriptor "
+                             f"(--rerank verify), they are not searched; use -e cnn-spoc or another one")
     if row is None:
         built = ", ".join(e.name for e in store.extractors())
         raise ImgsearchError(
@@ -77,24 +82,6 @@ def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extr
     extractor = cached_extractor(name, row.params)
     check_same_params(row, extractor.params_json(), extractor.dim)
     return row, extractor
-
-
-def query_vector(
-    store: FeatureStore, row: ExtractorRow, extractor: Extractor, image: str, regions: str | None = None
-) -> tuple[np.ndarray, int | None]:
-    """The query's vector (with `regions`: a regions x dim matrix of a photo's regions)
-    and the id of its own stored row (None when not indexed).
-
-    IMAGE is a file path, else the relative path or file name of an indexed image (the
-    demo's `query 45.jpg`, whose stored vector is the query); a name shared by several
-    images is an error listing them."""
-    if os.path.isfile(image):
-        try:
-            decoded = load_image(image)
-        except SkippedFile as e:
-            raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
-        return photo_vector(extractor, decoded.pixels, regions), _own_row_id(store, Path(image))
-    return indexed_vector(store, row, image)
 
 
 def photo_vector(extractor: Extractor, pixels: np.ndarray, regions: str | None) -> np.ndarray:
@@ -136,22 +123,60 @@ def _own_row_id(store: FeatureStore, path: Path) -> int | None:
 
 
 def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
-    """`imgsearch query`: IMAGE (a file, or an indexed image's name or path) -> the top-K."""
+    """`imgsearch query`: IMAGE -> the top-K. IMAGE is a file path (its vector, or its
+    regions' matrix, is extracted), else the relative path or file name of an indexed image
+    (the demo's `query 45.jpg`, whose stored vector is the query); a name shared by several
+    images is an error listing them."""
     started = time.perf_counter()
     row, extractor = stored_extractor(store, plan.extractor)
-    vector, own_id = query_vector(store, row, extractor, image, plan.photo_regions)
-    return search(store, row, vector, own_id, image, plan, started)
+    if os.path.isfile(image):
+        try:
+            pixels = load_image(image).pixels
+        except SkippedFile as e:
+            raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
+        vector, own_id = photo_vector(extractor, pixels, plan.photo_regions), _own_row_id(store, Path(image))
+        return search(store, row, vector, own_id, image, plan, started, photo_local(pixels))
+    vector, own_id = indexed_vector(store, row, image)
+    return search(store, row, vector, own_id, image, plan, started, indexed_local(store, own_id))
+
+
+def photo_local(pixels: np.ndarray) -> LocalSource:
+    """The local features of a query photo, extracted as the stored local extractor made its."""
+    def local(row: ExtractorRow) -> QueryLocal:
+        extractor = cached_extractor(row.name, row.params).for_query()  # type: ignore[attr-defined]
+        return QueryLocal(extractor.extract(pixels), extraction_scale(row, pixels.shape[0], pixels.shape[1]))
+
+    return local
+
+
+def indexed_local(store: FeatureStore, image_id: int) -> LocalSource:
+    """The stored local features of an indexed image that is the query."""
+    def local(row: ExtractorRow) -> QueryLocal | None:
+        features = store.local_features(row, [image_id]).get(image_id)
+        image = store.images_by_ids([image_id]).get(image_id)
+        if features is None or image is None:
+            return None
+        return QueryLocal(features, extraction_scale(row, image.height, image.width))
+
+    return local
+
+
+def extraction_scale(row: ExtractorRow, height: int, width: int) -> float:
+    """The size a local extractor worked at, over the image's own (its keypoints are in
+    the image's pixels, its accuracy in the extraction's)."""
+    return min(1.0, float(json.loads(row.params)["max_side"]) / max(height, width, 1))
 
 
 def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-           plan: SearchPlan, started: float | None = None) -> QueryResult:
+           plan: SearchPlan, started: float | None = None, local: LocalSource | None = None) -> QueryResult:
     """The plan's top-K (offset + k of them) for a query vector over the store, named, with
     its re-ranking and learned map. own_id is the query's own stored row, left out unless
-    the plan includes it."""
+    the plan includes it; `local` gives the query's local features to a re-ranking that
+    verifies."""
     started = time.perf_counter() if started is None else started
     metric = learned_metric(store, row, plan.metric, plan.whiten) if plan.whiten else plan.metric
     scanner = StoreScan(store, plan.block_rows, plan.parallel)
-    ctx = QueryContext(scanner, row, metric, vector, own_id, plan.include_self, plan.wanted)
+    ctx = QueryContext(scanner, row, metric, vector, own_id, plan.include_self, plan.wanted, local)
     notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.reranking.needs else []
 
     def scanned() -> ScanResult:
@@ -161,7 +186,7 @@ def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: i
 
     result, matches = named_with_retry(store, scanned)
     return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
-                       result.rows_scanned, result.state)
+                       result.rows_scanned, result.state, result.extras)
 
 
 def named_with_retry(store: FeatureStore, scanned: Callable[[], ScanResult]) -> tuple[ScanResult, list[Match]]:

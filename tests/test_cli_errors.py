@@ -44,8 +44,8 @@ def test_the_default_extractor_not_built_says_how_to_build_it(built) -> None:
 
 
 def test_unknown_extractor_is_refused_by_the_parser(built) -> None:
-    run = imgsearch("query", "coffee.jpg", "--db", built, "-e", "sift")
-    assert run.code == 2 and "Traceback" not in run.err and "sift" in run.err
+    run = imgsearch("query", "coffee.jpg", "--db", built, "-e", "surf")
+    assert run.code == 2 and "Traceback" not in run.err and "surf" in run.err
 
 
 def test_query_before_any_build(tmp_path) -> None:

@@ -53,7 +53,7 @@ def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_p
     from imgsearch.store.url import parse_database_url
 
     write_collection(tmp_path / "photos")
-    assert imgsearch("build", tmp_path / "photos", "--db", mysql_url, "-e", "hsv72").code == 0
+    assert imgsearch("build", tmp_path / "photos", "--db", mysql_url, "-e", "hsv72", "-e", "sift").code == 0
     assert imgsearch("graph", "--db", mysql_url, "-e", "hsv72", "-n", "3", "--dba", "2").code == 0
     text = resources.files("imgsearch.sql").joinpath("inspect.sql").read_text("utf-8")
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
@@ -65,6 +65,10 @@ def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_p
         for statement in statements:
             cur.execute(statement)
             cur.fetchall()
-        cur.execute(statements[-1])
+        cur.execute(statements[-2])
         assert cur.fetchall() == (("hsv72", "pearson", 3, 2, 9, 0, 0),)
+        cur.execute(statements[-1])
+        (name, _, images, keypoints, size), = cur.fetchall()
+        cur.execute("SELECT AVG(n) * (16 + 128) FROM local_features")
+        assert (name, images) == ("sift", 9) and 50 < keypoints <= 400 and float(size) == float(cur.fetchone()[0])
     conn.close()

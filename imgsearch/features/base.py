@@ -29,6 +29,10 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, bgr: np.ndarray) -> np.ndarray: ...
 
+    # Local extractors (features.local) return LocalFeatures, kept in their own table:
+    # they verify matches (--rerank verify), they are not scanned.
+    local: bool = False
+
     # Extractors with state learned from the collection (PWA's part detectors) fit once,
     # store that state in their params, and are restored from the stored params later.
     needs_fit: bool = False

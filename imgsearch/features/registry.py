@@ -10,6 +10,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
 from imgsearch.features.cnn import DEFAULT_MAX_SIDE, DEFAULT_POOLING_PARAMS, MULTI_SCALES, CnnExtractor
 from imgsearch.features.color import Hsv72Histogram, RgbHistogram
+from imgsearch.features.local import SiftExtractor
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ EXTRACTORS: dict[str, Callable[[CnnOptions], Extractor]] = {
     "rgb": _colour(RgbHistogram),
     "hsv72": _colour(Hsv72Histogram),
     **{f"cnn-{pooling}": _cnn(pooling) for pooling in DEFAULT_POOLING_PARAMS},
+    "sift": lambda options: SiftExtractor(),
 }
 
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
+from imgsearch.rerank.verify import verify_all
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import StoreScan
@@ -32,6 +34,17 @@ Params = dict[str, int | float]  # a method's parameters by name (specs.Spec.val
 
 
 @dataclass(frozen=True)
+class QueryLocal:
+    """The query photo's local features, and its extraction size over its own size."""
+
+    features: LocalFeatures
+    scale: float
+
+
+LocalSource = Callable[[ExtractorRow], "QueryLocal | None"]  # the query's local features by a stored local extractor
+
+
+@dataclass(frozen=True)
 class QueryContext:
     """What a re-ranking at query time works from: how to scan, what, and for whom."""
 
@@ -42,6 +55,7 @@ class QueryContext:
     own_id: int | None  # the query's own stored row, None when it is not indexed
     include_self: bool
     k: int
+    local: LocalSource | None = None  # how to get the query's local features, when it has them
 
     @property
     def excluded(self) -> list[int]:
@@ -182,6 +196,45 @@ def pure_on_shortlist(function: Callable[..., np.ndarray]) -> Callable[[QueryCon
         return replace(scanned, ranking=[(int(ids[i]), float(scores[i])) for i in order])
 
     return run
+
+
+def local_extractor(store: FeatureStore) -> ExtractorRow:
+    found = [row for row in store.extractors() if row.is_local and store.has_vectors(row)]
+    if not found:
+        raise ImgsearchError("--rerank verify compares local features, and this index has none; "
+                             "add them with `imgsearch build -e sift` (the other extractors are kept)")
+    return found[0]
+
+
+def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
+    """Geometric verification of the scan's top `shortlist` (rerank.verify): verified
+    images first, by inlier count; the rest below in the scan's order. Each image gets its
+    inlier count, a verified one the corners of its outline in the query photo. A query
+    with no local features (a flat photo) keeps the scan's order."""
+    row = local_extractor(ctx.store)
+    scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, int(values["shortlist"])), ctx.excluded)
+    query = ctx.local(row) if ctx.local else None
+    ids = [i for i, _ in scanned.ranking]
+    if query is None or not len(query.features) or not ids:
+        return replace(scanned, ranking=scanned.ranking[: ctx.k])
+    stored = ctx.store.local_features(row, ids)
+    images = ctx.store.images_by_ids(ids)
+    checked = [i for i in ids if i in stored and i in images]
+    results = dict(zip(checked, verify_all(query.features, query.scale,
+                                           [(stored[i], (images[i].height, images[i].width)) for i in checked],
+                                           int(values["min_inliers"]))))
+    position = {i: n for n, i in enumerate(ids)}
+    verified = sorted((i for i in checked if results[i].corners is not None), key=lambda i: (-results[i].inliers,
+                                                                                          position[i]))
+    chosen = set(verified)
+    order = verified + [i for i in ids if i not in chosen]
+    score = dict(scanned.ranking)
+    extras: dict[int, dict] = {}
+    for i in order[: ctx.k]:
+        found = results.get(i)
+        extras[i] = {"inliers": found.inliers if found else 0,
+                     "corners": found.corners.round(1).tolist() if found and found.corners is not None else None}
+    return replace(scanned, ranking=[(i, score[i]) for i in order[: ctx.k]], extras=extras)
 
 
 def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[str]:

@@ -22,6 +22,7 @@ from imgsearch.rerank.query import (
     k_reciprocal_at_query,
     pure_on_shortlist,
     query_expansion_at_query,
+    verify_at_query,
 )
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.specs import FRACTION, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, WHOLE_POSITIVE, Check, Method, parse_spec
@@ -31,6 +32,7 @@ GRAPH = "the stored k-NN graph"  # made by `imgsearch graph`, kept by builds
 DBA = "the graph's augmented vectors"  # `imgsearch graph --dba N`
 SECOND_SCAN = "a second scan"
 SHORTLIST = "the first scan's shortlist"
+LOCAL_FEATURES = "the stored local features"  # build -e sift
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,16 @@ register(Reranking("k-reciprocal", Method.of(
     maths.k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)",
     {"k1": WHOLE_POSITIVE, "k2": WHOLE_POSITIVE, "lambda_": FRACTION, "shortlist": WHOLE_POSITIVE}),
     k_reciprocal_at_query, frozenset({GRAPH, SHORTLIST})))
+
+
+def verification_in_eval(Q: np.ndarray, X: np.ndarray, shortlist: int = 300, min_inliers: int = 15) -> np.ndarray:
+    """eval scores descriptor matrices; verification needs each image's local features,
+    which eval does not extract: measure it with bench/instance.py."""
+    raise ImgsearchError("eval does not verify (it holds no local features); bench/instance.py measures --rerank verify")
+
+
+register(Reranking("verify", Method.of(
+    verification_in_eval, "geometric verification of the top shortlist by local features, shortlist, min_inliers "
+                          "(RootSIFT, ratio test, RANSAC homography; Philbin et al., CVPR 2007)",
+    {"shortlist": WHOLE_POSITIVE, "min_inliers": WHOLE_POSITIVE}),
+    verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True))

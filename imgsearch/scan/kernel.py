@@ -6,7 +6,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -67,6 +67,7 @@ class ScanResult:
     ranking: list[tuple[int, float]]  # (image id, score), best first
     rows_scanned: int
     state: int | None = None  # the store's change counter of the extractor, as the scan saw it
+    extras: dict[int, dict] = field(default_factory=dict)  # what a re-ranking found per image (verification)
 
     def at_state(self, state: int | None) -> ScanResult:
         return replace(self, state=state)

@@ -18,13 +18,17 @@ from imgsearch.index.images import decode_bytes
 from imgsearch.plan import SearchPlan
 from imgsearch.query import (
     QueryResult,
+    indexed_local,
     indexed_vector,
     named_with_retry,
+    photo_local,
     photo_vector,
     search,
     stored_extractor,
     stored_row,
 )
+from imgsearch.rerank.query import LocalSource
+from imgsearch.rerank.registry import LOCAL_FEATURES
 from imgsearch.scan.kernel import ScanResult, prepare_query
 from imgsearch.scan.metrics import get_metric
 from imgsearch.serve.config import ServeConfig
@@ -84,8 +88,8 @@ class Service:
         for row in self._store.extractors():
             if self.config.extractors and row.name not in self.config.extractors:
                 continue
-            if not self.config.extractors and '"dba_of"' in row.params:
-                continue  # a graph's derived vectors: scanned by dba-aqe, not searched directly
+            if not self.config.extractors and ('"dba_of"' in row.params or row.is_local):
+                continue  # a graph's derived vectors (scanned by dba-aqe) or local features: not searched
             need = int(counts.get(row.id, 0) * (row.dim * 4 * len(metrics) + 8) * COMPACTION_HEADROOM)
             if need <= budget:
                 budget -= need
@@ -135,14 +139,15 @@ class Service:
             pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
             self.decodes.check_decoded(*pixels.shape[:2])
             vector = photo_vector(extractor, pixels, plan.photo_regions)
-        return self._search_vector(row, vector, None, "upload", plan)
+            local = photo_local(pixels) if plan.rerank and LOCAL_FEATURES in plan.rerank.reranking.needs else None
+        return self._search_vector(row, vector, None, "upload", plan, local)
 
     def search_name(self, name: str, plan: SearchPlan) -> dict:
         self._caught_up()
         with self.db() as store:
             row = stored_row(store, plan.extractor)  # the stored vector is the query: nothing to extract
             vector, own_id = indexed_vector(store, row, name)
-        return self._search_vector(row, vector, own_id, name, plan)
+        return self._search_vector(row, vector, own_id, name, plan, indexed_local(store, own_id))
 
     def search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
                       plan: SearchPlan) -> dict:
@@ -150,12 +155,12 @@ class Service:
         return self._search_vector(row, vector, own_id, label, plan)
 
     def _search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-                       plan: SearchPlan) -> dict:
+                       plan: SearchPlan, local: LocalSource | None = None) -> dict:
         started = time.perf_counter()
         index = self.resident.get(row.name)
         if plan.rerank or plan.whiten or index is None or plan.metric.name not in self.config.metrics:
             with self.db() as store:
-                result = search(store, row, vector, own_id, label, plan, started)
+                result = search(store, row, vector, own_id, label, plan, started, local)
             served = "streamed"
         else:
             result = self._resident_search(index, row, vector, own_id, label, plan, started)

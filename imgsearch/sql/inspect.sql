@@ -57,3 +57,10 @@ SELECT e.name, g.metric, g.k, g.dba,
             (SELECT 1 FROM graph_nodes n WHERE n.graph_id = g.id AND n.image_id = f.image_id)) AS without_list,
        (SELECT COUNT(*) FROM graph_removed r WHERE r.graph_id = g.id) AS removals_pending
 FROM graphs g JOIN extractors e ON e.id = g.extractor_id;
+
+-- Local features (build -e sift): images that have them, keypoints and bytes per image.
+-- keypoints: n x (x, y, size, angle) float32 LE; descriptors: n x dim uint8.
+SELECT e.name, e.params, COUNT(*) AS images, AVG(l.n) AS keypoints_per_image,
+       AVG(LENGTH(l.keypoints) + LENGTH(l.descriptors)) AS bytes_per_image
+FROM local_features l JOIN extractors e ON e.id = l.extractor_id
+GROUP BY e.id, e.name, e.params;

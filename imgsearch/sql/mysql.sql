@@ -126,3 +126,19 @@ CREATE TABLE IF NOT EXISTS graph_removed (
     token    BIGINT NOT NULL,
     PRIMARY KEY (graph_id, image_id)
 ) ENGINE=InnoDB
+;;
+-- Local features of a local extractor (sift): per image n keypoints (x, y in the
+-- original's pixels, size, angle: float32 LE, 16 bytes each) and their descriptors
+-- (uint8, dim bytes each), written in the same transaction as the image's vectors. They
+-- verify a candidate geometrically (--rerank verify); they are never scanned.
+CREATE TABLE IF NOT EXISTS local_features (
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    image_id     INT UNSIGNED NOT NULL,
+    n            INT UNSIGNED NOT NULL,
+    keypoints    MEDIUMBLOB NOT NULL,
+    descriptors  MEDIUMBLOB NOT NULL,
+    PRIMARY KEY (extractor_id, image_id),
+    KEY ix_local_features_image (image_id),
+    CONSTRAINT fk_local_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,
+    CONSTRAINT fk_local_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
+) ENGINE=InnoDB

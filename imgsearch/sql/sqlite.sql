@@ -101,3 +101,14 @@ CREATE TABLE IF NOT EXISTS graph_removed (
     token    INTEGER NOT NULL,
     PRIMARY KEY (graph_id, image_id)
 )
+;;
+CREATE TABLE IF NOT EXISTS local_features (
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    n            INTEGER NOT NULL,
+    keypoints    BLOB NOT NULL,
+    descriptors  BLOB NOT NULL,
+    PRIMARY KEY (extractor_id, image_id)
+) WITHOUT ROWID
+;;
+CREATE INDEX IF NOT EXISTS ix_local_features_image ON local_features (image_id)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from imgsearch.errors import DatabaseError, ImgsearchError
+from imgsearch.keypoints import LocalFeatures
 from imgsearch.store import packed as packing  # not `packed`: stream_blocks has a parameter of that name
 from imgsearch.store.packed import DEFAULT_PACK_ROWS, PackReport, Snapshot
 from imgsearch.store.records import (
@@ -295,35 +296,61 @@ class FeatureStore(ABC):
         rows = self.execute("SELECT image_id FROM features WHERE extractor_id = ?", (extractor_id,))
         return {int(r[0]) for r in rows}
 
+    def image_ids_with_local_features(self, extractor_id: int) -> set[int]:
+        rows = self.execute("SELECT image_id FROM local_features WHERE extractor_id = ?", (extractor_id,))
+        return {int(r[0]) for r in rows}
+
     def has_vectors(self, extractor: ExtractorRow) -> bool:
-        return bool(self.execute("SELECT 1 FROM features WHERE extractor_id = ? LIMIT 1", (extractor.id,)))
+        table = "local_features" if extractor.is_local else "features"
+        return bool(self.execute(f"SELECT 1 FROM {table} WHERE extractor_id = ? LIMIT 1", (extractor.id,)))
+
+    def local_features(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, LocalFeatures]:
+        """The stored local features of these images (those that have them)."""
+        found = {}
+        for chunk, marks in id_chunks(sorted(set(ids))):
+            for image_id, keypoints, descriptors in self.execute(
+                f"SELECT image_id, keypoints, descriptors FROM local_features WHERE extractor_id = ? "
+                f"AND image_id IN ({marks})", (extractor.id, *chunk),
+            ):
+                found[int(image_id)] = LocalFeatures.from_blobs(bytes(keypoints), bytes(descriptors), extractor.dim)
+        return found
 
     def write_batch(
         self,
-        items: list[tuple[ImageRecord, dict[int, np.ndarray]]],
+        items: list[tuple[ImageRecord, dict[int, np.ndarray | LocalFeatures]]],
         replaced_ids: Iterable[int] = (),
     ) -> None:
         """One transaction: drop the old features of files whose content changed
-        (`replaced_ids`), upsert each image and write its vectors (extractor id -> vector).
-        A build killed at any point leaves either the whole batch or none of it."""
+        (`replaced_ids`), upsert each image and write its vectors and local features
+        (extractor id -> either). A build killed at any point leaves either the whole batch
+        or none of it."""
         replaced = list(replaced_ids)
         self.write(lambda: self._write_batch(items, replaced))
 
-    def _write_batch(self, items: list[tuple[ImageRecord, dict[int, np.ndarray]]], replaced_ids: list[int]) -> None:
+    def _write_batch(self, items: list[tuple[ImageRecord, dict[int, np.ndarray | LocalFeatures]]],
+                     replaced_ids: list[int]) -> None:
         for chunk, marks in id_chunks(replaced_ids):
             packing.mark_stale(self, f"image_id IN ({marks})", chunk)
             self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
+            self.execute(f"DELETE FROM local_features WHERE image_id IN ({marks})", chunk)
         self.executemany(
             self._upsert_images_sql(),
             [(i.path, i.name, i.bytes, i.mtime_ns, i.sha256, i.width, i.height) for i, _ in items],
         )
         ids = self._ids_of_paths([i.path for i, _ in items])
         by_extractor: dict[int, dict[int, np.ndarray]] = {}
-        for image, vectors in items:
-            for extractor_id, vector in vectors.items():
-                by_extractor.setdefault(extractor_id, {})[ids[image.path]] = vector
+        local_rows = []
+        for image, values in items:
+            for extractor_id, value in values.items():
+                if isinstance(value, LocalFeatures):
+                    local_rows.append((extractor_id, ids[image.path], len(value), *value.blobs()))
+                else:
+                    by_extractor.setdefault(extractor_id, {})[ids[image.path]] = value
         for extractor_id, written in by_extractor.items():
             self._replace_vectors(extractor_id, written)
+        if local_rows:
+            self.executemany("REPLACE INTO local_features (extractor_id, image_id, n, keypoints, descriptors) "
+                             "VALUES (?, ?, ?, ?, ?)", local_rows)
 
     def replace_vectors(self, extractor: ExtractorRow, vectors: dict[int, np.ndarray]) -> None:
         """Write vectors of existing images (derived sets: the graph's augmented vectors)."""
@@ -353,6 +380,7 @@ class FeatureStore(ABC):
     def _delete_chunk(self, chunk: list[int], marks: str) -> None:
         packing.mark_stale(self, f"image_id IN ({marks})", chunk)
         self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
+        self.execute(f"DELETE FROM local_features WHERE image_id IN ({marks})", chunk)
         self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
 
     def pack(self, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
@@ -397,8 +425,13 @@ class FeatureStore(ABC):
         return int(self.execute("SELECT COUNT(*) FROM images")[0][0])
 
     def count_features(self) -> dict[int, int]:
+        """Rows per extractor: vectors, and for local extractors images with local features."""
         rows = self.execute("SELECT extractor_id, COUNT(*) FROM features GROUP BY extractor_id")
-        return {int(e): int(n) for e, n in rows}
+        counts = {int(e): int(n) for e, n in rows}
+        if any(e.is_local for e in self.extractors()):
+            rows = self.execute("SELECT extractor_id, COUNT(*) FROM local_features GROUP BY extractor_id")
+            counts.update({int(e): int(n) for e, n in rows})
+        return counts
 
     # -- learned maps -------------------------------------------------------------------
     def save_linear_map(

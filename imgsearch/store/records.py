@@ -38,6 +38,11 @@ class ExtractorRow:
     params: str
     dim: int
 
+    @property
+    def is_local(self) -> bool:
+        """Its rows are local features (table local_features), not scanned vectors."""
+        return '"kind":"local"' in self.params
+
 
 def id_chunks(ids: list) -> list[tuple[list, str]]:
     """The values in pieces for `IN (...)`, each with its placeholder list."""

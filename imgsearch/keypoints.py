@@ -1,0 +1,32 @@
+"""Local features of one image, as the extractors make them and the store keeps them: a
+bottom-layer value both sides share (features never imports store, nor store features)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KEYPOINT_DTYPE = np.dtype("<f4")  # x, y, size, angle per keypoint
+DESCRIPTOR_DTYPE = np.dtype("u1")
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    keypoints: np.ndarray  # n x 4 float32: x, y in the original image's pixels, size, angle (degrees)
+    descriptors: np.ndarray  # n x d uint8
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @property
+    def nbytes(self) -> int:
+        return self.keypoints.nbytes + self.descriptors.nbytes
+
+    def blobs(self) -> tuple[bytes, bytes]:
+        return (np.ascontiguousarray(self.keypoints, KEYPOINT_DTYPE).tobytes(),
+                np.ascontiguousarray(self.descriptors, DESCRIPTOR_DTYPE).tobytes())
+
+    @classmethod
+    def from_blobs(cls, keypoints: bytes, descriptors: bytes, dim: int) -> LocalFeatures:
+        points = np.frombuffer(keypoints, KEYPOINT_DTYPE).reshape(-1, 4)
+        return cls(points, np.frombuffer(descriptors, DESCRIPTOR_DTYPE).reshape(len(points), dim))

@@ -1,0 +1,101 @@
+"""Geometric verification of candidates (Philbin et al., CVPR 2007): the query photo's
+local features matched to each candidate's (RootSIFT, Arandjelovic & Zisserman 2012;
+Lowe's ratio test, 2004), one homography fitted by RANSAC, its inliers counted. Pure
+functions of features and keypoints; rerank.query runs them on a shortlist."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from imgsearch.keypoints import LocalFeatures
+
+RATIO = 0.8  # Lowe's ratio test
+RANSAC_PIXELS = 8.0  # reprojection error allowed, in pixels of the query at its extraction size
+MIN_HULL_SHARE = 0.005  # inliers spread over at least this share of the stored image: not on a line
+CANDIDATES_PER_PRODUCT = 64  # candidates whose descriptors are matched in one product
+
+
+@dataclass(frozen=True)
+class Verification:
+    inliers: int
+    corners: np.ndarray | None  # the stored image's corners in the query photo (4 x 2), when verified
+
+
+def root_sift(descriptors: np.ndarray) -> np.ndarray:
+    """RootSIFT: L1-normalise, square root; the rows are then unit vectors, and the
+    Euclidean distance between them is the Hellinger kernel's."""
+    x = descriptors.astype(np.float32)
+    x /= np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
+    return np.sqrt(x)
+
+
+def ratio_matches(query: np.ndarray, candidates: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per candidate, the (query index, candidate index) pairs whose nearest neighbour in
+    the candidate is closer than RATIO times the second nearest. Query and candidates are
+    RootSIFT rows; candidates are matched CANDIDATES_PER_PRODUCT at a time in one product."""
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for start in range(0, len(candidates), CANDIDATES_PER_PRODUCT):
+        group = candidates[start : start + CANDIDATES_PER_PRODUCT]
+        sizes = [len(c) for c in group]
+        if not len(query) or not sum(sizes):
+            found.extend((np.empty(0, np.int64), np.empty(0, np.int64)) for _ in group)
+            continue
+        similarity = query @ np.vstack([c for c in group if len(c)]).T  # query x all candidates' rows
+        at = 0
+        for size in sizes:
+            if size < 2:
+                found.append((np.empty(0, np.int64), np.empty(0, np.int64)))
+                at += size
+                continue
+            block = similarity[:, at : at + size]
+            at += size
+            nearest = np.argmax(block, axis=1)
+            rows = np.arange(len(block))
+            best = block[rows, nearest]
+            second = np.partition(block, size - 2, axis=1)[:, size - 2]
+            # unit vectors: squared distance = 2 - 2 similarity
+            d1, d2 = np.sqrt(np.maximum(2 - 2 * best, 0)), np.sqrt(np.maximum(2 - 2 * second, 0))
+            keep = d1 < RATIO * d2
+            found.append((rows[keep], nearest[keep]))
+    return found
+
+
+def verify(query_points: np.ndarray, candidate_points: np.ndarray, matches: tuple[np.ndarray, np.ndarray],
+           candidate_size: tuple[int, int], query_scale: float, min_inliers: int) -> Verification:
+    """One homography from the candidate (stored image, `candidate_size` = height, width)
+    to the query photo by RANSAC; verified when it has min_inliers inliers, keeps
+    orientation (no mirror), maps the image to a convex quadrilateral and its inliers
+    cover more than a line. query_scale: the query's extraction size over its own size."""
+    q, c = matches
+    if len(q) < max(min_inliers, 4):
+        return Verification(int(len(q)), None)
+    src = candidate_points[c, :2].astype(np.float32)
+    dst = query_points[q, :2].astype(np.float32)
+    cv2.setRNGSeed(0)  # the same answer every time
+    H, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PIXELS / query_scale, maxIters=2000,
+                                 confidence=0.995)
+    if H is None or mask is None:
+        return Verification(0, None)
+    inlying = mask.ravel().astype(bool)
+    inliers = int(inlying.sum())
+    if inliers < min_inliers or not np.all(np.isfinite(H)) or np.linalg.det(H[:2, :2]) <= 0:
+        return Verification(inliers, None)
+    height, width = candidate_size
+    corners = cv2.perspectiveTransform(np.array([[[0, 0], [width, 0], [width, height], [0, height]]], np.float32), H)[0]
+    hull = cv2.convexHull(src[inlying])
+    if (not cv2.isContourConvex(corners.astype(np.float32)) or cv2.contourArea(corners) <= 0
+            or cv2.contourArea(hull) < MIN_HULL_SHARE * width * height):
+        return Verification(inliers, None)
+    return Verification(inliers, corners)
+
+
+def verify_all(query: LocalFeatures, query_scale: float, candidates: Iterable[tuple[LocalFeatures, tuple[int, int]]],
+               min_inliers: int) -> list[Verification]:
+    """verify() for each (candidate features, candidate size), the matching batched."""
+    listed = list(candidates)
+    matched = ratio_matches(root_sift(query.descriptors), [root_sift(f.descriptors) for f, _ in listed])
+    return [verify(query.keypoints, f.keypoints, m, size, query_scale, min_inliers)
+            for (f, size), m in zip(listed, matched)]

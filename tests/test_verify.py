@@ -1,0 +1,124 @@
+"""Local features and geometric verification: a known homography is recovered, unrelated
+photos never verify, degenerate geometry never counts, and query, the service and the
+SQL tables agree."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from cli_runner import imgsearch
+from photos import PHOTOS, photo, write_collection
+from served import serving
+
+from imgsearch.features.registry import make_extractor
+from imgsearch.keypoints import LocalFeatures
+from imgsearch.rerank.verify import verify, verify_all
+from imgsearch.store import open_store
+from imgsearch.store.url import parse_database_url
+
+TRUE_CORNERS = np.float32([[520, 310], [1130, 400], [1060, 930], [450, 830]])
+
+
+def printed(pixels: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """`pixels` as a tilted print in a 1600 x 1200 photo of `background`."""
+    h, w = pixels.shape[:2]
+    H = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]), TRUE_CORNERS)
+    frame = cv2.resize(background, (1600, 1200))
+    warped = cv2.warpPerspective(pixels, H, (1600, 1200))
+    mask = cv2.warpPerspective(np.ones((h, w), np.uint8), H, (1600, 1200))
+    return np.where(mask[..., None] > 0, warped, frame)
+
+
+def features(pixels: np.ndarray) -> tuple[LocalFeatures, float]:
+    extractor = make_extractor("sift")
+    return extractor.extract(pixels), min(1.0, extractor.max_side / max(pixels.shape[:2]))
+
+
+def test_a_warped_photo_verifies_with_its_homography() -> None:
+    stored = photo("astronaut.png")
+    query, scale = features(printed(stored, photo("hubble_deep_field.jpg")))
+    found = verify_all(query, scale, [(features(stored)[0], stored.shape[:2])], min_inliers=15)[0]
+    assert found.inliers >= 15 and found.corners is not None
+    np.testing.assert_allclose(found.corners, TRUE_CORNERS, atol=4)
+
+
+def test_unrelated_photos_never_verify() -> None:
+    extracted = {name: (features(photo(name))[0], photo(name).shape[:2]) for name in PHOTOS}
+    for name in PHOTOS:
+        query, scale = features(printed(photo(name), photo("color.png")))
+        others = [extracted[other] for other in PHOTOS if other not in (name, "color.png")]
+        results = verify_all(query, scale, others, min_inliers=15)
+        assert all(r.corners is None for r in results), (name, [r.inliers for r in results])
+
+
+def test_degenerate_geometry_never_counts() -> None:
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(0, 400, 60), rng.uniform(0, 300, 60), np.ones(60), np.zeros(60)])
+    matches = (np.arange(60), np.arange(60))
+    mirrored = points.copy()
+    mirrored[:, 0] = 400 - mirrored[:, 0]
+    assert verify(mirrored, points, matches, (300, 400), 1.0, 15).corners is None  # a flipped homography
+    on_a_line = points.copy()
+    on_a_line[:, 1] = 2 * on_a_line[:, 0] / 4  # every point on one line
+    assert verify(on_a_line, on_a_line, matches, (300, 400), 1.0, 15).corners is None
+    assert verify(points, points, matches, (300, 400), 1.0, 15).corners is not None  # the same points do verify
+
+
+@pytest.fixture
+def indexed(tmp_path, db_url):
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    run = imgsearch("build", folder, "--db", db_url, "-e", "rgb", "-e", "sift")
+    assert run.code == 0, run.err
+    # on a background that is not in the collection
+    cv2.imwrite(str(tmp_path / "phone.jpg"), printed(photo("coffee.png"), photo("brick.png")))
+    cv2.imwrite(str(tmp_path / "flat.jpg"), np.full((300, 400, 3), 128, np.uint8))
+    return folder, db_url
+
+
+def test_query_and_the_service_verify_the_same_way(indexed, tmp_path) -> None:
+    folder, db = indexed
+    args = ("--db", db, "-e", "rgb", "--rerank", "verify:9,15", "--json", "-k", "4")
+    cli = imgsearch("query", tmp_path / "phone.jpg", *args)
+    assert cli.code == 0, cli.err
+    first = cli.json()["results"][0]
+    assert first["path"].endswith("coffee.jpg") and first["inliers"] >= 15
+    np.testing.assert_allclose(first["corners"], TRUE_CORNERS, atol=8)
+    assert all(r["corners"] is None for r in cli.json()["results"][1:])
+    plain = imgsearch("query", tmp_path / "flat.jpg", "--db", db, "-e", "rgb", "--json", "-k", "4").json()
+    flat = imgsearch("query", tmp_path / "flat.jpg", *args)
+    assert flat.code == 0 and [r["id"] for r in flat.json()["results"]] == [r["id"] for r in plain["results"]]
+    by_name = imgsearch("query", "coffee.jpg", *args).json()["results"]
+    assert by_name[0]["name"] != "coffee.jpg" and all(r["corners"] is None for r in by_name)  # nothing else is it
+    with serving(db, tmp_path) as served, served.client() as http:
+        upload = http.post("/api/search", files={"image": ("phone.jpg", (tmp_path / "phone.jpg").read_bytes())},
+                           data={"extractor": "rgb", "rerank": "verify:9,15", "k": "4"}).json()
+        assert [(r["id"], r["inliers"]) for r in upload["results"]] == [(r["id"], r["inliers"])
+                                                                      for r in cli.json()["results"]]
+        assert upload["rerank"] == "verify:9,15"
+    refused = imgsearch("query", "coffee.jpg", "--db", db, "-e", "sift")
+    assert refused.code != 0 and "local features" in refused.err
+
+
+def test_local_features_follow_the_images(indexed) -> None:
+    folder, db = indexed
+    url = parse_database_url(db)
+
+    def stored() -> dict[str, int]:
+        with open_store(url) as store:
+            rows = store.execute("SELECT i.path, l.n FROM local_features l JOIN images i ON i.id = l.image_id")
+            return {bytes(p).decode(): int(n) for p, n in rows}
+
+    before = stored()
+    assert len(before) == len(PHOTOS) and all(n > 0 for p, n in before.items() if not p.endswith("color.jpg"))  # a gradient: no keypoints
+    (folder / "a" / "chelsea.jpg").unlink()
+    cv2.imwrite(str(folder / "b" / "coffee.jpg"), cv2.flip(photo("coffee.png"), 0))  # new content
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb", "-e", "sift").code == 0
+    after = stored()
+    assert set(after) == set(before) - {"a/chelsea.jpg"}
+    with open_store(url) as store:
+        row = store.find_extractor("sift")
+        image = store.find_images(b"b/coffee.jpg")[0]
+        kept = store.local_features(row, [image.id])[image.id]
+    expected = make_extractor("sift").extract(cv2.imread(str(folder / "b" / "coffee.jpg")))
+    np.testing.assert_array_equal(kept.descriptors, expected.descriptors)

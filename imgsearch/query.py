@@ -1,6 +1,7 @@
 """query: turn the user's IMAGE argument into a vector, scan, and name the top-K."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -184,18 +185,19 @@ def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: i
             return plan.rerank.run(ctx)
         return scanner.top_k(row, metric, vector, plan.wanted, ctx.excluded)
 
-    result, matches = named_with_retry(store, scanned)
+    result, matches = named_with_retry(functools.partial(named, store), scanned)
     return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
                        result.rows_scanned, result.state, result.extras)
 
 
-def named_with_retry(store: FeatureStore, scanned: Callable[[], ScanResult]) -> tuple[ScanResult, list[Match]]:
-    """A scan's result and its matches with names. Names are read after the scan's
-    snapshot: an image a concurrent build deleted in between has no name any more. Rather
-    than answer a shorter list, scan again."""
+def named_with_retry(name: Callable[[list[tuple[int, float]]], list[Match] | None],
+                     scanned: Callable[[], ScanResult]) -> tuple[ScanResult, list[Match]]:
+    """A scan's result and its matches with names (`name`: see named). Names are read
+    after the scan's snapshot: an image a concurrent build deleted in between has no name
+    any more. Rather than answer a shorter list, scan again."""
     for _ in range(3):
         result = scanned()
-        matches = named(store, result.ranking)
+        matches = name(result.ranking)
         if matches is not None:
             return result, matches
     raise ImgsearchError("images kept being deleted while the query ran; run it again")

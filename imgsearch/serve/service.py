@@ -17,9 +17,11 @@ from imgsearch.errors import NotFoundError
 from imgsearch.index.images import decode_bytes
 from imgsearch.plan import SearchPlan
 from imgsearch.query import (
+    Match,
     QueryResult,
     indexed_local,
     indexed_vector,
+    named,
     named_with_retry,
     photo_local,
     photo_vector,
@@ -181,8 +183,11 @@ class Service:
         def scanned() -> ScanResult:
             return index.current().top_k(plan.metric.name, prepared, plan.wanted, excluded)
 
-        with self.db() as store:
-            result, matches = named_with_retry(store, scanned)
+        def name(ranking: list[tuple[int, float]]) -> list[Match] | None:
+            with self.db() as store:  # the connection only for the names: scans run side by side
+                return named(store, ranking)
+
+        result, matches = named_with_retry(name, scanned)
         return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, [],
                            result.rows_scanned, result.state)
 

@@ -138,14 +138,15 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
     from imgsearch.index.build import build
     from imgsearch.index.images import load_image
     from imgsearch.plan import SearchPlan
-    from imgsearch.query import photo_vector, search, stored_extractor
+    from imgsearch.query import photo_local, photo_vector, search, stored_extractor
     from imgsearch.store import open_store
     from imgsearch.store.url import parse_database_url
 
     url = parse_database_url(db)
     with open_store(url, create=True) as store:
         started = time.perf_counter()
-        report = build(store, str(workdir / "collection"), ("cnn-spoc",), os.cpu_count() or 1, 256, progress=True)
+        extractors = ("cnn-spoc", "sift") if rerank and rerank.startswith("verify") else ("cnn-spoc",)
+        report = build(store, str(workdir / "collection"), extractors, os.cpu_count() or 1, 256, progress=True)
         print(f"build: {report.summary()} ({time.perf_counter() - started:.0f} s)")
         truth = list(csv.DictReader(open(workdir / "truth.csv")))
         row, extractor = stored_extractor(store, "cnn-spoc")
@@ -158,7 +159,7 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
                 pixels = load_image(workdir / "queries" / t["query"]).pixels
                 decoded = time.perf_counter()
                 vector = photo_vector(extractor, pixels, plan.photo_regions)
-                result = search(store, row, vector, None, t["query"], plan, decoded)
+                result = search(store, row, vector, None, t["query"], plan, decoded, photo_local(pixels))
                 search_ms.append((time.perf_counter() - decoded) * 1000)
                 decode_ms.append((decoded - started) * 1000)
                 paths = [os.fsdecode(m.path) for m in result.matches]

@@ -85,3 +85,44 @@ def test_the_duplicates_page_shows_each_group_as_a_row_of_thumbnails(browser, tm
         page.screenshot(path=str(tmp_path / "duplicates.png"))
         if os.environ.get("SCREENSHOT_DIR"):
             shutil.copy(tmp_path / "duplicates.png", Path(os.environ["SCREENSHOT_DIR"]) / "duplicates-page.png")
+
+
+def test_a_verified_result_is_marked_and_outlined_on_the_query_photo(browser, tmp_path) -> None:
+    import cv2
+    from test_verify import TRUE_CORNERS, printed
+
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb", "-e", "sift").code == 0
+    query = tmp_path / "phone.jpg"
+    cv2.imwrite(str(query), printed(photo("coffee.png"), photo("brick.png")))  # 1600 x 1200
+    with serving(db, tmp_path) as served:
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(served.base + "/")
+        page.wait_for_selector("#extractor option", state="attached")
+        page.select_option("#extractor", "rgb")
+        page.select_option("#rerank", "verify")
+        page.set_input_files("#file", str(query))
+        page.wait_for_selector("#results li button.verified")
+        first = page.locator("#results li button").first
+        assert first.get_attribute("data-path").endswith("coffee.jpg")
+        assert "same object" in first.inner_text()
+        assert page.locator("#results li button.verified").count() == 1  # nothing else is that object
+        assert page.get_attribute("#outline-shape", "points") == ""
+        first.focus()
+        page.wait_for_function("document.querySelector('#outline-shape').getAttribute('points') !== ''")
+        box = page.evaluate("""() => {
+            const shape = document.querySelector('#outline-shape').getBoundingClientRect();
+            const image = document.querySelector('#current-image').getBoundingClientRect();
+            return [shape.left - image.left, shape.top - image.top, shape.width, shape.height, image.width];
+        }""")
+        scale = box[4] / 1600  # the photo is shown at this fraction of its pixels
+        low, high = TRUE_CORNERS.min(axis=0) * scale, TRUE_CORNERS.max(axis=0) * scale
+        assert abs(box[0] - low[0]) < 4 and abs(box[1] - low[1]) < 4, box
+        assert abs(box[2] - (high - low)[0]) < 6 and abs(box[3] - (high - low)[1]) < 6, box
+        page.screenshot(path=str(tmp_path / "verified.png"))
+        if os.environ.get("SCREENSHOT_DIR"):
+            shutil.copy(tmp_path / "verified.png", Path(os.environ["SCREENSHOT_DIR"]) / "verified-page.png")
+        first.blur()
+        page.wait_for_function("document.querySelector('#outline-shape').getAttribute('points') === ''")

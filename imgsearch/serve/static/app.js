@@ -79,12 +79,33 @@ function card(hit) {
   name.className = "name";
   name.textContent = hit.path;
   button.append(img, meta, name);
+  if (hit.corners) {
+    // Verified: the same object. Hovering or focusing it draws where it is in the query photo.
+    button.classList.add("verified");
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = `same object · ${hit.inliers} matches`;
+    button.append(badge);
+    button.title += " (same object as in your photo)";
+    for (const on of ["mouseenter", "focus"]) button.addEventListener(on, () => drawOutline(hit.corners));
+    for (const off of ["mouseleave", "blur"]) button.addEventListener(off, () => drawOutline(null));
+  }
   button.addEventListener("click", () => searchByName(hit.path, `/api/images/${hit.id}/thumbnail`));
   item.append(button);
   return item;
 }
 
+function drawOutline(corners) {
+  // Corners are in the query photo's own pixels: the outline's coordinate space is the
+  // photo's, stretched over the shown image.
+  const image = $("current-image");
+  const outline = $("outline");
+  outline.setAttribute("viewBox", `0 0 ${image.naturalWidth || 1} ${image.naturalHeight || 1}`);
+  $("outline-shape").setAttribute("points", corners && current && current.file ? corners.map((p) => p.join(",")).join(" ") : "");
+}
+
 function showCurrent(src, label) {
+  drawOutline(null);
   $("current").hidden = false;
   $("current-image").src = src;
   $("current-label").textContent = "Query: " + label;

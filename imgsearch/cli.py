@@ -175,7 +175,8 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @click.option("--rerank", metavar="NAME[:PARAMS]",
               help=RERANK_HELP + " aqe and alpha-qe cost a second scan; dba-aqe scans the augmented vectors and "
                    "diffusion and k-reciprocal re-rank the top `shortlist` (1000 / 100) with the k-NN graph that "
-                   "`imgsearch graph` keeps (--dba N for dba-aqe:N).")
+                   "`imgsearch graph` keeps (--dba N for dba-aqe:N). Default: verify where local features are "
+                   "stored (build -e sift), else none; `none` turns the default off.")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")
 @click.option("--replica", metavar="URL", help="Read from this replica of the --db server (default: one of "

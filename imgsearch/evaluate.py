@@ -17,9 +17,10 @@ from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.extraction import ExtractorSpec, cached_extractor, extract_all, fit_on_folder, map_in_workers, spec_of
 from imgsearch.index.images import SkippedFile, has_image_suffix, load_image
 from imgsearch.index.walk import FoundFile, walk_collection
+from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.whiten import WHITENINGS, fit_map
 from imgsearch.query import photo_vector
-from imgsearch.rerank.registry import RerankSpec, parse_reranking
+from imgsearch.rerank.registry import LOCAL_EXTRACTOR, LOCAL_FEATURES, RerankSpec, parse_reranking
 from imgsearch.scan.kernel import prepared_scores
 from imgsearch.scan.metrics import get_metric
 from imgsearch.specs import Spec, parse_spec
@@ -51,25 +52,31 @@ def labelled_images(dataset: Path) -> LabelledImages:
     return LabelledImages(paths, np.array(labels), list(classes))
 
 
-def _extract_one(job: tuple[Path, ExtractorSpec, str | None]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The image's vector and, with regions, its regions' matrix (else the vector as one row)."""
-    path, spec, regions = job
+LocalOfImage = tuple[LocalFeatures, tuple[int, int]]  # an image's local features and its (height, width)
+
+
+def _extract_one(job: tuple[Path, ExtractorSpec, str | None, ExtractorSpec | None]
+                 ) -> tuple[np.ndarray, np.ndarray, LocalOfImage | None] | None:
+    """The image's vector, its regions' matrix with regions (else the vector as one row)
+    and, when asked, its local features."""
+    path, spec, regions, local_spec = job
     try:
         pixels = load_image(path).pixels
     except SkippedFile:
         return None
     vector = extract_all(pixels, [spec])[spec[0]]
     extractor = cached_extractor(*spec)
-    return vector, photo_vector(extractor, pixels, regions) if regions else vector[None, :]
+    local = (cached_extractor(*local_spec).extract(pixels), pixels.shape[:2]) if local_spec else None
+    return vector, photo_vector(extractor, pixels, regions) if regions else vector[None, :], local
 
 
 def extract_dataset(
     images: LabelledImages, extractor_name: str, workers: int, progress: bool, options: CnnOptions = CnnOptions(),
-    regions: str | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """The (vectors, labels, query regions) of every decodable image of the dataset. An
-    extractor that learns from the collection (PWA) is fitted on a sample of the
-    dataset, unlabelled."""
+    regions: str | None = None, local: bool = False,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[LocalOfImage]]:
+    """The (vectors, labels, query regions, local features when asked) of every decodable
+    image of the dataset. An extractor that learns from the collection (PWA) is fitted on
+    a sample of the dataset, unlabelled."""
     extractor = make_extractor(extractor_name, options=options)
     if extractor.local:
         raise ImgsearchError(f"{extractor_name} holds local features, which verify matches (--rerank verify); "
@@ -77,12 +84,13 @@ def extract_dataset(
     if extractor.needs_fit:
         extractor = fit_on_folder(extractor, images.paths)
     spec = spec_of(extractor)
-    jobs = [(p, spec, regions) for p in images.paths]
+    local_spec = spec_of(make_extractor(LOCAL_EXTRACTOR)) if local else None
+    jobs = [(p, spec, regions, local_spec) for p in images.paths]
     found = list(tqdm(map_in_workers(_extract_one, jobs, workers), total=len(jobs), unit="img",
                       desc=f"extract {extractor_name}", disable=not progress or None))
     keep = [i for i, v in enumerate(found) if v is not None]
     return (np.stack([found[i][0] for i in keep]).astype(np.float32), images.labels[keep],
-            [found[i][1] for i in keep])
+            [found[i][1] for i in keep], [found[i][2] for i in keep] if local else [])
 
 
 def retrieval_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -120,9 +128,12 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _fold_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
-                 whiten: Spec | None, rerank: RerankSpec | None) -> np.ndarray:
+                 whiten: Spec | None, rerank: RerankSpec | None, local: list[LocalOfImage]) -> np.ndarray:
     if whiten:
         test = fit_map(whiten, train, train_labels).apply(test)
+    if rerank and LOCAL_FEATURES in rerank.reranking.needs:
+        # a re-ranking of the plain scores by the images' local features (verification)
+        return rerank.reranking.method.function(test @ test.T, local, **rerank.values)
     if rerank:
         return rerank.reranking.method.function(test, test, **rerank.values)
     return test @ test.T
@@ -141,25 +152,29 @@ def evaluate(
     rerank_spec = parse_reranking(rerank) if rerank else None
     if regions and (whiten or rerank or folds > 1):
         raise ImgsearchError("--regions is measured on its own: leave out --whiten, --rerank and --folds")
+    local = rerank_spec is not None and LOCAL_FEATURES in rerank_spec.reranking.needs
+    if local and (whiten or folds > 1):
+        raise ImgsearchError(f"--rerank {rerank_spec.text} is measured on its own: leave out --whiten and --folds")
     images = labelled_images(dataset)
     folds = folds or (2 if whiten else 1)
     smallest = int(np.bincount(images.labels).min())
     if folds > smallest:
         raise ImgsearchError(f"--folds {folds}: the smallest class of {dataset} has {smallest} images, and every fold "
                              "needs at least one of each class; use fewer folds")
-    vectors, labels, region_sets = extract_dataset(images, extractor_name, workers, progress, options, regions)
+    vectors, labels, region_sets, local_features = extract_dataset(images, extractor_name, workers, progress, options,
+                                                                   regions, local)
     prepared = metric.prepare_rows(vectors)  # unit rows for every metric: cosine = the metric
     if regions:
         # Each image queries by its best region, as `query --regions` scans.
         scores = np.vstack([prepared_scores(prepared, metric.prepare_rows(r)) for r in region_sets])
         return retrieval_metrics(scores, labels)
     if folds == 1:
-        return retrieval_metrics(_fold_scores(prepared, labels, prepared, None, rerank_spec), labels)
+        return retrieval_metrics(_fold_scores(prepared, labels, prepared, None, rerank_spec, local_features), labels)
     assignment = stratified_folds(labels, folds)
     results = []
     for f in range(folds):
         test, train = assignment == f, assignment != f
-        scores = _fold_scores(prepared[train], labels[train], prepared[test], whiten_spec, rerank_spec)
+        scores = _fold_scores(prepared[train], labels[train], prepared[test], whiten_spec, rerank_spec, [])
         results.append(retrieval_metrics(scores, labels[test]))
     mean = {key: float(np.mean([r[key] for r in results])) for key in results[0] if key != "n_queries"}
     mean["n_queries"] = int(sum(r["n_queries"] for r in results))

@@ -10,6 +10,8 @@ from imgsearch.features.regions import REGION_CHOICES, WHOLE_PHOTO
 from imgsearch.rerank.registry import RerankSpec, check_with_whitening, parse_reranking
 from imgsearch.scan.metrics import Metric, get_metric
 
+NO_RERANK = "none"  # --rerank none: not even the default verification
+
 
 @dataclass(frozen=True)
 class SearchPlan:
@@ -23,6 +25,9 @@ class SearchPlan:
     regions: str = "crops"  # a photo query's regions (features.regions); "none": the whole photo
     rerank: RerankSpec | None = None
     whiten: str | None = None  # a learned map's stored name
+    # No re-ranking was asked for: where local features are stored, verify (query.with_default_rerank).
+    # `--rerank none` says no re-ranking at all.
+    rerank_by_default: bool = True
 
     @classmethod
     def of(cls, extractor: str, metric: str, *, k: int = 10, offset: int = 0, include_self: bool = False,
@@ -31,11 +36,11 @@ class SearchPlan:
         """The plan from the names a user gives, each checked: one clear error otherwise."""
         if regions not in REGION_CHOICES:
             raise ImgsearchError(f"unknown regions {regions!r}; known: {', '.join(REGION_CHOICES)}")
-        spec = parse_reranking(rerank) if rerank else None
+        spec = parse_reranking(rerank) if rerank and rerank != NO_RERANK else None
         if spec is not None and whiten:
             check_with_whitening(spec)
         return cls(extractor, get_metric(metric), k, offset, include_self, parallel, block_rows, regions, spec,
-                   whiten or None)
+                   whiten or None, rerank_by_default=not rerank)
 
     @property
     def photo_regions(self) -> str | None:

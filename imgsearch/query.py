@@ -1,6 +1,7 @@
 """query: turn the user's IMAGE argument into a vector, scan, and name the top-K."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -20,8 +21,8 @@ from imgsearch.index.images import SkippedFile, load_image
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display
 from imgsearch.plan import SearchPlan
-from imgsearch.rerank.query import LocalSource, QueryContext, QueryLocal, graph_notes
-from imgsearch.rerank.registry import GRAPH
+from imgsearch.rerank.query import LocalSource, QueryContext, QueryLocal, graph_notes, has_local_features
+from imgsearch.rerank.registry import DEFAULT_VERIFY, GRAPH, parse_reranking
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
@@ -130,6 +131,7 @@ def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
     images is an error listing them."""
     started = time.perf_counter()
     row, extractor = stored_extractor(store, plan.extractor)
+    plan = with_default_rerank(store, plan)
     if os.path.isfile(image):
         try:
             pixels = load_image(image).pixels
@@ -139,6 +141,15 @@ def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
         return search(store, row, vector, own_id, image, plan, started, photo_local(pixels))
     vector, own_id = indexed_vector(store, row, image)
     return search(store, row, vector, own_id, image, plan, started, indexed_local(store, own_id))
+
+
+def with_default_rerank(store: FeatureStore, plan: SearchPlan) -> SearchPlan:
+    """The plan, verifying by default where local features are stored (as regions are the
+    default for photos): the same object first; where nothing verifies, the order of the
+    global stage (Corel-1k leave-one-out mAP 0.909878 -> 0.909881 with verify)."""
+    if plan.rerank is None and plan.rerank_by_default and has_local_features(store):
+        return dataclasses.replace(plan, rerank=parse_reranking(DEFAULT_VERIFY))
+    return plan
 
 
 def photo_local(pixels: np.ndarray) -> LocalSource:

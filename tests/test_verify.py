@@ -122,3 +122,32 @@ def test_local_features_follow_the_images(indexed) -> None:
         kept = store.local_features(row, [image.id])[image.id]
     expected = make_extractor("sift").extract(cv2.imread(str(folder / "b" / "coffee.jpg")))
     np.testing.assert_array_equal(kept.descriptors, expected.descriptors)
+
+
+def test_queries_verify_by_default_where_local_features_are_stored(indexed, tmp_path) -> None:
+    folder, db = indexed
+    default = imgsearch("query", tmp_path / "phone.jpg", "--db", db, "-e", "rgb", "--json", "-k", "3")
+    assert default.code == 0, default.err
+    first = default.json()["results"][0]
+    assert first["path"].endswith("coffee.jpg") and first["corners"] is not None
+    off = imgsearch("query", tmp_path / "phone.jpg", "--db", db, "-e", "rgb", "--json", "-k", "3", "--rerank", "none")
+    assert "inliers" not in off.json()["results"][0]
+    with serving(db, tmp_path) as served, served.client() as http:
+        upload = http.post("/api/search", files={"image": ("phone.jpg", (tmp_path / "phone.jpg").read_bytes())},
+                           data={"extractor": "rgb", "k": "3"}).json()
+        assert upload["rerank"] == "verify" and upload["results"][0]["id"] == first["id"]
+        by_name = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "k": 3}).json()
+        assert by_name["rerank"] == "verify" and all(r["corners"] is None for r in by_name["results"])
+        plain = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "k": 3, "rerank": "none"})
+        assert plain.json()["rerank"] is None and plain.json()["served"] == "resident"
+
+
+def test_without_local_features_nothing_verifies_by_default(tmp_path) -> None:
+    folder, db = tmp_path / "photos", f"sqlite:///{tmp_path / 'plain.sqlite3'}"
+    write_collection(folder)
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb").code == 0
+    cv2.imwrite(str(tmp_path / "phone.jpg"), printed(photo("coffee.png"), photo("brick.png")))
+    run = imgsearch("query", tmp_path / "phone.jpg", "--db", db, "-e", "rgb", "--json")
+    assert run.code == 0 and "inliers" not in run.json()["results"][0]
+    refused = imgsearch("query", tmp_path / "phone.jpg", "--db", db, "-e", "rgb", "--rerank", "verify")
+    assert refused.code != 0 and "build -e sift" in refused.err

@@ -198,6 +198,10 @@ def pure_on_shortlist(function: Callable[..., np.ndarray]) -> Callable[[QueryCon
     return run
 
 
+def has_local_features(store: FeatureStore) -> bool:
+    return any(row.is_local and store.has_vectors(row) for row in store.extractors())
+
+
 def local_extractor(store: FeatureStore) -> ExtractorRow:
     found = [row for row in store.extractors() if row.is_local and store.has_vectors(row)]
     if not found:

@@ -24,6 +24,7 @@ from imgsearch.rerank.query import (
     query_expansion_at_query,
     verify_at_query,
 )
+from imgsearch.rerank.verify import verified_scores
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.specs import FRACTION, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, WHOLE_POSITIVE, Check, Method, parse_spec
 
@@ -123,14 +124,11 @@ register(Reranking("k-reciprocal", Method.of(
     k_reciprocal_at_query, frozenset({GRAPH, SHORTLIST})))
 
 
-def verification_in_eval(Q: np.ndarray, X: np.ndarray, shortlist: int = 300, min_inliers: int = 15) -> np.ndarray:
-    """eval scores descriptor matrices; verification needs each image's local features,
-    which eval does not extract: measure it with bench/instance.py."""
-    raise ImgsearchError("eval does not verify (it holds no local features); bench/instance.py measures --rerank verify")
-
+LOCAL_EXTRACTOR = "sift"  # the local features eval extracts for a re-ranking that needs them
+DEFAULT_VERIFY = "verify"  # what queries run by default where local features are stored
 
 register(Reranking("verify", Method.of(
-    verification_in_eval, "geometric verification of the top shortlist by local features, shortlist, min_inliers "
-                          "(RootSIFT, ratio test, RANSAC homography; Philbin et al., CVPR 2007)",
+    verified_scores, "geometric verification of the top shortlist by local features, shortlist, min_inliers "
+                     "(RootSIFT, ratio test, RANSAC homography; Philbin et al., CVPR 2007)",
     {"shortlist": WHOLE_POSITIVE, "min_inliers": WHOLE_POSITIVE}),
     verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True))

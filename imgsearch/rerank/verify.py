@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from imgsearch.features.local import DEFAULT_MAX_SIDE
 from imgsearch.keypoints import LocalFeatures
 
 RATIO = 0.8  # Lowe's ratio test
@@ -94,3 +95,26 @@ def verify_all(query: LocalFeatures, query_scale: float, candidates: Iterable[tu
     matched = ratio_matches(root_sift(query.descriptors), [root_sift(f.descriptors) for f, _ in listed])
     return [verify(query.keypoints, f.keypoints, m, size, query_scale, min_inliers)
             for (f, size), m in zip(listed, matched)]
+
+
+# Verified images score above every plain score (unit vectors: at most 1), by inlier count.
+VERIFIED = 10.0
+
+
+def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[int, int]]], shortlist: int = 300,
+                    min_inliers: int = 15) -> np.ndarray:
+    """eval's verification: each image (a query, with its own stored local features) is
+    verified against its top `shortlist` by the plain scores (itself left out); a verified
+    image scores VERIFIED + its inliers, the rest keep their plain scores, as query ranks
+    them. local: each image's features and (height, width)."""
+    out = np.array(scores, dtype=np.float64, copy=True)
+    for i in range(len(scores)):
+        order = np.argsort(-scores[i], kind="stable")
+        order = order[order != i][: int(shortlist)]
+        features, (height, width) = local[i]
+        results = verify_all(features, min(1.0, DEFAULT_MAX_SIDE / max(height, width, 1)), [local[j] for j in order],
+                             int(min_inliers))
+        for j, found in zip(order.tolist(), results):
+            if found.corners is not None:
+                out[i, j] = VERIFIED + found.inliers
+    return out

@@ -28,9 +28,9 @@ from imgsearch.query import (
     search,
     stored_extractor,
     stored_row,
+    with_default_rerank,
 )
 from imgsearch.rerank.query import LocalSource
-from imgsearch.rerank.registry import LOCAL_FEATURES
 from imgsearch.scan.kernel import ScanResult, prepare_query
 from imgsearch.scan.metrics import get_metric
 from imgsearch.serve.config import ServeConfig
@@ -141,7 +141,7 @@ class Service:
             pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
             self.decodes.check_decoded(*pixels.shape[:2])
             vector = photo_vector(extractor, pixels, plan.photo_regions)
-            local = photo_local(pixels) if plan.rerank and LOCAL_FEATURES in plan.rerank.reranking.needs else None
+            local = photo_local(pixels)
         return self._search_vector(row, vector, None, "upload", plan, local)
 
     def search_name(self, name: str, plan: SearchPlan) -> dict:
@@ -159,6 +159,8 @@ class Service:
     def _search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
                        plan: SearchPlan, local: LocalSource | None = None) -> dict:
         started = time.perf_counter()
+        with self.db() as store:
+            plan = with_default_rerank(store, plan)
         index = self.resident.get(row.name)
         if plan.rerank or plan.whiten or index is None or plan.metric.name not in self.config.metrics:
             with self.db() as store:

@@ -6,6 +6,7 @@ Every image queries all the others with the same extractor and metric code as `q
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def _fold_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
-                 whiten: Spec | None, rerank: RerankSpec | None, local: list[LocalOfImage]) -> np.ndarray:
+                 whiten: Spec | None, rerank: RerankSpec | None, local: Sequence[LocalOfImage] = ()) -> np.ndarray:
     if whiten:
         test = fit_map(whiten, train, train_labels).apply(test)
     if rerank and LOCAL_FEATURES in rerank.reranking.needs:
@@ -174,7 +175,7 @@ def evaluate(
     results = []
     for f in range(folds):
         test, train = assignment == f, assignment != f
-        scores = _fold_scores(prepared[train], labels[train], prepared[test], whiten_spec, rerank_spec, [])
+        scores = _fold_scores(prepared[train], labels[train], prepared[test], whiten_spec, rerank_spec)
         results.append(retrieval_metrics(scores, labels[test]))
     mean = {key: float(np.mean([r[key] for r in results])) for key in results[0] if key != "n_queries"}
     mean["n_queries"] = int(sum(r["n_queries"] for r in results))

@@ -27,20 +27,32 @@ def browser():
         launched.close()
 
 
-def test_upload_shows_a_gallery_and_a_click_searches_by_that_image(browser, tmp_path) -> None:
-    import cv2
-
+def indexed_photos(tmp_path: Path, *extractors: str) -> str:
+    """The sample photos indexed with these extractors; the index's URL."""
     folder = tmp_path / "photos"
     write_collection(folder)
     db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
-    assert imgsearch("build", folder, "--db", db, "-e", "rgb", "-e", "hsv72").code == 0
+    assert imgsearch("build", folder, "--db", db, *(a for e in extractors for a in ("-e", e))).code == 0
+    return db
+
+
+def search_page(browser, served):
+    """The search page, loaded, searching with rgb."""
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(served.base + "/")
+    page.wait_for_selector("#extractor option", state="attached")
+    page.select_option("#extractor", "rgb")
+    return page
+
+
+def test_upload_shows_a_gallery_and_a_click_searches_by_that_image(browser, tmp_path) -> None:
+    import cv2
+
+    db = indexed_photos(tmp_path, "rgb", "hsv72")
     query = tmp_path / "my-cat.jpg"
     cv2.imwrite(str(query), variant(photo("chelsea.png")))
     with serving(db, tmp_path) as served:
-        page = browser.new_page(viewport={"width": 1100, "height": 800})
-        page.goto(served.base + "/")
-        page.wait_for_selector("#extractor option", state="attached")
-        page.select_option("#extractor", "rgb")
+        page = search_page(browser, served)
         page.set_input_files("#file", str(query))
         page.wait_for_selector("#results li button")
         first = page.locator("#results li button").first
@@ -91,17 +103,11 @@ def test_a_verified_result_is_marked_and_outlined_on_the_query_photo(browser, tm
     import cv2
     from test_verify import TRUE_CORNERS, printed
 
-    folder = tmp_path / "photos"
-    write_collection(folder)
-    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
-    assert imgsearch("build", folder, "--db", db, "-e", "rgb", "-e", "sift").code == 0
+    db = indexed_photos(tmp_path, "rgb", "sift")
     query = tmp_path / "phone.jpg"
     cv2.imwrite(str(query), printed(photo("coffee.png"), photo("brick.png")))  # 1600 x 1200
     with serving(db, tmp_path) as served:
-        page = browser.new_page(viewport={"width": 1100, "height": 800})
-        page.goto(served.base + "/")
-        page.wait_for_selector("#extractor option", state="attached")
-        page.select_option("#extractor", "rgb")
+        page = search_page(browser, served)
         page.select_option("#rerank", "verify")
         page.set_input_files("#file", str(query))
         page.wait_for_selector("#results li button.verified")

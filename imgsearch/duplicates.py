@@ -83,7 +83,7 @@ def self_join_pairs(
 ) -> Pairs:
     """Every pair of stored vectors scoring >= threshold: each chunk of ids against every
     stored block, pairs kept once (left id < right id)."""
-    ids = sorted(store.image_ids_with_features(row.id))
+    ids = sorted(store.image_ids_with_features(row))
     lefts, rights, scores = [], [], []
     for start in range(0, len(ids), CHUNK_ROWS):
         chunk = ids[start : start + CHUNK_ROWS]

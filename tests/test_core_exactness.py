@@ -241,7 +241,7 @@ def test_build_and_graph_at_once_leave_the_exact_graph(tmp_path, db_url) -> None
         row = store.find_extractor("rgb")
         graph = find_graph(store, row, "cosine")
         check_exact_up_to_ties(store, row, graph, get_metric("cosine"))
-        assert len(store.image_ids_with_features(row.id)) == 18
+        assert len(store.image_ids_with_features(row)) == 18
 
 
 def test_the_change_counter_lives_in_meta_and_is_plain_sql(mysql_url) -> None:

@@ -94,8 +94,7 @@ def build(
     rows = {name: store.find_extractor(name) for name in extractor_names}
     report = BuildReport()
     stored = store.stored_images()
-    have = {specs[name]: store.image_ids_with_local_features(row.id) if row.is_local
-            else store.image_ids_with_features(row.id) for name, row in rows.items()}
+    have = {specs[name]: store.image_ids_with_features(row) for name, row in rows.items()}
     tasks, present = plan(root, stored, have, report, shard)
 
     batch: list[Outcome] = []

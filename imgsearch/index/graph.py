@@ -75,7 +75,7 @@ def update_graph(
         save_lists(store, graph, trimmed, _augmented(store, graph, extractor, metric, trimmed), forgotten, removed)
         report.lists_recomputed, report.lists_trimmed = len(forgotten - set(removed)), len(trimmed)
     older = node_thresholds(store, graph)  # lists made before this update: only they can miss a new image
-    missing = sorted(store.image_ids_with_features(extractor.id) - set(older))
+    missing = sorted(store.image_ids_with_features(extractor) - set(older))
     for start in range(0, len(missing), chunk_rows):
         chunk = missing[start : start + chunk_rows]
         fresh, proposals = _scan_chunk(store, graph, extractor, metric, block_rows, chunk, older)

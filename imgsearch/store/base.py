@@ -292,17 +292,18 @@ class FeatureStore(ABC):
         rows = self.execute(f"SELECT {IMAGE_COLUMNS} FROM images")
         return {img.path: img for img in map(stored_image, rows)}
 
-    def image_ids_with_features(self, extractor_id: int) -> set[int]:
-        rows = self.execute("SELECT image_id FROM features WHERE extractor_id = ?", (extractor_id,))
-        return {int(r[0]) for r in rows}
-
-    def image_ids_with_local_features(self, extractor_id: int) -> set[int]:
-        rows = self.execute("SELECT image_id FROM local_features WHERE extractor_id = ?", (extractor_id,))
+    def image_ids_with_features(self, extractor: ExtractorRow) -> set[int]:
+        """The images that have this extractor's vector (or, for a local extractor, local features)."""
+        rows = self.execute(f"SELECT image_id FROM {self._table_of(extractor)} WHERE extractor_id = ?", (extractor.id,))
         return {int(r[0]) for r in rows}
 
     def has_vectors(self, extractor: ExtractorRow) -> bool:
-        table = "local_features" if extractor.is_local else "features"
-        return bool(self.execute(f"SELECT 1 FROM {table} WHERE extractor_id = ? LIMIT 1", (extractor.id,)))
+        return bool(self.execute(f"SELECT 1 FROM {self._table_of(extractor)} WHERE extractor_id = ? LIMIT 1",
+                                 (extractor.id,)))
+
+    @staticmethod
+    def _table_of(extractor: ExtractorRow) -> str:
+        return "local_features" if extractor.is_local else "features"
 
     def local_features(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, LocalFeatures]:
         """The stored local features of these images (those that have them)."""

@@ -52,7 +52,7 @@ def check_integrity(db_url: str, extractors: tuple[str, ...], expected_images: i
             if row is None:
                 assert not images, "images stored without their extractor"
                 continue
-            with_vector = store.image_ids_with_features(row.id)
+            with_vector = store.image_ids_with_features(row)
             assert with_vector == {img.id for img in images.values()}, f"a half-written batch for {row.name}"
             assert contents(store, row, packed=True) == contents(store, row, packed=False)
         if expected_images is not None:

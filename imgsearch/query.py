@@ -155,7 +155,7 @@ def with_default_rerank(store: FeatureStore, plan: SearchPlan) -> SearchPlan:
 def photo_local(pixels: np.ndarray) -> LocalSource:
     """The local features of a query photo, extracted as the stored local extractor made its."""
     def local(row: ExtractorRow) -> QueryLocal:
-        extractor = cached_extractor(row.name, row.params).for_query()  # type: ignore[attr-defined]
+        extractor = cached_extractor(row.name, row.params).for_query()
         return QueryLocal(extractor.extract(pixels), extraction_scale(row, pixels.shape[0], pixels.shape[1]))
 
     return local

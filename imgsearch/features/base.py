@@ -33,6 +33,11 @@ class Extractor(ABC):
     # they verify matches (--rerank verify), they are not scanned.
     local: bool = False
 
+    def for_query(self) -> Extractor:
+        """The extractor a query photo is described with: this one, except where a query
+        needs more than a stored image (local features: more keypoints)."""
+        return self
+
     # Extractors with state learned from the collection (PWA's part detectors) fit once,
     # store that state in their params, and are restored from the stored params later.
     needs_fit: bool = False

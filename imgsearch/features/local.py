@@ -39,7 +39,7 @@ class SiftExtractor(Extractor):
         return SiftExtractor(params["features"], params["max_side"])
 
     def for_query(self) -> SiftExtractor:
-        """The same detector for a query photo, keeping more keypoints."""
+        """The same detector for a query photo, keeping more keypoints (QUERY_FEATURES)."""
         return SiftExtractor(max(self.features, QUERY_FEATURES), self.max_side)
 
     def extract(self, bgr: np.ndarray) -> LocalFeatures:  # type: ignore[override]

@@ -137,6 +137,7 @@ class Service:
         self._caught_up()
         with self.db() as store:
             row, extractor = stored_extractor(store, plan.extractor)
+            plan = with_default_rerank(store, plan)  # before extraction: it decides the photo's regions
         with self.decodes.hold(data):  # SkippedFile: too many pixels; BusyError: no room now
             pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
             self.decodes.check_decoded(*pixels.shape[:2])
@@ -149,18 +150,20 @@ class Service:
         with self.db() as store:
             row = stored_row(store, plan.extractor)  # the stored vector is the query: nothing to extract
             vector, own_id = indexed_vector(store, row, name)
+            plan = with_default_rerank(store, plan)
         return self._search_vector(row, vector, own_id, name, plan, indexed_local(store, own_id))
 
     def search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
                       plan: SearchPlan) -> dict:
         self._caught_up()
+        with self.db() as store:
+            plan = with_default_rerank(store, plan)
         return self._search_vector(row, vector, own_id, label, plan)
 
     def _search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
                        plan: SearchPlan, local: LocalSource | None = None) -> dict:
+        """The answer for a plan with its default re-ranking applied (with_default_rerank)."""
         started = time.perf_counter()
-        with self.db() as store:
-            plan = with_default_rerank(store, plan)
         index = self.resident.get(row.name)
         if plan.rerank or plan.whiten or index is None or plan.metric.name not in self.config.metrics:
             with self.db() as store:

@@ -14,7 +14,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
-from imgsearch.rerank.verify import verify_all
+from imgsearch.rerank.verify import verified_keys, verify_all
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import StoreScan
@@ -227,11 +227,8 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     results = dict(zip(checked, verify_all(query.features, query.scale,
                                            [(stored[i], (images[i].height, images[i].width)) for i in checked],
                                            int(values["min_inliers"]))))
-    position = {i: n for n, i in enumerate(ids)}
-    verified = sorted((i for i in checked if results[i].corners is not None), key=lambda i: (-results[i].inliers,
-                                                                                          position[i]))
-    chosen = set(verified)
-    order = verified + [i for i in ids if i not in chosen]
+    keys = verified_keys(np.array([s for _, s in scanned.ranking]), [results.get(i) for i in ids])
+    order = [ids[n] for n in np.argsort(-keys, kind="stable")]
     score = dict(scanned.ranking)
     extras: dict[int, dict] = {}
     for i in order[: ctx.k]:

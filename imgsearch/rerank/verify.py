@@ -97,16 +97,27 @@ def verify_all(query: LocalFeatures, query_scale: float, candidates: Iterable[tu
             for (f, size), m in zip(listed, matched)]
 
 
-# Verified images score above every plain score (unit vectors: at most 1), by inlier count.
+# Verified images rank above every plain score (unit vectors: at most 1 in magnitude).
 VERIFIED = 10.0
+
+
+def verified_keys(scores: np.ndarray, results: list[Verification | None]) -> np.ndarray:
+    """The one ranking rule of verification, for query and eval alike: verified images
+    first, by inlier count, then by their plain score; the rest by their plain score
+    (`results[i]` None: not checked). Sorting by these keys (stable) keeps the plain order
+    wherever nothing verifies."""
+    verified = np.array([r is not None and r.corners is not None for r in results], dtype=bool)
+    inliers = np.array([r.inliers if r is not None else 0 for r in results], dtype=np.float64)
+    plain = np.asarray(scores, dtype=np.float64)
+    # plain / 4 stays within (-0.25, 0.25): it orders equal inlier counts, never crosses one
+    return np.where(verified, VERIFIED + inliers + plain / 4, plain)
 
 
 def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[int, int]]], shortlist: int = 300,
                     min_inliers: int = 15) -> np.ndarray:
     """eval's verification: each image (a query, with its own stored local features) is
-    verified against its top `shortlist` by the plain scores (itself left out); a verified
-    image scores VERIFIED + its inliers, the rest keep their plain scores, as query ranks
-    them. local: each image's features and (height, width)."""
+    verified against its top `shortlist` by the plain scores (itself left out) and scored
+    by verified_keys, as query ranks them. local: each image's features and (height, width)."""
     out = np.array(scores, dtype=np.float64, copy=True)
     for i in range(len(scores)):
         order = np.argsort(-scores[i], kind="stable")
@@ -114,7 +125,5 @@ def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[i
         features, (height, width) = local[i]
         results = verify_all(features, min(1.0, DEFAULT_MAX_SIDE / max(height, width, 1)), [local[j] for j in order],
                              int(min_inliers))
-        for j, found in zip(order.tolist(), results):
-            if found.corners is not None:
-                out[i, j] = VERIFIED + found.inliers
+        out[i, order] = verified_keys(scores[i, order], list(results))
     return out

@@ -4,11 +4,15 @@
 
 Takes N originals (every k-th image of the folder, sorted by path), writes each with a
 copy per transformation below, mixed with all the folder's other images as distractors,
-indexes them with `imgsearch build` (cnn-spoc, hsv72, rgb) into a temporary SQLite file,
-and finds pairs with the same self-join `imgsearch duplicates` runs. A pair is right when
-both images come from the same original. Prints, per extractor and threshold, the
-precision, recall and F1 of the pairs, the recall per transformation, and the lowest
-threshold whose precision reaches 0.99; then the self-join time on synthetic vectors.
+indexes them with `imgsearch build` (cnn-spoc, hsv72, rgb, phash, sift) into a temporary
+SQLite file, and finds pairs with the same functions `imgsearch duplicates` runs. A pair
+is right when both images come from the same original. Prints, per extractor or pair
+source and threshold, the precision, recall and F1 of the pairs, the recall per
+transformation, and the first threshold whose precision reaches 0.99; the three sources
+together as `imgsearch duplicates` combines them; imagededup's PHash, DHash and CNN on the
+same files when it is installed (pip install imagededup: torch and torchvision come with
+it); then the self-join time on synthetic vectors. The transformations and their
+parameters were fixed before any of this was measured (issue 12) and are not changed.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from imgsearch.duplicates import self_join_pairs
+from imgsearch.duplicates import DEFAULT_THRESHOLD, self_join_pairs
+from imgsearch.duplicates.hashed import hash_pairs
+from imgsearch.duplicates.verified import verified_pairs
 from imgsearch.index.build import build, collection_images
 from imgsearch.scan.metrics import get_metric
 from imgsearch.store import open_store
@@ -31,6 +37,9 @@ from imgsearch.store.url import parse_database_url
 
 THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98)
 EXTRACTORS = (("cnn-spoc", "cosine"), ("hsv72", "bhattacharyya"), ("rgb", "pearson"))
+HASH_BITS = (4, 6, 8, 10, 12)
+IMAGEDEDUP_BITS = (4, 6, 8, 10, 12)
+INLIERS = (15, 20, 30, 40, 60, 80)
 
 
 def crop(x: np.ndarray, area: float) -> np.ndarray:
@@ -109,40 +118,108 @@ def make_set(folder: Path, out: Path, originals: int) -> dict[str, tuple[str, st
     return truth
 
 
-def evaluate(store, truth: dict[str, tuple[str, str]], extractor: str, metric: str) -> float | None:
-    row = store.find_extractor(extractor)
+class Truth:
+    """Which pairs are right: both images come from one original."""
+
+    def __init__(self, truth: dict[str, tuple[str, str]]) -> None:
+        self.truth = truth
+        groups: dict[str, int] = {}
+        for original, _ in truth.values():
+            groups[original] = groups.get(original, 0) + 1
+        self.true_pairs = sum(n * (n - 1) // 2 for n in groups.values())
+        self.copies = {t: [(o, p) for p, (o, tt) in truth.items() if tt == t] for t in TRANSFORMS}
+        self.originals_of = {o: p for p, (o, t) in truth.items() if t == "original"}
+
+    def table(self, title: str, pairs: dict[tuple[str, str], float], thresholds: tuple[float, ...],
+              higher_is_closer: bool = True) -> float | None:
+        """Precision, recall and F1 of the pairs within each threshold, recall per
+        transformation (the pair original, copy); the first threshold reaching precision
+        0.99 is returned. pairs: (path, path) -> score or distance."""
+        keys = list(pairs)
+        values = np.array([pairs[k] for k in keys], dtype=np.float64)
+        right = np.array([self.truth[a][0] == self.truth[b][0] for a, b in keys], dtype=bool)
+        both = {**pairs, **{(b, a): v for (a, b), v in pairs.items()}}
+        print(f"\n{title}: {len(keys)} pairs; {self.true_pairs} true pairs")
+        print("  threshold  precision  recall     F1   " + " ".join(f"{t:>11}" for t in TRANSFORMS))
+        chosen = None
+        for threshold in thresholds:
+            found = values >= threshold if higher_is_closer else values <= threshold
+            hits = int((found & right).sum())
+            precision = hits / max(int(found.sum()), 1)
+            recall = hits / self.true_pairs
+            f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+            per = []
+            for t in TRANSFORMS:
+                within = []
+                for o, p in self.copies[t]:
+                    v = both.get((self.originals_of[o], p))
+                    within.append(v is not None and (v >= threshold if higher_is_closer else v <= threshold))
+                per.append(np.mean(within) if within else float("nan"))
+            print(f"  {threshold:9.2f}  {precision:9.3f}  {recall:6.3f}  {f1:6.3f}   "
+                  + " ".join(f"{r:11.3f}" for r in per))
+            if chosen is None and precision >= 0.99:
+                chosen = threshold
+        print(f"  first threshold with precision >= 0.99: {chosen}")
+        return chosen
+
+
+def by_path(store, left: np.ndarray, right: np.ndarray, values: np.ndarray) -> dict[tuple[str, str], float]:
     paths = {img.id: os.fsdecode(img.path) for img in store.stored_images().values()}
+    return {(paths[a], paths[b]): float(v) for a, b, v in zip(left.tolist(), right.tolist(), values.tolist())}
+
+
+def evaluate(store, truth: Truth, extractor: str, metric: str) -> None:
+    row = store.find_extractor(extractor)
     left, right, scores = self_join_pairs(store, row, get_metric(metric), min(THRESHOLDS), 1024)
-    source = [truth[paths[i]] for i in left.tolist()]
-    target = [truth[paths[i]] for i in right.tolist()]
-    right_pair = np.array([a[0] == b[0] for a, b in zip(source, target)], dtype=bool)
-    groups: dict[str, int] = {}
-    for original, _ in truth.values():
-        groups[original] = groups.get(original, 0) + 1
-    true_pairs = sum(n * (n - 1) // 2 for n in groups.values())
-    copies = {t: [(o, p) for p, (o, tt) in truth.items() if tt == t] for t in TRANSFORMS}
-    originals_of = {o: p for p, (o, t) in truth.items() if t == "original"}
-    pair_score = {}
-    for a, b, s in zip(left.tolist(), right.tolist(), scores.tolist()):
-        pair_score[(paths[a], paths[b])] = pair_score[(paths[b], paths[a])] = s
-    print(f"\n{extractor} / {metric}: {len(left)} pairs >= {min(THRESHOLDS)}; {true_pairs} true pairs")
-    print("  threshold  precision  recall     F1   " + " ".join(f"{t:>11}" for t in TRANSFORMS))
-    chosen = None
-    for threshold in THRESHOLDS:
-        found = scores >= threshold
-        hits = int((found & right_pair).sum())
-        precision = hits / max(int(found.sum()), 1)
-        recall = hits / true_pairs
-        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-        per = []
-        for t in TRANSFORMS:
-            direct = [pair_score.get((originals_of[o], p), -2) >= threshold for o, p in copies[t]]
-            per.append(np.mean(direct) if direct else float("nan"))
-        print(f"  {threshold:9.2f}  {precision:9.3f}  {recall:6.3f}  {f1:6.3f}   " + " ".join(f"{r:11.3f}" for r in per))
-        if chosen is None and precision >= 0.99:
-            chosen = threshold
-    print(f"  lowest threshold with precision >= 0.99: {chosen}")
-    return chosen
+    truth.table(f"{extractor} / {metric}", by_path(store, left, right, scores), THRESHOLDS)
+
+
+def evaluate_combined(store, truth: Truth) -> None:
+    """What `imgsearch duplicates` reports with the index's hashes and local features:
+    the descriptor's pairs at its default, hash pairs within the bits, verified pairs
+    with the inliers; each source alone, then all of them at once."""
+    cnn, phash, sift = (store.find_extractor(n) for n in ("cnn-spoc", "phash", "sift"))
+    metric = get_metric("cosine")
+    near = by_path(store, *self_join_pairs(store, cnn, metric, DEFAULT_THRESHOLD, 1024))
+    started = time.perf_counter()
+    hashed = by_path(store, *hash_pairs(store, phash, max(HASH_BITS)))
+    print(f"\nhash pairs: {time.perf_counter() - started:.1f} s")
+    truth.table("phash (63 bits, 8 orientations), bits apart", hashed, HASH_BITS, higher_is_closer=False)
+    started = time.perf_counter()
+    verified = by_path(store, *verified_pairs(store, cnn, metric, sift, min(INLIERS), 1024))
+    print(f"\nverified pairs: {time.perf_counter() - started:.1f} s")
+    truth.table("verified neighbours, inliers", verified, INLIERS)
+    for bits in (6, 8, 10):
+        certain = set(near) | {k for k, v in hashed.items() if v <= bits}
+        combined = {**verified, **{k: float("inf") for k in certain}}
+        truth.table(f"all three: cnn-spoc >= {DEFAULT_THRESHOLD}, phash <= {bits} bits, verified with >= the "
+                    "row's inliers", combined, INLIERS)
+
+
+def imagededup_pairs(folder: Path, truth: Truth) -> None:
+    """imagededup's PHash, DHash and CNN on the same files, when it is installed (a bench extra)."""
+    try:
+        from imagededup import methods
+    except ImportError as error:
+        print(f"\nimagededup not measured: {error} (pip install imagededup)")
+        return
+    for name in ("PHash", "DHash"):
+        method = getattr(methods, name)(verbose=False)
+        started = time.perf_counter()
+        encodings = method.encode_images(image_dir=str(folder))
+        found = method.find_duplicates(encoding_map=encodings, max_distance_threshold=max(IMAGEDEDUP_BITS),
+                                       scores=True)
+        pairs = {tuple(sorted((a, b))): float(d) for a, dups in found.items() for b, d in dups}
+        print(f"\nimagededup {name}: {time.perf_counter() - started:.1f} s")
+        truth.table(f"imagededup {name} (64 bits), bits apart", pairs, IMAGEDEDUP_BITS, higher_is_closer=False)
+    try:
+        cnn = methods.CNN(verbose=False)
+    except Exception as error:  # its weights come from the internet at first use
+        print(f"\nimagededup CNN not measured: {type(error).__name__}: {str(error)[:200]}")
+        return
+    found = cnn.find_duplicates(image_dir=str(folder), min_similarity_threshold=min(THRESHOLDS), scores=True)
+    pairs = {tuple(sorted((a, b))): float(s) for a, dups in found.items() for b, s in dups}
+    truth.table("imagededup CNN, cosine", pairs, THRESHOLDS)
 
 
 def timing(sizes: list[int], dim: int) -> None:
@@ -178,10 +255,14 @@ def main() -> None:
               f"python {sys.version.split()[0]}")
         with open_store(parse_database_url(f"sqlite:///{tmp}/index.sqlite3"), create=True) as store:
             started = time.perf_counter()
-            build(store, str(out), tuple(e for e, _ in EXTRACTORS), os.cpu_count() or 1, 256, progress=False)
+            build(store, str(out), (*(e for e, _ in EXTRACTORS), "phash", "sift"), os.cpu_count() or 1, 256,
+                  progress=False)
             print(f"built in {time.perf_counter() - started:.1f} s")
+            judge = Truth(truth)
             for extractor, metric in EXTRACTORS:
-                evaluate(store, truth, extractor, metric)
+                evaluate(store, judge, extractor, metric)
+            evaluate_combined(store, judge)
+        imagededup_pairs(out, judge)
     timing([int(n) for n in args.timing.split(",") if n], args.dim)
 
 

@@ -123,7 +123,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False))
 @click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
-              help="Descriptor to compute (see `query --help`); repeat for several. Default: [build] extractors (rgb, hsv72, cnn-spoc).")
+              help="Descriptor to compute (see `query --help`); repeat for several. Default: [build] extractors "
+                   "(rgb, hsv72, cnn-spoc, phash); add -e sift for local features (verification).")
 @click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
 @click.option("--batch-size", type=flag_range("batch_size"), help="Images per transaction (default 256).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
@@ -351,6 +352,14 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
 @click.option("--threshold", "-t", type=click.FloatRange(-1, 1),
               help="Pairs scoring at least this are near-duplicates (default 0.9: precision 0.99 on copies made "
                    "from Corel-1k by bench/duplicates.py; lower finds more, and more false pairs).")
+@click.option("--hash-bits", type=click.IntRange(-1, 63), default=8, show_default=True,
+              help="Where the index has perceptual hashes (build -e phash, in the default build): images whose "
+                   "hashes differ in at most this many of 63 bits, in any of 8 orientations, are copies "
+                   "(resized, re-compressed, recoloured, turned by quarter turns). -1: hashes not compared.")
+@click.option("--min-inliers", type=click.IntRange(-1), default=40, show_default=True,
+              help="Where the index has local features (build -e sift): each image's 10 nearest neighbours are "
+                   "verified geometrically, and those with at least this many inliers are copies (cropped, "
+                   "turned, watermarked). -1: not verified.")
 @click.option("--reference", metavar="FOLDER", help="Report only images that duplicate one under FOLDER (a folder of "
                                                     "the collection); the copy under FOLDER is the one kept.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: groups, each with the image kept and its members.")
@@ -359,10 +368,12 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
 @click.option("-0", "null", is_flag=True, help="With --to-remove: end paths with NUL, for `xargs -0`.")
 @click.option("--no-graph", is_flag=True, help="Compare every pair by the self-join even where the k-NN graph holds them.")
 @common_options
-def duplicates(settings: Settings, extractor: str | None, metric: str, threshold: float | None, reference: str | None,
-               as_json: bool, as_csv: bool, to_remove: bool, null: bool, no_graph: bool) -> None:
-    """Group the exact copies (same sha256) and near copies (resized, re-compressed,
-    cropped, edited: descriptor score >= threshold) of the indexed images.
+def duplicates(settings: Settings, extractor: str | None, metric: str, threshold: float | None, hash_bits: int,
+               min_inliers: int, reference: str | None, as_json: bool, as_csv: bool, to_remove: bool, null: bool,
+               no_graph: bool) -> None:
+    """Group the exact copies (same sha256) and near copies of the indexed images: edited,
+    re-compressed or mirrored (descriptor score >= threshold), resized or turned (perceptual
+    hashes), cropped or watermarked (verified local features).
 
     Each group keeps one image (most pixels, then oldest, then path) and lists the others
     with their score to it. Nothing is deleted: `--to-remove -0 | xargs -0 rm` is yours
@@ -370,19 +381,24 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
     import csv
     import io
 
-    from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, csv_rows, find_duplicates
+    from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, CopyRules, csv_rows, find_duplicates
     from imgsearch.duplicates import as_json as report_json
     from imgsearch.names import display
 
-    with open_settings_store(settings) as store:
-        with tqdm(unit="img", desc="near pairs", disable=None, file=sys.stderr) as bar:
-            def advance(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done)
+    rules = CopyRules(DEFAULT_THRESHOLD if threshold is None else threshold, None if hash_bits < 0 else hash_bits,
+                      None if min_inliers < 0 else min_inliers)
+    with open_settings_store(settings) as store, tqdm(unit="img", disable=None, file=sys.stderr) as bar:
+        phases: list[str] = []
 
-            report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, metric,
-                                     DEFAULT_THRESHOLD if threshold is None else threshold, reference,
-                                     settings.block_rows, advance, use_graph=not no_graph)
+        def advance(phase: str, done: int, total: int) -> None:
+            if phase not in phases:
+                phases.append(phase)
+                bar.reset(total)
+                bar.set_description(phase)
+            bar.update(done)
+
+        report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, metric, rules, reference,
+                                 settings.block_rows, advance, use_graph=not no_graph)
     if to_remove:
         end = "\0" if null else "\n"
         for path in report.to_remove():
@@ -399,13 +415,12 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
         out.detach()
         return
     copies = sum(len(g.members) for g in report.groups)
-    click.echo(f"{len(report.groups)} groups, {copies} copies ({report.extractor}/{report.metric} >= "
-               f"{report.threshold}, pairs from the {report.pairs_from})")
+    click.echo(f"{len(report.groups)} groups, {copies} copies ({', '.join(report.describe())})")
     for n, group in enumerate(report.groups, start=1):
         click.echo(f"\ngroup {n} ({group.reason}): keep {display(group.representative.path)} "
                    f"({group.representative.width} x {group.representative.height})")
         for m in group.members:
-            click.echo(f"  {m.reason:<5}  {m.score:.4f}  {display(m.image.path)}")
+            click.echo(f"  {m.reason:<8}  {m.score:.4f}  {display(m.image.path)}")
 
 
 @cli.command()

@@ -20,7 +20,7 @@ from imgsearch.index.images import SkippedFile, has_image_suffix, load_image
 from imgsearch.index.walk import FoundFile, walk_collection
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.whiten import WHITENINGS, fit_map
-from imgsearch.query import photo_vector
+from imgsearch.query import NOT_SEARCHED, photo_vector
 from imgsearch.rerank.registry import LOCAL_EXTRACTOR, LOCAL_FEATURES, RerankSpec, parse_reranking
 from imgsearch.scan.kernel import prepared_scores
 from imgsearch.scan.metrics import get_metric
@@ -79,9 +79,9 @@ def extract_dataset(
     image of the dataset. An extractor that learns from the collection (PWA) is fitted on
     a sample of the dataset, unlabelled."""
     extractor = make_extractor(extractor_name, options=options)
-    if extractor.local:
-        raise ImgsearchError(f"{extractor_name} holds local features, which verify matches (--rerank verify); "
-                             "eval measures a descriptor that is searched")
+    if extractor.kind != "vector":
+        raise ImgsearchError(f"{extractor_name} {NOT_SEARCHED[extractor.kind]}; eval measures a descriptor that "
+                             "is searched")
     if extractor.needs_fit:
         extractor = fit_on_folder(extractor, images.paths)
     spec = spec_of(extractor)

@@ -60,14 +60,19 @@ class QueryResult:
         }
 
 
+NOT_SEARCHED = {
+    "local": "holds local features: they verify the matches of a descriptor (--rerank verify)",
+    "hash": "holds perceptual hashes: they find copies (`imgsearch duplicates`)",
+}
+
+
 def stored_row(store: FeatureStore, name: str) -> ExtractorRow:
     """The stored extractor row of this name, refusing one that was never built."""
     row = store.find_extractor(name)
     if not store.extractors() or (row is not None and not store.has_vectors(row)):
         raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
-    if row is not None and row.is_local:
-        raise ImgsearchError(f"{name} holds local features: they verify the matches of a descriptor "
-                             f"(--rerank verify), they are not searched; use -e cnn-spoc or another one")
+    if row is not None and row.kind != "vector":
+        raise ImgsearchError(f"{name} {NOT_SEARCHED[row.kind]}, it is not searched; use -e cnn-spoc or another one")
     if row is None:
         built = ", ".join(e.name for e in store.extractors())
         raise ImgsearchError(

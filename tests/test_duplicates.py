@@ -183,3 +183,48 @@ def test_groups_are_the_same_on_both_backends(tmp_path, mysql_url) -> None:
         outputs.append([(g["keep"]["path"], [(m["path"], m["reason"], round(m["score"], 4)) for m in g["members"]])
                         for g in report(db)["groups"]])
     assert outputs[0] == outputs[1] and len(outputs[0]) == 3
+
+
+@pytest.fixture
+def turned_copies(tmp_path, db_url):
+    """chelsea with a quarter-size, a turned, a cropped and a slightly turned copy, among
+    other photos; built with the default extractors plus local features."""
+    folder = tmp_path / "photos"
+    (folder / "album").mkdir(parents=True)
+    (folder / "copies").mkdir()
+    for name in ("astronaut.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png", "coffee.png", "color.png",
+                 "motorcycle_left.png"):
+        cv2.imwrite(str(folder / "album" / name.replace(".png", ".jpg")), photo(name))
+    cat = photo("chelsea.png")
+    cv2.imwrite(str(folder / "album" / "cat.jpg"), cat, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    h, w = cat.shape[:2]
+    turn = cv2.warpAffine(cat, cv2.getRotationMatrix2D((w / 2, h / 2), 10, 1.0), (w, h))
+    made = {
+        "quarter.jpg": cv2.resize(cat, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA),
+        "turned.jpg": cv2.rotate(cat, cv2.ROTATE_90_CLOCKWISE),
+        "cropped.jpg": cat[h // 6 : h - h // 6, w // 6 : w - w // 6],  # the middle 44 %
+        "tilted.jpg": turn,
+    }
+    for name, pixels in made.items():
+        cv2.imwrite(str(folder / "copies" / name), pixels)
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "phash", "-e", "sift").code == 0
+    return folder, db_url
+
+
+def test_hashes_find_resized_and_turned_copies_and_verification_cropped_ones(turned_copies) -> None:
+    _, db = turned_copies
+    found = report(db)
+    assert found["sources"] == ["near", "hash", "verified"]
+    (group,) = found["groups"]
+    assert group["keep"]["path"] == "album/cat.jpg"
+    reasons = {m["path"]: m["reason"] for m in group["members"]}
+    assert set(reasons) == {"copies/quarter.jpg", "copies/turned.jpg", "copies/cropped.jpg", "copies/tilted.jpg"}
+    assert (reasons["copies/turned.jpg"], reasons["copies/cropped.jpg"]) == ("hash", "verified")
+    plain = report(db, "--hash-bits", "-1", "--min-inliers", "-1")
+    assert plain["sources"] == ["near"]
+    (group,) = plain["groups"]  # the descriptor alone misses the quarter turn and the crop
+    assert {m["path"] for m in group["members"]} == {"copies/quarter.jpg", "copies/tilted.jpg"}
+    hashed = report(db, "--min-inliers", "-1")
+    assert hashed["sources"] == ["near", "hash"]
+    assert {m["path"] for m in hashed["groups"][0]["members"]} == {"copies/quarter.jpg", "copies/tilted.jpg",
+                                                                  "copies/turned.jpg"}

@@ -48,27 +48,48 @@ def test_config_file_environment_and_flags_in_that_order(tmp_path) -> None:
 def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_path) -> None:
     from importlib import resources
 
+    import cv2
     import pymysql
 
+    from imgsearch.features.phash import PerceptualHash
+    from imgsearch.hashes import hamming
     from imgsearch.store.url import parse_database_url
 
-    write_collection(tmp_path / "photos")
-    assert imgsearch("build", tmp_path / "photos", "--db", mysql_url, "-e", "hsv72", "-e", "sift").code == 0
+    paths = write_collection(tmp_path / "photos")
+    half = cv2.imread(str(paths[0]))
+    cv2.imwrite(str(tmp_path / "photos" / "half.jpg"), cv2.resize(half, None, fx=0.5, fy=0.5))  # a resized copy
+    assert imgsearch("build", tmp_path / "photos", "--db", mysql_url, "-e", "hsv72", "-e", "sift", "-e", "phash").code == 0
     assert imgsearch("graph", "--db", mysql_url, "-e", "hsv72", "-n", "3", "--dba", "2").code == 0
     text = resources.files("imgsearch.sql").joinpath("inspect.sql").read_text("utf-8")
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     statements = [s.strip() for s in code.split(";") if s.strip()]
-    assert len(statements) >= 8
+    assert len(statements) >= 9
     url = parse_database_url(mysql_url)
     conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password, database=url.database)
     with conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement)
             cur.fetchall()
+        cur.execute(statements[-3])
+        assert cur.fetchall() == (("hsv72", "pearson", 3, 2, 10, 0, 0),)
         cur.execute(statements[-2])
-        assert cur.fetchall() == (("hsv72", "pearson", 3, 2, 9, 0, 0),)
-        cur.execute(statements[-1])
         (name, _, images, keypoints, size), = cur.fetchall()
         cur.execute("SELECT AVG(n) * (16 + 128) FROM local_features")
-        assert (name, images) == ("sift", 9) and 50 < keypoints <= 400 and float(size) == float(cur.fetchone()[0])
+        assert (name, images) == ("sift", 10) and 50 < keypoints <= 400 and float(size) == float(cur.fetchone()[0])
+        # the stored hashes are the extractor's, and the ready query's pairs are theirs
+        cur.execute("SELECT CAST(i.path AS CHAR), h.hash FROM image_hashes h JOIN images i ON i.id = h.image_id")
+        stored = dict(cur.fetchall())
+        assert len(stored) == 10
+        for path in [*paths, tmp_path / "photos" / "half.jpg"]:
+            relative = str(path.relative_to(tmp_path / "photos"))
+            assert stored[relative] == PerceptualHash().extract(load_image(path).pixels).bits
+        cur.execute(statements[-1])
+        pairs = {(a, b): bits for a, b, bits in cur.fetchall()}
     conn.close()
+    names = sorted(stored)
+    values = np.array([stored[n] for n in names], dtype=np.int64)
+    apart = hamming(values[:, None], values[None, :])
+    expected = {tuple(sorted((names[i], names[j]))): int(apart[i, j])
+                for i in range(len(names)) for j in range(i + 1, len(names)) if apart[i, j] <= 8}
+    assert {tuple(sorted(k)): v for k, v in pairs.items()} == expected
+    assert expected[tuple(sorted(("half.jpg", str(paths[0].relative_to(tmp_path / "photos")))))] <= 2

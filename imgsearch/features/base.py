@@ -29,9 +29,10 @@ class Extractor(ABC):
     @abstractmethod
     def extract(self, bgr: np.ndarray) -> np.ndarray: ...
 
-    # Local extractors (features.local) return LocalFeatures, kept in their own table:
-    # they verify matches (--rerank verify), they are not scanned.
-    local: bool = False
+    # What extract returns and where it is kept: "vector" (a float32 vector, scanned),
+    # "local" (LocalFeatures: they verify matches, --rerank verify) or "hash" (an ImageHash:
+    # finds copies, `imgsearch duplicates`). Only vectors are searched.
+    kind: str = "vector"
 
     def for_query(self) -> Extractor:
         """The extractor a query photo is described with: this one, except where a query

@@ -21,7 +21,7 @@ QUERY_FEATURES = 1000
 
 class SiftExtractor(Extractor):
     name = "sift"
-    local = True
+    kind = "local"
 
     def __init__(self, features: int = DEFAULT_FEATURES, max_side: int = DEFAULT_MAX_SIDE) -> None:
         self.features, self.max_side = int(features), int(max_side)

@@ -11,6 +11,7 @@ from imgsearch.features.base import Extractor
 from imgsearch.features.cnn import DEFAULT_MAX_SIDE, DEFAULT_POOLING_PARAMS, MULTI_SCALES, CnnExtractor
 from imgsearch.features.color import Hsv72Histogram, RgbHistogram
 from imgsearch.features.local import SiftExtractor
+from imgsearch.features.phash import PerceptualHash
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ EXTRACTORS: dict[str, Callable[[CnnOptions], Extractor]] = {
     "hsv72": _colour(Hsv72Histogram),
     **{f"cnn-{pooling}": _cnn(pooling) for pooling in DEFAULT_POOLING_PARAMS},
     "sift": lambda options: SiftExtractor(),
+    "phash": lambda options: PerceptualHash(),
 }
 
 

@@ -199,11 +199,11 @@ def pure_on_shortlist(function: Callable[..., np.ndarray]) -> Callable[[QueryCon
 
 
 def has_local_features(store: FeatureStore) -> bool:
-    return any(row.is_local and store.has_vectors(row) for row in store.extractors())
+    return any(row.kind == "local" and store.has_vectors(row) for row in store.extractors())
 
 
 def local_extractor(store: FeatureStore) -> ExtractorRow:
-    found = [row for row in store.extractors() if row.is_local and store.has_vectors(row)]
+    found = [row for row in store.extractors() if row.kind == "local" and store.has_vectors(row)]
     if not found:
         raise ImgsearchError("--rerank verify compares local features, and this index has none; "
                              "add them with `imgsearch build -e sift` (the other extractors are kept)")

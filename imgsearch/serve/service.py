@@ -90,8 +90,8 @@ class Service:
         for row in self._store.extractors():
             if self.config.extractors and row.name not in self.config.extractors:
                 continue
-            if not self.config.extractors and ('"dba_of"' in row.params or row.is_local):
-                continue  # a graph's derived vectors (scanned by dba-aqe) or local features: not searched
+            if not self.config.extractors and ('"dba_of"' in row.params or row.kind != "vector"):
+                continue  # a graph's derived vectors (scanned by dba-aqe) or local features or hashes: not searched
             need = int(counts.get(row.id, 0) * (row.dim * 4 * len(metrics) + 8) * COMPACTION_HEADROOM)
             if need <= budget:
                 budget -= need
@@ -243,12 +243,12 @@ class Service:
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def duplicates(self, extractor: str | None, threshold: float | None, reference: str | None) -> dict:
-        from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, as_json, find_duplicates
+        from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, CopyRules, as_json, find_duplicates
 
         self._caught_up()
         with self.db() as store:
             report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, "cosine",
-                                     DEFAULT_THRESHOLD if threshold is None else threshold, reference,
+                                     CopyRules(DEFAULT_THRESHOLD if threshold is None else threshold), reference,
                                      self.config.block_rows)
         answer = as_json(report)
         answer.pop("root")  # no server path in a response

@@ -64,3 +64,16 @@ SELECT e.name, e.params, COUNT(*) AS images, AVG(l.n) AS keypoints_per_image,
        AVG(LENGTH(l.keypoints) + LENGTH(l.descriptors)) AS bytes_per_image
 FROM local_features l JOIN extractors e ON e.id = l.extractor_id
 GROUP BY e.id, e.name, e.params;
+
+-- Perceptual hashes (build -e phash, in the default build): pairs of images whose 63-bit
+-- hashes differ in at most 8 bits, the fewest first: resized, re-compressed or recoloured
+-- copies. `imgsearch duplicates` finds these and, comparing each hash's mirrored and
+-- quarter-turned variants too (bits moved, not pixels: imgsearch/hashes.py), turned copies.
+-- (SQLite has no ^ nor BIT_COUNT: run it through `imgsearch duplicates`, or write the
+-- exclusive or as (a | b) - (a & b) in a client that defines BIT_COUNT.)
+SELECT CAST(a.path AS CHAR) AS image, CAST(b.path AS CHAR) AS copy, BIT_COUNT(ha.hash ^ hb.hash) AS bits_apart
+FROM image_hashes ha
+JOIN image_hashes hb ON hb.extractor_id = ha.extractor_id AND hb.image_id > ha.image_id
+JOIN images a ON a.id = ha.image_id JOIN images b ON b.id = hb.image_id
+WHERE BIT_COUNT(ha.hash ^ hb.hash) <= 8
+ORDER BY bits_apart, image, copy;

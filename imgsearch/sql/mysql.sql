@@ -142,3 +142,16 @@ CREATE TABLE IF NOT EXISTS local_features (
     CONSTRAINT fk_local_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,
     CONSTRAINT fk_local_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
 ) ENGINE=InnoDB
+;;
+-- Perceptual hashes of a hash extractor (phash): 63 bits per image (imgsearch/hashes.py),
+-- written in the same transaction as the image's vectors. Two images whose hashes differ
+-- in few bits are copies: BIT_COUNT(a.hash ^ b.hash) is that number (inspect.sql).
+CREATE TABLE IF NOT EXISTS image_hashes (
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    image_id     INT UNSIGNED NOT NULL,
+    hash         BIGINT NOT NULL,
+    PRIMARY KEY (extractor_id, image_id),
+    KEY ix_image_hashes_image (image_id),
+    CONSTRAINT fk_hash_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,
+    CONSTRAINT fk_hash_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
+) ENGINE=InnoDB

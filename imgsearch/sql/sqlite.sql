@@ -112,3 +112,12 @@ CREATE TABLE IF NOT EXISTS local_features (
 ) WITHOUT ROWID
 ;;
 CREATE INDEX IF NOT EXISTS ix_local_features_image ON local_features (image_id)
+;;
+CREATE TABLE IF NOT EXISTS image_hashes (
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    hash         INTEGER NOT NULL,
+    PRIMARY KEY (extractor_id, image_id)
+) WITHOUT ROWID
+;;
+CREATE INDEX IF NOT EXISTS ix_image_hashes_image ON image_hashes (image_id)

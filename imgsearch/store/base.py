@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from imgsearch.errors import DatabaseError, ImgsearchError
+from imgsearch.hashes import ImageHash
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.store import packed as packing  # not `packed`: stream_blocks has a parameter of that name
 from imgsearch.store.packed import DEFAULT_PACK_ROWS, PackReport, Snapshot
@@ -40,6 +41,9 @@ CORE_TABLES = {"meta", "images", "extractors", "features"}
 # `build` to upgrade.
 LATER_TABLES = {"packed_blocks", "packed_stale", "whitenings", "graphs", "graph_nodes", "graph_removed"}
 LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
+# Where the rows of each kind of extractor (Extractor.kind) are kept.
+TABLE_OF_KIND = {"vector": "features", "local": "local_features", "hash": "image_hashes"}
+ExtractedValue = np.ndarray | LocalFeatures | ImageHash
 COLLECTION_ROOT_KEY = "collection_root"
 WRITE_ATTEMPTS = 6  # a transaction the server rolled back to break a deadlock, run again
 T = TypeVar("T")
@@ -293,7 +297,7 @@ class FeatureStore(ABC):
         return {img.path: img for img in map(stored_image, rows)}
 
     def image_ids_with_features(self, extractor: ExtractorRow) -> set[int]:
-        """The images that have this extractor's vector (or, for a local extractor, local features)."""
+        """The images that have this extractor's row (a vector, local features or a hash)."""
         rows = self.execute(f"SELECT image_id FROM {self._table_of(extractor)} WHERE extractor_id = ?", (extractor.id,))
         return {int(r[0]) for r in rows}
 
@@ -303,7 +307,14 @@ class FeatureStore(ABC):
 
     @staticmethod
     def _table_of(extractor: ExtractorRow) -> str:
-        return "local_features" if extractor.is_local else "features"
+        return TABLE_OF_KIND[extractor.kind]
+
+    def image_hashes(self, extractor: ExtractorRow) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids int64, hashes uint64) of every image with this hash extractor's row, by id."""
+        rows = self.execute("SELECT image_id, hash FROM image_hashes WHERE extractor_id = ? ORDER BY image_id",
+                            (extractor.id,))
+        ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
+        return ids, np.array([int(r[1]) for r in rows], dtype=np.int64).view(np.uint64)
 
     def local_features(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, LocalFeatures]:
         """The stored local features of these images (those that have them)."""
@@ -318,33 +329,35 @@ class FeatureStore(ABC):
 
     def write_batch(
         self,
-        items: list[tuple[ImageRecord, dict[int, np.ndarray | LocalFeatures]]],
+        items: list[tuple[ImageRecord, dict[int, ExtractedValue]]],
         replaced_ids: Iterable[int] = (),
     ) -> None:
         """One transaction: drop the old features of files whose content changed
-        (`replaced_ids`), upsert each image and write its vectors and local features
-        (extractor id -> either). A build killed at any point leaves either the whole batch
+        (`replaced_ids`), upsert each image and write its vectors, local features and
+        hashes (extractor id -> any of them). A build killed at any point leaves either the whole batch
         or none of it."""
         replaced = list(replaced_ids)
         self.write(lambda: self._write_batch(items, replaced))
 
-    def _write_batch(self, items: list[tuple[ImageRecord, dict[int, np.ndarray | LocalFeatures]]],
+    def _write_batch(self, items: list[tuple[ImageRecord, dict[int, ExtractedValue]]],
                      replaced_ids: list[int]) -> None:
         for chunk, marks in id_chunks(replaced_ids):
             packing.mark_stale(self, f"image_id IN ({marks})", chunk)
-            self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
-            self.execute(f"DELETE FROM local_features WHERE image_id IN ({marks})", chunk)
+            for table in TABLE_OF_KIND.values():
+                self.execute(f"DELETE FROM {table} WHERE image_id IN ({marks})", chunk)
         self.executemany(
             self._upsert_images_sql(),
             [(i.path, i.name, i.bytes, i.mtime_ns, i.sha256, i.width, i.height) for i, _ in items],
         )
         ids = self._ids_of_paths([i.path for i, _ in items])
         by_extractor: dict[int, dict[int, np.ndarray]] = {}
-        local_rows = []
+        local_rows, hash_rows = [], []
         for image, values in items:
             for extractor_id, value in values.items():
                 if isinstance(value, LocalFeatures):
                     local_rows.append((extractor_id, ids[image.path], len(value), *value.blobs()))
+                elif isinstance(value, ImageHash):
+                    hash_rows.append((extractor_id, ids[image.path], value.bits))
                 else:
                     by_extractor.setdefault(extractor_id, {})[ids[image.path]] = value
         for extractor_id, written in by_extractor.items():
@@ -352,6 +365,8 @@ class FeatureStore(ABC):
         if local_rows:
             self.executemany("REPLACE INTO local_features (extractor_id, image_id, n, keypoints, descriptors) "
                              "VALUES (?, ?, ?, ?, ?)", local_rows)
+        if hash_rows:
+            self.executemany("REPLACE INTO image_hashes (extractor_id, image_id, hash) VALUES (?, ?, ?)", hash_rows)
 
     def replace_vectors(self, extractor: ExtractorRow, vectors: dict[int, np.ndarray]) -> None:
         """Write vectors of existing images (derived sets: the graph's augmented vectors)."""
@@ -380,8 +395,8 @@ class FeatureStore(ABC):
 
     def _delete_chunk(self, chunk: list[int], marks: str) -> None:
         packing.mark_stale(self, f"image_id IN ({marks})", chunk)
-        self.execute(f"DELETE FROM features WHERE image_id IN ({marks})", chunk)
-        self.execute(f"DELETE FROM local_features WHERE image_id IN ({marks})", chunk)
+        for table in TABLE_OF_KIND.values():
+            self.execute(f"DELETE FROM {table} WHERE image_id IN ({marks})", chunk)
         self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
 
     def pack(self, extractor: ExtractorRow, pack_rows: int = DEFAULT_PACK_ROWS) -> PackReport:
@@ -426,11 +441,11 @@ class FeatureStore(ABC):
         return int(self.execute("SELECT COUNT(*) FROM images")[0][0])
 
     def count_features(self) -> dict[int, int]:
-        """Rows per extractor: vectors, and for local extractors images with local features."""
-        rows = self.execute("SELECT extractor_id, COUNT(*) FROM features GROUP BY extractor_id")
-        counts = {int(e): int(n) for e, n in rows}
-        if any(e.is_local for e in self.extractors()):
-            rows = self.execute("SELECT extractor_id, COUNT(*) FROM local_features GROUP BY extractor_id")
+        """Rows per extractor: images with its vector, local features or hash."""
+        counts: dict[int, int] = {}
+        # a table of a kind no extractor has may be missing (an index of an older imgsearch)
+        for kind in {e.kind for e in self.extractors()} | {"vector"}:
+            rows = self.execute(f"SELECT extractor_id, COUNT(*) FROM {TABLE_OF_KIND[kind]} GROUP BY extractor_id")
             counts.update({int(e): int(n) for e, n in rows})
         return counts
 

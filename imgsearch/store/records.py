@@ -1,6 +1,7 @@
 """What the store's tables hold, as Python values: rows, blocks of vectors and their bytes."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +40,9 @@ class ExtractorRow:
     dim: int
 
     @property
-    def is_local(self) -> bool:
-        """Its rows are local features (table local_features), not scanned vectors."""
-        return '"kind":"local"' in self.params
+    def kind(self) -> str:
+        """What its rows are (Extractor.kind): "vector", "local" or "hash"."""
+        return str(json.loads(self.params).get("kind", "vector"))
 
 
 def id_chunks(ids: list) -> list[tuple[list, str]]:

@@ -1,18 +1,24 @@
 """Duplicate and near-duplicate groups of a collection, from what the index already stores.
 
-Exact copies share a sha256. Near copies (resized, re-compressed, cropped, edited) are
-pairs whose descriptor scores at or above a threshold: from an exact blocked self-join of
-the stored vectors (one matrix product per chunk and block, memory bounded by their
-size), or from the stored k-NN graph when every list of it reaches below the threshold
-(then the graph holds every such pair; both give the same pairs). Groups are the
-connected components of all pairs; each keeps one representative by a stated rule and
-lists every other member with its score to it. Nothing is ever deleted here.
+Exact copies share a sha256. Near copies come in pairs from each source of PAIR_SOURCES
+the index has the rows for:
+- "near": the descriptor scores at or above a threshold (edited, re-compressed, mirrored
+  copies), from an exact blocked self-join of the stored vectors (one matrix product per
+  chunk and block, memory bounded by their size), or from the stored k-NN graph when
+  every list of it reaches below the threshold (both give the same pairs);
+- "hash": perceptual hashes at most a few bits apart in any of 8 orientations (resized,
+  re-compressed, recoloured, turned by quarter turns: duplicates.hashed);
+- "verified": nearest neighbours by the descriptor whose local features verify
+  geometrically (cropped, turned, watermarked: duplicates.verified).
+Groups are the connected components of all pairs; each keeps one representative by a
+stated rule and lists every other member with its score to it and the reason it is
+there. Nothing is ever deleted here.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
+from imgsearch.duplicates.hashed import DEFAULT_HASH_BITS, hash_pairs
+from imgsearch.duplicates.verified import DEFAULT_MIN_INLIERS, verified_pairs
 from imgsearch.errors import ImgsearchError
 from imgsearch.query import stored_row
 from imgsearch.scan.kernel import pair_scores
@@ -39,13 +47,14 @@ DEFAULT_THRESHOLD = 0.9
 CHUNK_ROWS = 4096  # rows of the left side held prepared per pass over the collection
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (left ids, right ids, scores), left < right
+Progress = Callable[[str, int, int], None]  # (what is being compared, images done, of how many)
 
 
 @dataclass(frozen=True)
 class Member:
     image: StoredImage
-    score: float  # to the group's representative
-    reason: str  # "exact" (same sha256 as the representative) or "near"
+    score: float  # the descriptor's, to the group's representative
+    reason: str  # "exact" (same sha256 as the representative), or the source of its pair (PairSource.reason)
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,17 @@ class DuplicateReport:
     extractor: str
     metric: str
     threshold: float
-    pairs_from: str  # "graph" or "self-join"
+    pairs_from: str  # the descriptor's pairs: "graph" or "self-join"
     groups: list[Group]
+    rules: CopyRules = field(default_factory=lambda: CopyRules())
+    sources: tuple[str, ...] = ("near",)  # the pair sources this index had the rows for
+
+    def describe(self) -> list[str]:
+        """What each source used counted as a copy, for a person."""
+        told = {"near": f"{self.extractor}/{self.metric} >= {self.threshold} (pairs from the {self.pairs_from})",
+                "hash": f"hashes <= {self.rules.hash_bits} bits apart",
+                "verified": f"neighbours verified with >= {self.rules.min_inliers} inliers"}
+        return [told[s] for s in self.sources]
 
     def to_remove(self) -> list[Path]:
         """Every member but the representatives, as paths on disk."""
@@ -130,30 +148,102 @@ def _pairs(lefts: list, rights: list, scores: list) -> Pairs:
     return np.concatenate(lefts), np.concatenate(rights), np.concatenate(scores).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class CopyRules:
+    """When two images are copies, per pair source."""
+
+    threshold: float = DEFAULT_THRESHOLD  # "near": descriptor score at least this
+    hash_bits: int | None = DEFAULT_HASH_BITS  # "hash": at most this many bits apart; None: not compared
+    min_inliers: int | None = DEFAULT_MIN_INLIERS  # "verified": at least this many inliers; None: not verified
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    store: FeatureStore
+    row: ExtractorRow  # the descriptor
+    metric: Metric
+    rules: CopyRules
+    block_rows: int
+    from_graph: Pairs | None  # the descriptor's pairs as the k-NN graph holds them, when it holds them all
+    progress: Progress | None
+
+    def advance(self, phase: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        return (lambda done, total: progress(phase, done, total)) if progress else None
+
+
+@dataclass(frozen=True)
+class PairSource:
+    """One way of finding pairs of copies. kind: the kind of extractor rows it reads
+    (Extractor.kind; "vector" is the report's descriptor itself)."""
+
+    reason: str
+    kind: str
+    enabled: Callable[[CopyRules], bool]
+    find: Callable[[PairRequest, ExtractorRow], Pairs]
+    notes: str
+
+
+def _descriptor_pairs(request: PairRequest, row: ExtractorRow) -> Pairs:
+    return request.from_graph if request.from_graph is not None else self_join_pairs(
+        request.store, row, request.metric, request.rules.threshold, request.block_rows,
+        request.advance("descriptor pairs"))
+
+
+PAIR_SOURCES: list[PairSource] = [
+    PairSource("near", "vector", lambda rules: True, _descriptor_pairs, "descriptor score >= threshold"),
+    PairSource("hash", "hash", lambda rules: rules.hash_bits is not None,
+               lambda request, row: hash_pairs(request.store, row, int(request.rules.hash_bits or 0),
+                                               request.advance("hashes")),
+               "perceptual hashes at most hash_bits apart, in any of 8 orientations"),
+    PairSource("verified", "local", lambda rules: rules.min_inliers is not None,
+               lambda request, row: verified_pairs(request.store, request.row, request.metric, row,
+                                                   int(request.rules.min_inliers or 0), request.block_rows,
+                                                   request.advance("verifying neighbours")),
+               "descriptor neighbours whose local features verify with >= min_inliers inliers"),
+]
+
+
+def _rows_of_kind(store: FeatureStore, descriptor: ExtractorRow, kind: str) -> ExtractorRow | None:
+    if kind == "vector":
+        return descriptor
+    return next((e for e in store.extractors() if e.kind == kind and store.has_vectors(e)), None)
+
+
 def find_duplicates(
     store: FeatureStore, extractor: str = DEFAULT_EXTRACTOR, metric_name: str = DEFAULT_METRIC,
-    threshold: float = DEFAULT_THRESHOLD, reference: str | None = None, block_rows: int = 1024,
-    progress: Callable[[int, int], None] | None = None, use_graph: bool = True,
+    rules: CopyRules = CopyRules(), reference: str | None = None, block_rows: int = 1024,
+    progress: Progress | None = None, use_graph: bool = True,
 ) -> DuplicateReport:
-    if not -1.0 <= threshold <= 1.0:
-        raise ImgsearchError(f"--threshold {threshold}: scores run from -1 to 1")
+    if not -1.0 <= rules.threshold <= 1.0:
+        raise ImgsearchError(f"threshold {rules.threshold}: scores run from -1 to 1")
     root_text = store.get_meta(COLLECTION_ROOT_KEY)
     if root_text is None:
         raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
     root = Path(root_text)
     row, metric = stored_row(store, extractor), get_metric(metric_name)
     images = {img.id: img for img in store.stored_images().values()}
-    found = graph_pairs(store, row, metric, threshold) if use_graph else None
-    pairs_from = "graph" if found is not None else "self-join"
-    left, right, _ = found if found is not None else self_join_pairs(store, row, metric, threshold, block_rows,
-                                                                     progress)
+    from_graph = graph_pairs(store, row, metric, rules.threshold) if use_graph else None
+    request = PairRequest(store, row, metric, rules, block_rows, from_graph, progress)
+    reasons: dict[tuple[int, int], str] = {}
+    used = []
+    for source in PAIR_SOURCES:
+        source_row = _rows_of_kind(store, row, source.kind)
+        if source_row is None or not source.enabled(rules):
+            continue
+        used.append(source.reason)
+        left, right, _ = source.find(request, source_row)
+        for pair in zip(left.tolist(), right.tolist()):
+            reasons.setdefault(pair, source.reason)  # the first source's reason stays
+    pairs_from = "graph" if from_graph is not None else "self-join"
     by_hash: dict[str, list[int]] = {}
     for image in images.values():
         by_hash.setdefault(image.sha256, []).append(image.id)
-    same = [(ids[0], other) for ids in by_hash.values() for other in ids[1:]]
-    edges = np.array([*zip(left.tolist(), right.tolist()), *same], dtype=np.int64).reshape(-1, 2)
-    groups = _groups(store, row, metric, images, edges, _reference_prefix(root, reference))
-    return DuplicateReport(root, row.name, metric.name, threshold, pairs_from, groups)
+    for ids in by_hash.values():
+        for other in ids[1:]:
+            reasons[(min(ids[0], other), max(ids[0], other))] = "exact"
+    groups = _groups(store, row, metric, images, reasons, _reference_prefix(root, reference))
+    return DuplicateReport(root, row.name, metric.name, rules.threshold, pairs_from, groups, rules, tuple(used))
 
 
 def _reference_prefix(root: Path, reference: str | None) -> bytes | None:
@@ -169,9 +259,10 @@ def _reference_prefix(root: Path, reference: str | None) -> bytes | None:
 
 
 def _groups(store: FeatureStore, row: ExtractorRow, metric: Metric, images: dict[int, StoredImage],
-            edges: np.ndarray, reference: bytes | None) -> list[Group]:
-    if not len(edges):
+            reasons: dict[tuple[int, int], str], reference: bytes | None) -> list[Group]:
+    if not reasons:
         return []
+    edges = np.array(list(reasons), dtype=np.int64).reshape(-1, 2)
     nodes = np.unique(edges)
     index = {int(i): n for n, i in enumerate(nodes.tolist())}
     rows = np.array([index[int(a)] for a in edges[:, 0]])
@@ -183,6 +274,10 @@ def _groups(store: FeatureStore, row: ExtractorRow, metric: Metric, images: dict
         if node in images:
             components.setdefault(label, []).append(images[node])
     vectors = store.vectors(row, nodes.tolist())
+    first_reason: dict[int, str] = {}
+    for (a, b), reason in reasons.items():
+        first_reason.setdefault(a, reason)
+        first_reason.setdefault(b, reason)
     groups = []
     for members in components.values():
         in_reference = [m for m in members if reference is not None and m.path.startswith(reference)]
@@ -191,18 +286,24 @@ def _groups(store: FeatureStore, row: ExtractorRow, metric: Metric, images: dict
         candidates = in_reference if reference is not None else members
         keep = min(candidates, key=representative_order)
         others = [m for m in members if m.id != keep.id and (reference is None or m not in in_reference)]
-        groups.append(Group(keep, sorted((_member(m, keep, vectors, metric) for m in others),
-                                         key=lambda m: (-m.score, m.image.path))))
+        members = [_member(m, keep, vectors, metric, _reason(reasons, first_reason, m.id, keep.id)) for m in others]
+        groups.append(Group(keep, sorted(members, key=lambda m: (-m.score, m.image.path))))
     return sorted(groups, key=lambda g: g.representative.path)
 
 
-def _member(image: StoredImage, keep: StoredImage, vectors: dict[int, np.ndarray], metric: Metric) -> Member:
+def _reason(reasons: dict[tuple[int, int], str], first_reason: dict[int, str], member: int, keep: int) -> str:
+    """The reason of the member's own pair with the representative, else of its first
+    pair (it joined the group through that one)."""
+    return reasons.get((min(member, keep), max(member, keep))) or first_reason[member]
+
+
+def _member(image: StoredImage, keep: StoredImage, vectors: dict[int, np.ndarray], metric: Metric,
+            reason: str) -> Member:
     if image.sha256 == keep.sha256:
         return Member(image, 1.0, "exact")
     if image.id not in vectors or keep.id not in vectors:
-        return Member(image, float("nan"), "near")
-    score = float(metric.prepare_one(vectors[image.id]) @ metric.prepare_one(vectors[keep.id]))
-    return Member(image, score, "near")
+        return Member(image, float("nan"), reason)
+    return Member(image, float(metric.prepare_one(vectors[image.id]) @ metric.prepare_one(vectors[keep.id])), reason)
 
 
 def as_json(report: DuplicateReport) -> dict:
@@ -212,6 +313,7 @@ def as_json(report: DuplicateReport) -> dict:
 
     return {
         "extractor": report.extractor, "metric": report.metric, "threshold": report.threshold,
+        "hash_bits": report.rules.hash_bits, "min_inliers": report.rules.min_inliers, "sources": list(report.sources),
         "pairs_from": report.pairs_from, "root": str(report.root),
         "groups": [{"reason": g.reason, "keep": image(g.representative),
                     "members": [{**image(m.image), "score": m.score, "reason": m.reason} for m in g.members]}

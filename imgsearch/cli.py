@@ -352,14 +352,14 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
 @click.option("--threshold", "-t", type=click.FloatRange(-1, 1),
               help="Pairs scoring at least this are near-duplicates (default 0.9: precision 0.99 on copies made "
                    "from Corel-1k by bench/duplicates.py; lower finds more, and more false pairs).")
-@click.option("--hash-bits", type=click.IntRange(-1, 63), default=8, show_default=True,
+@click.option("--hash-bits", type=click.IntRange(-1, 63),
               help="Where the index has perceptual hashes (build -e phash, in the default build): images whose "
                    "hashes differ in at most this many of 63 bits, in any of 8 orientations, are copies "
-                   "(resized, re-compressed, recoloured, turned by quarter turns). -1: hashes not compared.")
-@click.option("--min-inliers", type=click.IntRange(-1), default=40, show_default=True,
+                   "(resized, re-compressed, recoloured, turned by quarter turns). Default 6; -1: not compared.")
+@click.option("--min-inliers", type=click.IntRange(-1),
               help="Where the index has local features (build -e sift): each image's 10 nearest neighbours are "
                    "verified geometrically, and those with at least this many inliers are copies (cropped, "
-                   "turned, watermarked). -1: not verified.")
+                   "turned, watermarked). Default 40; -1: not verified.")
 @click.option("--reference", metavar="FOLDER", help="Report only images that duplicate one under FOLDER (a folder of "
                                                     "the collection); the copy under FOLDER is the one kept.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: groups, each with the image kept and its members.")
@@ -368,9 +368,9 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
 @click.option("-0", "null", is_flag=True, help="With --to-remove: end paths with NUL, for `xargs -0`.")
 @click.option("--no-graph", is_flag=True, help="Compare every pair by the self-join even where the k-NN graph holds them.")
 @common_options
-def duplicates(settings: Settings, extractor: str | None, metric: str, threshold: float | None, hash_bits: int,
-               min_inliers: int, reference: str | None, as_json: bool, as_csv: bool, to_remove: bool, null: bool,
-               no_graph: bool) -> None:
+def duplicates(settings: Settings, extractor: str | None, metric: str, threshold: float | None,
+               hash_bits: int | None, min_inliers: int | None, reference: str | None, as_json: bool, as_csv: bool,
+               to_remove: bool, null: bool, no_graph: bool) -> None:
     """Group the exact copies (same sha256) and near copies of the indexed images: edited,
     re-compressed or mirrored (descriptor score >= threshold), resized or turned (perceptual
     hashes), cropped or watermarked (verified local features).
@@ -381,12 +381,11 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
     import csv
     import io
 
-    from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, CopyRules, csv_rows, find_duplicates
+    from imgsearch.duplicates import DEFAULT_EXTRACTOR, CopyRules, csv_rows, find_duplicates
     from imgsearch.duplicates import as_json as report_json
     from imgsearch.names import display
 
-    rules = CopyRules(DEFAULT_THRESHOLD if threshold is None else threshold, None if hash_bits < 0 else hash_bits,
-                      None if min_inliers < 0 else min_inliers)
+    rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
     with open_settings_store(settings) as store, tqdm(unit="img", disable=None, file=sys.stderr) as bar:
         phases: list[str] = []
 

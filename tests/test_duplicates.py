@@ -228,3 +228,17 @@ def test_hashes_find_resized_and_turned_copies_and_verification_cropped_ones(tur
     assert hashed["sources"] == ["near", "hash"]
     assert {m["path"] for m in hashed["groups"][0]["members"]} == {"copies/quarter.jpg", "copies/tilted.jpg",
                                                                   "copies/turned.jpg"}
+
+
+def test_the_service_reports_the_same_sources_and_rules_as_the_cli(turned_copies, tmp_path) -> None:
+    from served import serving
+
+    _, db = turned_copies
+    with serving(db, tmp_path) as served, served.client() as http:
+        for params, flags in (({}, ()), ({"hash_bits": "-1"}, ("--hash-bits", "-1")),
+                              ({"min_inliers": "60", "hash_bits": "3"}, ("--min-inliers", "60", "--hash-bits", "3"))):
+            answer = http.get("/api/duplicates", params=params).json()
+            cli = report(db, *flags)
+            cli.pop("root")
+            assert answer == cli
+        assert http.get("/api/duplicates", params={"hash_bits": "64"}).status_code == 422

@@ -90,6 +90,6 @@ def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_p
     values = np.array([stored[n] for n in names], dtype=np.int64)
     apart = hamming(values[:, None], values[None, :])
     expected = {tuple(sorted((names[i], names[j]))): int(apart[i, j])
-                for i in range(len(names)) for j in range(i + 1, len(names)) if apart[i, j] <= 8}
+                for i in range(len(names)) for j in range(i + 1, len(names)) if apart[i, j] <= 6}
     assert {tuple(sorted(k)): v for k, v in pairs.items()} == expected
     assert expected[tuple(sorted(("half.jpg", str(paths[0].relative_to(tmp_path / "photos")))))] <= 2

@@ -156,6 +156,14 @@ class CopyRules:
     hash_bits: int | None = DEFAULT_HASH_BITS  # "hash": at most this many bits apart; None: not compared
     min_inliers: int | None = DEFAULT_MIN_INLIERS  # "verified": at least this many inliers; None: not verified
 
+    @classmethod
+    def chosen(cls, threshold: float | None, hash_bits: int | None, min_inliers: int | None) -> CopyRules:
+        """The rules a person asked for: None keeps a default, a negative count turns its source off."""
+        default = cls()
+        return cls(default.threshold if threshold is None else threshold,
+                   default.hash_bits if hash_bits is None else (hash_bits if hash_bits >= 0 else None),
+                   default.min_inliers if min_inliers is None else (min_inliers if min_inliers >= 0 else None))
+
 
 @dataclass(frozen=True)
 class PairRequest:

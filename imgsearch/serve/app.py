@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsearch import __version__
+from imgsearch.duplicates import CopyRules
 from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError
 from imgsearch.index.images import SkippedFile
 from imgsearch.plan import SearchPlan
@@ -154,13 +155,15 @@ def create_app(service: Service) -> FastAPI:
                                              media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
 
     @app.get("/api/duplicates")
-    def duplicates(extractor: str | None = None, threshold: Threshold = None,
-                   reference: str | None = None) -> JSONResponse:
+    def duplicates(extractor: str | None = None, threshold: Threshold = None, hash_bits: HashBits = None,
+                   min_inliers: MinInliers = None, reference: str | None = None) -> JSONResponse:
         """Groups of exact and near copies, as `imgsearch duplicates --json` (without the
-        collection's path). reference is a folder of the collection, relative to its root."""
+        collection's path). reference is a folder of the collection, relative to its root;
+        hash_bits and min_inliers -1 leave that source out."""
         if reference is not None and (reference.startswith("/") or ".." in Path(reference).parts):
             return error(422, "reference must be a folder of the collection, relative to its root")
-        return guarded(lambda: JSONResponse(service.duplicates(extractor, threshold, reference)))
+        rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
+        return guarded(lambda: JSONResponse(service.duplicates(extractor, rules, reference)))
 
     @app.get("/api/stats")
     def stats() -> JSONResponse:
@@ -210,6 +213,8 @@ def create_app(service: Service) -> FastAPI:
 # Ids are BIGINT UNSIGNED in MySQL and 64-bit signed in SQLite: a larger number is no id.
 ImageId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
 Threshold = Annotated[float | None, Query(ge=-1, le=1, allow_inf_nan=False)]
+HashBits = Annotated[int | None, Query(ge=-1, le=63)]
+MinInliers = Annotated[int | None, Query(ge=-1)]
 
 
 class _BadRequest(Exception):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgsearch.duplicates import CopyRules
 from imgsearch.errors import NotFoundError
 from imgsearch.index.images import decode_bytes
 from imgsearch.plan import SearchPlan
@@ -242,13 +243,13 @@ class Service:
                 "replica": self.config.replica.redacted() if self.config.replica else None,
                 "uptime_s": round(time.time() - self.started, 1)}
 
-    def duplicates(self, extractor: str | None, threshold: float | None, reference: str | None) -> dict:
-        from imgsearch.duplicates import DEFAULT_EXTRACTOR, DEFAULT_THRESHOLD, CopyRules, as_json, find_duplicates
+    def duplicates(self, extractor: str | None, rules: CopyRules, reference: str | None) -> dict:
+        from imgsearch.duplicates import DEFAULT_EXTRACTOR, as_json, find_duplicates
 
         self._caught_up()
         with self.db() as store:
             report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, "cosine",
-                                     CopyRules(DEFAULT_THRESHOLD if threshold is None else threshold), reference,
+                                     rules, reference,
                                      self.config.block_rows)
         answer = as_json(report)
         answer.pop("root")  # no server path in a response

@@ -66,7 +66,7 @@ FROM local_features l JOIN extractors e ON e.id = l.extractor_id
 GROUP BY e.id, e.name, e.params;
 
 -- Perceptual hashes (build -e phash, in the default build): pairs of images whose 63-bit
--- hashes differ in at most 8 bits, the fewest first: resized, re-compressed or recoloured
+-- hashes differ in at most 6 bits, the fewest first: resized, re-compressed or recoloured
 -- copies. `imgsearch duplicates` finds these and, comparing each hash's mirrored and
 -- quarter-turned variants too (bits moved, not pixels: imgsearch/hashes.py), turned copies.
 -- (SQLite has no ^ nor BIT_COUNT: run it through `imgsearch duplicates`, or write the
@@ -75,5 +75,5 @@ SELECT CAST(a.path AS CHAR) AS image, CAST(b.path AS CHAR) AS copy, BIT_COUNT(ha
 FROM image_hashes ha
 JOIN image_hashes hb ON hb.extractor_id = ha.extractor_id AND hb.image_id > ha.image_id
 JOIN images a ON a.id = ha.image_id JOIN images b ON b.id = hb.image_id
-WHERE BIT_COUNT(ha.hash ^ hb.hash) <= 8
+WHERE BIT_COUNT(ha.hash ^ hb.hash) <= 6
 ORDER BY bits_apart, image, copy;

@@ -14,9 +14,11 @@ quality 60-90, at 2, 4, 8 or 12 MP. The collection is every Corel-1k photo (the 
 objects and 900 distractors) and every flower photo but the backgrounds (8,039): 8,939
 distractors, all the photos we have that are neither an object nor a background.
 
-`measure` builds the collection (cnn-spoc) into an index and searches it with each query
-photo under each setting, printing R@1, R@10, R@100, mAP (one right image per query:
-AP = 1 / its rank) and the median milliseconds of decoding and of the search.
+`measure` builds the collection (cnn-spoc, and sift for --rerank verify: local features
+and their visual words) into an index and searches it with each query photo under each
+setting, printing R@1, R@10, R@100, mAP (one right image per query: AP = 1 / its rank),
+the median milliseconds of decoding and of the search, and of each stage of a verified
+search (global, query features, words, reading features, matching, ransac).
 """
 from __future__ import annotations
 
@@ -153,7 +155,7 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
         print(f"{'setting':<22} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'mAP':>6} {'decode ms':>10} {'search ms':>10}")
         for setting in settings:
             plan = SearchPlan.of("cnn-spoc", "pearson", k=100, regions=setting, rerank=rerank)
-            ranks, decode_ms, search_ms = [], [], []
+            ranks, decode_ms, search_ms, stages = [], [], [], []
             for t in truth:
                 started = time.perf_counter()
                 pixels = load_image(workdir / "queries" / t["query"]).pixels
@@ -161,6 +163,7 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
                 vector = photo_vector(extractor, pixels, plan.photo_regions)
                 result = search(store, row, vector, None, t["query"], plan, decoded, photo_local(pixels))
                 search_ms.append((time.perf_counter() - decoded) * 1000)
+                stages.append(result.timings)
                 decode_ms.append((decoded - started) * 1000)
                 paths = [os.fsdecode(m.path) for m in result.matches]
                 ranks.append(paths.index(t["object"]) + 1 if t["object"] in paths else None)
@@ -170,6 +173,10 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
             label = setting + (f" + {rerank}" if rerank else "")
             print(f"{label:<22} {hits[1]:6.3f} {hits[10]:6.3f} {hits[100]:6.3f} {mean_ap:6.3f} "
                   f"{statistics.median(decode_ms):10.0f} {statistics.median(search_ms):10.0f}")
+            named = [name for name in stages[0]] if stages and stages[0] else []
+            if named:
+                print("  stage ms (p50): " + ", ".join(
+                    f"{name} {statistics.median(t.get(name, 0.0) for t in stages) * 1000:.0f}" for name in named))
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ class QueryResult:
     rows_scanned: int = 0
     state: int | None = None  # the extractor's change counter the answer was computed at
     extras: dict[int, dict] = field(default_factory=dict)  # per image id: what its re-ranking found
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of the re-ranking, where it tells
 
     def as_json(self) -> dict:
         """The `query --json` object (the service's answer adds to it)."""
@@ -203,7 +204,7 @@ def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: i
 
     result, matches = named_with_retry(functools.partial(named, store), scanned)
     return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
-                       result.rows_scanned, result.state, result.extras)
+                       result.rows_scanned, result.state, result.extras, result.timings)
 
 
 def named_with_retry(name: Callable[[list[tuple[int, float]]], list[Match] | None],

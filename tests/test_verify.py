@@ -19,10 +19,10 @@ from imgsearch.store.url import parse_database_url
 TRUE_CORNERS = np.float32([[520, 310], [1130, 400], [1060, 930], [450, 830]])
 
 
-def printed(pixels: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """`pixels` as a tilted print in a 1600 x 1200 photo of `background`."""
+def printed(pixels: np.ndarray, background: np.ndarray, corners: np.ndarray = TRUE_CORNERS) -> np.ndarray:
+    """`pixels` as a tilted print in a 1600 x 1200 photo of `background`, its corners there."""
     h, w = pixels.shape[:2]
-    H = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]), TRUE_CORNERS)
+    H = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]), corners)
     frame = cv2.resize(background, (1600, 1200))
     warped = cv2.warpPerspective(pixels, H, (1600, 1200))
     mask = cv2.warpPerspective(np.ones((h, w), np.uint8), H, (1600, 1200))

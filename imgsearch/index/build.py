@@ -26,6 +26,7 @@ from imgsearch.index.graph import update_graphs
 from imgsearch.index.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
 from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import FoundFile, Problem, walk_collection
+from imgsearch.index.words import update_words
 from imgsearch.names import display
 from imgsearch.store.base import COLLECTION_ROOT_KEY, MAX_NAME_BYTES, MAX_PATH_BYTES, FeatureStore, check_same_params
 from imgsearch.store.packed import DEFAULT_PACK_ROWS
@@ -57,7 +58,7 @@ class BuildReport:
     kept: Counter[tuple[str, str]] = field(default_factory=Counter)  # (where, why) -> rows kept unseen
     unlisted: dict[bytes, str] = field(default_factory=dict)  # folders the walk could not list -> why
     repacked: int = 0
-    graphs: list[str] = field(default_factory=list)
+    upkeep: list[str] = field(default_factory=list)  # a line per k-NN graph or visual-words update
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -70,7 +71,7 @@ class BuildReport:
             f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
             f"{kept}{skipped} in {self.seconds:.1f} s",
             *(f"kept {n} rows {where}: {why}" for (where, why), n in sorted(self.kept.items())),
-            *self.graphs,
+            *self.upkeep,
         ])
 
 
@@ -115,7 +116,9 @@ def build(
                                      report)
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
-        report.graphs += update_graphs(store, row, block_rows, pack_rows, progress)
+        report.upkeep += update_graphs(store, row, block_rows, pack_rows, progress)
+        if row.kind == "local":
+            report.upkeep += update_words(store, row, progress)
     report.seconds = time.perf_counter() - started
     return report
 

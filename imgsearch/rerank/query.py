@@ -5,6 +5,7 @@ stored k-NN graph, and any pure function on the shortlist; the same maths eval m
 (rerank/maths.py)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -13,8 +14,9 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
+from imgsearch.rerank.first_stage import word_candidates
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
-from imgsearch.rerank.verify import verified_keys, verify_all
+from imgsearch.rerank.verify import Verification, ratio_matches, root_sift, verified_keys, verify
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import StoreScan
@@ -210,32 +212,63 @@ def local_extractor(store: FeatureStore) -> ExtractorRow:
     return found[0]
 
 
+class Stopwatch:
+    """Seconds between laps, by stage name."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = now - self._last
+        self._last = now
+
+
 def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
-    """Geometric verification of the scan's top `shortlist` (rerank.verify): verified
-    images first, by inlier count; the rest below in the scan's order. Each image gets its
-    inlier count, a verified one the corners of its outline in the query photo. A query
-    with no local features (a flat photo) keeps the scan's order."""
+    """Geometric verification (rerank.verify) of the scan's top `shortlist` and of the
+    images the visual-word first stage finds (rerank.first_stage, where the index has
+    words): verified images first, by inlier count; the rest below in the scan's order
+    (an image only the words found is shown only when it verifies). Each image gets its
+    inlier count, a verified one the corners of its outline in the query photo, and the
+    result the time of each stage. A query with no local features (a flat photo) keeps
+    the scan's order."""
+    clock = Stopwatch()
     row = local_extractor(ctx.store)
     scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, int(values["shortlist"])), ctx.excluded)
+    clock.lap("global")
     query = ctx.local(row) if ctx.local else None
+    clock.lap("query features")
     ids = [i for i, _ in scanned.ranking]
     if query is None or not len(query.features) or not ids:
-        return replace(scanned, ranking=scanned.ranking[: ctx.k])
-    stored = ctx.store.local_features(row, ids)
-    images = ctx.store.images_by_ids(ids)
-    checked = [i for i in ids if i in stored and i in images]
-    results = dict(zip(checked, verify_all(query.features, query.scale,
-                                           [(stored[i], (images[i].height, images[i].width)) for i in checked],
-                                           int(values["min_inliers"]))))
-    keys = verified_keys(np.array([s for _, s in scanned.ranking]), [results.get(i) for i in ids])
-    order = [ids[n] for n in np.argsort(-keys, kind="stable")]
+        return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
+    in_scan = set(ids)
+    from_words = [i for i, _ in word_candidates(ctx.store, row, query.features, ctx.excluded) if i not in in_scan]
+    clock.lap("words")
+    candidates = ids + from_words
+    stored = ctx.store.local_features(row, candidates)
+    images = ctx.store.images_by_ids(candidates)
+    checked = [i for i in candidates if i in stored and i in images]
+    clock.lap("reading features")
+    matched = ratio_matches(root_sift(query.features.descriptors), [root_sift(stored[i].descriptors) for i in checked])
+    clock.lap("matching")
+    results = {i: verify(query.features.keypoints, stored[i].keypoints, m, (images[i].height, images[i].width),
+                         query.scale, int(values["min_inliers"])) for i, m in zip(checked, matched)}
+    clock.lap("ransac")
     score = dict(scanned.ranking)
+    kept = [i for i in candidates if i in score or _verified(results.get(i))]
+    keys = verified_keys(np.array([score.get(i, 0.0) for i in kept]), [results.get(i) for i in kept])
+    order = [kept[n] for n in np.argsort(-keys, kind="stable")][: ctx.k]
     extras: dict[int, dict] = {}
-    for i in order[: ctx.k]:
+    for i in order:
         found = results.get(i)
         extras[i] = {"inliers": found.inliers if found else 0,
                      "corners": found.corners.round(1).tolist() if found and found.corners is not None else None}
-    return replace(scanned, ranking=[(i, score[i]) for i in order[: ctx.k]], extras=extras)
+    return replace(scanned, ranking=[(i, score.get(i, 0.0)) for i in order], extras=extras, timings=clock.laps)
+
+
+def _verified(result: Verification | None) -> bool:
+    return result is not None and result.corners is not None
 
 
 def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[str]:

@@ -68,6 +68,7 @@ class ScanResult:
     rows_scanned: int
     state: int | None = None  # the store's change counter of the extractor, as the scan saw it
     extras: dict[int, dict] = field(default_factory=dict)  # what a re-ranking found per image (verification)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, where a re-ranking reports them
 
     def at_state(self, state: int | None) -> ScanResult:
         return replace(self, state=state)

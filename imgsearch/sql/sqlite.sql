@@ -121,3 +121,31 @@ CREATE TABLE IF NOT EXISTS image_hashes (
 ) WITHOUT ROWID
 ;;
 CREATE INDEX IF NOT EXISTS ix_image_hashes_image ON image_hashes (image_id)
+;;
+CREATE TABLE IF NOT EXISTS visual_vocabularies (
+    extractor_id   INTEGER NOT NULL PRIMARY KEY REFERENCES extractors (id) ON DELETE CASCADE,
+    branching      INTEGER NOT NULL,
+    trained_on     INTEGER NOT NULL,
+    trained_images INTEGER NOT NULL,
+    token          INTEGER NOT NULL,
+    centres        BLOB NOT NULL
+)
+;;
+CREATE TABLE IF NOT EXISTS visual_words (
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    word         INTEGER NOT NULL,
+    image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    n            INTEGER NOT NULL,
+    PRIMARY KEY (extractor_id, word, image_id)
+) WITHOUT ROWID
+;;
+CREATE INDEX IF NOT EXISTS ix_visual_words_image ON visual_words (image_id)
+;;
+CREATE TABLE IF NOT EXISTS word_images (
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    norm         REAL NOT NULL,
+    PRIMARY KEY (extractor_id, image_id)
+) WITHOUT ROWID
+;;
+CREATE INDEX IF NOT EXISTS ix_word_images_image ON word_images (image_id)

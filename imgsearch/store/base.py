@@ -44,6 +44,8 @@ LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
 # Where the rows of each kind of extractor (Extractor.kind) are kept.
 TABLE_OF_KIND = {"vector": "features", "local": "local_features", "hash": "image_hashes"}
 ExtractedValue = np.ndarray | LocalFeatures | ImageHash
+# Every table of rows derived from one image's content: dropped when the content changes.
+IMAGE_ROW_TABLES = (*TABLE_OF_KIND.values(), "visual_words", "word_images")
 COLLECTION_ROOT_KEY = "collection_root"
 WRITE_ATTEMPTS = 6  # a transaction the server rolled back to break a deadlock, run again
 T = TypeVar("T")
@@ -343,7 +345,7 @@ class FeatureStore(ABC):
                      replaced_ids: list[int]) -> None:
         for chunk, marks in id_chunks(replaced_ids):
             packing.mark_stale(self, f"image_id IN ({marks})", chunk)
-            for table in TABLE_OF_KIND.values():
+            for table in IMAGE_ROW_TABLES:
                 self.execute(f"DELETE FROM {table} WHERE image_id IN ({marks})", chunk)
         self.executemany(
             self._upsert_images_sql(),
@@ -395,7 +397,7 @@ class FeatureStore(ABC):
 
     def _delete_chunk(self, chunk: list[int], marks: str) -> None:
         packing.mark_stale(self, f"image_id IN ({marks})", chunk)
-        for table in TABLE_OF_KIND.values():
+        for table in IMAGE_ROW_TABLES:
             self.execute(f"DELETE FROM {table} WHERE image_id IN ({marks})", chunk)
         self.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
 

@@ -1,0 +1,76 @@
+"""Visual words upkeep after a build: learn the vocabulary tree of a local extractor from
+a sample of the collection's descriptors (again when the collection has grown RELEARN_GROWTH
+times since), then give every image with local features but no words its words: the
+inverted file the first stage of verification reads (rerank.words, store.words_tables)."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from tqdm import tqdm
+
+from imgsearch.rerank.words import BRANCHING, SAMPLE, SEED, Vocabulary, learn_vocabulary
+from imgsearch.store.base import FeatureStore
+from imgsearch.store.records import ExtractorRow
+from imgsearch.store.words_tables import (
+    images_without_words,
+    save_vocabulary,
+    vocabulary_centres,
+    vocabulary_row,
+    write_words,
+)
+
+RELEARN_GROWTH = 4  # a vocabulary learned on n images is learned again at 4 n
+CHUNK = 500  # images whose features are read and whose words are written per transaction
+
+
+@contextmanager
+def words_lock(store: FeatureStore) -> Iterator[None]:
+    """One words update of a database at a time (sharded builds finish together)."""
+    def waiting() -> None:
+        print("imgsearch: waiting for another visual-words update of this index to finish", file=sys.stderr,
+              flush=True)
+
+    with store.named_lock("words", waiting):
+        yield
+
+
+def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = True) -> list[str]:
+    """Bring the extractor's visual words up to date; one line saying what was done."""
+    with words_lock(store):
+        images = sorted(store.image_ids_with_features(extractor))
+        if not images:
+            return []
+        found = vocabulary_row(store, extractor)
+        line = ""
+        if found is None or len(images) >= RELEARN_GROWTH * found.trained_images:
+            vocabulary, used = _learn(store, extractor, images)
+            save_vocabulary(store, extractor, BRANCHING, used, len(images), vocabulary.to_bytes())
+            line = f"visual words: learned {vocabulary.size} words from {used} descriptors of {len(images)} images; "
+        else:
+            vocabulary = Vocabulary.from_bytes(vocabulary_centres(store, extractor), found.branching, extractor.dim)
+        missing = images_without_words(store, extractor)
+        with tqdm(total=len(missing), unit="img", desc=f"words {extractor.name}", disable=not progress or None) as bar:
+            for start in range(0, len(missing), CHUNK):
+                chunk = missing[start : start + CHUNK]
+                local = store.local_features(extractor, chunk)
+                write_words(store, extractor, {i: vocabulary.words(f.descriptors) for i, f in local.items()})
+                bar.update(len(chunk))
+        return [f"{line or 'visual words: '}{len(missing)} images given their words"] if line or missing else []
+
+
+def _learn(store: FeatureStore, extractor: ExtractorRow, images: list[int]) -> tuple[Vocabulary, int]:
+    """The tree from up to SAMPLE descriptors of images drawn at random (a fixed seed)."""
+    order = np.random.default_rng(SEED).permutation(images).tolist()
+    sample: list[np.ndarray] = []
+    total = 0
+    for start in range(0, len(order), CHUNK):
+        for features in store.local_features(extractor, order[start : start + CHUNK]).values():
+            sample.append(features.descriptors)
+            total += len(features.descriptors)
+        if total >= SAMPLE:
+            break
+    descriptors = np.vstack(sample)[:SAMPLE] if sample else np.empty((0, extractor.dim), np.uint8)
+    return learn_vocabulary(descriptors), len(descriptors)

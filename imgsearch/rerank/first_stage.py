@@ -1,0 +1,40 @@
+"""The visual-word first stage of verification: the images whose words best match the
+query photo's, by tf-idf in SQL (store.words_tables), to be verified beside the global
+stage's shortlist. It finds what the global descriptor ranks too low: an object that is
+a small part of the photo, tilted, half hidden."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from imgsearch.keypoints import LocalFeatures
+from imgsearch.rerank.words import Vocabulary
+from imgsearch.store.base import FeatureStore
+from imgsearch.store.records import ExtractorRow
+from imgsearch.store.words_tables import scored_by_words, vocabulary_centres, vocabulary_row
+
+WORD_CANDIDATES = 100  # images the word stage adds to the global shortlist (at most)
+CACHED = 4  # vocabularies a process keeps (a service reads one once, not at every query)
+
+_cache: OrderedDict[int, Vocabulary] = OrderedDict()
+
+
+def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> Vocabulary | None:
+    """The extractor's vocabulary tree, None when the index has none; kept by its token."""
+    row = vocabulary_row(store, extractor)
+    if row is None:
+        return None
+    if row.token not in _cache:
+        _cache[row.token] = Vocabulary.from_bytes(vocabulary_centres(store, extractor), row.branching, extractor.dim)
+        while len(_cache) > CACHED:
+            _cache.popitem(last=False)
+    _cache.move_to_end(row.token)
+    return _cache[row.token]
+
+
+def word_candidates(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures, excluded: list[int],
+                    n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
+    """(image id, tf-idf score) of the n best by the query's words; [] without a vocabulary."""
+    vocabulary = stored_vocabulary(store, extractor)
+    if vocabulary is None or not len(query):
+        return []
+    return scored_by_words(store, extractor, vocabulary.words(query.descriptors), n, excluded)

@@ -1,0 +1,93 @@
+"""Visual words (Sivic & Zisserman 2003) from a vocabulary tree (Nister & Stewenius 2006):
+RootSIFT descriptors clustered by k-means into BRANCHING cells, each cell's own
+descriptors into BRANCHING more, so a descriptor's word is found with 2 x BRANCHING dot
+products instead of BRANCHING squared. Pure functions of descriptors; index.words learns
+and stores the tree, the store keeps the inverted file (word -> images)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from imgsearch.rerank.verify import root_sift
+
+BRANCHING = 100  # 100 x 100 = 10,000 words
+SAMPLE = 200_000  # descriptors the tree is learned from
+KMEANS_ITERATIONS = 12
+SEED = 20261127
+CENTRE_DTYPE = np.dtype("<f4")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    top: np.ndarray  # BRANCHING x dim: the cells' centres (RootSIFT space)
+    leaves: np.ndarray  # BRANCHING x BRANCHING x dim: each cell's words; an unused word is -1 everywhere
+
+    @property
+    def size(self) -> int:
+        return int(self.leaves.shape[0] * self.leaves.shape[1])
+
+    def words(self, descriptors: np.ndarray) -> np.ndarray:
+        """The word of each SIFT descriptor (uint8 rows), int64."""
+        if not len(descriptors):
+            return np.empty(0, np.int64)
+        x = root_sift(descriptors)
+        cells = np.argmax(x @ self.top.T, axis=1)
+        words = cells.astype(np.int64) * self.leaves.shape[1]
+        for cell in np.unique(cells):
+            members = np.flatnonzero(cells == cell)
+            words[members] += np.argmax(x[members] @ self.leaves[cell].T, axis=1)
+        return words
+
+    def to_bytes(self) -> bytes:
+        return np.concatenate([self.top.ravel(), self.leaves.ravel()]).astype(CENTRE_DTYPE).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, branching: int, dim: int) -> Vocabulary:
+        values = np.frombuffer(data, CENTRE_DTYPE)
+        top = values[: branching * dim].reshape(branching, dim)
+        return cls(top, values[branching * dim :].reshape(branching, branching, dim))
+
+
+def learn_vocabulary(descriptors: np.ndarray, branching: int = BRANCHING) -> Vocabulary:
+    """A two-level tree by k-means (k-means++ starts, a fixed seed: the same descriptors
+    give the same tree) on SIFT descriptors (uint8 rows)."""
+    x = root_sift(descriptors).astype(np.float64)
+    rng = np.random.default_rng(SEED)
+    top, cells = _kmeans(x, branching, rng)
+    dim = x.shape[1]
+    leaves = np.full((branching, branching, dim), -1.0)
+    for cell in range(len(top)):
+        members = x[cells == cell]
+        if len(members):
+            centres, _ = _kmeans(members, min(branching, len(members)), rng)
+            leaves[cell, : len(centres)] = centres
+    padded_top = np.full((branching, dim), -1.0)
+    padded_top[: len(top)] = top
+    return Vocabulary(padded_top.astype(np.float32), leaves.astype(np.float32))
+
+
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means from k-means++ starts (Arthur & Vassilvitskii 2007), every distance
+    from one matrix product; an emptied cluster keeps its centre."""
+    if len(x) <= k:
+        return x.copy(), np.arange(len(x))
+    squared = np.einsum("nd,nd->n", x, x)
+    centres = np.empty((k, x.shape[1]))
+    centres[0] = x[rng.integers(len(x))]
+    nearest = squared - 2 * x @ centres[0] + centres[0] @ centres[0]
+    for j in range(1, k):
+        weights = np.maximum(nearest, 0)
+        pick = rng.choice(len(x), p=weights / weights.sum()) if weights.sum() > 0 else rng.integers(len(x))
+        centres[j] = x[pick]
+        nearest = np.minimum(nearest, squared - 2 * x @ centres[j] + centres[j] @ centres[j])
+    labels = np.zeros(len(x), np.int64)
+    for _ in range(KMEANS_ITERATIONS):
+        labels = np.argmin(np.einsum("kd,kd->k", centres, centres)[None, :] - 2 * x @ centres.T, axis=1)
+        onehot = csr_matrix((np.ones(len(x)), (labels, np.arange(len(x)))), shape=(k, len(x)))
+        counts = np.bincount(labels, minlength=k)
+        sums = onehot @ x
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    return centres, labels

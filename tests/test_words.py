@@ -1,0 +1,89 @@
+"""Visual words: the vocabulary tree, the inverted file a build keeps in SQL, and the first
+stage that brings into verification what the global stage ranks too low."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from cli_runner import imgsearch
+from photos import PHOTOS, photo, write_collection
+from test_verify import printed
+
+from imgsearch.features.registry import make_extractor
+from imgsearch.rerank.verify import root_sift
+from imgsearch.rerank.words import Vocabulary, learn_vocabulary
+from imgsearch.store import open_store
+from imgsearch.store.url import parse_database_url
+from imgsearch.store.words_tables import vocabulary_row
+
+SMALL_CORNERS = np.float32([[1000, 120], [1480, 170], [1450, 560], [980, 520]])  # 11 % of the photo, tilted
+
+
+def descriptors() -> np.ndarray:
+    sift = make_extractor("sift")
+    return np.vstack([sift.extract(photo(name)).descriptors for name in PHOTOS])
+
+
+def test_a_word_is_the_nearest_leaf_of_the_nearest_cell_and_learning_is_repeatable() -> None:
+    sample = descriptors()
+    vocabulary = learn_vocabulary(sample, branching=16)
+    again = learn_vocabulary(sample, branching=16)
+    assert vocabulary.to_bytes() == again.to_bytes()  # a fixed seed
+    restored = Vocabulary.from_bytes(vocabulary.to_bytes(), 16, 128)
+    words = restored.words(sample[:300])
+    np.testing.assert_array_equal(words, vocabulary.words(sample[:300]))
+    x = root_sift(sample[:300])
+    cells = np.argmax(x @ vocabulary.top.T, axis=1)
+    leaves = np.array([np.argmax(vocabulary.leaves[c] @ v) for c, v in zip(cells, x)])
+    np.testing.assert_array_equal(words, cells * 16 + leaves)
+    assert len(np.unique(vocabulary.words(sample))) > 16 * 8  # the words are used, not a few
+    assert restored.words(np.empty((0, 128), np.uint8)).shape == (0,)
+
+
+def test_the_inverted_file_holds_every_keypoint_and_follows_the_collection(db_url, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    paths = write_collection(folder, PHOTOS[:6])
+    assert imgsearch("build", folder, "--db", db_url, "-e", "sift").code == 0
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        first = vocabulary_row(store, row)
+        per_image = dict(store.execute("SELECT image_id, n FROM local_features WHERE extractor_id = ?", (row.id,)))
+        posted = dict(store.execute("SELECT image_id, SUM(n) FROM visual_words WHERE extractor_id = ? "
+                                    "GROUP BY image_id", (row.id,)))
+        assert {i: int(n) for i, n in posted.items()} == {i: int(n) for i, n in per_image.items() if n}
+        assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 6
+    # one more image: words with the same vocabulary; a changed image: its words again
+    cv2.imwrite(str(folder / "b" / "extra.jpg"), photo(PHOTOS[6]))
+    cv2.imwrite(str(paths[0]), photo(PHOTOS[7]))
+    run = imgsearch("build", folder, "--db", db_url, "-e", "sift")
+    assert run.code == 0 and "2 images given their words" in run.err + run.out
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        assert vocabulary_row(store, row) == first
+        words = make_extractor("sift").extract(photo(PHOTOS[7]))
+        (image_id,) = [i.id for i in store.stored_images().values() if i.path.endswith(paths[0].name.encode())]
+        (n,) = store.execute("SELECT SUM(n) FROM visual_words WHERE image_id = ?", (image_id,))[0]
+        assert int(n) == len(words)
+    # grown four times: the vocabulary is learned again, every image's words with it
+    for k in range(21):
+        cv2.imwrite(str(folder / f"copy{k}.jpg"), cv2.resize(photo(PHOTOS[k % 9]), None, fx=0.9 - k / 100,
+                                                             fy=0.9 - k / 100))
+    assert imgsearch("build", folder, "--db", db_url, "-e", "sift").code == 0
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        relearned = vocabulary_row(store, row)
+        assert relearned.token != first.token and relearned.trained_images == 28
+        assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 28
+
+
+def test_the_word_stage_finds_a_small_tilted_print_the_global_shortlist_misses(db_url, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder, tuple(name for name in PHOTOS if name != "astronaut.png"))  # the background is not stored
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift").code == 0
+    query = tmp_path / "phone.jpg"
+    cv2.imwrite(str(query), printed(photo("coffee.png"), photo("astronaut.png"), SMALL_CORNERS))
+    plain = imgsearch("query", query, "--db", db_url, "--rerank", "none", "--regions", "none", "--json", "-k", "8")
+    ranked = [r["name"] for r in plain.json()["results"]]
+    assert ranked.index("coffee.jpg") >= 1  # the global stage alone does not put it first
+    verified = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1,15", "--regions", "none", "--json", "-k", "1")
+    first = verified.json()["results"][0]
+    assert first["name"] == "coffee.jpg" and first["inliers"] >= 15  # only the words brought it in

@@ -70,9 +70,9 @@ def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_p
         for statement in statements:
             cur.execute(statement)
             cur.fetchall()
-        cur.execute(statements[-3])
+        cur.execute(statements[-5])
         assert cur.fetchall() == (("hsv72", "pearson", 3, 2, 10, 0, 0),)
-        cur.execute(statements[-2])
+        cur.execute(statements[-4])
         (name, _, images, keypoints, size), = cur.fetchall()
         cur.execute("SELECT AVG(n) * (16 + 128) FROM local_features")
         assert (name, images) == ("sift", 10) and 50 < keypoints <= 400 and float(size) == float(cur.fetchone()[0])
@@ -83,8 +83,16 @@ def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_p
         for path in [*paths, tmp_path / "photos" / "half.jpg"]:
             relative = str(path.relative_to(tmp_path / "photos"))
             assert stored[relative] == PerceptualHash().extract(load_image(path).pixels).bits
-        cur.execute(statements[-1])
+        cur.execute(statements[-3])
         pairs = {(a, b): bits for a, b, bits in cur.fetchall()}
+        cur.execute(statements[-2])
+        (name, words, _, learned_at, with_words, postings), = cur.fetchall()
+        cur.execute("SELECT COUNT(DISTINCT l.image_id) FROM local_features l")
+        assert (name, words, learned_at, with_words) == ("sift", 40_000, 10, cur.fetchone()[0])
+        cur.execute("SELECT SUM(n) FROM local_features")
+        keypoints = cur.fetchone()[0]
+        cur.execute("SELECT SUM(n), COUNT(*) FROM visual_words")
+        assert cur.fetchone() == (keypoints, postings)  # every keypoint posted under its word
     conn.close()
     names = sorted(stored)
     values = np.array([stored[n] for n in names], dtype=np.int64)

@@ -28,7 +28,7 @@ def test_a_word_is_the_nearest_leaf_of_the_nearest_cell_and_learning_is_repeatab
     vocabulary = learn_vocabulary(sample, branching=16)
     again = learn_vocabulary(sample, branching=16)
     assert vocabulary.to_bytes() == again.to_bytes()  # a fixed seed
-    restored = Vocabulary.from_bytes(vocabulary.to_bytes(), 16, 128)
+    restored = Vocabulary.from_bytes(*vocabulary.to_bytes(), 128)
     words = restored.words(sample[:300])
     np.testing.assert_array_equal(words, vocabulary.words(sample[:300]))
     x = root_sift(sample[:300])

@@ -50,7 +50,7 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
             save_vocabulary(store, extractor, BRANCHING, used, len(images), vocabulary.to_bytes())
             line = f"visual words: learned {vocabulary.size} words from {used} descriptors of {len(images)} images; "
         else:
-            vocabulary = Vocabulary.from_bytes(vocabulary_centres(store, extractor), found.branching, extractor.dim)
+            vocabulary = Vocabulary.from_bytes(*vocabulary_centres(store, extractor), extractor.dim)
         missing = images_without_words(store, extractor)
         with tqdm(total=len(missing), unit="img", desc=f"words {extractor.name}", disable=not progress or None) as bar:
             for start in range(0, len(missing), CHUNK):

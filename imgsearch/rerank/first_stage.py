@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
+
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.rerank.words import Vocabulary
 from imgsearch.store.base import FeatureStore
@@ -24,17 +26,20 @@ def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> Vocabular
     if row is None:
         return None
     if row.token not in _cache:
-        _cache[row.token] = Vocabulary.from_bytes(vocabulary_centres(store, extractor), row.branching, extractor.dim)
+        _cache[row.token] = Vocabulary.from_bytes(*vocabulary_centres(store, extractor), extractor.dim)
         while len(_cache) > CACHED:
             _cache.popitem(last=False)
     _cache.move_to_end(row.token)
     return _cache[row.token]
 
 
-def word_candidates(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures, excluded: list[int],
-                    n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
-    """(image id, tf-idf score) of the n best by the query's words; [] without a vocabulary."""
+def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures) -> np.ndarray | None:
+    """The word of each of the query's keypoints; None when the index has no vocabulary."""
     vocabulary = stored_vocabulary(store, extractor)
-    if vocabulary is None or not len(query):
-        return []
-    return scored_by_words(store, extractor, vocabulary.words(query.descriptors), n, excluded)
+    return None if vocabulary is None else vocabulary.words(query.descriptors)
+
+
+def word_candidates(store: FeatureStore, extractor: ExtractorRow, words: np.ndarray, excluded: list[int],
+                    n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
+    """(image id, tf-idf score) of the n best images by the query's words."""
+    return scored_by_words(store, extractor, words, n, excluded)

@@ -14,9 +14,16 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
-from imgsearch.rerank.first_stage import word_candidates
+from imgsearch.rerank.first_stage import query_words, word_candidates
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
-from imgsearch.rerank.verify import Verification, ratio_matches, root_sift, verified_keys, verify
+from imgsearch.rerank.verify import (
+    Verification,
+    ratio_matches,
+    root_sift,
+    shared_word_matches,
+    verified_keys,
+    verify,
+)
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import StoreScan
@@ -30,6 +37,7 @@ from imgsearch.store.graph_tables import (
     neighbour_lists,
 )
 from imgsearch.store.records import ExtractorRow
+from imgsearch.store.words_tables import keypoint_words
 
 Ranking = list[tuple[int, float]]
 Params = dict[str, int | float]  # a method's parameters by name (specs.Spec.values)
@@ -242,15 +250,23 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     ids = [i for i, _ in scanned.ranking]
     if query is None or not len(query.features) or not ids:
         return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
+    words = query_words(ctx.store, row, query.features)
     in_scan = set(ids)
-    from_words = [i for i, _ in word_candidates(ctx.store, row, query.features, ctx.excluded) if i not in in_scan]
+    from_words = [] if words is None else [
+        i for i, _ in word_candidates(ctx.store, row, words, ctx.excluded) if i not in in_scan]
     clock.lap("words")
     candidates = ids + from_words
     stored = ctx.store.local_features(row, candidates)
     images = ctx.store.images_by_ids(candidates)
-    checked = [i for i in candidates if i in stored and i in images]
+    stored_words = keypoint_words(ctx.store, row, candidates) if words is not None else {}
+    checked = [i for i in candidates if i in stored and i in images and (words is None or i in stored_words)]
     clock.lap("reading features")
-    matched = ratio_matches(root_sift(query.features.descriptors), [root_sift(stored[i].descriptors) for i in checked])
+    x = root_sift(query.features.descriptors)
+    if words is None:  # an index built before visual words: every descriptor compared
+        matched = ratio_matches(x, [root_sift(stored[i].descriptors) for i in checked])
+    else:
+        matched = shared_word_matches(x, words, [root_sift(stored[i].descriptors) for i in checked],
+                                      [stored_words[i] for i in checked])
     clock.lap("matching")
     results = {i: verify(query.features.keypoints, stored[i].keypoints, m, (images[i].height, images[i].width),
                          query.scale, int(values["min_inliers"])) for i, m in zip(checked, matched)}

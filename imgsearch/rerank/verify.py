@@ -57,6 +57,41 @@ def ratio_matches(query: np.ndarray, candidates: list[np.ndarray]) -> list[tuple
     return found
 
 
+def shared_word_matches(query: np.ndarray, query_words: np.ndarray, candidates: list[np.ndarray],
+                        candidate_words: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per candidate, (query index, candidate index) pairs of descriptors with the same
+    visual word (Philbin et al. 2007: the words are the correspondences), each query
+    descriptor keeping the most similar of its word's descriptors in that candidate. With
+    tens of thousands of words a query descriptor shares its word with a handful of rows of
+    all the candidates together: a few thousand dot products instead of a product with
+    every candidate row. Query and candidates are RootSIFT rows."""
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
+    if not len(query) or not candidates:
+        return [empty for _ in candidates]
+    owner = np.concatenate([np.full(len(c), j) for j, c in enumerate(candidates)])
+    row = np.concatenate([np.arange(len(c)) for c in candidates])
+    words = np.concatenate(candidate_words)
+    order = np.argsort(words, kind="stable")
+    words, owner, row = words[order], owner[order], row[order]
+    rows = np.vstack(candidates)[order]
+    first, last = np.searchsorted(words, query_words), np.searchsorted(words, query_words, side="right")
+    per_query = last - first
+    q = np.repeat(np.arange(len(query)), per_query)
+    at = np.concatenate([np.arange(a, b) for a, b in zip(first, last)]) if per_query.sum() else np.empty(0, np.int64)
+    if not len(at):
+        return [empty for _ in candidates]
+    similarity = np.einsum("nd,nd->n", query[q], rows[at])
+    keep = np.lexsort((-similarity, owner[at], q))  # per (query descriptor, candidate): the most similar first
+    q, at = q[keep], at[keep]
+    first_of_pair = np.concatenate([[True], (q[1:] != q[:-1]) | (owner[at][1:] != owner[at][:-1])])
+    q, at = q[first_of_pair], at[first_of_pair]
+    found = []
+    for j in range(len(candidates)):
+        mine = owner[at] == j
+        found.append((q[mine], row[at][mine]))
+    return found
+
+
 def verify(query_points: np.ndarray, candidate_points: np.ndarray, matches: tuple[np.ndarray, np.ndarray],
            candidate_size: tuple[int, int], query_scale: float, min_inliers: int) -> Verification:
     """One homography from the candidate (stored image, `candidate_size` = height, width)

@@ -12,8 +12,8 @@ from scipy.sparse import csr_matrix
 
 from imgsearch.rerank.verify import root_sift
 
-BRANCHING = 100  # 100 x 100 = 10,000 words
-SAMPLE = 200_000  # descriptors the tree is learned from
+BRANCHING = 200  # 200 x 200 = 40,000 words: a posting list per word of ~1/40,000 of the descriptors
+SAMPLE = 500_000  # descriptors the tree is learned from: about 12 per word
 KMEANS_ITERATIONS = 12
 SEED = 20261127
 CENTRE_DTYPE = np.dtype("<f4")
@@ -40,20 +40,21 @@ class Vocabulary:
             words[members] += np.argmax(x[members] @ self.leaves[cell].T, axis=1)
         return words
 
-    def to_bytes(self) -> bytes:
-        return np.concatenate([self.top.ravel(), self.leaves.ravel()]).astype(CENTRE_DTYPE).tobytes()
+    def to_bytes(self) -> tuple[bytes, list[bytes]]:
+        """The top centres, and each top cell's words: rows of a size any server takes."""
+        return (self.top.astype(CENTRE_DTYPE).tobytes(), [cell.astype(CENTRE_DTYPE).tobytes() for cell in self.leaves])
 
     @classmethod
-    def from_bytes(cls, data: bytes, branching: int, dim: int) -> Vocabulary:
-        values = np.frombuffer(data, CENTRE_DTYPE)
-        top = values[: branching * dim].reshape(branching, dim)
-        return cls(top, values[branching * dim :].reshape(branching, branching, dim))
+    def from_bytes(cls, top: bytes, cells: list[bytes], dim: int) -> Vocabulary:
+        branching = len(cells)
+        return cls(np.frombuffer(top, CENTRE_DTYPE).reshape(branching, dim),
+                   np.stack([np.frombuffer(c, CENTRE_DTYPE).reshape(branching, dim) for c in cells]))
 
 
 def learn_vocabulary(descriptors: np.ndarray, branching: int = BRANCHING) -> Vocabulary:
     """A two-level tree by k-means (k-means++ starts, a fixed seed: the same descriptors
     give the same tree) on SIFT descriptors (uint8 rows)."""
-    x = root_sift(descriptors).astype(np.float64)
+    x = root_sift(descriptors)
     rng = np.random.default_rng(SEED)
     top, cells = _kmeans(x, branching, rng)
     dim = x.shape[1]
@@ -74,7 +75,7 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray
     if len(x) <= k:
         return x.copy(), np.arange(len(x))
     squared = np.einsum("nd,nd->n", x, x)
-    centres = np.empty((k, x.shape[1]))
+    centres = np.empty((k, x.shape[1]), dtype=x.dtype)
     centres[0] = x[rng.integers(len(x))]
     nearest = squared - 2 * x @ centres[0] + centres[0] @ centres[0]
     for j in range(1, k):
@@ -89,5 +90,5 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray
         counts = np.bincount(labels, minlength=k)
         sums = onehot @ x
         filled = counts > 0
-        centres[filled] = sums[filled] / counts[filled, None]
+        centres[filled] = (sums[filled] / counts[filled, None]).astype(x.dtype)
     return centres, labels

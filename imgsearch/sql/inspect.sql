@@ -77,3 +77,20 @@ JOIN image_hashes hb ON hb.extractor_id = ha.extractor_id AND hb.image_id > ha.i
 JOIN images a ON a.id = ha.image_id JOIN images b ON b.id = hb.image_id
 WHERE BIT_COUNT(ha.hash ^ hb.hash) <= 6
 ORDER BY bits_apart, image, copy;
+
+-- Visual words (built with sift): the vocabulary, the images that have their words, and
+-- the postings of the inverted file (one row per word and image holding it).
+SELECT e.name, v.branching * v.branching AS words, v.trained_on AS learned_from_descriptors,
+       v.trained_images AS learned_at_images,
+       (SELECT COUNT(*) FROM word_images w WHERE w.extractor_id = e.id) AS images_with_words,
+       (SELECT COUNT(*) FROM visual_words p WHERE p.extractor_id = e.id) AS postings
+FROM visual_vocabularies v JOIN extractors e ON e.id = v.extractor_id;
+
+-- The inverted file at work: the images sharing the most keypoints' words with 45.jpg.
+-- (SQLite: MIN(a.n, b.n) for LEAST(a.n, b.n))
+SELECT CAST(i.path AS CHAR) AS image, SUM(LEAST(a.n, b.n)) AS shared_keypoints
+FROM visual_words a
+JOIN images q ON q.id = a.image_id AND q.name = '45.jpg'
+JOIN visual_words b ON b.extractor_id = a.extractor_id AND b.word = a.word AND b.image_id <> a.image_id
+JOIN images i ON i.id = b.image_id
+GROUP BY i.id, i.path ORDER BY shared_keypoints DESC, image LIMIT 10;

@@ -157,20 +157,31 @@ CREATE TABLE IF NOT EXISTS image_hashes (
 ) ENGINE=InnoDB
 ;;
 -- Visual words of a local extractor (imgsearch/rerank/words.py): its vocabulary tree
--- (branching top centres, then branching words under each, float32 LE, dim values each;
+-- (branching top centres, and in vocabulary_cells the branching words of each top cell:
+-- word = cell x branching + its place there; float32 LE, dim values each;
 -- learned by k-means on trained_on descriptors of trained_images images; token: new with each
 -- vocabulary, so a reader may keep one it has read), the inverted
--- file (word -> the images holding it, n keypoints each) and, per image with words, the
--- L2 norm of its word counts. A query photo's words score images by tf-idf from these
--- rows alone (inspect.sql), the first stage that verification's shortlist merges.
+-- file (word -> the images holding it, n keypoints each, tf = n over the L2 norm of the
+-- image's counts) and, per image with words, that norm and the word of each keypoint
+-- (uint32 LE, in local_features' order). A query photo's words score images by tf-idf
+-- from the postings of its words (inspect.sql): the first stage that verification's
+-- shortlist merges; shared words are its correspondences.
 CREATE TABLE IF NOT EXISTS visual_vocabularies (
     extractor_id   SMALLINT UNSIGNED NOT NULL PRIMARY KEY,
     branching      INT UNSIGNED NOT NULL,
     trained_on     INT UNSIGNED NOT NULL,
     trained_images INT UNSIGNED NOT NULL,
     token          BIGINT NOT NULL,
-    centres        LONGBLOB NOT NULL,
+    centres        MEDIUMBLOB NOT NULL,
     CONSTRAINT fk_vocabulary_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
+) ENGINE=InnoDB
+;;
+CREATE TABLE IF NOT EXISTS vocabulary_cells (
+    extractor_id SMALLINT UNSIGNED NOT NULL,
+    cell         INT UNSIGNED NOT NULL,
+    centres      MEDIUMBLOB NOT NULL,
+    PRIMARY KEY (extractor_id, cell),
+    CONSTRAINT fk_cells_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
 ) ENGINE=InnoDB
 ;;
 CREATE TABLE IF NOT EXISTS visual_words (
@@ -178,6 +189,7 @@ CREATE TABLE IF NOT EXISTS visual_words (
     word         INT UNSIGNED NOT NULL,
     image_id     INT UNSIGNED NOT NULL,
     n            SMALLINT UNSIGNED NOT NULL,
+    tf           FLOAT NOT NULL,
     PRIMARY KEY (extractor_id, word, image_id),
     KEY ix_visual_words_image (image_id),
     CONSTRAINT fk_word_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,
@@ -188,6 +200,7 @@ CREATE TABLE IF NOT EXISTS word_images (
     extractor_id SMALLINT UNSIGNED NOT NULL,
     image_id     INT UNSIGNED NOT NULL,
     norm         DOUBLE NOT NULL,
+    words        MEDIUMBLOB NOT NULL,
     PRIMARY KEY (extractor_id, image_id),
     KEY ix_word_images_image (image_id),
     CONSTRAINT fk_word_images_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,

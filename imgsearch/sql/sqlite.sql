@@ -131,11 +131,19 @@ CREATE TABLE IF NOT EXISTS visual_vocabularies (
     centres        BLOB NOT NULL
 )
 ;;
+CREATE TABLE IF NOT EXISTS vocabulary_cells (
+    extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
+    cell         INTEGER NOT NULL,
+    centres      BLOB NOT NULL,
+    PRIMARY KEY (extractor_id, cell)
+) WITHOUT ROWID
+;;
 CREATE TABLE IF NOT EXISTS visual_words (
     extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
     word         INTEGER NOT NULL,
     image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
     n            INTEGER NOT NULL,
+    tf           REAL NOT NULL,
     PRIMARY KEY (extractor_id, word, image_id)
 ) WITHOUT ROWID
 ;;
@@ -145,6 +153,7 @@ CREATE TABLE IF NOT EXISTS word_images (
     extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
     image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
     norm         REAL NOT NULL,
+    words        BLOB NOT NULL,
     PRIMARY KEY (extractor_id, image_id)
 ) WITHOUT ROWID
 ;;

@@ -11,19 +11,25 @@ from imgsearch.store.records import ExtractorRow, id_chunks
 from imgsearch.store.session import SqlSession
 
 POSTING_ROWS = 20_000  # postings per INSERT batch
+WORD_DTYPE = np.dtype("<u4")  # a keypoint's word in word_images.words
 
 
 def save_vocabulary(session: SqlSession, extractor: ExtractorRow, branching: int, trained_on: int,
-                    trained_images: int, centres: bytes) -> None:
+                    trained_images: int, centres: tuple[bytes, list[bytes]]) -> None:
     """Store a (new) vocabulary; the words of every image under an older one are dropped
     with it, in the same transaction (they are not comparable)."""
     def work() -> None:
         session.execute("DELETE FROM visual_words WHERE extractor_id = ?", (extractor.id,))
         session.execute("DELETE FROM word_images WHERE extractor_id = ?", (extractor.id,))
         session.execute("DELETE FROM visual_vocabularies WHERE extractor_id = ?", (extractor.id,))
+        session.execute("DELETE FROM vocabulary_cells WHERE extractor_id = ?", (extractor.id,))
+        top, cells = centres
         session.execute("INSERT INTO visual_vocabularies (extractor_id, branching, trained_on, trained_images, token, "
                         "centres) VALUES (?, ?, ?, ?, ?, ?)",
-                        (extractor.id, branching, trained_on, trained_images, session.fresh_token(), centres))
+                        (extractor.id, branching, trained_on, trained_images, session.fresh_token(), top))
+        for cell, words in enumerate(cells):
+            session.execute("INSERT INTO vocabulary_cells (extractor_id, cell, centres) VALUES (?, ?, ?)",
+                            (extractor.id, cell, words))
     session.write(work)
 
 
@@ -40,9 +46,13 @@ def vocabulary_row(session: SqlSession, extractor: ExtractorRow) -> VocabularyRo
     return VocabularyRow(*(int(v) for v in rows[0])) if rows else None
 
 
-def vocabulary_centres(session: SqlSession, extractor: ExtractorRow) -> bytes:
-    return bytes(session.execute("SELECT centres FROM visual_vocabularies WHERE extractor_id = ?",
-                                 (extractor.id,))[0][0])
+def vocabulary_centres(session: SqlSession, extractor: ExtractorRow) -> tuple[bytes, list[bytes]]:
+    """The top centres and, in cell order, each cell's words."""
+    top = bytes(session.execute("SELECT centres FROM visual_vocabularies WHERE extractor_id = ?",
+                                (extractor.id,))[0][0])
+    cells = session.execute("SELECT centres FROM vocabulary_cells WHERE extractor_id = ? ORDER BY cell",
+                            (extractor.id,))
+    return top, [bytes(c[0]) for c in cells]
 
 
 def images_without_words(session: SqlSession, extractor: ExtractorRow) -> list[int]:
@@ -63,44 +73,52 @@ def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, n
         postings, norms = [], []
         for image_id in sorted(present):
             found, counts = np.unique(words[image_id], return_counts=True)
-            postings += [(extractor.id, int(w), image_id, int(n)) for w, n in zip(found, counts)]
-            norms.append((extractor.id, image_id, float(np.sqrt((counts.astype(np.float64) ** 2).sum()))))
+            norm = float(np.sqrt((counts.astype(np.float64) ** 2).sum()))
+            postings += [(extractor.id, int(w), image_id, int(n), n / norm) for w, n in zip(found, counts)]
+            norms.append((extractor.id, image_id, norm, np.asarray(words[image_id], WORD_DTYPE).tobytes()))
         for start in range(0, len(postings), POSTING_ROWS):
-            session.executemany("REPLACE INTO visual_words (extractor_id, word, image_id, n) VALUES (?, ?, ?, ?)",
+            session.executemany("REPLACE INTO visual_words (extractor_id, word, image_id, n, tf) VALUES (?, ?, ?, ?, ?)",
                                 postings[start : start + POSTING_ROWS])
-        session.executemany("REPLACE INTO word_images (extractor_id, image_id, norm) VALUES (?, ?, ?)", norms)
+        session.executemany("REPLACE INTO word_images (extractor_id, image_id, norm, words) VALUES (?, ?, ?, ?)",
+                            norms)
     session.write(work)
+
+
+def keypoint_words(session: SqlSession, extractor: ExtractorRow, ids: list[int]) -> dict[int, np.ndarray]:
+    """The word of each keypoint of these images (those that have words), int64."""
+    found = {}
+    for chunk, marks in id_chunks(sorted(set(ids))):
+        for image_id, words in session.execute(
+            f"SELECT image_id, words FROM word_images WHERE extractor_id = ? AND image_id IN ({marks})",
+            (extractor.id, *chunk),
+        ):
+            found[int(image_id)] = np.frombuffer(bytes(words), WORD_DTYPE).astype(np.int64)
+    return found
 
 
 def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndarray, n: int,
                     excluded: list[int]) -> list[tuple[int, float]]:
     """The n images whose words best match the query's (one word per query keypoint), by
-    tf-idf cosine (Sivic & Zisserman 2003): score = sum over shared words of
-    count_query * count_image * idf^2 / norm_image, idf = log(images / images with the word)."""
+    tf-idf (Sivic & Zisserman 2003): score = sum over shared words of count_query * tf *
+    idf^2, tf = the image's count over the L2 norm of its counts, idf = log(images /
+    images with the word). Reads the postings of the query's words only."""
     if not len(words) or n <= 0:
         return []
     found, counts = np.unique(words, return_counts=True)
     (images,) = session.execute("SELECT COUNT(*) FROM word_images WHERE extractor_id = ?", (extractor.id,))[0]
-    if not images:
-        return []
-    frequency: dict[int, int] = {}
+    rows: list[tuple] = []
     for chunk, marks in id_chunks(found.tolist()):
-        frequency.update((int(w), int(c)) for w, c in session.execute(
-            f"SELECT word, COUNT(*) FROM visual_words WHERE extractor_id = ? AND word IN ({marks}) GROUP BY word",
-            (extractor.id, *chunk)))
-    weights = [(int(w), float(c) * np.log(images / frequency[int(w)]) ** 2)
-               for w, c in zip(found, counts) if frequency.get(int(w))]
-    if not weights:
+        rows += session.execute(f"SELECT word, image_id, tf FROM visual_words WHERE extractor_id = ? "
+                                f"AND word IN ({marks})", (extractor.id, *chunk))
+    if not rows or not images:
         return []
-    session.execute("CREATE TEMPORARY TABLE IF NOT EXISTS query_words (word BIGINT PRIMARY KEY, weight DOUBLE)")
-    session.execute("DELETE FROM query_words")
-    session.executemany("INSERT INTO query_words (word, weight) VALUES (?, ?)", weights)
-    rows = session.execute(
-        "SELECT s.image_id, s.total / m.norm AS score FROM "
-        "(SELECT v.image_id, SUM(v.n * q.weight) AS total FROM query_words q "
-        " JOIN visual_words v ON v.extractor_id = ? AND v.word = q.word GROUP BY v.image_id) s "
-        "JOIN word_images m ON m.extractor_id = ? AND m.image_id = s.image_id "
-        "ORDER BY score DESC, s.image_id LIMIT ?", (extractor.id, extractor.id, n + len(excluded)))
-    session.execute("DELETE FROM query_words")
-    drop = set(excluded)
-    return [(int(i), float(s)) for i, s in rows if int(i) not in drop][:n]
+    word, image, tf = (np.array(column) for column in zip(*rows))
+    position = np.searchsorted(found, word)
+    frequency = np.bincount(position, minlength=len(found))
+    idf = np.log(images / np.maximum(frequency, 1))
+    contribution = counts[position] * tf.astype(np.float64) * idf[position] ** 2
+    ids, slot = np.unique(image.astype(np.int64), return_inverse=True)
+    scores = np.bincount(slot, weights=contribution)
+    scores[np.isin(ids, excluded)] = -np.inf
+    order = np.lexsort((ids, -scores))[:n]
+    return [(int(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]

@@ -140,7 +140,7 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
     from imgsearch.index.build import build
     from imgsearch.index.images import load_image
     from imgsearch.plan import SearchPlan
-    from imgsearch.query import photo_local, photo_vector, search, stored_extractor
+    from imgsearch.query import photo_local, photo_vector, query_photo, search, stored_extractor
     from imgsearch.store import open_store
     from imgsearch.store.url import parse_database_url
 
@@ -152,26 +152,31 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
         print(f"build: {report.summary()} ({time.perf_counter() - started:.0f} s)")
         truth = list(csv.DictReader(open(workdir / "truth.csv")))
         row, extractor = stored_extractor(store, "cnn-spoc")
-        print(f"{'setting':<22} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'mAP':>6} {'decode ms':>10} {'search ms':>10}")
+        print(f"{'setting':<22} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'R@300':>6} {'R@1000':>6} {'mAP':>6} "
+              f"{'decode ms':>10} {'search ms':>10}")
+        # the global stage alone is measured deeper: how much of it a shortlist would hold
+        depth = 100 if rerank else 1000
         for setting in settings:
-            plan = SearchPlan.of("cnn-spoc", "pearson", k=100, regions=setting, rerank=rerank)
+            plan = SearchPlan.of("cnn-spoc", "pearson", k=depth, regions=setting, rerank=rerank)
             ranks, decode_ms, search_ms, stages = [], [], [], []
             for t in truth:
                 started = time.perf_counter()
                 pixels = load_image(workdir / "queries" / t["query"]).pixels
                 decoded = time.perf_counter()
-                vector = photo_vector(extractor, pixels, plan.photo_regions)
-                result = search(store, row, vector, None, t["query"], plan, decoded, photo_local(pixels))
+                photo = query_photo(pixels)
+                vector = photo_vector(extractor, photo.pixels, plan.photo_regions)
+                result = search(store, row, vector, None, t["query"], plan, decoded, photo_local(photo))
                 search_ms.append((time.perf_counter() - decoded) * 1000)
                 stages.append(result.timings)
                 decode_ms.append((decoded - started) * 1000)
                 paths = [os.fsdecode(m.path) for m in result.matches]
                 ranks.append(paths.index(t["object"]) + 1 if t["object"] in paths else None)
             n = len(ranks)
-            hits = {k: sum(1 for r in ranks if r is not None and r <= k) / n for k in (1, 10, 100)}
+            hits = {k: sum(1 for r in ranks if r is not None and r <= k) / n for k in (1, 10, 100, 300, 1000)}
             mean_ap = sum(1 / r for r in ranks if r is not None) / n
             label = setting + (f" + {rerank}" if rerank else "")
-            print(f"{label:<22} {hits[1]:6.3f} {hits[10]:6.3f} {hits[100]:6.3f} {mean_ap:6.3f} "
+            deeper = " ".join(f"{hits[k]:6.3f}" if k <= depth else f"{'-':>6}" for k in (300, 1000))
+            print(f"{label:<22} {hits[1]:6.3f} {hits[10]:6.3f} {hits[100]:6.3f} {deeper} {mean_ap:6.3f} "
                   f"{statistics.median(decode_ms):10.0f} {statistics.median(search_ms):10.0f}")
             named = [name for name in stages[0]] if stages and stages[0] else []
             if named:

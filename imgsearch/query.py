@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from imgsearch.errors import ImgsearchError, NotFoundError
@@ -18,6 +19,7 @@ from imgsearch.features.cnn import CnnExtractor
 from imgsearch.features.regions import REGION_CHOICES, REGIONS
 from imgsearch.index.extraction import cached_extractor
 from imgsearch.index.images import SkippedFile, load_image
+from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display
 from imgsearch.plan import SearchPlan
@@ -92,6 +94,32 @@ def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extr
     return row, extractor
 
 
+# A query photo is shrunk once to this side before anything is extracted from it: the
+# smallest query crop (half the photo's side, features.regions) still reaches the network's
+# 256 pixels twice over, and local features are extracted at 640. A 12 MP phone photo's
+# crops cost 309 ms at the median from the full photo, 171 from a quarter of it
+# (bench/instance.py photos).
+QUERY_MAX_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class QueryPhoto:
+    pixels: np.ndarray  # at most QUERY_MAX_SIDE a side
+    scale: float  # its size over the photo's own (1: not shrunk)
+    height: int  # the photo's own size
+    width: int
+
+
+def query_photo(pixels: np.ndarray) -> QueryPhoto:
+    """The photo as every extractor of a query reads it: shrunk once (INTER_AREA)."""
+    height, width = pixels.shape[:2]
+    scale = min(1.0, QUERY_MAX_SIDE / max(height, width))
+    if scale < 1:
+        pixels = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
+                            interpolation=cv2.INTER_AREA)
+    return QueryPhoto(pixels, scale, height, width)
+
+
 def photo_vector(extractor: Extractor, pixels: np.ndarray, regions: str | None) -> np.ndarray:
     """The descriptor of a query photo, or its regions' when asked and the extractor is a
     CNN (the colour histograms have no regions: their whole-photo vector is used)."""
@@ -143,8 +171,9 @@ def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
             pixels = load_image(image).pixels
         except SkippedFile as e:
             raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
-        vector, own_id = photo_vector(extractor, pixels, plan.photo_regions), _own_row_id(store, Path(image))
-        return search(store, row, vector, own_id, image, plan, started, photo_local(pixels))
+        photo = query_photo(pixels)
+        vector, own_id = photo_vector(extractor, photo.pixels, plan.photo_regions), _own_row_id(store, Path(image))
+        return search(store, row, vector, own_id, image, plan, started, photo_local(photo))
     vector, own_id = indexed_vector(store, row, image)
     return search(store, row, vector, own_id, image, plan, started, indexed_local(store, own_id))
 
@@ -158,11 +187,16 @@ def with_default_rerank(store: FeatureStore, plan: SearchPlan) -> SearchPlan:
     return plan
 
 
-def photo_local(pixels: np.ndarray) -> LocalSource:
-    """The local features of a query photo, extracted as the stored local extractor made its."""
+def photo_local(photo: QueryPhoto) -> LocalSource:
+    """The local features of a query photo, extracted as the stored local extractor made its,
+    its keypoints in the photo's own pixels."""
     def local(row: ExtractorRow) -> QueryLocal:
         extractor = cached_extractor(row.name, row.params).for_query()
-        return QueryLocal(extractor.extract(pixels), extraction_scale(row, pixels.shape[0], pixels.shape[1]))
+        features = extractor.extract(photo.pixels)
+        keypoints = features.keypoints.copy()
+        keypoints[:, :3] /= photo.scale  # x, y, size
+        return QueryLocal(LocalFeatures(keypoints, features.descriptors),
+                          extraction_scale(row, photo.height, photo.width))
 
     return local
 

@@ -87,3 +87,22 @@ def test_the_word_stage_finds_a_small_tilted_print_the_global_shortlist_misses(d
     verified = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1,15", "--regions", "none", "--json", "-k", "1")
     first = verified.json()["results"][0]
     assert first["name"] == "coffee.jpg" and first["inliers"] >= 15  # only the words brought it in
+
+
+def test_shared_word_matches_are_the_best_same_word_pair_per_query_descriptor_and_candidate() -> None:
+    from imgsearch.rerank.verify import shared_word_matches
+
+    rng = np.random.default_rng(3)
+    query = rng.integers(0, 255, (40, 128)).astype(np.uint8)
+    query_words = rng.integers(0, 12, 40)
+    candidates = [rng.integers(0, 255, (n, 128)).astype(np.uint8) for n in (30, 0, 25, 1)]
+    candidate_words = [rng.integers(0, 12, len(c)) for c in candidates]
+    found = shared_word_matches(root_sift(query), query_words, candidates, candidate_words)
+    x = root_sift(query)
+    for c, words, (q, rows) in zip(candidates, candidate_words, found):
+        expected = {}
+        for i in range(len(query)):
+            same = np.flatnonzero(words == query_words[i])
+            if len(same):
+                expected[i] = int(same[np.argmax(root_sift(c[same]) @ x[i])])
+        assert dict(zip(q.tolist(), rows.tolist())) == expected

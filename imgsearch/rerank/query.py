@@ -265,7 +265,7 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     if words is None:  # an index built before visual words: every descriptor compared
         matched = ratio_matches(x, [root_sift(stored[i].descriptors) for i in checked])
     else:
-        matched = shared_word_matches(x, words, [root_sift(stored[i].descriptors) for i in checked],
+        matched = shared_word_matches(x, words, [stored[i].descriptors for i in checked],
                                       [stored_words[i] for i in checked])
     clock.lap("matching")
     results = {i: verify(query.features.keypoints, stored[i].keypoints, m, (images[i].height, images[i].width),

@@ -64,32 +64,31 @@ def shared_word_matches(query: np.ndarray, query_words: np.ndarray, candidates: 
     descriptor keeping the most similar of its word's descriptors in that candidate. With
     tens of thousands of words a query descriptor shares its word with a handful of rows of
     all the candidates together: a few thousand dot products instead of a product with
-    every candidate row. Query and candidates are RootSIFT rows."""
+    every candidate row. query: RootSIFT rows; candidates: SIFT descriptors as stored."""
     empty = (np.empty(0, np.int64), np.empty(0, np.int64))
     if not len(query) or not candidates:
         return [empty for _ in candidates]
-    owner = np.concatenate([np.full(len(c), j) for j, c in enumerate(candidates)])
-    row = np.concatenate([np.arange(len(c)) for c in candidates])
+    sizes = np.array([len(c) for c in candidates])
+    owner = np.repeat(np.arange(len(candidates)), sizes)
     words = np.concatenate(candidate_words)
     order = np.argsort(words, kind="stable")
-    words, owner, row = words[order], owner[order], row[order]
-    rows = np.vstack(candidates)[order]
+    words = words[order]
     first, last = np.searchsorted(words, query_words), np.searchsorted(words, query_words, side="right")
     per_query = last - first
-    q = np.repeat(np.arange(len(query)), per_query)
-    at = np.concatenate([np.arange(a, b) for a, b in zip(first, last)]) if per_query.sum() else np.empty(0, np.int64)
-    if not len(at):
+    if not per_query.sum():
         return [empty for _ in candidates]
-    similarity = np.einsum("nd,nd->n", query[q], rows[at])
-    keep = np.lexsort((-similarity, owner[at], q))  # per (query descriptor, candidate): the most similar first
+    q = np.repeat(np.arange(len(query)), per_query)
+    # the positions first[i] .. last[i] - 1 for every query descriptor i, in one array
+    at = order[np.arange(per_query.sum()) - np.repeat(np.cumsum(per_query) - per_query - first, per_query)]
+    similarity = np.einsum("nd,nd->n", query[q], root_sift(np.vstack(candidates)[at]))
+    keep = np.lexsort((-similarity, q, owner[at]))  # by candidate, query descriptor, most similar first
     q, at = q[keep], at[keep]
-    first_of_pair = np.concatenate([[True], (q[1:] != q[:-1]) | (owner[at][1:] != owner[at][:-1])])
-    q, at = q[first_of_pair], at[first_of_pair]
-    found = []
-    for j in range(len(candidates)):
-        mine = owner[at] == j
-        found.append((q[mine], row[at][mine]))
-    return found
+    pair_owner = owner[at]
+    first_of_pair = np.concatenate([[True], (q[1:] != q[:-1]) | (pair_owner[1:] != pair_owner[:-1])])
+    q, at, pair_owner = q[first_of_pair], at[first_of_pair], pair_owner[first_of_pair]
+    row = at - np.concatenate([[0], np.cumsum(sizes)[:-1]])[pair_owner]
+    bounds = np.searchsorted(pair_owner, np.arange(len(candidates) + 1))
+    return [(q[a:b], row[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def verify(query_points: np.ndarray, candidate_points: np.ndarray, matches: tuple[np.ndarray, np.ndarray],

@@ -26,6 +26,7 @@ from imgsearch.query import (
     named_with_retry,
     photo_local,
     photo_vector,
+    query_photo,
     search,
     stored_extractor,
     stored_row,
@@ -142,8 +143,9 @@ class Service:
         with self.decodes.hold(data):  # SkippedFile: too many pixels; BusyError: no room now
             pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
             self.decodes.check_decoded(*pixels.shape[:2])
-            vector = photo_vector(extractor, pixels, plan.photo_regions)
-            local = photo_local(pixels)
+            photo = query_photo(pixels)
+            vector = photo_vector(extractor, photo.pixels, plan.photo_regions)
+            local = photo_local(photo)
         return self._search_vector(row, vector, None, "upload", plan, local)
 
     def search_name(self, name: str, plan: SearchPlan) -> dict:

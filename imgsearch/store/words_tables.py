@@ -12,6 +12,10 @@ from imgsearch.store.session import SqlSession
 
 POSTING_ROWS = 20_000  # postings per INSERT batch
 WORD_DTYPE = np.dtype("<u4")  # a keypoint's word in word_images.words
+# Postings a query reads at most: a cost that stays flat as the collection grows (the
+# rarest of its words first). 30,000 is a quarter to a half of what a 1,000-keypoint photo's
+# words hold among 9,039 images (bench/instance.py).
+POSTINGS_BUDGET = 30_000
 
 
 def save_vocabulary(session: SqlSession, extractor: ExtractorRow, branching: int, trained_on: int,
@@ -97,25 +101,35 @@ def keypoint_words(session: SqlSession, extractor: ExtractorRow, ids: list[int])
 
 
 def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndarray, n: int,
-                    excluded: list[int]) -> list[tuple[int, float]]:
+                    excluded: list[int], budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
     """The n images whose words best match the query's (one word per query keypoint), by
     tf-idf (Sivic & Zisserman 2003): score = sum over shared words of count_query * tf *
     idf^2, tf = the image's count over the L2 norm of its counts, idf = log(images /
-    images with the word). Reads the postings of the query's words only."""
+    images with the word). Reads the postings of the query's rarest words only, up to
+    `budget` postings: the frequent words weigh least (idf^2) and cost most."""
     if not len(words) or n <= 0:
         return []
     found, counts = np.unique(words, return_counts=True)
-    (images,) = session.execute("SELECT COUNT(*) FROM word_images WHERE extractor_id = ?", (extractor.id,))[0]
-    rows: list[tuple] = []
+    (images,) = session.execute("SELECT COUNT(*) FROM images")[0]
+    frequency = np.zeros(len(found), np.int64)
     for chunk, marks in id_chunks(found.tolist()):
+        for word, images_with in session.execute(
+            f"SELECT word, COUNT(*) FROM visual_words WHERE extractor_id = ? AND word IN ({marks}) GROUP BY word",
+            (extractor.id, *chunk),
+        ):
+            frequency[np.searchsorted(found, int(word))] = int(images_with)
+    rarest = np.lexsort((found, frequency))
+    rarest = rarest[frequency[rarest] > 0]
+    used = rarest[: max(1, int(np.searchsorted(np.cumsum(frequency[rarest]), budget, side="right")))]
+    if not len(used) or not images:
+        return []
+    rows: list[tuple] = []
+    for chunk, marks in id_chunks(sorted(found[used].tolist())):
         rows += session.execute(f"SELECT word, image_id, tf FROM visual_words WHERE extractor_id = ? "
                                 f"AND word IN ({marks})", (extractor.id, *chunk))
-    if not rows or not images:
-        return []
     word, image, tf = (np.array(column) for column in zip(*rows))
     position = np.searchsorted(found, word)
-    frequency = np.bincount(position, minlength=len(found))
-    idf = np.log(images / np.maximum(frequency, 1))
+    idf = np.log(max(int(images), 1) / np.maximum(frequency, 1))
     contribution = counts[position] * tf.astype(np.float64) * idf[position] ** 2
     ids, slot = np.unique(image.astype(np.int64), return_inverse=True)
     scores = np.bincount(slot, weights=contribution)

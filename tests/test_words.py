@@ -106,3 +106,15 @@ def test_shared_word_matches_are_the_best_same_word_pair_per_query_descriptor_an
             if len(same):
                 expected[i] = int(same[np.argmax(root_sift(c[same]) @ x[i])])
         assert dict(zip(q.tolist(), rows.tolist())) == expected
+
+
+def test_the_shared_word_count_is_the_number_of_shared_word_matches() -> None:
+    from imgsearch.rerank.verify import shared_word_count, shared_word_matches
+
+    rng = np.random.default_rng(5)
+    query = rng.integers(0, 255, (60, 128)).astype(np.uint8)
+    query_words = rng.integers(0, 30, 60)
+    candidates = [rng.integers(0, 255, (n, 128)).astype(np.uint8) for n in (40, 3, 0)]
+    candidate_words = [rng.integers(0, 30, len(c)) for c in candidates]
+    found = shared_word_matches(root_sift(query), query_words, candidates, candidate_words)
+    assert [shared_word_count(query_words, w) for w in candidate_words] == [len(q) for q, _ in found]

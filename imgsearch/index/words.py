@@ -62,7 +62,8 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
 
 
 def _learn(store: FeatureStore, extractor: ExtractorRow, images: list[int]) -> tuple[Vocabulary, int]:
-    """The tree from up to SAMPLE descriptors of images drawn at random (a fixed seed)."""
+    """The tree from up to SAMPLE descriptors of images drawn at random (a fixed seed), and
+    each word's share of those images."""
     order = np.random.default_rng(SEED).permutation(images).tolist()
     sample: list[np.ndarray] = []
     total = 0
@@ -73,4 +74,4 @@ def _learn(store: FeatureStore, extractor: ExtractorRow, images: list[int]) -> t
         if total >= SAMPLE:
             break
     descriptors = np.vstack(sample)[:SAMPLE] if sample else np.empty((0, extractor.dim), np.uint8)
-    return learn_vocabulary(descriptors), len(descriptors)
+    return learn_vocabulary(descriptors).with_shares(sample), len(descriptors)

@@ -20,8 +20,9 @@ CACHED = 4  # vocabularies a process keeps (a service reads one once, not at eve
 _cache: OrderedDict[int, Vocabulary] = OrderedDict()
 
 
-def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> Vocabulary | None:
-    """The extractor's vocabulary tree, None when the index has none; kept by its token."""
+def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> tuple[Vocabulary, int] | None:
+    """The extractor's vocabulary tree and the images it was learned at, None when the index
+    has none; kept by its token."""
     row = vocabulary_row(store, extractor)
     if row is None:
         return None
@@ -30,16 +31,20 @@ def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> Vocabular
         while len(_cache) > CACHED:
             _cache.popitem(last=False)
     _cache.move_to_end(row.token)
-    return _cache[row.token]
+    return _cache[row.token], row.trained_images
 
 
 def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures) -> np.ndarray | None:
     """The word of each of the query's keypoints; None when the index has no vocabulary."""
-    vocabulary = stored_vocabulary(store, extractor)
-    return None if vocabulary is None else vocabulary.words(query.descriptors)
+    found = stored_vocabulary(store, extractor)
+    return None if found is None else found[0].words(query.descriptors)
 
 
 def word_candidates(store: FeatureStore, extractor: ExtractorRow, words: np.ndarray, excluded: list[int],
                     n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
     """(image id, tf-idf score) of the n best images by the query's words."""
-    return scored_by_words(store, extractor, words, n, excluded)
+    found = stored_vocabulary(store, extractor)
+    if found is None:
+        return []
+    vocabulary, images = found
+    return scored_by_words(store, extractor, words, vocabulary.shares, images, n, excluded)

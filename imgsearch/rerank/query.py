@@ -20,6 +20,7 @@ from imgsearch.rerank.verify import (
     Verification,
     ratio_matches,
     root_sift,
+    shared_word_count,
     shared_word_matches,
     verified_keys,
     verify,
@@ -256,20 +257,28 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
         i for i, _ in word_candidates(ctx.store, row, words, ctx.excluded) if i not in in_scan]
     clock.lap("words")
     candidates = ids + from_words
-    stored = ctx.store.local_features(row, candidates)
     images = ctx.store.images_by_ids(candidates)
-    stored_words = keypoint_words(ctx.store, row, candidates) if words is not None else {}
-    checked = [i for i in candidates if i in stored and i in images and (words is None or i in stored_words)]
-    clock.lap("reading features")
+    min_inliers = int(values["min_inliers"])
     x = root_sift(query.features.descriptors)
     if words is None:  # an index built before visual words: every descriptor compared
+        stored = ctx.store.local_features(row, candidates)
+        checked = [i for i in candidates if i in stored and i in images]
+        clock.lap("reading features")
         matched = ratio_matches(x, [root_sift(stored[i].descriptors) for i in checked])
     else:
+        # inliers are matches and matches share a word: an image sharing words with fewer
+        # of the query's keypoints than min_inliers cannot verify, and is not read further
+        stored_words = keypoint_words(ctx.store, row, candidates)
+        hopeful = [i for i in candidates
+                   if i in images and i in stored_words and shared_word_count(words, stored_words[i]) >= min_inliers]
+        stored = ctx.store.local_features(row, hopeful)
+        checked = [i for i in hopeful if i in stored]
+        clock.lap("reading features")
         matched = shared_word_matches(x, words, [stored[i].descriptors for i in checked],
                                       [stored_words[i] for i in checked])
     clock.lap("matching")
     results = {i: verify(query.features.keypoints, stored[i].keypoints, m, (images[i].height, images[i].width),
-                         query.scale, int(values["min_inliers"])) for i, m in zip(checked, matched)}
+                         query.scale, min_inliers) for i, m in zip(checked, matched)}
     clock.lap("ransac")
     score = dict(scanned.ranking)
     kept = [i for i in candidates if i in score or _verified(results.get(i))]

@@ -57,6 +57,12 @@ def ratio_matches(query: np.ndarray, candidates: list[np.ndarray]) -> list[tuple
     return found
 
 
+def shared_word_count(query_words: np.ndarray, candidate_words: np.ndarray) -> int:
+    """How many matches shared_word_matches gives a candidate: the query keypoints whose
+    word the candidate has."""
+    return int(np.isin(query_words, candidate_words).sum())
+
+
 def shared_word_matches(query: np.ndarray, query_words: np.ndarray, candidates: list[np.ndarray],
                         candidate_words: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per candidate, (query index, candidate index) pairs of descriptors with the same

@@ -5,7 +5,7 @@ products instead of BRANCHING squared. Pure functions of descriptors; index.word
 and stores the tree, the store keeps the inverted file (word -> images)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -23,6 +23,16 @@ CENTRE_DTYPE = np.dtype("<f4")
 class Vocabulary:
     top: np.ndarray  # BRANCHING x dim: the cells' centres (RootSIFT space)
     leaves: np.ndarray  # BRANCHING x BRANCHING x dim: each cell's words; an unused word is -1 everywhere
+    # per word, the share of the sample's images holding it (+1 smoothed): its idf is
+    # -log(share), and share x images the length of its posting list to expect
+    shares: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+
+    def with_shares(self, images: list[np.ndarray]) -> Vocabulary:
+        """The vocabulary with each word's share of these images (SIFT descriptors each)."""
+        holding = np.zeros(self.size)
+        for descriptors in images:
+            holding[np.unique(self.words(descriptors))] += 1
+        return replace(self, shares=((holding + 1) / (len(images) + 1)).astype(np.float32))
 
     @property
     def size(self) -> int:
@@ -40,15 +50,17 @@ class Vocabulary:
             words[members] += np.argmax(x[members] @ self.leaves[cell].T, axis=1)
         return words
 
-    def to_bytes(self) -> tuple[bytes, list[bytes]]:
-        """The top centres, and each top cell's words: rows of a size any server takes."""
-        return (self.top.astype(CENTRE_DTYPE).tobytes(), [cell.astype(CENTRE_DTYPE).tobytes() for cell in self.leaves])
+    def to_bytes(self) -> tuple[bytes, list[bytes], bytes]:
+        """The top centres, each top cell's words (rows of a size any server takes), the shares."""
+        return (self.top.astype(CENTRE_DTYPE).tobytes(), [cell.astype(CENTRE_DTYPE).tobytes() for cell in self.leaves],
+                self.shares.astype(CENTRE_DTYPE).tobytes())
 
     @classmethod
-    def from_bytes(cls, top: bytes, cells: list[bytes], dim: int) -> Vocabulary:
+    def from_bytes(cls, top: bytes, cells: list[bytes], shares: bytes, dim: int) -> Vocabulary:
         branching = len(cells)
         return cls(np.frombuffer(top, CENTRE_DTYPE).reshape(branching, dim),
-                   np.stack([np.frombuffer(c, CENTRE_DTYPE).reshape(branching, dim) for c in cells]))
+                   np.stack([np.frombuffer(c, CENTRE_DTYPE).reshape(branching, dim) for c in cells]),
+                   np.frombuffer(shares, CENTRE_DTYPE))
 
 
 def learn_vocabulary(descriptors: np.ndarray, branching: int = BRANCHING) -> Vocabulary:

@@ -160,7 +160,8 @@ CREATE TABLE IF NOT EXISTS image_hashes (
 -- (branching top centres, and in vocabulary_cells the branching words of each top cell:
 -- word = cell x branching + its place there; float32 LE, dim values each;
 -- learned by k-means on trained_on descriptors of trained_images images; token: new with each
--- vocabulary, so a reader may keep one it has read), the inverted
+-- vocabulary, so a reader may keep one it has read; shares: per word, float32, the share
+-- of the sample's images holding it, its idf = -log(share)), the inverted
 -- file (word -> the images holding it, n keypoints each, tf = n over the L2 norm of the
 -- image's counts) and, per image with words, that norm and the word of each keypoint
 -- (uint32 LE, in local_features' order). A query photo's words score images by tf-idf
@@ -173,6 +174,7 @@ CREATE TABLE IF NOT EXISTS visual_vocabularies (
     trained_images INT UNSIGNED NOT NULL,
     token          BIGINT NOT NULL,
     centres        MEDIUMBLOB NOT NULL,
+    shares         MEDIUMBLOB NOT NULL,
     CONSTRAINT fk_vocabulary_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
 ) ENGINE=InnoDB
 ;;

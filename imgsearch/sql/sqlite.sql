@@ -128,7 +128,8 @@ CREATE TABLE IF NOT EXISTS visual_vocabularies (
     trained_on     INTEGER NOT NULL,
     trained_images INTEGER NOT NULL,
     token          INTEGER NOT NULL,
-    centres        BLOB NOT NULL
+    centres        BLOB NOT NULL,
+    shares         BLOB NOT NULL
 )
 ;;
 CREATE TABLE IF NOT EXISTS vocabulary_cells (

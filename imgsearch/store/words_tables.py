@@ -12,14 +12,14 @@ from imgsearch.store.session import SqlSession
 
 POSTING_ROWS = 20_000  # postings per INSERT batch
 WORD_DTYPE = np.dtype("<u4")  # a keypoint's word in word_images.words
-# Postings a query reads at most: a cost that stays flat as the collection grows (the
-# rarest of its words first). 30,000 is a quarter to a half of what a 1,000-keypoint photo's
-# words hold among 9,039 images (bench/instance.py).
+# Postings a query reads, about: a cost that stays flat as the collection grows (the rarest
+# of its words first). 30,000 is a quarter to a half of what a 1,000-keypoint photo's words
+# hold among 9,039 images (bench/instance.py).
 POSTINGS_BUDGET = 30_000
 
 
 def save_vocabulary(session: SqlSession, extractor: ExtractorRow, branching: int, trained_on: int,
-                    trained_images: int, centres: tuple[bytes, list[bytes]]) -> None:
+                    trained_images: int, centres: tuple[bytes, list[bytes], bytes]) -> None:
     """Store a (new) vocabulary; the words of every image under an older one are dropped
     with it, in the same transaction (they are not comparable)."""
     def work() -> None:
@@ -27,10 +27,10 @@ def save_vocabulary(session: SqlSession, extractor: ExtractorRow, branching: int
         session.execute("DELETE FROM word_images WHERE extractor_id = ?", (extractor.id,))
         session.execute("DELETE FROM visual_vocabularies WHERE extractor_id = ?", (extractor.id,))
         session.execute("DELETE FROM vocabulary_cells WHERE extractor_id = ?", (extractor.id,))
-        top, cells = centres
+        top, cells, shares = centres
         session.execute("INSERT INTO visual_vocabularies (extractor_id, branching, trained_on, trained_images, token, "
-                        "centres) VALUES (?, ?, ?, ?, ?, ?)",
-                        (extractor.id, branching, trained_on, trained_images, session.fresh_token(), top))
+                        "centres, shares) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (extractor.id, branching, trained_on, trained_images, session.fresh_token(), top, shares))
         for cell, words in enumerate(cells):
             session.execute("INSERT INTO vocabulary_cells (extractor_id, cell, centres) VALUES (?, ?, ?)",
                             (extractor.id, cell, words))
@@ -50,13 +50,13 @@ def vocabulary_row(session: SqlSession, extractor: ExtractorRow) -> VocabularyRo
     return VocabularyRow(*(int(v) for v in rows[0])) if rows else None
 
 
-def vocabulary_centres(session: SqlSession, extractor: ExtractorRow) -> tuple[bytes, list[bytes]]:
-    """The top centres and, in cell order, each cell's words."""
-    top = bytes(session.execute("SELECT centres FROM visual_vocabularies WHERE extractor_id = ?",
-                                (extractor.id,))[0][0])
+def vocabulary_centres(session: SqlSession, extractor: ExtractorRow) -> tuple[bytes, list[bytes], bytes]:
+    """The top centres, in cell order each cell's words, and the words' shares."""
+    top, shares = session.execute("SELECT centres, shares FROM visual_vocabularies WHERE extractor_id = ?",
+                                  (extractor.id,))[0]
     cells = session.execute("SELECT centres FROM vocabulary_cells WHERE extractor_id = ? ORDER BY cell",
                             (extractor.id,))
-    return top, [bytes(c[0]) for c in cells]
+    return bytes(top), [bytes(c[0]) for c in cells], bytes(shares)
 
 
 def images_without_words(session: SqlSession, extractor: ExtractorRow) -> list[int]:
@@ -100,37 +100,29 @@ def keypoint_words(session: SqlSession, extractor: ExtractorRow, ids: list[int])
     return found
 
 
-def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndarray, n: int,
-                    excluded: list[int], budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
+def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndarray, shares: np.ndarray,
+                    images: int, n: int, excluded: list[int], budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
     """The n images whose words best match the query's (one word per query keypoint), by
     tf-idf (Sivic & Zisserman 2003): score = sum over shared words of count_query * tf *
-    idf^2, tf = the image's count over the L2 norm of its counts, idf = log(images /
-    images with the word). Reads the postings of the query's rarest words only, up to
-    `budget` postings: the frequent words weigh least (idf^2) and cost most."""
+    idf^2, tf = the image's count over the L2 norm of its counts, idf = -log(share), the
+    word's share of images (the vocabulary's). Reads the postings of the query's rarest
+    words only, up to about `budget` postings (share x images each): the frequent words
+    weigh least (idf^2) and cost most."""
     if not len(words) or n <= 0:
         return []
     found, counts = np.unique(words, return_counts=True)
-    (images,) = session.execute("SELECT COUNT(*) FROM images")[0]
-    frequency = np.zeros(len(found), np.int64)
-    for chunk, marks in id_chunks(found.tolist()):
-        for word, images_with in session.execute(
-            f"SELECT word, COUNT(*) FROM visual_words WHERE extractor_id = ? AND word IN ({marks}) GROUP BY word",
-            (extractor.id, *chunk),
-        ):
-            frequency[np.searchsorted(found, int(word))] = int(images_with)
-    rarest = np.lexsort((found, frequency))
-    rarest = rarest[frequency[rarest] > 0]
-    used = rarest[: max(1, int(np.searchsorted(np.cumsum(frequency[rarest]), budget, side="right")))]
-    if not len(used) or not images:
-        return []
+    rarest = np.lexsort((found, shares[found]))
+    expected = np.cumsum(shares[found][rarest].astype(np.float64) * max(images, 1))
+    used = found[rarest[: max(1, int(np.searchsorted(expected, budget, side="right")))]]
     rows: list[tuple] = []
-    for chunk, marks in id_chunks(sorted(found[used].tolist())):
+    for chunk, marks in id_chunks(sorted(used.tolist())):
         rows += session.execute(f"SELECT word, image_id, tf FROM visual_words WHERE extractor_id = ? "
                                 f"AND word IN ({marks})", (extractor.id, *chunk))
+    if not rows:
+        return []
     word, image, tf = (np.array(column) for column in zip(*rows))
-    position = np.searchsorted(found, word)
-    idf = np.log(max(int(images), 1) / np.maximum(frequency, 1))
-    contribution = counts[position] * tf.astype(np.float64) * idf[position] ** 2
+    idf = -np.log(shares[word].astype(np.float64))
+    contribution = counts[np.searchsorted(found, word)] * tf.astype(np.float64) * idf**2
     ids, slot = np.unique(image.astype(np.int64), return_inverse=True)
     scores = np.bincount(slot, weights=contribution)
     scores[np.isin(ids, excluded)] = -np.inf

@@ -3,7 +3,7 @@ others: the benchmark for instance retrieval (issue 20), generated with a fixed 
 parameters fixed before anything was measured on it.
 
     python bench/instance.py make ../shared/data WORKDIR      # the photos and the collection
-    python bench/instance.py measure WORKDIR [--db URL] [--settings crops,none]
+    python bench/instance.py measure WORKDIR [--db URL] [--settings crops,none] [--rerank verify:300,15] [--service]
 
 `make` picks 100 Corel-1k photos as the objects (10 per class) and 150 Oxford flowers as
 backgrounds (kept out of the collection), then renders each object as a planar print
@@ -136,7 +136,36 @@ def make(data: Path, workdir: Path) -> None:
           file=sys.stderr)
 
 
-def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> None:
+def measure_service(workdir: Path, url, settings: list[str], rerank: str | None) -> None:
+    """The same searches as uploads to the service (its resident vectors, its caches): the
+    time from the upload's bytes to the answer, decoding included."""
+    from imgsearch.plan import SearchPlan
+    from imgsearch.serve.config import ServeConfig
+    from imgsearch.serve.service import Service
+
+    truth = list(csv.DictReader(open(workdir / "truth.csv")))
+    service = Service(ServeConfig(url, ("cnn-spoc",), ("pearson",), "cnn-spoc", "pearson"))
+    try:
+        for setting in settings:
+            plan = SearchPlan.of("cnn-spoc", "pearson", k=100, regions=setting, rerank=rerank)
+            ranks, upload_ms = [], []
+            for t in truth:
+                data = (workdir / "queries" / t["query"]).read_bytes()
+                started = time.perf_counter()
+                answer = service.search_upload(data, plan)
+                upload_ms.append((time.perf_counter() - started) * 1000)
+                paths = [r["path"] for r in answer["results"]]
+                ranks.append(paths.index(t["object"]) + 1 if t["object"] in paths else None)
+            n = len(ranks)
+            hits = {k: sum(1 for r in ranks if r is not None and r <= k) / n for k in (1, 10, 100)}
+            label = "service: " + setting + (f" + {rerank}" if rerank else "")
+            print(f"{label:<32} R@1 {hits[1]:.3f}  R@10 {hits[10]:.3f}  R@100 {hits[100]:.3f}  "
+                  f"upload to answer ms (p50) {statistics.median(upload_ms):.0f} ({answer['served']})")
+    finally:
+        service.close()
+
+
+def measure(workdir: Path, db: str, settings: list[str], rerank: str | None, service: bool = False) -> None:
     from imgsearch.index.build import build
     from imgsearch.index.images import load_image
     from imgsearch.plan import SearchPlan
@@ -182,6 +211,8 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None) -> 
             if named:
                 print("  stage ms (p50): " + ", ".join(
                     f"{name} {statistics.median(t.get(name, 0.0) for t in stages) * 1000:.0f}" for name in named))
+    if service:
+        measure_service(workdir, url, settings, rerank)
 
 
 def main() -> None:
@@ -195,12 +226,13 @@ def main() -> None:
     measured.add_argument("--db", default=None, help="default: WORKDIR/index.sqlite3")
     measured.add_argument("--settings", default="crops,none", help="query regions to compare")
     measured.add_argument("--rerank", default=None)
+    measured.add_argument("--service", action="store_true", help="also search as uploads to the service")
     args = parser.parse_args()
     if args.command == "make":
         make(args.data, args.workdir)
     else:
         measure(args.workdir, args.db or f"sqlite:///{args.workdir / 'index.sqlite3'}", args.settings.split(","),
-                args.rerank)
+                args.rerank, args.service)
 
 
 if __name__ == "__main__":

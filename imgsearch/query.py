@@ -26,7 +26,7 @@ from imgsearch.plan import SearchPlan
 from imgsearch.rerank.query import LocalSource, QueryContext, QueryLocal, graph_notes, has_local_features
 from imgsearch.rerank.registry import DEFAULT_VERIFY, GRAPH, parse_reranking
 from imgsearch.scan.kernel import ScanResult
-from imgsearch.scan.store_scan import StoreScan
+from imgsearch.scan.store_scan import Scanner, StoreScan
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
 from imgsearch.store.records import ExtractorRow
 
@@ -220,14 +220,15 @@ def extraction_scale(row: ExtractorRow, height: int, width: int) -> float:
 
 
 def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-           plan: SearchPlan, started: float | None = None, local: LocalSource | None = None) -> QueryResult:
+           plan: SearchPlan, started: float | None = None, local: LocalSource | None = None,
+           scanner: Scanner | None = None) -> QueryResult:
     """The plan's top-K (offset + k of them) for a query vector over the store, named, with
     its re-ranking and learned map. own_id is the query's own stored row, left out unless
     the plan includes it; `local` gives the query's local features to a re-ranking that
-    verifies."""
+    verifies; `scanner` answers the scans (default: the store's, StoreScan)."""
     started = time.perf_counter() if started is None else started
     metric = learned_metric(store, row, plan.metric, plan.whiten) if plan.whiten else plan.metric
-    scanner = StoreScan(store, plan.block_rows, plan.parallel)
+    scanner = scanner or StoreScan(store, plan.block_rows, plan.parallel)
     ctx = QueryContext(scanner, row, metric, vector, own_id, plan.include_self, plan.wanted, local)
     notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.reranking.needs else []
 

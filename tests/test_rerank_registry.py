@@ -67,7 +67,8 @@ def test_a_registered_toy_reranking_runs_in_query_eval_and_the_service(toy, tmp_
         answer = asyncio.run(ask({"name": "coffee.jpg", "metric": "cosine", "k": 3, "rerank": "farthest:0.5,100"}))
         assert answer.status_code == 200, answer.text
         assert [r["id"] for r in answer.json()["results"]] == [m.id for m in toyed.matches]
-        assert answer.json()["served"] == "streamed" and answer.json()["rerank"] == "farthest:0.5,100"
+        # the re-ranking scans the resident copy, and answers as the CLI does from the store
+        assert answer.json()["served"] == "resident" and answer.json()["rerank"] == "farthest:0.5,100"
         refused = asyncio.run(ask({"name": "coffee.jpg", "rerank": "farthest:2"}))
         assert refused.status_code == 422 and "damping of farthest must be a number from 0 to 1" in refused.text
     finally:

@@ -27,7 +27,7 @@ from imgsearch.rerank.verify import (
 )
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
-from imgsearch.scan.store_scan import StoreScan
+from imgsearch.scan.store_scan import Scanner
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.graph_tables import (
     GraphRow,
@@ -59,7 +59,7 @@ LocalSource = Callable[[ExtractorRow], "QueryLocal | None"]  # the query's local
 class QueryContext:
     """What a re-ranking at query time works from: how to scan, what, and for whom."""
 
-    scanner: StoreScan
+    scanner: Scanner
     row: ExtractorRow
     metric: Metric
     vector: np.ndarray  # the query's descriptor (1-D: re-ranked queries use the whole photo)
@@ -305,7 +305,7 @@ def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[
 
 
 def expanded_query(
-    scanner: StoreScan, row: ExtractorRow, vector: np.ndarray, metric: Metric, excluded: list[int], values: Params,
+    scanner: Scanner, row: ExtractorRow, vector: np.ndarray, metric: Metric, excluded: list[int], values: Params,
 ) -> np.ndarray:
     """Query expansion at query time (AQE: Chum et al. 2007; alpha-QE: Radenovic et al.
     2018), in the metric's prepared space so it holds for every metric: a first scan

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -17,6 +18,17 @@ from imgsearch.store.records import Block, ExtractorRow
 # Parallel attempts whose parts saw different states before one connection does it alone
 # (a single snapshot is always consistent): enough for builds committing every second.
 PARALLEL_ATTEMPTS = 5
+
+
+class Scanner(Protocol):
+    """What query-time re-ranking scans with: the store's top-k (StoreScan), or a copy
+    held in memory (the service's resident vectors) answering the same."""
+
+    @property
+    def store(self) -> FeatureStore: ...
+
+    def top_k(self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, excluded: Iterable[int] = (),
+              query_is_prepared: bool = False) -> ScanResult: ...
 
 
 @dataclass(frozen=True)

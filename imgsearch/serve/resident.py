@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from imgsearch.scan.kernel import ScanResult, TopK, kept, prepared_scores
+from imgsearch.scan.kernel import ScanResult, TopK, kept, prepare_query, prepared_scores
 from imgsearch.scan.metrics import Metric
+from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.packed import PackedState, read_packed_state
 from imgsearch.store.records import Block, ExtractorRow
@@ -183,3 +184,24 @@ class ResidentIndex:
 
     def close(self) -> None:
         self._store.close()
+
+
+@dataclass(frozen=True)
+class ResidentScan:
+    """A Scanner (scan.store_scan) for query-time re-ranking that answers from the resident
+    copy where it holds the extractor and the metric, and from the store otherwise (a
+    graph's augmented vectors, another metric): a verified upload's global stage costs a
+    matrix product in memory, not a stream of the table."""
+
+    store: FeatureStore
+    index: ResidentIndex
+    extractor: str
+    metrics: tuple[str, ...]
+    fallback: StoreScan
+
+    def top_k(self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, excluded: Iterable[int] = (),
+              query_is_prepared: bool = False) -> ScanResult:
+        if extractor.name != self.extractor or metric.name not in self.metrics:
+            return self.fallback.top_k(extractor, metric, query, k, excluded, query_is_prepared)
+        prepared = query if query_is_prepared else prepare_query(metric, query)
+        return self.index.current().top_k(metric.name, prepared, k, excluded)

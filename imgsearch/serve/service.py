@@ -35,9 +35,10 @@ from imgsearch.query import (
 from imgsearch.rerank.query import LocalSource
 from imgsearch.scan.kernel import ScanResult, prepare_query
 from imgsearch.scan.metrics import get_metric
+from imgsearch.scan.store_scan import StoreScan
 from imgsearch.serve.config import ServeConfig
 from imgsearch.serve.decodes import DecodeBudget
-from imgsearch.serve.resident import ResidentIndex
+from imgsearch.serve.resident import ResidentIndex, ResidentScan
 from imgsearch.store import open_store
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.records import ExtractorRow, StoredImage
@@ -168,10 +169,16 @@ class Service:
         """The answer for a plan with its default re-ranking applied (with_default_rerank)."""
         started = time.perf_counter()
         index = self.resident.get(row.name)
-        if plan.rerank or plan.whiten or index is None or plan.metric.name not in self.config.metrics:
+        if index is None or plan.whiten or plan.metric.name not in self.config.metrics:
             with self.db() as store:
                 result = search(store, row, vector, own_id, label, plan, started, local)
             served = "streamed"
+        elif plan.rerank:
+            with self.db() as store:  # the re-ranking's scans answered by the resident copy
+                scanner = ResidentScan(store, index, row.name, self.config.metrics,
+                                       StoreScan(store, plan.block_rows, plan.parallel))
+                result = search(store, row, vector, own_id, label, plan, started, local, scanner)
+            served = "resident"
         else:
             result = self._resident_search(index, row, vector, own_id, label, plan, started)
             served = "resident"

@@ -105,26 +105,26 @@ def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndar
     """The n images whose words best match the query's (one word per query keypoint), by
     tf-idf (Sivic & Zisserman 2003): score = sum over shared words of count_query * tf *
     idf^2, tf = the image's count over the L2 norm of its counts, idf = -log(share), the
-    word's share of images (the vocabulary's). Reads the postings of the query's rarest
-    words only, up to about `budget` postings (share x images each): the frequent words
-    weigh least (idf^2) and cost most."""
+    word's share of images (the vocabulary's). Only the query's rarest words are looked up,
+    up to about `budget` postings (share x images each): the frequent words weigh least
+    (idf^2) and cost most. The sum runs in SQL over a temporary table of the query's word
+    weights: only the n best rows come back."""
     if not len(words) or n <= 0:
         return []
     found, counts = np.unique(words, return_counts=True)
     rarest = np.lexsort((found, shares[found]))
     expected = np.cumsum(shares[found][rarest].astype(np.float64) * max(images, 1))
-    used = found[rarest[: max(1, int(np.searchsorted(expected, budget, side="right")))]]
-    rows: list[tuple] = []
-    for chunk, marks in id_chunks(sorted(used.tolist())):
-        rows += session.execute(f"SELECT word, image_id, tf FROM visual_words WHERE extractor_id = ? "
-                                f"AND word IN ({marks})", (extractor.id, *chunk))
-    if not rows:
-        return []
-    word, image, tf = (np.array(column) for column in zip(*rows))
-    idf = -np.log(shares[word].astype(np.float64))
-    contribution = counts[np.searchsorted(found, word)] * tf.astype(np.float64) * idf**2
-    ids, slot = np.unique(image.astype(np.int64), return_inverse=True)
-    scores = np.bincount(slot, weights=contribution)
-    scores[np.isin(ids, excluded)] = -np.inf
-    order = np.lexsort((ids, -scores))[:n]
-    return [(int(ids[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
+    used = rarest[: max(1, int(np.searchsorted(expected, budget, side="right")))]
+    weights = [(int(found[i]), float(counts[i] * np.log(float(shares[found[i]])) ** 2)) for i in used]
+    session.execute("CREATE TEMPORARY TABLE IF NOT EXISTS query_words (word BIGINT PRIMARY KEY, weight DOUBLE)")
+    session.execute("DELETE FROM query_words")
+    session.executemany("INSERT INTO query_words (word, weight) VALUES (?, ?)", weights)
+    # CROSS JOIN: SQLite keeps this order (each query word's postings by the primary key);
+    # for MySQL it is an inner join like any other
+    rows = session.execute(
+        "SELECT v.image_id, SUM(v.tf * q.weight) AS score FROM query_words q CROSS JOIN visual_words v "
+        "WHERE v.extractor_id = ? AND v.word = q.word GROUP BY v.image_id ORDER BY score DESC, v.image_id LIMIT ?",
+        (extractor.id, n + len(excluded)))
+    session.execute("DELETE FROM query_words")
+    drop = set(excluded)
+    return [(int(i), float(score)) for i, score in rows if int(i) not in drop][:n]

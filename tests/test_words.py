@@ -118,3 +118,22 @@ def test_the_shared_word_count_is_the_number_of_shared_word_matches() -> None:
     candidate_words = [rng.integers(0, 30, len(c)) for c in candidates]
     found = shared_word_matches(root_sift(query), query_words, candidates, candidate_words)
     assert [shared_word_count(query_words, w) for w in candidate_words] == [len(q) for q, _ in found]
+
+
+def test_an_index_from_before_visual_words_verifies_and_the_next_build_gives_it_words(db_url, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder, tuple(name for name in PHOTOS if name != "astronaut.png"))
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift").code == 0
+    with open_store(parse_database_url(db_url)) as store:  # as an index of the previous release left it
+        for table in ("visual_words", "word_images", "vocabulary_cells", "visual_vocabularies"):
+            store.execute(f"DROP TABLE {table}")
+        store.conn.commit()
+    query = tmp_path / "phone.jpg"
+    cv2.imwrite(str(query), printed(photo("coffee.png"), photo("astronaut.png")))
+    run = imgsearch("query", query, "--db", db_url, "--json", "-k", "1")
+    assert run.code == 0, run.err
+    first = run.json()["results"][0]
+    assert first["name"] == "coffee.jpg" and first["inliers"] >= 15  # verified, every descriptor compared
+    run = imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift")
+    assert run.code == 0 and "given their words" in run.out + run.err
+    assert imgsearch("query", query, "--db", db_url, "--json", "-k", "1").json()["results"][0]["name"] == "coffee.jpg"

@@ -23,6 +23,8 @@ _cache: OrderedDict[int, Vocabulary] = OrderedDict()
 def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> tuple[Vocabulary, int] | None:
     """The extractor's vocabulary tree and the images it was learned at, None when the index
     has none; kept by its token."""
+    if "visual_vocabularies" not in store.existing_tables():
+        return None  # an index of an imgsearch before visual words: its next build adds them
     row = vocabulary_row(store, extractor)
     if row is None:
         return None

@@ -376,7 +376,7 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
     hashes), cropped or watermarked (verified local features).
 
     Each group keeps one image (most pixels, then oldest, then path) and lists the others
-    with their score to it. Nothing is deleted: `--to-remove -0 | xargs -0 rm` is yours
+    with their score to it and what found them (exact, near, hash, verified). Nothing is deleted: `--to-remove -0 | xargs -0 rm` is yours
     to run after reading the report."""
     import csv
     import io

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +72,14 @@ class DuplicateReport:
     root: Path
     extractor: str
     metric: str
-    threshold: float
+    rules: CopyRules
+    sources: tuple[str, ...]  # the pair sources this index had the rows for
     pairs_from: str  # the descriptor's pairs: "graph" or "self-join"
     groups: list[Group]
-    rules: CopyRules = field(default_factory=lambda: CopyRules())
-    sources: tuple[str, ...] = ("near",)  # the pair sources this index had the rows for
+
+    @property
+    def threshold(self) -> float:
+        return self.rules.threshold
 
     def describe(self) -> list[str]:
         """What each source used counted as a copy, for a person."""
@@ -251,7 +254,7 @@ def find_duplicates(
         for other in ids[1:]:
             reasons[(min(ids[0], other), max(ids[0], other))] = "exact"
     groups = _groups(store, row, metric, images, reasons, _reference_prefix(root, reference))
-    return DuplicateReport(root, row.name, metric.name, rules.threshold, pairs_from, groups, rules, tuple(used))
+    return DuplicateReport(root, row.name, metric.name, rules, tuple(used), pairs_from, groups)
 
 
 def _reference_prefix(root: Path, reference: str | None) -> bytes | None:

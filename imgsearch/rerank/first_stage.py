@@ -5,6 +5,7 @@ a small part of the photo, tilted, half hidden."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,17 +37,24 @@ def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> tuple[Voc
     return _cache[row.token], row.trained_images
 
 
-def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures) -> np.ndarray | None:
-    """The word of each of the query's keypoints; None when the index has no vocabulary."""
-    found = stored_vocabulary(store, extractor)
-    return None if found is None else found[0].words(query.descriptors)
+@dataclass(frozen=True)
+class QueryWords:
+    """The query photo's words under the index's vocabulary."""
+
+    words: np.ndarray  # one per query keypoint
+    vocabulary: Vocabulary
+    trained_images: int  # the collection's size when the vocabulary was learned
+
+    def candidates(self, store: FeatureStore, extractor: ExtractorRow, excluded: list[int],
+                   n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
+        """(image id, tf-idf score) of the n best images by these words."""
+        return scored_by_words(store, extractor, self.words, self.vocabulary.shares, self.trained_images, n, excluded)
 
 
-def word_candidates(store: FeatureStore, extractor: ExtractorRow, words: np.ndarray, excluded: list[int],
-                    n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
-    """(image id, tf-idf score) of the n best images by the query's words."""
+def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures) -> QueryWords | None:
+    """The query's words; None when the index has no vocabulary."""
     found = stored_vocabulary(store, extractor)
     if found is None:
-        return []
-    vocabulary, images = found
-    return scored_by_words(store, extractor, words, vocabulary.shares, images, n, excluded)
+        return None
+    vocabulary, trained_images = found
+    return QueryWords(vocabulary.words(query.descriptors), vocabulary, trained_images)

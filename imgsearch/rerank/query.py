@@ -14,7 +14,7 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
-from imgsearch.rerank.first_stage import query_words, word_candidates
+from imgsearch.rerank.first_stage import query_words
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.rerank.verify import (
     Verification,
@@ -253,8 +253,8 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
         return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
     words = query_words(ctx.store, row, query.features)
     in_scan = set(ids)
-    from_words = [] if words is None else [
-        i for i, _ in word_candidates(ctx.store, row, words, ctx.excluded) if i not in in_scan]
+    from_words = [] if words is None else [i for i, _ in words.candidates(ctx.store, row, ctx.excluded)
+                                          if i not in in_scan]
     clock.lap("words")
     candidates = ids + from_words
     images = ctx.store.images_by_ids(candidates)
@@ -270,11 +270,12 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
         # of the query's keypoints than min_inliers cannot verify, and is not read further
         stored_words = keypoint_words(ctx.store, row, candidates)
         hopeful = [i for i in candidates
-                   if i in images and i in stored_words and shared_word_count(words, stored_words[i]) >= min_inliers]
+                   if i in images and i in stored_words
+                   and shared_word_count(words.words, stored_words[i]) >= min_inliers]
         stored = ctx.store.local_features(row, hopeful)
         checked = [i for i in hopeful if i in stored]
         clock.lap("reading features")
-        matched = shared_word_matches(x, words, [stored[i].descriptors for i in checked],
+        matched = shared_word_matches(x, words.words, [stored[i].descriptors for i in checked],
                                       [stored_words[i] for i in checked])
     clock.lap("matching")
     results = {i: verify(query.features.keypoints, stored[i].keypoints, m, (images[i].height, images[i].width),

@@ -414,7 +414,7 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
         out.detach()
         return
     copies = sum(len(g.members) for g in report.groups)
-    click.echo(f"{len(report.groups)} groups, {copies} copies ({', '.join(report.describe())})")
+    click.echo(f"{len(report.groups)} groups, {copies} copies ({'; '.join(report.describe())})")
     for n, group in enumerate(report.groups, start=1):
         click.echo(f"\ngroup {n} ({group.reason}): keep {display(group.representative.path)} "
                    f"({group.representative.width} x {group.representative.height})")

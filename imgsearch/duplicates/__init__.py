@@ -325,7 +325,7 @@ def as_json(report: DuplicateReport) -> dict:
     return {
         "extractor": report.extractor, "metric": report.metric, "threshold": report.threshold,
         "hash_bits": report.rules.hash_bits, "min_inliers": report.rules.min_inliers, "sources": list(report.sources),
-        "pairs_from": report.pairs_from, "root": str(report.root),
+        "pairs_from": report.pairs_from, "found_by": report.describe(), "root": str(report.root),
         "groups": [{"reason": g.reason, "keep": image(g.representative),
                     "members": [{**image(m.image), "score": m.score, "reason": m.reason} for m in g.members]}
                    for g in report.groups],

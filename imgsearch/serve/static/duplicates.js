@@ -29,8 +29,7 @@ async function load(event) {
   const report = await response.json();
   if (!response.ok) { $("status").textContent = "Failed: " + report.error; return; }
   const copies = report.groups.reduce((n, g) => n + g.members.length, 0);
-  $("status").textContent = `${report.groups.length} groups, ${copies} copies (${report.extractor}/${report.metric} ` +
-    `>= ${report.threshold}, pairs from the ${report.pairs_from}).`;
+  $("status").textContent = `${report.groups.length} groups, ${copies} copies (${report.found_by.join("; ")}).`;
   $("groups").replaceChildren(...report.groups.map((group, n) => {
     const row = document.createElement("section");
     row.className = "group";

@@ -167,9 +167,8 @@ def measure_service(workdir: Path, url, settings: list[str], rerank: str | None)
 
 def measure(workdir: Path, db: str, settings: list[str], rerank: str | None, service: bool = False) -> None:
     from imgsearch.index.build import build
-    from imgsearch.index.images import load_image
     from imgsearch.plan import SearchPlan
-    from imgsearch.query import photo_local, photo_vector, query_photo, search, stored_extractor
+    from imgsearch.query import photo_local, photo_of_bytes, photo_vector, search, stored_extractor
     from imgsearch.store import open_store
     from imgsearch.store.url import parse_database_url
 
@@ -189,10 +188,10 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None, ser
             plan = SearchPlan.of("cnn-spoc", "pearson", k=depth, regions=setting, rerank=rerank)
             ranks, decode_ms, search_ms, stages = [], [], [], []
             for t in truth:
+                data = (workdir / "queries" / t["query"]).read_bytes()
                 started = time.perf_counter()
-                pixels = load_image(workdir / "queries" / t["query"]).pixels
+                photo = photo_of_bytes(data)  # decoded once, at the query photo's size, as `query` does
                 decoded = time.perf_counter()
-                photo = query_photo(pixels)
                 vector = photo_vector(extractor, photo.pixels, plan.photo_regions)
                 result = search(store, row, vector, None, t["query"], plan, decoded, photo_local(photo))
                 search_ms.append((time.perf_counter() - decoded) * 1000)

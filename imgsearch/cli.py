@@ -13,6 +13,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from imgsearch import __version__
 from imgsearch.config import Settings, flag_range, load_settings
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.regions import REGION_CHOICES, REGIONS
@@ -114,7 +115,7 @@ def _completed(url: Any, settings: Settings) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="imgsearch")
+@click.version_option(__version__, prog_name="imgsearch")
 def cli() -> None:
     """Query-by-example image search: index a photo folder into MySQL/MariaDB (or the
     embedded SQLite default), then find the images most similar to a given one."""
@@ -124,7 +125,11 @@ def cli() -> None:
 @click.argument("folder", required=False, type=click.Path(file_okay=False))
 @click.option("--extractor", "-e", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
               help="Descriptor to compute (see `query --help`); repeat for several. Default: [build] extractors "
-                   "(rgb, hsv72, cnn-spoc, phash); add -e sift for local features (verification).")
+                   "(rgb, hsv72, cnn-spoc, phash, sift).")
+@click.option("--no-local-features", is_flag=True,
+              help="Leave out local features (sift) and their visual words: about 66 KB an image and most of the "
+                   "build time on small photos. Queries then rank by look-alike only: a photo of an object is no "
+                   "longer verified against the stored images (see `query --rerank`).")
 @click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
 @click.option("--batch-size", type=flag_range("batch_size"), help="Images per transaction (default 256).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
@@ -134,27 +139,39 @@ def cli() -> None:
                                             "shard's vanished files.")
 @cnn_options
 @common_options
-def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], workers: int | None,
-          batch_size: int | None, verbose: bool, shard: str | None, max_side: int | None, multiscale: bool | None) -> None:
+def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], no_local_features: bool,
+          workers: int | None, batch_size: int | None, verbose: bool, shard: str | None, max_side: int | None,
+          multiscale: bool | None) -> None:
     """Index every image below FOLDER (default: [collection] folder of the config).
 
     Incremental: a rerun reads only new or changed files and removes the rows of files
     that disappeared. Unreadable, corrupt and non-image files are skipped and counted."""
+    from imgsearch.features.registry import without_local
     from imgsearch.index.build import build as run_build
     from imgsearch.index.shards import parse_shard
     from imgsearch.names import display
-    from imgsearch.store import index_exists
+    from imgsearch.store import index_exists, remove_if_empty
 
     settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size,
                                    cnn_max_side=max_side, cnn_multiscale=multiscale)
-    if settings.folder is None and not index_exists(settings_url(settings)):
+    url = settings_url(settings)
+    if settings.folder is None and not index_exists(url):
         raise ImgsearchError("no FOLDER given, none configured ([collection] folder in config.ini), "
                              "and no index here to update: run `imgsearch build FOLDER`")
-    with open_settings_store(settings, create=True) as store:
-        report = run_build(store, settings.folder, settings.build_extractors, settings.workers,
-                           settings.batch_size, progress=True, options=cnn_options_of(settings),
-                           pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None,
-                           block_rows=settings.block_rows)
+    names = without_local(settings.build_extractors) if no_local_features else settings.build_extractors
+    if not names:
+        raise ImgsearchError("--no-local-features leaves no extractor to build; name one with -e")
+    new_file = url.scheme == "sqlite" and not index_exists(url)
+    try:
+        with open_settings_store(settings, create=True) as store:
+            report = run_build(store, settings.folder, names, settings.workers,
+                               settings.batch_size, progress=True, options=cnn_options_of(settings),
+                               pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None,
+                               block_rows=settings.block_rows)
+    except BaseException:
+        if new_file:  # a build that failed before indexing anything leaves no file behind
+            remove_if_empty(url)
+        raise
     shown = report.skipped if verbose else report.skipped[:10]
     for path, reason in shown:
         click.echo(f"skipped {display(path)}: {reason}", err=True)
@@ -177,12 +194,14 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
               help=RERANK_HELP + " aqe and alpha-qe cost a second scan; dba-aqe scans the augmented vectors and "
                    "diffusion and k-reciprocal re-rank the top `shortlist` (1000 / 100) with the k-NN graph that "
                    "`imgsearch graph` keeps (--dba N for dba-aqe:N). Default: verify where local features are "
-                   "stored (build -e sift), else none; `none` turns the default off.")
+                   "stored (the default build), else none; `none` turns the default off.")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")
 @click.option("--replica", metavar="URL", help="Read from this replica of the --db server (default: one of "
                                                "[database] replicas), after it has applied what the primary had "
                                                "committed (at most [database] replica_wait s, else an error).")
+@click.option("--under", metavar="FOLDER", help="Only the images under this folder of the collection (a path, or "
+                                                  "relative to the collection's root): the top-K among them, exactly.")
 @click.option("--regions", type=click.Choice(REGION_CHOICES),
               help="A query photo's regions, each scored against the collection, an image scoring by its best: "
                    "finds an object that covers part of the photo (a painting on a wall, a product on a table). "
@@ -192,7 +211,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], w
 @common_options
 def query(settings: Settings, image: str, extractor: str | None, metric: str | None, top_k: int | None,
           as_json: bool, include_self: bool, parallel: int | None, rerank: str | None, whiten: str | None,
-          replica: str | None, regions: str | None) -> None:
+          replica: str | None, regions: str | None, under: str | None) -> None:
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
@@ -204,11 +223,14 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
                                    replicas=(replica,) if replica else None)
     plan = SearchPlan.of(settings.extractor, settings.metric, k=settings.top_k, include_self=include_self,
                          parallel=settings.parallel, block_rows=settings.block_rows, regions=settings.regions,
-                         rerank=rerank, whiten=whiten)
+                         rerank=rerank, whiten=whiten, under=under)
     with open_reading_store(settings) as store:
         result = run_query(store, image, plan)
     for note in result.notes:
         click.echo(f"imgsearch: note: {note}", err=True)
+    if result.close_match is False:
+        click.echo(f"imgsearch: note: no close match: even the best score is in the range of unrelated photos of "
+                   f"this index (`imgsearch stats` shows the {result.extractor}/{result.metric} cut)", err=True)
     if as_json:
         click.echo(json.dumps(result.as_json()))
         return
@@ -257,13 +279,35 @@ def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: 
 @cli.command()
 @click.argument("name")
 @extractor_option("every stored one")
+@click.option("--values", is_flag=True, help="Print every stored value (vectors, keypoints) instead of a summary.")
 @common_options
-def show(settings: Settings, name: str, extractor: str | None) -> None:
-    """Print the stored metadata and vector values of the indexed image NAME."""
+def show(settings: Settings, name: str, extractor: str | None, values: bool) -> None:
+    """Print the stored metadata of the indexed image NAME and a summary of each stored
+    descriptor (every value with --values)."""
     from imgsearch.report import describe_image
 
     with open_settings_store(settings) as store:
-        click.echo(describe_image(store, name, extractor))
+        click.echo(describe_image(store, name, extractor, values))
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
+@common_options
+def compare(settings: Settings, a: str, b: str, as_json: bool) -> None:
+    """Compare two images through every descriptor the index stores.
+
+    A and B are files or indexed images (a name or relative path, as `query` takes them).
+    Prints each vector descriptor's score under each metric, how many bits the perceptual
+    hashes differ, and whether the local features verify that both show the same object
+    (inliers; with --json, B's outline in A)."""
+    from imgsearch.compare import compare as run_compare
+    from imgsearch.compare import side_of
+
+    with open_settings_store(settings) as store:
+        found = run_compare(store, side_of(store, a), side_of(store, b))
+    click.echo(json.dumps(found.as_json()) if as_json else found.text())
 
 
 @cli.command()
@@ -357,7 +401,7 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
                    "hashes differ in at most this many of 63 bits, in any of 8 orientations, are copies "
                    "(resized, re-compressed, recoloured, turned by quarter turns). Default 6; -1: not compared.")
 @click.option("--min-inliers", type=click.IntRange(-1),
-              help="Where the index has local features (build -e sift): each image's 10 nearest neighbours are "
+              help="Where the index has local features (build -e sift, in the default build): each image's 10 nearest neighbours are "
                    "verified geometrically, and those with at least this many inliers are copies (cropped, "
                    "turned, watermarked). Default 40; -1: not verified.")
 @click.option("--reference", metavar="FOLDER", help="Report only images that duplicate one under FOLDER (a folder of "

@@ -3,7 +3,13 @@ JSON error with the status that fits."""
 
 
 class ImgsearchError(Exception):
-    """A failure the user can act on; its message is shown as is, without a traceback."""
+    """A failure the user can act on; its message is shown as is, without a traceback.
+    `remedy`, when given, is the command that fixes it: the CLI prints it after the problem,
+    the service answers with the problem alone (its clients have no command line)."""
+
+    def __init__(self, problem: str, remedy: str | None = None) -> None:
+        super().__init__(f"{problem}; {remedy}" if remedy else problem)
+        self.problem = problem
 
 
 class DatabaseError(ImgsearchError):

@@ -22,6 +22,13 @@ class LocalFeatures:
     def nbytes(self) -> int:
         return self.keypoints.nbytes + self.descriptors.nbytes
 
+    def scaled(self, factor: float) -> LocalFeatures:
+        """The same features with positions and sizes multiplied by `factor` (into another
+        size of the same image)."""
+        keypoints = self.keypoints.copy()
+        keypoints[:, :3] *= factor
+        return LocalFeatures(keypoints, self.descriptors)
+
     def blobs(self) -> tuple[bytes, bytes]:
         return (np.ascontiguousarray(self.keypoints, KEYPOINT_DTYPE).tobytes(),
                 np.ascontiguousarray(self.descriptors, DESCRIPTOR_DTYPE).tobytes())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.regions import REGION_CHOICES, WHOLE_PHOTO
-from imgsearch.rerank.registry import RerankSpec, check_with_whitening, parse_reranking
+from imgsearch.rerank.registry import GRAPH, RerankSpec, check_with_whitening, parse_reranking
 from imgsearch.scan.metrics import Metric, get_metric
 
 NO_RERANK = "none"  # --rerank none: not even the default verification
@@ -28,19 +28,23 @@ class SearchPlan:
     # No re-ranking was asked for: where local features are stored, verify (query.with_default_rerank).
     # `--rerank none` says no re-ranking at all.
     rerank_by_default: bool = True
+    under: str | None = None  # only the images under this folder of the collection (query.allowed_ids)
 
     @classmethod
     def of(cls, extractor: str, metric: str, *, k: int = 10, offset: int = 0, include_self: bool = False,
            parallel: int = 1, block_rows: int = 1024, regions: str = "crops", rerank: str | None = None,
-           whiten: str | None = None) -> SearchPlan:
+           whiten: str | None = None, under: str | None = None) -> SearchPlan:
         """The plan from the names a user gives, each checked: one clear error otherwise."""
         if regions not in REGION_CHOICES:
             raise ImgsearchError(f"unknown regions {regions!r}; known: {', '.join(REGION_CHOICES)}")
         spec = parse_reranking(rerank) if rerank and rerank != NO_RERANK else None
         if spec is not None and whiten:
             check_with_whitening(spec)
+        if spec is not None and under and GRAPH in spec.reranking.needs:
+            raise ImgsearchError(f"re-ranking {spec.text} walks the whole collection's k-NN graph; "
+                                 "it does not combine with a folder (under)")
         return cls(extractor, get_metric(metric), k, offset, include_self, parallel, block_rows, regions, spec,
-                   whiten or None, rerank_by_default=not rerank)
+                   whiten or None, rerank_by_default=not rerank, under=under or None)
 
     @property
     def photo_regions(self) -> str | None:

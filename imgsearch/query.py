@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -17,8 +18,10 @@ from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.features.base import Extractor
 from imgsearch.features.cnn import CnnExtractor
 from imgsearch.features.regions import REGION_CHOICES, REGIONS
+from imgsearch.index.calibration import stored_calibration
 from imgsearch.index.extraction import cached_extractor
-from imgsearch.index.images import SkippedFile, load_image
+from imgsearch.index.images import SkippedFile, decode_to_side, jpeg_size, read_bytes
+from imgsearch.index.walk import folder_prefix
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display
@@ -52,19 +55,22 @@ class QueryResult:
     state: int | None = None  # the extractor's change counter the answer was computed at
     extras: dict[int, dict] = field(default_factory=dict)  # per image id: what its re-ranking found
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of the re-ranking, where it tells
+    # Whether the best match scores above what unrelated photos of this index score (or
+    # verified); None where unknown (no calibration, or a re-ranking's own score scale).
+    close_match: bool | None = None
 
     def as_json(self) -> dict:
         """The `query --json` object (the service's answer adds to it)."""
         return {
             "query": self.query, "extractor": self.extractor, "metric": self.metric, "elapsed_s": self.elapsed_s,
-            "rows_scanned": self.rows_scanned, "state": self.state,
+            "rows_scanned": self.rows_scanned, "state": self.state, "close_match": self.close_match,
             "results": [{"rank": m.rank, "id": m.id, "name": os.fsdecode(m.name), "path": os.fsdecode(m.path),
                          "score": m.score, **self.extras.get(m.id, {})} for m in self.matches],
         }
 
 
 NOT_SEARCHED = {
-    "local": "holds local features: they verify the matches of a descriptor (--rerank verify)",
+    "local": "holds local features: they verify the matches of a descriptor (re-ranking verify)",
     "hash": "holds perceptual hashes: they find copies (`imgsearch duplicates`)",
 }
 
@@ -75,13 +81,11 @@ def stored_row(store: FeatureStore, name: str) -> ExtractorRow:
     if not store.extractors() or (row is not None and not store.has_vectors(row)):
         raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
     if row is not None and row.kind != "vector":
-        raise ImgsearchError(f"{name} {NOT_SEARCHED[row.kind]}, it is not searched; use -e cnn-spoc or another one")
+        raise ImgsearchError(f"{name} {NOT_SEARCHED[row.kind]}, it is not searched; search with cnn-spoc or another descriptor")
     if row is None:
         built = ", ".join(e.name for e in store.extractors())
-        raise ImgsearchError(
-            f"extractor {name!r} was never built in this database (built: {built}); "
-            f"run `imgsearch build --extractor {name}`"
-        )
+        raise ImgsearchError(f"extractor {name!r} was never built in this database (built: {built})",
+                             f"run `imgsearch build --extractor {name}`")
     return row
 
 
@@ -118,6 +122,32 @@ def query_photo(pixels: np.ndarray) -> QueryPhoto:
         pixels = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
                             interpolation=cv2.INTER_AREA)
     return QueryPhoto(pixels, scale, height, width)
+
+
+MIN_BOX_SIDE = 16  # pixels of the photo: below this a box holds too little to describe
+
+
+def photo_of_bytes(data: bytes, box: tuple[int, int, int, int] | None = None) -> QueryPhoto:
+    """A query photo from a file's bytes, decoded once at the size its extractors need (a
+    JPEG at a reduced DCT scale), or the part of it inside `box` (x, y, width, height in the
+    photo's pixels), decoded large enough that the part still reaches QUERY_MAX_SIDE."""
+    if box is None:
+        sized = decode_to_side(data, QUERY_MAX_SIDE)
+        return QueryPhoto(sized.pixels, sized.scale, sized.height, sized.width)
+    x, y, width, height = box
+    header = jpeg_size(data)
+    side = QUERY_MAX_SIDE if header is None else math.ceil(QUERY_MAX_SIDE * max(header) / max(width, height, 1))
+    sized = decode_to_side(data, side)
+    if x < 0 or y < 0 or x + width > sized.width or y + height > sized.height:
+        raise ImgsearchError(f"box {x},{y},{width},{height} is not inside the photo ({sized.width} x {sized.height} "
+                             "pixels)")
+    if min(width, height) < MIN_BOX_SIDE:
+        raise ImgsearchError(f"box {width} x {height}: a side of at least {MIN_BOX_SIDE} pixels is needed")
+    s = sized.scale
+    part = np.ascontiguousarray(sized.pixels[round(y * s) : max(round((y + height) * s), round(y * s) + 1),
+                                             round(x * s) : max(round((x + width) * s), round(x * s) + 1)])
+    shrunk = query_photo(part)
+    return QueryPhoto(shrunk.pixels, max(shrunk.pixels.shape[:2]) / max(width, height), height, width)
 
 
 def photo_vector(extractor: Extractor, pixels: np.ndarray, regions: str | None) -> np.ndarray:
@@ -166,12 +196,14 @@ def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
     started = time.perf_counter()
     row, extractor = stored_extractor(store, plan.extractor)
     plan = with_default_rerank(store, plan)
+    if os.path.isdir(image):
+        raise ImgsearchError(f"{image} is a folder: give one image (a file, or the name of an indexed image); "
+                             "--under FOLDER searches only the images under a folder")
     if os.path.isfile(image):
         try:
-            pixels = load_image(image).pixels
+            photo = photo_of_bytes(read_bytes(image))
         except SkippedFile as e:
             raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
-        photo = query_photo(pixels)
         vector, own_id = photo_vector(extractor, photo.pixels, plan.photo_regions), _own_row_id(store, Path(image))
         return search(store, row, vector, own_id, image, plan, started, photo_local(photo))
     vector, own_id = indexed_vector(store, row, image)
@@ -229,17 +261,47 @@ def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: i
     started = time.perf_counter() if started is None else started
     metric = learned_metric(store, row, plan.metric, plan.whiten) if plan.whiten else plan.metric
     scanner = scanner or StoreScan(store, plan.block_rows, plan.parallel)
-    ctx = QueryContext(scanner, row, metric, vector, own_id, plan.include_self, plan.wanted, local)
+    ctx = QueryContext(scanner, row, metric, vector, own_id, plan.include_self, plan.wanted, local,
+                       allowed_ids(store, plan.under))
     notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.reranking.needs else []
 
     def scanned() -> ScanResult:
         if plan.rerank:
             return plan.rerank.run(ctx)
-        return scanner.top_k(row, metric, vector, plan.wanted, ctx.excluded)
+        return scanner.top_k(row, metric, vector, plan.wanted, ctx.rows)
 
     result, matches = named_with_retry(functools.partial(named, store), scanned)
-    return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
-                       result.rows_scanned, result.state, result.extras, result.timings)
+    found = QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
+                        result.rows_scanned, result.state, result.extras, result.timings)
+    return with_close_match(store, found, plan)
+
+
+def with_close_match(store: FeatureStore, result: QueryResult, plan: SearchPlan) -> QueryResult:
+    """The result, saying whether its best match is close: verified, or scoring above the
+    index's calibrated cut for unrelated photos (index.calibration). Unknown under a learned
+    map or a re-ranking whose scores are not the metric's."""
+    if any(extra.get("corners") for extra in result.extras.values()):
+        return dataclasses.replace(result, close_match=True)
+    if plan.whiten or (plan.rerank and plan.rerank.reranking.name != DEFAULT_VERIFY) or not result.matches:
+        return result
+    calibration = stored_calibration(store, result.extractor, result.metric)
+    if calibration is None:
+        return result
+    return dataclasses.replace(result, close_match=calibration.is_close(result.matches[0].score))
+
+
+def allowed_ids(store: FeatureStore, under: str | None) -> np.ndarray | None:
+    """The ids of the images under the folder `under` of the collection (None: all): the
+    scan scores only those, so the top-K is exactly the top-K among them."""
+    if under is None:
+        return None
+    root = store.get_meta(COLLECTION_ROOT_KEY)
+    if root is None:
+        raise NotFoundError("nothing is indexed yet")
+    ids = store.image_ids_under(folder_prefix(Path(root), under))
+    if not len(ids):
+        raise NotFoundError(f"no indexed image is under {under}")
+    return ids
 
 
 def named_with_retry(name: Callable[[list[tuple[int, float]]], list[Match] | None],

@@ -6,13 +6,19 @@ import os
 import numpy as np
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.index.calibration import stored_calibration
 from imgsearch.names import display
+from imgsearch.scan.metrics import METRICS
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
 from imgsearch.store.records import ExtractorRow
 
+SUMMARY_VALUES = 8  # the first values `show` prints without --values
 
-def describe_image(store: FeatureStore, name: str, extractor_name: str | None = None) -> str:
+
+def describe_image(store: FeatureStore, name: str, extractor_name: str | None = None, values: bool = False) -> str:
+    """What is stored of the indexed image NAME: its metadata and, per extractor, a summary
+    of its row (every value with values=True)."""
     images = store.find_images(os.fsencode(name))
     if not images:
         raise ImgsearchError(f"no indexed image has the name or path {name!r}")
@@ -26,15 +32,45 @@ def describe_image(store: FeatureStore, name: str, extractor_name: str | None = 
             f"sha256   {image.sha256}",
         ]
         for extractor in extractors:
-            vector = store.vector(extractor, image.id)
-            if vector is None:
-                lines.append(f"{extractor.name:<8} (not extracted)")
-                continue
-            values = np.array2string(vector, precision=6, separator=", ", threshold=10**6, max_line_width=100)
-            lines.append(f"{extractor.name:<8} dim {extractor.dim}, params {extractor.params}\n{values}")
+            lines += DESCRIBE_KIND[extractor.kind](store, extractor, image.id, values)
             lines += _graph_neighbours(store, extractor, image.id)
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _vector_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, values: bool) -> list[str]:
+    vector = store.vector(extractor, image_id)
+    if vector is None:
+        return [f"{extractor.name:<8} (not extracted)"]
+    head = f"{extractor.name:<8} dim {extractor.dim}, params {extractor.params}"
+    if values:
+        return [head, np.array2string(vector, precision=6, separator=", ", threshold=10**6, max_line_width=100)]
+    first = ", ".join(f"{v:.4f}" for v in vector[:SUMMARY_VALUES].tolist())
+    more = f" ... ({extractor.dim - SUMMARY_VALUES} more: --values)" if extractor.dim > SUMMARY_VALUES else ""
+    return [head, f"         norm {np.linalg.norm(vector):.4f}, min {vector.min():.4f}, max {vector.max():.4f}, "
+                  f"{np.count_nonzero(vector)} of {extractor.dim} non-zero; [{first}{more}]"]
+
+
+def _local_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, values: bool) -> list[str]:
+    found = store.local_features(extractor, [image_id]).get(image_id)
+    if found is None:
+        return [f"{extractor.name:<8} (not extracted)"]
+    lines = [f"{extractor.name:<8} {len(found)} keypoints, {found.nbytes} bytes, params {extractor.params}"]
+    if values:
+        lines += [f"  x {x:.1f}  y {y:.1f}  size {size:.1f}  angle {angle:.0f}  {' '.join(map(str, d.tolist()))}"
+                  for (x, y, size, angle), d in zip(found.keypoints.tolist(), found.descriptors)]
+    return lines
+
+
+def _hash_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, values: bool) -> list[str]:
+    ids, hashes = store.image_hashes(extractor)
+    at = np.flatnonzero(ids == image_id)
+    if not len(at):
+        return [f"{extractor.name:<8} (not extracted)"]
+    return [f"{extractor.name:<8} {int(hashes[at[0]]):016x} (63 bits), params {extractor.params}"]
+
+
+DESCRIBE_KIND = {"vector": _vector_lines, "local": _local_lines, "hash": _hash_lines}
 
 
 def _graph_neighbours(store: FeatureStore, extractor: ExtractorRow, image_id: int) -> list[str]:
@@ -70,4 +106,11 @@ def describe_store(store: FeatureStore) -> str:
             extra = f", augmented vectors over {graph.dba} nearest" if graph.dba else ""
             lines.append(f"graph {e.name}/{graph.metric}: {graph.k} neighbours per image{extra}, "
                          f"{graph_lag(store, graph, e)} images behind")
+    for e in extractors:
+        cuts = {m: stored_calibration(store, e.name, m) for m in METRICS}
+        shown = ", ".join(f"{m} {c.cut:.4f}" for m, c in cuts.items() if c is not None)
+        if shown:
+            sample = next(c for c in cuts.values() if c is not None).sample
+            lines.append(f"no close match below ({e.name}): {shown} (99th percentile of the scores of "
+                         f"{sample * (sample - 1) // 2:,} pairs of different images)")
     return "\n".join(lines)

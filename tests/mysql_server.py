@@ -4,7 +4,8 @@
    drop their own databases there);
 2. a throwaway server started from the installed mariadbd/mysqld binaries in a temp dir;
 3. a testcontainers MySQL container, when a Docker engine answers;
-4. otherwise the run fails and says how to get a server. Never a mock.
+4. otherwise the server binaries are installed (as root with apt-get: system_parts), or
+   the run fails with the line that installs them. Never a mock.
 """
 from __future__ import annotations
 
@@ -21,13 +22,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pymysql
+from system_parts import MYSQL_SERVER
 
-HOW_TO_GET_ONE = (
-    "The tests need a real MySQL/MariaDB server. Either set IMGSEARCH_TEST_MYSQL_URL="
-    "mysql://user:pass@host:3306/ (the user must be allowed to CREATE and DROP databases), "
-    "or install the server binaries (Debian/Ubuntu: apt-get install mariadb-server; the "
-    "tests start their own throwaway instance), or start a Docker engine for testcontainers."
-)
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin")
 
 
@@ -150,8 +146,9 @@ def replicated_pair(server: str) -> Iterator[tuple[ServerProcess, ServerProcess]
         primary.remove()
 
 
-def server_binary() -> str | None:
-    return _which("mariadbd") or _which("mysqld")
+def server_binary() -> str:
+    """The installed mariadbd or mysqld, installed first where missing (system_parts)."""
+    return MYSQL_SERVER.ensure()
 
 
 @contextmanager
@@ -190,13 +187,10 @@ def mysql_server() -> Iterator[str]:
     if os.environ.get("IMGSEARCH_TEST_MYSQL_URL"):
         yield server_base_url(os.environ["IMGSEARCH_TEST_MYSQL_URL"])
         return
-    server = server_binary()
-    if server:
-        with throwaway_server(server) as url:
-            yield url
-        return
-    if _docker_answers():
+    installed = MYSQL_SERVER.find()
+    if installed is None and _docker_answers():
         with container_server() as url:
             yield url
         return
-    raise RuntimeError(HOW_TO_GET_ONE)
+    with throwaway_server(installed or server_binary()) as url:
+        yield url

@@ -87,3 +87,41 @@ def test_corrupt_query_image(built, tmp_path) -> None:
 
 def test_build_of_a_missing_folder(tmp_path) -> None:
     assert_clean_failure(imgsearch("build", tmp_path / "nope", "--db", f"sqlite:///{tmp_path / 'x.db'}"), "does not exist")
+
+
+def test_serve_on_a_port_in_use_says_so_once_and_announces_nothing(built) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = imgsearch("serve", "--db", built, "--port", str(taken.getsockname()[1]), timeout=60)
+    assert_clean_failure(run, "cannot serve on 127.0.0.1", "another program listens there")
+    assert "serving" not in run.out + run.err and "errno" not in run.err.lower()
+
+
+def test_a_build_that_fails_before_indexing_leaves_no_database_file(tmp_path) -> None:
+    run = imgsearch("build", tmp_path / "no-such-folder", cwd=tmp_path)
+    assert_clean_failure(run, "does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_build_leaves_only_the_database_and_hidden_lock_files_that_say_what_they_are(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder, ("coffee.png", "chelsea.png", "rocket.jpg"))
+    index = tmp_path / "index"
+    index.mkdir()
+    assert imgsearch("build", folder, "--db", index / "idx.sqlite3", "-e", "hsv72", "-e", "sift").code == 0
+    shown = sorted(p.name for p in index.iterdir() if not p.name.startswith("."))
+    assert shown == ["idx.sqlite3"], shown
+    locks = sorted(index.glob(".idx.sqlite3.*.lock"))
+    assert locks and all("imgsearch holds this file locked" in lock.read_text() for lock in locks)
+
+
+def test_no_local_features_leaves_out_sift_and_refuses_an_empty_build(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder, ("coffee.png", "chelsea.png", "rocket.jpg"))
+    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
+    assert_clean_failure(imgsearch("build", folder, "--db", db, "-e", "sift", "--no-local-features"),
+                         "leaves no extractor")
+    assert imgsearch("build", folder, "--db", db, "-e", "hsv72", "-e", "sift", "--no-local-features").code == 0
+    stats = imgsearch("stats", "--db", db).out
+    assert "hsv72" in stats and "sift" not in stats

@@ -285,7 +285,7 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
                        for i, v in enumerate(X)])
     with pytest.raises(ImgsearchError, match="--dba 2"):
         run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4"))
-    with pytest.raises(ImgsearchError, match="cannot follow --whiten"):
+    with pytest.raises(ImgsearchError, match="cannot follow a learned map"):
         run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4", whiten="any"))
     update_graph(store, create_graph(store, row, "bhattacharyya", 4, dba=2), row, metric, block_rows=16)
     result = run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4"))

@@ -13,7 +13,9 @@ def test_show_prints_the_stored_vector_and_stats_the_counts(db_url, tmp_path) ->
 
     run = imgsearch("show", "coffee.jpg", "--db", db_url)
     assert run.code == 0, run.err
-    assert "b/coffee.jpg" in run.out and "dim 72" in run.out
+    assert "b/coffee.jpg" in run.out and "dim 72" in run.out and "(64 more: --values)" in run.out
+    assert len(run.out.splitlines()) < 10  # a summary a person reads
+    run = imgsearch("show", "coffee.jpg", "--db", db_url, "--values")
     printed = run.out[run.out.rindex("[") + 1 : run.out.rindex("]")]
     values = np.array([float(x) for x in printed.replace("\n", " ").split(",")])
     expected = Hsv72Histogram().extract(load_image(paths[0]).pixels)

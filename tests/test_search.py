@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imgsearch.scan.kernel import TopK, prefetched, scan
+from imgsearch.scan.kernel import RowFilter, TopK, prefetched, scan
 from imgsearch.scan.metrics import get_metric
 
 
@@ -25,11 +25,26 @@ def test_scan_equals_brute_force_for_any_block_size(block: int, metric: str) -> 
     ids = rng.permutation(5000)[:700].astype(np.int64)
     x = rng.random((700, 32)).astype(np.float32)
     q = rng.random(32).astype(np.float32)
-    got = scan(blocks_of(ids, x, block), q, get_metric(metric), k=25, exclude_ids=[int(ids[3])])
+    got = scan(blocks_of(ids, x, block), q, get_metric(metric), k=25, rows=RowFilter((int(ids[3]),)))
     want = brute_force(ids, x, q, metric, 25, exclude=[ids[3]])
     assert [i for i, _ in got.ranking] == [i for i, _ in want]
     np.testing.assert_allclose([s for _, s in got.ranking], [s for _, s in want], atol=1e-6)
     assert got.rows_scanned == 700
+
+
+@pytest.mark.parametrize("block", [1, 64, 1000])
+def test_a_scan_of_allowed_rows_is_the_exact_top_k_among_them(block: int) -> None:
+    """A folder's rows only: the top-K among them, not a filtered top-K of everything."""
+    rng = np.random.default_rng(block)
+    ids = rng.permutation(5000)[:700].astype(np.int64)
+    x = rng.random((700, 32)).astype(np.float32)
+    q = rng.random(32).astype(np.float32)
+    allowed = np.sort(rng.choice(ids, 60, replace=False))
+    got = scan(blocks_of(ids, x, block), q, get_metric("pearson"), k=25, rows=RowFilter((int(allowed[0]),), allowed))
+    inside = np.isin(ids, allowed)
+    want = brute_force(ids[inside], x[inside], q, "pearson", 25, exclude=[allowed[0]])
+    assert [i for i, _ in got.ranking] == [i for i, _ in want]
+    np.testing.assert_allclose([s for _, s in got.ranking], [s for _, s in want], atol=1e-6)
 
 
 def test_ties_are_broken_by_id_whatever_the_blocks() -> None:

@@ -2,6 +2,7 @@
 `query`, it follows builds made elsewhere, files only by id, and every bad request is a
 JSON error with the right status while the server keeps serving."""
 import os
+import re
 import threading
 import time
 import zlib
@@ -179,12 +180,18 @@ def png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
 
 
+def named_flag(message: str) -> bool:
+    """Whether an error text names a command-line flag (--rerank, -e): an API client has none."""
+    return re.search(r"(^|[\s(`'\"])--?[a-z]", message) is not None
+
+
 def test_hostile_requests_get_json_errors_and_the_server_keeps_serving(collection, tmp_path) -> None:
     folder, db = collection
     with serving(db, tmp_path, "--upload-limit", "200K") as served, served.client() as http:
         def status(response, code: int) -> None:
             assert response.status_code == code, (response.status_code, response.text)
             assert "error" in response.json() and "Traceback" not in response.text
+            assert not named_flag(response.json()["error"]), response.text
 
         status(http.post("/api/search", content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data; boundary=x"}), 400)
         status(http.post("/api/search", content=b"{not json", headers={"content-type": "application/json"}), 400)
@@ -206,6 +213,7 @@ def test_hostile_requests_get_json_errors_and_the_server_keeps_serving(collectio
                        {"rerank": "aqe:0"}, {"rerank": "diffusion"}, {"whiten": "none-such"}):
             response = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", **params})
             assert response.status_code in (404, 422), (params, response.text)
+            assert not named_flag(response.json()["error"]), response.text
         for name in ("nope.jpg", "../../etc/passwd", "/etc/passwd", "\u202e\u0000\n.jpg", "名前.jpg"):
             status(http.post("/api/search", json={"name": name, "extractor": "rgb"}), 404)
         status(http.post("/api/search", json={"extractor": "rgb"}), 400)
@@ -279,3 +287,30 @@ def test_an_extractor_over_the_memory_budget_is_served_by_the_streaming_scan(col
         cli = imgsearch("query", "coffee.jpg", "--db", db, "-e", "rgb", "-k", "4", "--json").json()
         assert answer["served"] == "streamed"
         same_answer(answer, cli)
+
+
+def test_python_clients_see_the_413_of_an_upload_over_the_limit(tmp_path) -> None:
+    """urllib writes the whole body before it reads the answer: a server that answered and
+    closed at once reset its connection ("connection reset by peer") instead."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb").code == 0
+    boundary = "imgsearchboundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n").encode() + os.urandom(25 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    with serving(db, tmp_path) as served:  # the default limit, 20 MiB
+        for chunked in (False, True):
+            data = iter([body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)]) if chunked else body
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            if chunked:
+                headers["Transfer-Encoding"] = "chunked"
+            request = urllib.request.Request(served.base + "/api/search", data=data, headers=headers, method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=60)
+            assert refused.value.code == 413, chunked
+            assert "over the limit" in json.loads(refused.value.read())["error"]

@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from imgsearch.duplicates.hashed import DEFAULT_HASH_BITS, hash_pairs
 from imgsearch.duplicates.verified import DEFAULT_MIN_INLIERS, verified_pairs
 from imgsearch.errors import ImgsearchError
+from imgsearch.index.walk import folder_prefix
 from imgsearch.query import stored_row
 from imgsearch.scan.kernel import pair_scores
 from imgsearch.scan.metrics import Metric, get_metric
@@ -253,20 +254,9 @@ def find_duplicates(
     for ids in by_hash.values():
         for other in ids[1:]:
             reasons[(min(ids[0], other), max(ids[0], other))] = "exact"
-    groups = _groups(store, row, metric, images, reasons, _reference_prefix(root, reference))
+    prefix = folder_prefix(root, reference, "reference folder") if reference is not None else None
+    groups = _groups(store, row, metric, images, reasons, prefix)
     return DuplicateReport(root, row.name, metric.name, rules, tuple(used), pairs_from, groups)
-
-
-def _reference_prefix(root: Path, reference: str | None) -> bytes | None:
-    if reference is None:
-        return None
-    folder = Path(reference).expanduser()
-    folder = folder.resolve() if folder.is_absolute() or folder.exists() else root / folder
-    try:
-        relative = folder.relative_to(root)
-    except ValueError:
-        raise ImgsearchError(f"--reference {reference} is not under the indexed collection {root}") from None
-    return os.fsencode(relative) + os.sep.encode() if str(relative) != "." else b""
 
 
 def _groups(store: FeatureStore, row: ExtractorRow, metric: Metric, images: dict[int, StoredImage],

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from imgsearch.decoding import DECODE_SIDE_KEY, DEFAULT_DECODE_SIDE
+
 
 class Extractor(ABC):
     """Turns one decoded BGR image into a fixed-length float32 vector.
@@ -56,3 +58,11 @@ class Extractor(ABC):
     def params_json(self) -> str:
         """Canonical JSON of params, so equal params compare equal as text."""
         return json.dumps(self.params, sort_keys=True, separators=(",", ":"))
+
+    # The longest side of the image this extractor needs (0: any size will do).
+    needed_side: int = 0
+
+    def registered_params_json(self) -> str:
+        """params_json with the decode rule a new stored extractor is built by (decoding)."""
+        rule = {DECODE_SIDE_KEY: max(DEFAULT_DECODE_SIDE, self.needed_side)}
+        return json.dumps({**self.params, **rule}, sort_keys=True, separators=(",", ":"))

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from imgsearch.decoding import DECODE_SIDE_KEY
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
 from imgsearch.features.pooling import POOLINGS
@@ -132,6 +133,7 @@ class CnnExtractor(Extractor):
         self.name = f"cnn-{pooling}"
         self.max_side = _multiple_of_32(max_side)
         self.scales = tuple(float(s) for s in scales)
+        self.needed_side = int(np.ceil(self.max_side * max(self.scales)))
         self.pooling_params = pooling_params
 
     @property
@@ -154,7 +156,7 @@ class CnnExtractor(Extractor):
     def restore(self, params: dict[str, Any]) -> CnnExtractor:
         if params.get("model_sha256") != MODEL_SHA256 or params.get("pooling") != self.pooling:
             return self  # not ours to restore; the params check then refuses the mismatch
-        state = {k: v for k, v in params.items() if k not in ("model", "model_sha256", "pooling")}
+        state = {k: v for k, v in params.items() if k not in ("model", "model_sha256", "pooling", DECODE_SIDE_KEY)}
         return CnnExtractor(self.pooling, **state)
 
     def configuration(self) -> dict[str, Any]:

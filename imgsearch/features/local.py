@@ -25,6 +25,7 @@ class SiftExtractor(Extractor):
 
     def __init__(self, features: int = DEFAULT_FEATURES, max_side: int = DEFAULT_MAX_SIDE) -> None:
         self.features, self.max_side = int(features), int(max_side)
+        self.needed_side = self.max_side
         self._sift: Any = None
 
     @property

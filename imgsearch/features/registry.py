@@ -42,6 +42,11 @@ EXTRACTORS: dict[str, Callable[[CnnOptions], Extractor]] = {
 }
 
 
+def without_local(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The names less those of local-feature extractors (build --no-local-features)."""
+    return tuple(name for name in names if EXTRACTORS[name](CnnOptions()).kind != "local")
+
+
 def make_extractor(name: str, stored_params: str | None = None, options: CnnOptions = CnnOptions()) -> Extractor:
     """A new extractor of that name, or, given the params stored with its vectors, the
     one that made them (fitted state included)."""

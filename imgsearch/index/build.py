@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from imgsearch.decoding import decode_side_of
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import CnnOptions, make_extractor
-from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers, spec_of
+from imgsearch.index.calibration import update_calibration
+from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers
 from imgsearch.index.graph import update_graphs
-from imgsearch.index.images import SkippedFile, decode_bytes, has_image_suffix, read_bytes
+from imgsearch.index.images import SkippedFile, decode_bytes, decode_to_side, has_image_suffix, read_bytes
 from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import FoundFile, Problem, walk_collection
 from imgsearch.index.words import update_words
@@ -117,6 +119,7 @@ def build(
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
         report.upkeep += update_graphs(store, row, block_rows, pack_rows, progress)
+        report.upkeep += update_calibration(store, row)
         if row.kind == "local":
             report.upkeep += update_words(store, row, progress)
     report.seconds = time.perf_counter() - started
@@ -131,11 +134,11 @@ def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOp
     row = store.find_extractor(name)
     if row is None:
         extractor = fit_on_folder(configured, collection_images(root)) if configured.needs_fit else configured
-        row = store.register_extractor(name, extractor.params_json(), extractor.dim)
+        row = store.register_extractor(name, extractor.registered_params_json(), extractor.dim)
     extractor = make_extractor(name, row.params)
     if extractor.configuration() != configured.configuration():
         check_same_params(row, configured.params_json(), configured.dim)
-    return spec_of(extractor)
+    return name, row.params  # the stored text: it holds the decode rule the vectors were made by
 
 
 def collection_images(root: Path) -> list[Path]:
@@ -202,14 +205,32 @@ def process(task: Task) -> Outcome:
         specs = task.missing if same_content else task.all_specs
         if same_content and not specs:
             return Outcome(task, _record(task.found, sha256, task.stored.width, task.stored.height))
-        pixels = decode_bytes(data)
-        height, width = pixels.shape[:2]
+        height, width, vectors = decoded_and_extracted(data, specs)
         return Outcome(
-            task, _record(task.found, sha256, width, height), extract_all(pixels, specs),
+            task, _record(task.found, sha256, width, height), vectors,
             content_changed=task.stored is not None and not same_content,
         )
     except SkippedFile as e:
         return Outcome(task, skipped=str(e))
+
+
+def decoded_and_extracted(data: bytes, specs: tuple[ExtractorSpec, ...]) -> tuple[int, int, dict[str, np.ndarray]]:
+    """The image's own size and each extractor's output. The file is decoded once, at the
+    largest side the extractors' stored decode rule asks for (decoding); extractors stored
+    before the rule existed read the full decode, as their vectors were made."""
+    sides = {spec: decode_side_of(spec[1]) for spec in specs}
+    ruled = tuple(spec for spec, side in sides.items() if side is not None)
+    full = tuple(spec for spec, side in sides.items() if side is None)
+    vectors: dict[str, np.ndarray] = {}
+    if ruled:
+        sized = decode_to_side(data, max(side for side in sides.values() if side is not None))
+        height, width = sized.height, sized.width
+        vectors.update(extract_all(sized.pixels, ruled, sized.scale))
+    if full or not ruled:
+        pixels = decode_bytes(data)
+        height, width = pixels.shape[:2]
+        vectors.update(extract_all(pixels, full))
+    return height, width, vectors
 
 
 def _record(found: FoundFile, sha256: str, width: int, height: int) -> ImageRecord:

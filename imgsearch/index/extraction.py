@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -20,6 +20,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
 from imgsearch.features.registry import make_extractor
 from imgsearch.index.images import SkippedFile, load_image
+from imgsearch.keypoints import LocalFeatures
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,8 +41,14 @@ def spec_of(extractor: Extractor) -> ExtractorSpec:
     return extractor.name, extractor.params_json()
 
 
-def extract_all(pixels: np.ndarray, specs: Iterable[ExtractorSpec]) -> dict[str, np.ndarray]:
-    return {name: cached_extractor(name, params).extract(pixels) for name, params in specs}
+def extract_all(pixels: np.ndarray, specs: Iterable[ExtractorSpec], scale: float = 1.0) -> dict[str, Any]:
+    """Each extractor's output for these pixels, `scale` times the image's own size: local
+    features' keypoints are given back in the image's own pixels."""
+    found: dict[str, Any] = {}
+    for name, params in specs:
+        output = cached_extractor(name, params).extract(pixels)
+        found[name] = output.scaled(1 / scale) if isinstance(output, LocalFeatures) and scale != 1 else output
+    return found
 
 
 def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:

@@ -6,6 +6,7 @@ becomes a `SkippedFile` reason instead of an exception, so a build counts it and
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,13 +52,14 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise SkippedFile(f"unreadable ({e.strerror or e})") from None
 
 
-def decode_bytes(data: bytes) -> np.ndarray:
-    """Decode to 8-bit BGR. Grey and 16-bit inputs are converted, alpha is dropped."""
+def decode_bytes(data: bytes, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Decode to 8-bit BGR. Grey and 16-bit inputs are converted, alpha is dropped.
+    `flag`: IMREAD_COLOR, or an IMREAD_REDUCED_COLOR_n (a JPEG's DCT scaling)."""
     if not data:
         raise SkippedFile("empty file")
     try:
-        # IMREAD_COLOR: always 3-channel 8-bit BGR, EXIF orientation applied.
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        # IMREAD_COLOR and IMREAD_REDUCED_COLOR_n: always 3-channel 8-bit BGR, EXIF orientation applied.
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     except cv2.error as e:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
             raise SkippedFile(f"too many pixels (limit {MAX_PIXELS}; set IMGSEARCH_MAX_PIXELS)") from None
@@ -67,6 +69,65 @@ def decode_bytes(data: bytes) -> np.ndarray:
     if pixels.shape[0] * pixels.shape[1] > MAX_PIXELS:
         raise SkippedFile(f"too many pixels (limit {MAX_PIXELS}; set IMGSEARCH_MAX_PIXELS)")
     return pixels
+
+
+# libjpeg decodes a JPEG at 1/2, 1/4 or 1/8 of its size from the DCT coefficients, several
+# times faster than the full decode and a resize after it.
+JPEG_SCALES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+TURNED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+
+
+@dataclass(frozen=True)
+class SizedImage:
+    pixels: np.ndarray  # BGR, EXIF orientation applied, its longer side at most the side asked for
+    height: int  # the image's own size, orientation applied
+    width: int
+
+    @property
+    def scale(self) -> float:
+        """The pixels' size over the image's own."""
+        return max(self.pixels.shape[:2]) / max(self.height, self.width)
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of a JPEG as its header says, EXIF orientation applied; None for
+    anything else or a header Pillow cannot read."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            turned = image.getexif().get(0x0112) in TURNED_ORIENTATIONS
+    except Exception:  # a damaged header: the full decode says what is wrong
+        return None
+    return (width, height) if turned else (height, width)
+
+
+def decode_to_side(data: bytes, side: int) -> SizedImage:
+    """Decode once at the size the extractors need: a JPEG at the smallest DCT scale whose
+    longer side still reaches `side`, anything else in full; then one area resize down to
+    `side` when larger. The image's own size comes with it."""
+    size = jpeg_size(data)
+    flag = cv2.IMREAD_COLOR
+    if size is not None:
+        if size[0] * size[1] > MAX_PIXELS:  # the bomb check the full decode would make
+            raise SkippedFile(f"too many pixels (limit {MAX_PIXELS}; set IMGSEARCH_MAX_PIXELS)")
+        flag = next((f for factor, f in JPEG_SCALES if max(size) // factor >= side), cv2.IMREAD_COLOR)
+    pixels = decode_bytes(data, flag)
+    height, width = size if size is not None and flag != cv2.IMREAD_COLOR else pixels.shape[:2]
+    return SizedImage(shrunk_to_side(pixels, side), height, width)
+
+
+def shrunk_to_side(pixels: np.ndarray, side: int) -> np.ndarray:
+    """The image with its longer side at most `side` (area interpolation), else as it is."""
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return pixels
+    return cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
 
 
 def load_image(path: str | os.PathLike) -> DecodedImage:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgsearch.errors import ImgsearchError
+
 
 @dataclass(frozen=True)
 class FoundFile:
@@ -52,3 +54,16 @@ def walk_collection(root: Path) -> Iterator[FoundFile | Problem]:
                 continue
             yield FoundFile(Path(os.fsdecode(full)), relpath, st.st_size, st.st_mtime_ns)
     yield from problems
+
+
+def folder_prefix(root: Path, folder: str, what: str = "folder") -> bytes:
+    """The relative-path prefix of the images under `folder` (absolute, relative to the
+    working directory when it exists there, else relative to the collection root): b"" for
+    the root itself. Refuses a folder outside the collection."""
+    path = Path(folder).expanduser()
+    path = path.resolve() if path.is_absolute() or path.exists() else root / path
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        raise ImgsearchError(f"{what} {folder} is not under the indexed collection {root}") from None
+    return os.fsencode(relative) + os.sep.encode() if str(relative) != "." else b""

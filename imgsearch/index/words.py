@@ -45,8 +45,9 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
             return []
         found = vocabulary_row(store, extractor)
         line = ""
+        known: dict[int, np.ndarray] = {}
         if found is None or len(images) >= RELEARN_GROWTH * found.trained_images:
-            vocabulary, used = _learn(store, extractor, images)
+            vocabulary, used, known = _learn(store, extractor, images)
             save_vocabulary(store, extractor, BRANCHING, used, len(images), vocabulary.to_bytes())
             line = f"visual words: learned {vocabulary.size} words from {used} descriptors of {len(images)} images; "
         else:
@@ -55,23 +56,30 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
         with tqdm(total=len(missing), unit="img", desc=f"words {extractor.name}", disable=not progress or None) as bar:
             for start in range(0, len(missing), CHUNK):
                 chunk = missing[start : start + CHUNK]
-                local = store.local_features(extractor, chunk)
-                write_words(store, extractor, {i: vocabulary.words(f.descriptors) for i, f in local.items()})
+                local = store.local_features(extractor, [i for i in chunk if i not in known])
+                ids = list(local)
+                words = dict(zip(ids, vocabulary.words_of_images([local[i].descriptors for i in ids])))
+                write_words(store, extractor, {i: known[i] if i in known else words[i] for i in chunk
+                                               if i in known or i in words})
                 bar.update(len(chunk))
         return [f"{line or 'visual words: '}{len(missing)} images given their words"] if line or missing else []
 
 
-def _learn(store: FeatureStore, extractor: ExtractorRow, images: list[int]) -> tuple[Vocabulary, int]:
-    """The tree from up to SAMPLE descriptors of images drawn at random (a fixed seed), and
-    each word's share of those images."""
+def _learn(store: FeatureStore, extractor: ExtractorRow,
+           images: list[int]) -> tuple[Vocabulary, int, dict[int, np.ndarray]]:
+    """The tree from up to SAMPLE descriptors of images drawn at random (a fixed seed), each
+    word's share of those images, and their words (written as they are, not assigned twice)."""
     order = np.random.default_rng(SEED).permutation(images).tolist()
-    sample: list[np.ndarray] = []
+    sample: dict[int, np.ndarray] = {}
     total = 0
     for start in range(0, len(order), CHUNK):
-        for features in store.local_features(extractor, order[start : start + CHUNK]).values():
-            sample.append(features.descriptors)
+        for image, features in store.local_features(extractor, order[start : start + CHUNK]).items():
+            sample[image] = features.descriptors
             total += len(features.descriptors)
         if total >= SAMPLE:
             break
-    descriptors = np.vstack(sample)[:SAMPLE] if sample else np.empty((0, extractor.dim), np.uint8)
-    return learn_vocabulary(descriptors).with_shares(sample), len(descriptors)
+    chosen = list(sample.values())
+    descriptors = np.vstack(chosen)[:SAMPLE] if chosen else np.empty((0, extractor.dim), np.uint8)
+    vocabulary = learn_vocabulary(descriptors)
+    words = dict(zip(sample, vocabulary.words_of_images(chosen)))
+    return vocabulary.with_shares(list(words.values())), len(descriptors), words

@@ -25,7 +25,7 @@ from imgsearch.rerank.verify import (
     verified_keys,
     verify,
 )
-from imgsearch.scan.kernel import ScanResult
+from imgsearch.scan.kernel import RowFilter, ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import Scanner
 from imgsearch.store.base import FeatureStore
@@ -68,9 +68,13 @@ class QueryContext:
     k: int
     local: LocalSource | None = None  # how to get the query's local features, when it has them
 
+    allowed: np.ndarray | None = None  # only these images (a folder's), sorted ids; None: all
+
     @property
-    def excluded(self) -> list[int]:
-        return [] if self.include_self or self.own_id is None else [self.own_id]
+    def rows(self) -> RowFilter:
+        """What every scan of this query scores: not its own row, only the allowed images."""
+        own = () if self.include_self or self.own_id is None else (self.own_id,)
+        return RowFilter(own, self.allowed)
 
     @property
     def store(self) -> FeatureStore:
@@ -81,11 +85,11 @@ def required_graph(store: FeatureStore, extractor: ExtractorRow, metric: Metric,
     graph = find_graph(store, extractor, metric.name)
     if graph is None:
         raise ImgsearchError(
-            f"--rerank {name} reads the collection's k-NN graph, and there is none for {extractor.name}/{metric.name}; "
+            f"re-ranking {name} reads the collection's k-NN graph, and there is none for {extractor.name}/{metric.name}",
             f"make it once with `imgsearch graph -e {extractor.name} -m {metric.name}` (builds keep it up to date)"
         )
     if graph.k < k:
-        raise ImgsearchError(f"--rerank {name} wants {k} neighbours, the stored graph keeps {graph.k}; "
+        raise ImgsearchError(f"re-ranking {name} wants {k} neighbours, the stored graph keeps {graph.k}",
                              f"remake it with `imgsearch graph -e {extractor.name} -m {metric.name} -n {k}`")
     return graph
 
@@ -114,8 +118,8 @@ def on_graph_shortlist(ctx: QueryContext, name: str, k: int, shortlist: int, kee
     stays in the shortlist (diffusion seeds its walk there, as in eval); otherwise it is
     never in it (k-reciprocal puts the query itself first in its universe instead)."""
     graph = required_graph(ctx.store, ctx.row, ctx.metric, name, k)
-    excluded = [] if keep_own or ctx.own_id is None else [ctx.own_id]
-    scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, shortlist), excluded)
+    rows = RowFilter((), ctx.allowed) if keep_own else ctx.rows
+    scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, shortlist), rows)
     ids = np.array([i for i, _ in scanned.ranking], dtype=np.int64)
     if not len(ids):
         return scanned
@@ -166,8 +170,8 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
     derived = dba_extractor(store, row, graph) if graph is not None and graph.dba == n_db else None
     if derived is None:
         raise ImgsearchError(
-            f"--rerank dba-aqe:{n_db} scans the vectors augmented with their {n_db} nearest, which are kept with "
-            f"the k-NN graph; make them once with `imgsearch graph -e {row.name} -m {metric.name} --dba {n_db}`"
+            f"re-ranking dba-aqe:{n_db} scans the vectors augmented with their {n_db} nearest, which are kept with "
+            f"the k-NN graph", f"make them once with `imgsearch graph -e {row.name} -m {metric.name} --dba {n_db}`"
         )
     return derived
 
@@ -176,15 +180,15 @@ def dba_aqe_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     """DBA then AQE at query time: AQE over the stored augmented vectors (unit vectors in
     the metric's space, scanned by cosine) with the prepared query."""
     augmented, cosine = augmented_set(ctx.store, ctx.row, ctx.metric, int(values["n_db"])), get_metric("cosine")
-    expanded = expanded_query(ctx.scanner, augmented, ctx.metric.prepare_one(ctx.vector), cosine, ctx.excluded,
+    expanded = expanded_query(ctx.scanner, augmented, ctx.metric.prepare_one(ctx.vector), cosine, ctx.rows,
                               {"n": values["n_query"]})
-    return ctx.scanner.top_k(augmented, cosine, expanded, ctx.k, ctx.excluded, query_is_prepared=True)
+    return ctx.scanner.top_k(augmented, cosine, expanded, ctx.k, ctx.rows, query_is_prepared=True)
 
 
 def query_expansion_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     """AQE / alpha-QE: a second scan with the expanded query (see expanded_query)."""
-    expanded = expanded_query(ctx.scanner, ctx.row, ctx.vector, ctx.metric, ctx.excluded, values)
-    return ctx.scanner.top_k(ctx.row, ctx.metric, expanded, ctx.k, ctx.excluded, query_is_prepared=True)
+    expanded = expanded_query(ctx.scanner, ctx.row, ctx.vector, ctx.metric, ctx.rows, values)
+    return ctx.scanner.top_k(ctx.row, ctx.metric, expanded, ctx.k, ctx.rows, query_is_prepared=True)
 
 
 def pure_on_shortlist(function: Callable[..., np.ndarray]) -> Callable[[QueryContext, Params], ScanResult]:
@@ -194,7 +198,7 @@ def pure_on_shortlist(function: Callable[..., np.ndarray]) -> Callable[[QueryCon
     def run(ctx: QueryContext, values: Params) -> ScanResult:
         params = {name: value for name, value in values.items() if name != "shortlist"}
         scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, int(values["shortlist"])),
-                                    ctx.excluded)
+                                    ctx.rows)
         ids = [i for i, _ in scanned.ranking]
         stored = ctx.store.vectors(ctx.row, ids)
         ids = [i for i in ids if i in stored]
@@ -216,8 +220,8 @@ def has_local_features(store: FeatureStore) -> bool:
 def local_extractor(store: FeatureStore) -> ExtractorRow:
     found = [row for row in store.extractors() if row.kind == "local" and store.has_vectors(row)]
     if not found:
-        raise ImgsearchError("--rerank verify compares local features, and this index has none; "
-                             "add them with `imgsearch build -e sift` (the other extractors are kept)")
+        raise ImgsearchError("re-ranking verify compares local features, and this index has none",
+                             "run `imgsearch build` again (local features are in its default; the other extractors are kept)")
     return found[0]
 
 
@@ -244,7 +248,7 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     the scan's order."""
     clock = Stopwatch()
     row = local_extractor(ctx.store)
-    scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, int(values["shortlist"])), ctx.excluded)
+    scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, int(values["shortlist"])), ctx.rows)
     clock.lap("global")
     query = ctx.local(row) if ctx.local else None
     clock.lap("query features")
@@ -253,8 +257,10 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
         return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
     words = query_words(ctx.store, row, query.features)
     in_scan = set(ids)
-    from_words = [] if words is None else [i for i, _ in words.candidates(ctx.store, row, ctx.excluded)
-                                          if i not in in_scan]
+    # the word stage's best outside the folder are dropped: it adds candidates, the global
+    # stage's shortlist stays the exact top within it
+    from_words = [] if words is None else [i for i, _ in words.candidates(ctx.store, row, list(ctx.rows.excluded))
+                                          if i not in in_scan and ctx.rows.admits(i)]
     clock.lap("words")
     candidates = ids + from_words
     images = ctx.store.images_by_ids(candidates)
@@ -306,13 +312,13 @@ def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[
 
 
 def expanded_query(
-    scanner: Scanner, row: ExtractorRow, vector: np.ndarray, metric: Metric, excluded: list[int], values: Params,
+    scanner: Scanner, row: ExtractorRow, vector: np.ndarray, metric: Metric, rows: RowFilter, values: Params,
 ) -> np.ndarray:
     """Query expansion at query time (AQE: Chum et al. 2007; alpha-QE: Radenovic et al.
     2018), in the metric's prepared space so it holds for every metric: a first scan
     finds the top n, the prepared query plus their prepared vectors (weighted by
     score^alpha; AQE: alpha 0) is the new query of a second scan. Costs one more scan."""
-    first = scanner.top_k(row, metric, vector, int(values["n"]), excluded)
+    first = scanner.top_k(row, metric, vector, int(values["n"]), rows)
     stored = scanner.store.vectors(row, [image_id for image_id, _ in first.ranking])
     found = [(image_id, score) for image_id, score in first.ranking if image_id in stored]  # none deleted since
     prepared = metric.prepare_one(vector).astype(np.float64)

@@ -33,7 +33,7 @@ GRAPH = "the stored k-NN graph"  # made by `imgsearch graph`, kept by builds
 DBA = "the graph's augmented vectors"  # `imgsearch graph --dba N`
 SECOND_SCAN = "a second scan"
 SHORTLIST = "the first scan's shortlist"
-LOCAL_FEATURES = "the stored local features"  # build -e sift
+LOCAL_FEATURES = "the stored local features"  # build's default sift
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ def help_text() -> str:
 
 def check_with_whitening(spec: RerankSpec) -> None:
     if GRAPH in spec.reranking.needs:
-        raise ImgsearchError(f"--rerank {spec.reranking.name} uses the graph of the unmapped vectors; "
-                             "it cannot follow --whiten")
+        raise ImgsearchError(f"re-ranking {spec.reranking.name} uses the graph of the unmapped vectors; "
+                             "it cannot follow a learned map (whiten)")
 
 
 register(Reranking("aqe", Method.of(maths.aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)",

@@ -137,6 +137,10 @@ def verify_all(query: LocalFeatures, query_scale: float, candidates: Iterable[tu
             for (f, size), m in zip(listed, matched)]
 
 
+# The issue's prototype: >= 15 inliers never verified an unrelated Corel-1k pair (mAP
+# 0.909878 -> 0.909881) and verified 95 % of phone photos of the object.
+DEFAULT_MIN_INLIERS = 15
+
 # Verified images rank above every plain score (unit vectors: at most 1 in magnitude).
 VERIFIED = 10.0
 
@@ -154,7 +158,7 @@ def verified_keys(scores: np.ndarray, results: list[Verification | None]) -> np.
 
 
 def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[int, int]]], shortlist: int = 300,
-                    min_inliers: int = 15) -> np.ndarray:
+                    min_inliers: int = DEFAULT_MIN_INLIERS) -> np.ndarray:
     """eval's verification: each image (a query, with its own stored local features) is
     verified against its top `shortlist` by the plain scores (itself left out) and scored
     by verified_keys, as query ranks them. local: each image's features and (height, width)."""

@@ -15,6 +15,12 @@ from imgsearch.rerank.verify import root_sift
 BRANCHING = 200  # 200 x 200 = 40,000 words: a posting list per word of ~1/40,000 of the descriptors
 SAMPLE = 500_000  # descriptors the tree is learned from: about 12 per word
 KMEANS_ITERATIONS = 12
+# A cell's words hold about 10 descriptors each: their clusters settle within a few
+# iterations, and the leaves are where the time goes (every descriptor against 200 words).
+LEAF_ITERATIONS = 6
+# The top level's 200 centres are learned from at most 100 descriptors each (faiss warns
+# below 39 and caps at 256): more only costs time; a top cell only routes to its words.
+POINTS_PER_TOP_CENTRE = 100
 SEED = 20261127
 CENTRE_DTYPE = np.dtype("<f4")
 
@@ -28,11 +34,19 @@ class Vocabulary:
     shares: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
 
     def with_shares(self, images: list[np.ndarray]) -> Vocabulary:
-        """The vocabulary with each word's share of these images (SIFT descriptors each)."""
+        """The vocabulary with each word's share of these images (their words() each)."""
         holding = np.zeros(self.size)
-        for descriptors in images:
-            holding[np.unique(self.words(descriptors))] += 1
+        for words in images:
+            holding[np.unique(words)] += 1
         return replace(self, shares=((holding + 1) / (len(images) + 1)).astype(np.float32))
+
+    def words_of_images(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """words() of each image's descriptors, assigned in one pass: a cell's descriptors
+        of all the images meet its words in one product."""
+        if not images:
+            return []
+        words = self.words(np.vstack(images))
+        return np.split(words, np.cumsum([len(d) for d in images])[:-1])
 
     @property
     def size(self) -> int:
@@ -68,39 +82,59 @@ def learn_vocabulary(descriptors: np.ndarray, branching: int = BRANCHING) -> Voc
     give the same tree) on SIFT descriptors (uint8 rows)."""
     x = root_sift(descriptors)
     rng = np.random.default_rng(SEED)
-    top, cells = _kmeans(x, branching, rng)
+    subsample = x[np.sort(rng.permutation(len(x))[: POINTS_PER_TOP_CENTRE * branching])]
+    top, _ = _kmeans(subsample, branching, rng)
+    cells = _nearest(x, top)
     dim = x.shape[1]
     leaves = np.full((branching, branching, dim), -1.0)
     for cell in range(len(top)):
         members = x[cells == cell]
         if len(members):
-            centres, _ = _kmeans(members, min(branching, len(members)), rng)
+            centres, _ = _kmeans(members, min(branching, len(members)), rng, leaf=True)
             leaves[cell, : len(centres)] = centres
     padded_top = np.full((branching, dim), -1.0)
     padded_top[: len(top)] = top
     return Vocabulary(padded_top.astype(np.float32), leaves.astype(np.float32))
 
 
-def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means from k-means++ starts (Arthur & Vassilvitskii 2007), every distance
-    from one matrix product; an emptied cluster keeps its centre."""
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, leaf: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means, every distance from one matrix product; an emptied cluster keeps its
+    centre. Starts from k-means++ (Arthur & Vassilvitskii 2007) or, where k sequential passes
+    cost more than they bring (a tree's leaves: few points per centre), from k distinct rows
+    drawn at random, as faiss' k-means does."""
     if len(x) <= k:
         return x.copy(), np.arange(len(x))
+    centres = x[np.sort(rng.choice(len(x), k, replace=False))].copy() if leaf else _plus_plus(x, k, rng)
+    labels = np.zeros(len(x), np.int64)
+    for _ in range(LEAF_ITERATIONS if leaf else KMEANS_ITERATIONS):
+        labels = _nearest(x, centres)
+        counts = np.bincount(labels, minlength=k)
+        filled = counts > 0
+        # the clusters' sums as one sparse product (cluster x row membership): faster here
+        # than sorting, cumulative sums or a dense one-hot product
+        members = csr_matrix((np.ones(len(x), x.dtype), (labels, np.arange(len(x)))), shape=(k, len(x)))
+        sums = np.asarray(members @ x)
+        centres[filled] = (sums[filled] / counts[filled, None]).astype(x.dtype)
+    return centres, labels
+
+
+def _plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ starts: each next centre drawn with probability proportional to its
+    squared distance from the nearest centre so far."""
     squared = np.einsum("nd,nd->n", x, x)
     centres = np.empty((k, x.shape[1]), dtype=x.dtype)
     centres[0] = x[rng.integers(len(x))]
     nearest = squared - 2 * x @ centres[0] + centres[0] @ centres[0]
     for j in range(1, k):
-        weights = np.maximum(nearest, 0)
-        pick = rng.choice(len(x), p=weights / weights.sum()) if weights.sum() > 0 else rng.integers(len(x))
-        centres[j] = x[pick]
+        weights = np.cumsum(np.maximum(nearest, 0))
+        pick = int(np.searchsorted(weights, rng.random() * weights[-1], side="right")) if weights[-1] > 0 \
+            else int(rng.integers(len(x)))
+        centres[j] = x[min(pick, len(x) - 1)]
         nearest = np.minimum(nearest, squared - 2 * x @ centres[j] + centres[j] @ centres[j])
-    labels = np.zeros(len(x), np.int64)
-    for _ in range(KMEANS_ITERATIONS):
-        labels = np.argmin(np.einsum("kd,kd->k", centres, centres)[None, :] - 2 * x @ centres.T, axis=1)
-        onehot = csr_matrix((np.ones(len(x)), (labels, np.arange(len(x)))), shape=(k, len(x)))
-        counts = np.bincount(labels, minlength=k)
-        sums = onehot @ x
-        filled = counts > 0
-        centres[filled] = (sums[filled] / counts[filled, None]).astype(x.dtype)
-    return centres, labels
+    return centres
+
+
+def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Each row's nearest centre: the largest x.c - |c|^2 / 2, its squared Euclidean distance
+    less |x|^2 / 2, from one product."""
+    return np.argmax(x @ centres.T - 0.5 * np.einsum("kd,kd->k", centres, centres)[None, :], axis=1)

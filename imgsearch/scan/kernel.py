@@ -63,6 +63,31 @@ class TopK:
 
 
 @dataclass(frozen=True)
+class RowFilter:
+    """The rows a scan scores: every row but `excluded` (the query's own), and only the
+    `allowed` ids when given (the images under a folder: a top-K among them, exactly)."""
+
+    excluded: tuple[int, ...] = ()
+    allowed: np.ndarray | None = None  # sorted image ids
+
+    def mask(self, ids: np.ndarray) -> np.ndarray | None:
+        """Which of these ids to score; None: all of them."""
+        keep = ~np.isin(ids, np.array(self.excluded, dtype=np.int64)) if self.excluded else None
+        if self.allowed is not None:
+            inside = np.isin(ids, self.allowed)
+            keep = inside if keep is None else keep & inside
+        return keep
+
+    def admits(self, image_id: int) -> bool:
+        if image_id in self.excluded:
+            return False
+        return self.allowed is None or bool(np.isin(image_id, self.allowed))
+
+
+EVERY_ROW = RowFilter()
+
+
+@dataclass(frozen=True)
 class ScanResult:
     ranking: list[tuple[int, float]]  # (image id, score), best first
     rows_scanned: int
@@ -91,21 +116,20 @@ def scan(
     query: np.ndarray,
     metric: Metric,
     k: int,
-    exclude_ids: Iterable[int] = (),
+    rows: RowFilter = EVERY_ROW,
     query_is_prepared: bool = False,
 ) -> ScanResult:
     """Score every row of every block against `query` and keep the best `k`. A 2-D query
     (regions x dim: several descriptors of one photo) scores each row by its best region."""
     prepared_query = query if query_is_prepared else prepare_query(metric, query)
-    excluded = np.fromiter(exclude_ids, dtype=np.int64)
     top = TopK(k)
-    rows = 0
+    scanned = 0
     # On a small machine a multi-threaded BLAS fights the database server for the cores.
     with threadpool_limits(limits=1, user_api="blas"):
         for ids, vectors in blocks:
-            rows += len(ids)
-            top.add(*kept(ids, best_region_scores(metric, vectors, prepared_query), excluded))
-    return ScanResult(ranking=top.ranked(), rows_scanned=rows)
+            scanned += len(ids)
+            top.add(*kept(ids, best_region_scores(metric, vectors, prepared_query), rows))
+    return ScanResult(ranking=top.ranked(), rows_scanned=scanned)
 
 
 def prepare_query(metric: Metric, query: np.ndarray) -> np.ndarray:
@@ -136,14 +160,14 @@ def pair_scores(metric: Metric, vectors: np.ndarray, prepared_queries: np.ndarra
     return metric.prepare_rows(vectors) @ prepared_queries.T
 
 
-def kept(ids: np.ndarray, scores: np.ndarray, excluded: np.ndarray,
+def kept(ids: np.ndarray, scores: np.ndarray, rows: RowFilter,
          alive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A block's ids and scores less the excluded ids (the query's own row) and the rows
-    not alive (a resident copy's dead rows)."""
+    """A block's ids and scores of the rows the filter scores (not the query's own, inside
+    its folder) that are alive (not a resident copy's dead rows)."""
     keep = alive
-    if len(excluded):
-        outside = ~np.isin(ids, excluded)
-        keep = outside if keep is None else keep & outside
+    wanted = rows.mask(ids)
+    if wanted is not None:
+        keep = wanted if keep is None else keep & wanted
     return (ids, scores) if keep is None else (ids[keep], scores[keep])
 
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from imgsearch.scan.kernel import ScanResult, parallel_scan, prefetched, scan
+from imgsearch.scan.kernel import EVERY_ROW, RowFilter, ScanResult, parallel_scan, prefetched, scan
 from imgsearch.scan.metrics import Metric
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.packed import Snapshot
@@ -27,7 +27,7 @@ class Scanner(Protocol):
     @property
     def store(self) -> FeatureStore: ...
 
-    def top_k(self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, excluded: Iterable[int] = (),
+    def top_k(self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, rows: RowFilter = EVERY_ROW,
               query_is_prepared: bool = False) -> ScanResult: ...
 
 
@@ -41,12 +41,12 @@ class StoreScan:
     parallel: int = 1
 
     def top_k(
-        self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, excluded: Iterable[int] = (),
+        self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, rows: RowFilter = EVERY_ROW,
         query_is_prepared: bool = False,
     ) -> ScanResult:
-        """The k best rows of the extractor for the query under the metric, leaving out
-        `excluded` ids; ScanResult.state is the change counter of the state it scanned."""
-        scan_part = functools.partial(scan, query=query, metric=metric, k=k, exclude_ids=list(excluded),
+        """The k best rows of the extractor for the query under the metric, among the rows
+        the filter scores; ScanResult.state is the change counter of the state it scanned."""
+        scan_part = functools.partial(scan, query=query, metric=metric, k=k, rows=rows,
                                       query_is_prepared=query_is_prepared)
         if self.parallel > 1:
             for _ in range(PARALLEL_ATTEMPTS):

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,11 +52,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             response = error(413 if declared.isdigit() else 400,
                              f"the upload is over the limit of {self.limit} bytes" if declared.isdigit()
                              else "bad Content-Length")
+            # A client waiting for "100 Continue" has sent nothing: it reads the answer at once.
+            if headers.get(b"expect", b"").lower() != b"100-continue":
+                await drain(receive)
             await response(scope, receive, send)
             return
         seen = 0
@@ -70,10 +75,31 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     scope[OVER_LIMIT] = True
+                    if message.get("more_body", False):
+                        await drain(receive)
                     return {"type": "http.disconnect"}
             return message
 
         await self.app(scope, counted, send)
+
+
+DRAIN_BYTES = 64 * 1024 * 1024
+
+
+async def drain(receive: Receive) -> None:
+    """Read and discard what the client still sends of a refused body, up to DRAIN_BYTES:
+    a server that answers and closes while the client is still sending resets the
+    connection, and clients that write the whole body before reading (Python's urllib,
+    requests) then see "connection reset" instead of the 413. The answer can only be sent
+    after this: once it is complete the server reads no more of the body."""
+    discarded = 0
+    while discarded <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        discarded += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -92,8 +118,10 @@ def status_of(e: Exception) -> int:
 
 
 def create_app(service: Service) -> FastAPI:
-    app = FastAPI(title="imgsearch", version=__version__,
-                  description="Exact query-by-example image search over MySQL/MariaDB or SQLite.")
+    # /docs and /redoc from swagger-ui and redoc as fastapi-offline installs them: they load
+    # without internet (FastAPI's own pages fetch both from a CDN)
+    app = FastAPIOffline(title="imgsearch", version=__version__, favicon_url="/favicon.svg",
+                         description="Exact query-by-example image search over MySQL/MariaDB or SQLite.")
     upload_limit, token, cache = service.config.upload_limit, service.config.token, service.config.thumbnail_cache
 
     @app.middleware("http")
@@ -120,12 +148,14 @@ def create_app(service: Service) -> FastAPI:
     async def search_endpoint(request: Request) -> JSONResponse:
         """Multipart: the image in the field `image`, parameters as fields. JSON:
         {"name": "45.jpg", ...} names an indexed image as `query` takes it. Parameters:
-        extractor, metric, k (1-1000), offset, rerank, whiten, include_self."""
+        extractor, metric, k (1-1000), offset, rerank, whiten, include_self, under (a folder
+        of the collection, relative to its root: the top k among the images under it), box
+        (with an upload: "x,y,width,height" in its pixels, to search for what is inside)."""
         try:
             upload, fields = await _read_request(request)
             search = _search_request(fields, service)
             if upload is not None:
-                answer = await run_in_threadpool(service.search_upload, upload, search)
+                answer = await run_in_threadpool(service.search_upload, upload, search, _box(fields))
             elif name := _text(fields, "name"):
                 answer = await run_in_threadpool(service.search_name, name, search)
             else:
@@ -165,6 +195,26 @@ def create_app(service: Service) -> FastAPI:
         rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
         return guarded(lambda: JSONResponse(service.duplicates(extractor, rules, reference)))
 
+    @app.post("/api/compare")
+    async def compare_endpoint(request: Request) -> JSONResponse:
+        """Two images through every stored descriptor: each vector's score under each
+        metric, perceptual hashes' bits apart, local features' verified inliers (and b's
+        outline in a). Multipart: a photo in the field `image` is a, `b` names an indexed
+        image; JSON: {"a": name, "b": name}."""
+        try:
+            upload, fields = await _read_request(request)
+            b = _text(fields, "b")
+            a = _text(fields, "a")
+            if b is None or (upload is None and a is None):
+                raise _BadRequest("give b (an indexed image) and a (an indexed image, or a photo in `image`)")
+            return JSONResponse(await run_in_threadpool(service.compare, upload, a, b))
+        except BodyTooLarge:
+            return error(413, f"the upload is over the limit of {upload_limit} bytes")
+        except _BadRequest as e:
+            return error(400, str(e))
+        except (ImgsearchError, SkippedFile) as e:
+            return failure(e)
+
     @app.get("/api/stats")
     def stats() -> JSONResponse:
         return guarded(lambda: JSONResponse(service.stats()))
@@ -181,6 +231,11 @@ def create_app(service: Service) -> FastAPI:
     def duplicates_page() -> HTMLResponse:
         return HTMLResponse(_static("duplicates.html"))
 
+    @app.get("/favicon.svg", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(_static("favicon.svg"), media_type="image/svg+xml")
+
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
         kinds = {"app.js": "text/javascript", "style.css": "text/css", "duplicates.js": "text/javascript"}
@@ -191,7 +246,7 @@ def create_app(service: Service) -> FastAPI:
     def failure(e: ImgsearchError | SkippedFile) -> JSONResponse:
         if isinstance(e, DatabaseError):
             service.watch.failed(str(e))
-        return error(status_of(e), service.public(str(e)))
+        return error(status_of(e), service.public(e.problem if isinstance(e, ImgsearchError) else str(e)))
 
     def guarded(make: Any) -> Any:
         try:
@@ -304,7 +359,27 @@ def _search_request(fields: dict[str, Any], service: Service) -> SearchPlan:
         k=_whole(fields, "k", 10, 1, MAX_K), offset=_whole(fields, "offset", 0, 0, 100_000),
         include_self=_flag(fields, "include_self"), parallel=config.parallel, block_rows=config.block_rows,
         regions=_text(fields, "regions") or config.regions, rerank=_text(fields, "rerank"),
-        whiten=_text(fields, "whiten"))
+        whiten=_text(fields, "whiten"), under=_folder(fields, "under"))
+
+
+def _box(fields: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    """`box` as "x,y,width,height" (whole pixels of the uploaded photo), or None."""
+    text = _text(fields, "box")
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise ImgsearchError(f"box must be x,y,width,height in whole pixels, not {_shown(text)}")
+    x, y, width, height = (int(p) for p in parts)
+    return x, y, width, height
+
+
+def _folder(fields: dict[str, Any], key: str) -> str | None:
+    """A folder of the collection, relative to its root: no client names a path outside it."""
+    folder = _text(fields, key)
+    if folder is not None and (folder.startswith("/") or ".." in Path(folder).parts):
+        raise ImgsearchError(f"{key} must be a folder of the collection, relative to its root")
+    return folder
 
 
 def _image_json(image: Any) -> JSONResponse:

@@ -59,8 +59,8 @@ class DecodeBudget:
         limit (SkippedFile) and, after waiting, one that finds no room (BusyError)."""
         pixels = declared_pixels(data)
         if pixels is not None and pixels > self.max_pixels:
-            raise SkippedFile(f"too many pixels for an upload ({pixels:,}; the limit is {self.max_pixels:,}: "
-                              "serve --upload-pixels)")
+            raise SkippedFile(f"too many pixels for an upload ({pixels:,}; this server takes at most "
+                              f"{self.max_pixels:,})")
         # Unknown size: the worst an accepted upload can be. One upload alone always fits.
         weight = min((pixels if pixels is not None else self.max_pixels) * BYTES_PER_PIXEL, self.capacity)
         with self._changed:
@@ -78,5 +78,5 @@ class DecodeBudget:
     def check_decoded(self, height: int, width: int) -> None:
         """The pixels actually decoded, for a format whose header Pillow could not read."""
         if height * width > self.max_pixels:
-            raise SkippedFile(f"too many pixels for an upload ({height * width:,}; the limit is "
-                              f"{self.max_pixels:,}: serve --upload-pixels)")
+            raise SkippedFile(f"too many pixels for an upload ({height * width:,}; this server takes at most "
+                              f"{self.max_pixels:,})")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from imgsearch.scan.kernel import ScanResult, TopK, kept, prepare_query, prepared_scores
+from imgsearch.scan.kernel import EVERY_ROW, RowFilter, ScanResult, TopK, kept, prepare_query, prepared_scores
 from imgsearch.scan.metrics import Metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store.base import FeatureStore
@@ -86,13 +86,12 @@ class ResidentState:
     def known_blocks(self) -> set[int]:
         return {*self.base_blocks, *self.extra}
 
-    def top_k(self, metric: str, prepared_query: np.ndarray, k: int, excluded: Iterable[int] = ()) -> ScanResult:
+    def top_k(self, metric: str, prepared_query: np.ndarray, k: int, rows: RowFilter = EVERY_ROW) -> ScanResult:
         top = TopK(k)
-        excluded_ids = np.fromiter(excluded, dtype=np.int64)
         # Queries run in the server's threads side by side: one BLAS thread each.
         with threadpool_limits(limits=1, user_api="blas"):
             for ids, matrix, dead in self._parts(metric):
-                top.add(*kept(ids, prepared_scores(matrix, prepared_query), excluded_ids,
+                top.add(*kept(ids, prepared_scores(matrix, prepared_query), rows,
                               ~dead if dead is not None else None))
         return ScanResult(ranking=top.ranked(), rows_scanned=self.rows, state=self.changes)
 
@@ -199,9 +198,9 @@ class ResidentScan:
     metrics: tuple[str, ...]
     fallback: StoreScan
 
-    def top_k(self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, excluded: Iterable[int] = (),
+    def top_k(self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, rows: RowFilter = EVERY_ROW,
               query_is_prepared: bool = False) -> ScanResult:
         if extractor.name != self.extractor or metric.name not in self.metrics:
-            return self.fallback.top_k(extractor, metric, query, k, excluded, query_is_prepared)
+            return self.fallback.top_k(extractor, metric, query, k, rows, query_is_prepared)
         prepared = query if query_is_prepared else prepare_query(metric, query)
-        return self.index.current().top_k(metric.name, prepared, k, excluded)
+        return self.index.current().top_k(metric.name, prepared, k, rows)

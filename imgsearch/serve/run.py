@@ -1,8 +1,10 @@
 """`imgsearch serve`: the configuration checked, the service built, uvicorn started."""
 from __future__ import annotations
 
+import errno
 import ipaddress
 import resource
+import socket
 from dataclasses import replace
 
 from imgsearch.errors import ImgsearchError
@@ -28,6 +30,24 @@ def allow_open_files(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything is announced or loaded: a port in use is
+    one plain error, not an announcement followed by uvicorn's errno."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise ImgsearchError(f"cannot serve on {host}: {e.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        hint = "another program listens there; choose another with --port" if e.errno == errno.EADDRINUSE else e.strerror
+        raise ImgsearchError(f"cannot serve on {host}:{port}: {hint}") from None
+    return sock
+
+
 def run_service(config: ServeConfig) -> None:
     import uvicorn
 
@@ -38,7 +58,12 @@ def run_service(config: ServeConfig) -> None:
     if not is_loopback(config.host) and not config.token and not config.no_auth:
         raise ImgsearchError(f"serving {config.host} (not loopback) needs --token or IMGSEARCH_API_TOKEN; "
                              "pass --no-auth to serve it without one on purpose")
-    service = Service(config)
+    sock = listening_socket(config.host, config.port)
+    try:
+        service = Service(config)
+    except BaseException:
+        sock.close()
+        raise
     try:
         if config.default_extractor not in service.resident and service.resident:
             service.config = replace(config, default_extractor=next(iter(service.resident)))
@@ -49,8 +74,10 @@ def run_service(config: ServeConfig) -> None:
               flush=True)
         allow_open_files(config.max_connections + 256)
         keep_codec_messages_out_of_the_log()
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
-                    http=timed_protocol(config.header_timeout, config.body_timeout),
-                    limit_concurrency=config.max_connections)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                               http=timed_protocol(config.header_timeout, config.body_timeout),
+                                               limit_concurrency=config.max_connections))
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         service.close()

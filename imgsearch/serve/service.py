@@ -15,25 +15,26 @@ import numpy as np
 
 from imgsearch.duplicates import CopyRules
 from imgsearch.errors import NotFoundError
-from imgsearch.index.images import decode_bytes
 from imgsearch.plan import SearchPlan
 from imgsearch.query import (
     Match,
     QueryResult,
+    allowed_ids,
     indexed_local,
     indexed_vector,
     named,
     named_with_retry,
     photo_local,
+    photo_of_bytes,
     photo_vector,
-    query_photo,
     search,
     stored_extractor,
     stored_row,
+    with_close_match,
     with_default_rerank,
 )
 from imgsearch.rerank.query import LocalSource
-from imgsearch.scan.kernel import ScanResult, prepare_query
+from imgsearch.scan.kernel import RowFilter, ScanResult, prepare_query
 from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.serve.config import ServeConfig
@@ -136,15 +137,16 @@ class Service:
             self._store.reconnect_if_lost()
             yield self._store
 
-    def search_upload(self, data: bytes, plan: SearchPlan) -> dict:
+    def search_upload(self, data: bytes, plan: SearchPlan, box: tuple[int, int, int, int] | None = None) -> dict:
+        """The answer for an uploaded photo, or for the part of it inside `box` (x, y, width,
+        height in its pixels): that crop is the query photo, its regions and all."""
         self._caught_up()
         with self.db() as store:
             row, extractor = stored_extractor(store, plan.extractor)
             plan = with_default_rerank(store, plan)  # before extraction: it decides the photo's regions
         with self.decodes.hold(data):  # SkippedFile: too many pixels; BusyError: no room now
-            pixels = decode_bytes(data)  # SkippedFile: not an image, or a decompression bomb
-            self.decodes.check_decoded(*pixels.shape[:2])
-            photo = query_photo(pixels)
+            photo = photo_of_bytes(data, box)  # SkippedFile: not an image, or a decompression bomb
+            self.decodes.check_decoded(photo.height, photo.width)
             vector = photo_vector(extractor, photo.pixels, plan.photo_regions)
             local = photo_local(photo)
         return self._search_vector(row, vector, None, "upload", plan, local)
@@ -169,6 +171,10 @@ class Service:
         """The answer for a plan with its default re-ranking applied (with_default_rerank)."""
         started = time.perf_counter()
         index = self.resident.get(row.name)
+        allowed = None
+        if plan.under is not None:
+            with self.db() as store:
+                allowed = allowed_ids(store, plan.under)
         if index is None or plan.whiten or plan.metric.name not in self.config.metrics:
             with self.db() as store:
                 result = search(store, row, vector, own_id, label, plan, started, local)
@@ -180,23 +186,26 @@ class Service:
                 result = search(store, row, vector, own_id, label, plan, started, local, scanner)
             served = "resident"
         else:
-            result = self._resident_search(index, row, vector, own_id, label, plan, started)
+            result = self._resident_search(index, row, vector, own_id, label, plan, started, allowed)
+            with self.db() as store:
+                result = with_close_match(store, result, plan)
             served = "resident"
         answer = result.as_json()
         answer["results"] = answer["results"][plan.offset :]
-        own = 1 if own_id is not None and not plan.include_self else 0
-        answer.update(total=max(result.rows_scanned - own, 0) if result.rows_scanned else len(result.matches),
+        own = 1 if own_id is not None and not plan.include_self and (allowed is None or own_id in allowed) else 0
+        searched = len(allowed) if allowed is not None else result.rows_scanned
+        answer.update(total=max(searched - own, 0) if searched else len(result.matches), under=plan.under,
                       offset=plan.offset, served=served,
                       rerank=plan.rerank.text if plan.rerank else None)
         return answer
 
     def _resident_search(self, index: ResidentIndex, row: ExtractorRow, vector: np.ndarray, own_id: int | None,
-                         label: str, plan: SearchPlan, started: float) -> QueryResult:
+                         label: str, plan: SearchPlan, started: float, allowed: np.ndarray | None) -> QueryResult:
         prepared = prepare_query(plan.metric, vector)
-        excluded = [] if plan.include_self or own_id is None else [own_id]
+        rows = RowFilter(() if plan.include_self or own_id is None else (own_id,), allowed)
 
         def scanned() -> ScanResult:
-            return index.current().top_k(plan.metric.name, prepared, plan.wanted, excluded)
+            return index.current().top_k(plan.metric.name, prepared, plan.wanted, rows)
 
         def name(ranking: list[tuple[int, float]]) -> list[Match] | None:
             with self.db() as store:  # the connection only for the names: scans run side by side
@@ -251,6 +260,21 @@ class Service:
                 "database": self.config.url.scheme,
                 "replica": self.config.replica.redacted() if self.config.replica else None,
                 "uptime_s": round(time.time() - self.started, 1)}
+
+    def compare(self, upload: bytes | None, a: str | None, b: str) -> dict:
+        """The uploaded photo (else the indexed image named a) against the indexed image b."""
+        from imgsearch.compare import compare, side_of_bytes, side_of_name
+
+        self._caught_up()
+        with self.db() as store:
+            right = side_of_name(store, b)
+            left = None if upload is not None else side_of_name(store, a or "")
+        if upload is not None:
+            with self.decodes.hold(upload):
+                left = side_of_bytes("upload", upload)
+        assert left is not None
+        with self.db() as store:
+            return compare(store, left, right).as_json()
 
     def duplicates(self, extractor: str | None, rules: CopyRules, reference: str | None) -> dict:
         from imgsearch.duplicates import DEFAULT_EXTRACTOR, as_json, find_duplicates

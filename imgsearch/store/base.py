@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from imgsearch.decoding import without_decode_rule
 from imgsearch.errors import DatabaseError, ImgsearchError
 from imgsearch.hashes import ImageHash
 from imgsearch.keypoints import LocalFeatures
@@ -425,6 +426,16 @@ class FeatureStore(ABC):
         exact = [i for i in images if i.path == name_or_path]
         return exact or images
 
+    def image_ids_under(self, prefix: bytes) -> np.ndarray:
+        """The ids (sorted) of the images whose relative path starts with `prefix` (a folder
+        path ending in the separator; b"": all): a range of the path index."""
+        if not prefix:
+            rows = self.execute("SELECT id FROM images ORDER BY id")
+        else:
+            after = prefix[:-1] + bytes([prefix[-1] + 1])  # the first path past the folder
+            rows = self.execute("SELECT id FROM images WHERE path >= ? AND path < ? ORDER BY id", (prefix, after))
+        return np.array([int(r[0]) for r in rows], dtype=np.int64)
+
     def vectors(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, np.ndarray]:
         """The stored vectors of these images (images without one are left out)."""
         found: dict[int, np.ndarray] = {}
@@ -481,7 +492,8 @@ class FeatureStore(ABC):
 
 
 def check_same_params(row: ExtractorRow, params: str, dim: int) -> None:
-    if row.params != params or row.dim != dim:
+    """Refuses params that compute other vectors (the decode rule is not compared: see decoding)."""
+    if without_decode_rule(row.params) != without_decode_rule(params) or row.dim != dim:
         raise ImgsearchError(
             f"extractor {row.name!r} is stored with params {row.params} (dim {row.dim}), "
             f"but this run uses {params} (dim {dim}); vectors of the two are not comparable. "

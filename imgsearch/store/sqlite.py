@@ -97,8 +97,13 @@ class SqliteStore(FeatureStore):
     @contextmanager
     def named_lock(self, name: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
         # An advisory lock on a file beside the database: held across transactions, and
-        # released by the kernel when the process dies, like MySQL's GET_LOCK.
-        with open(self.path.with_name(f"{self.path.name}.{name}.lock"), "a") as handle:
+        # released by the kernel when the process dies, like MySQL's GET_LOCK. Hidden, and
+        # it says what it is to whoever finds it.
+        with open(self.path.with_name(f".{self.path.name}.{name}.lock"), "a") as handle:
+            if handle.tell() == 0:
+                handle.write(f"imgsearch holds this file locked while it updates the {name} of {self.path.name}; "
+                             "it may be deleted when no imgsearch command runs\n")
+                handle.flush()
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -296,6 +296,8 @@ def test_python_clients_see_the_413_of_an_upload_over_the_limit(tmp_path) -> Non
     import urllib.error
     import urllib.request
 
+    import requests
+
     folder = tmp_path / "photos"
     write_collection(folder)
     db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
@@ -314,3 +316,6 @@ def test_python_clients_see_the_413_of_an_upload_over_the_limit(tmp_path) -> Non
                 urllib.request.urlopen(request, timeout=60)
             assert refused.value.code == 413, chunked
             assert "over the limit" in json.loads(refused.value.read())["error"]
+        answer = requests.post(served.base + "/api/search", data=body, timeout=60,
+                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert answer.status_code == 413 and "over the limit" in answer.json()["error"]

@@ -48,9 +48,7 @@ class Side:
             return store.vector(row, self.image_id)
         if row.kind == "local":
             return store.local_features(row, [self.image_id]).get(self.image_id)
-        ids, hashes = store.image_hashes(row)
-        at = np.flatnonzero(ids == self.image_id)
-        return int(hashes[at[0]]) if len(at) else None
+        return store.image_hash(row, self.image_id)
 
 
 @dataclass

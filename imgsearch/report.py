@@ -63,11 +63,10 @@ def _local_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, va
 
 
 def _hash_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, values: bool) -> list[str]:
-    ids, hashes = store.image_hashes(extractor)
-    at = np.flatnonzero(ids == image_id)
-    if not len(at):
+    found = store.image_hash(extractor, image_id)
+    if found is None:
         return [f"{extractor.name:<8} (not extracted)"]
-    return [f"{extractor.name:<8} {int(hashes[at[0]]):016x} (63 bits), params {extractor.params}"]
+    return [f"{extractor.name:<8} {found:016x} (63 bits), params {extractor.params}"]
 
 
 DESCRIBE_KIND = {"vector": _vector_lines, "local": _local_lines, "hash": _hash_lines}

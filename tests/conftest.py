@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from mysql_server import ServerProcess, fresh_database, mysql_server, server_binary  # noqa: E402
+from system_parts import CHROMIUM  # noqa: E402
 
 from imgsearch.store.url import parse_database_url  # noqa: E402
 
@@ -21,8 +22,29 @@ SLOW_MODULES = {"test_harness.py", "test_replicas.py", "test_page.py"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name in SLOW_MODULES or item.path.parent.name == "faults":
+        # a test that drives the browser is slow wherever it lives
+        if item.path.name in SLOW_MODULES or item.path.parent.name == "faults" or "browser" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
+
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    """Debian's chromium, driven by Playwright (never a downloaded browser); installed first
+    where missing (system_parts)."""
+    try:
+        chromium = CHROMIUM.ensure()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from cli_runner import imgsearch
 from photos import photo, variant, write_collection
 from served import serving
-from test_page import browser, search_page  # noqa: F401  (the browser fixture)
+from test_page import search_page
 
 from imgsearch.index.calibration import PERCENTILE, key
 from imgsearch.scan.metrics import METRICS
@@ -61,7 +61,7 @@ def test_a_query_says_whether_its_best_match_is_close(indexed, tmp_path) -> None
     assert imgsearch("query", copy, "--db", indexed, "-e", "hsv72", "--rerank", "aqe", "--json").json()["close_match"] is None
 
 
-def test_the_page_says_no_close_match_above_weak_results(indexed, tmp_path, browser) -> None:  # noqa: F811
+def test_the_page_says_no_close_match_above_weak_results(indexed, tmp_path, browser) -> None:
     copy, nothing_alike = tmp_path / "cat.jpg", tmp_path / "grey.jpg"
     cv2.imwrite(str(copy), variant(photo("chelsea.png")))
     unrelated(nothing_alike)

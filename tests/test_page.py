@@ -6,28 +6,9 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 from cli_runner import imgsearch
 from photos import photo, variant, write_collection
 from served import serving
-from system_parts import CHROMIUM
-
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-@pytest.fixture
-def browser():
-    try:
-        chromium = CHROMIUM.ensure()
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
-        yield launched
-        launched.close()
 
 
 def indexed_photos(tmp_path: Path, *extractors: str) -> str:

@@ -5,7 +5,7 @@ import pytest
 from cli_runner import imgsearch
 from photos import PHOTOS, photo, variant, write_collection
 from served import serving
-from test_page import browser, search_page  # noqa: F401  (the browser fixture)
+from test_page import search_page
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_the_api_answers_under_a_folder_as_the_command_line_does(collection, tmp
             assert refused.status_code == 422 and "relative to its root" in refused.json()["error"], bad
 
 
-def test_the_page_searches_only_under_the_folder_typed(collection, tmp_path, browser) -> None:  # noqa: F811
+def test_the_page_searches_only_under_the_folder_typed(collection, tmp_path, browser) -> None:
     folder, db = collection
     query = tmp_path / "cat.jpg"
     cv2.imwrite(str(query), photo("chelsea.png"))

@@ -319,6 +319,12 @@ class FeatureStore(ABC):
         ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
         return ids, np.array([int(r[1]) for r in rows], dtype=np.int64).view(np.uint64)
 
+    def image_hash(self, extractor: ExtractorRow, image_id: int) -> int | None:
+        """One image's hash of this hash extractor (its 63 bits as an int), None without one."""
+        rows = self.execute("SELECT hash FROM image_hashes WHERE extractor_id = ? AND image_id = ?",
+                            (extractor.id, image_id))
+        return int(rows[0][0]) if rows else None
+
     def local_features(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, LocalFeatures]:
         """The stored local features of these images (those that have them)."""
         found = {}

@@ -94,9 +94,12 @@ def main() -> None:
 
 
 def service_latency(folder: Path, uploads: list[bytes], tmp: Path) -> None:
-    """Upload to answer through the service (query crops, cnn-spoc, 200 photos indexed)."""
+    """Upload to answer through the service (query crops, cnn-spoc, 200 photos indexed), the
+    photo decoded as now (search_upload) and as before (in full, then shrunk, then the same
+    search), interleaved in one run."""
     from imgsearch.index.build import build
     from imgsearch.plan import SearchPlan
+    from imgsearch.query import photo_vector, stored_extractor
     from imgsearch.serve.config import ServeConfig
     from imgsearch.serve.service import Service
     from imgsearch.store import open_store
@@ -109,16 +112,29 @@ def service_latency(folder: Path, uploads: list[bytes], tmp: Path) -> None:
     url = parse_database_url(str(tmp / "index.sqlite3"))
     with open_store(url, create=True) as store:
         build(store, str(collection), ("cnn-spoc",), 2, 256, progress=False)
+        row, extractor = stored_extractor(store, "cnn-spoc")
     service = Service(ServeConfig(url, ("cnn-spoc",), ("pearson",), "cnn-spoc", "pearson"))
+    plan = SearchPlan.of("cnn-spoc", "pearson", k=20, regions="crops")
+
+    def before(data: bytes) -> None:
+        photo = query_photo(decode_bytes(data))
+        service.search_vector(row, photo_vector(extractor, photo.pixels, plan.photo_regions), None, "upload", plan)
+
+    def now(data: bytes) -> None:
+        service.search_upload(data, plan)
+
     try:
-        plan = SearchPlan.of("cnn-spoc", "pearson", k=20, regions="crops")
-        service.search_upload(uploads[0], plan)
-        times = []
-        for data in uploads * 2:
-            started = time.perf_counter()
-            service.search_upload(data, plan)
-            times.append((time.perf_counter() - started) * 1000)
-        print(f"10 MP upload to answer through the service (query crops): {statistics.median(times):.0f} ms p50")
+        times: dict[str, list[float]] = {"before": [], "now": []}
+        now(uploads[0])
+        before(uploads[0])
+        for data in uploads * 3:
+            for label, work in (("before", before), ("now", now)):
+                started = time.perf_counter()
+                work(data)
+                times[label].append((time.perf_counter() - started) * 1000)
+        old, new = statistics.median(times["before"]), statistics.median(times["now"])
+        print(f"10 MP upload to answer through the service (query crops), p50: {old:.0f} ms -> {new:.0f} ms "
+              f"({new / old:.2f}x the time)")
     finally:
         service.close()
 

@@ -1,7 +1,8 @@
 """The decode rule stored with an extractor's params: the longest side its input image is
 decoded to (index.images.decode_to_side), under the key `decode_side`. An extractor
-stored without it was built from the full decode, and keeps that rule (its vectors stay
-comparable with each other); one registered since reads at most that many pixels a side.
+stored without it was built from the full decode; the next build brings it to the rule
+its configuration asks for, extracting again only the images the change alters
+(index.decode_rule).
 
 The key says how pixels reached the extractor, not what it computes: comparisons of
 configurations leave it out."""
@@ -27,3 +28,18 @@ def without_decode_rule(params: str) -> str:
     values = json.loads(params)
     values.pop(DECODE_SIDE_KEY, None)
     return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def with_decode_side(params: str, side: int) -> str:
+    """The params as a canonical JSON text, their decode rule `side`."""
+    values = json.loads(params)
+    values[DECODE_SIDE_KEY] = side
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def decoded_differently(old: int | None, new: int, longer_side: int) -> bool:
+    """Whether an image whose longer side has this many pixels reaches an extractor as other
+    pixels under the rule `new` than under `old` (None: the full decode). decode_to_side
+    leaves an image no larger than its side exactly as the full decode makes it, so only
+    an image larger than the smaller of the two sides changes."""
+    return longer_side > min(new if old is None else old, new) and old != new

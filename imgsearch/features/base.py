@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsearch.decoding import DECODE_SIDE_KEY, DEFAULT_DECODE_SIDE
+from imgsearch.decoding import DEFAULT_DECODE_SIDE, with_decode_side
 
 
 class Extractor(ABC):
@@ -62,7 +62,12 @@ class Extractor(ABC):
     # The longest side of the image this extractor needs (0: any size will do).
     needed_side: int = 0
 
+    @property
+    def decode_side(self) -> int:
+        """The decode rule this extractor is built by: its input decoded to at most this many
+        pixels a side (decoding)."""
+        return max(DEFAULT_DECODE_SIDE, self.needed_side)
+
     def registered_params_json(self) -> str:
         """params_json with the decode rule a new stored extractor is built by (decoding)."""
-        rule = {DECODE_SIDE_KEY: max(DEFAULT_DECODE_SIDE, self.needed_side)}
-        return json.dumps({**self.params, **rule}, sort_keys=True, separators=(",", ":"))
+        return with_decode_side(self.params_json(), self.decode_side)

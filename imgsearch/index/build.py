@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ from imgsearch.decoding import decode_side_of
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.calibration import update_calibration
+from imgsearch.index.decode_rule import bring_to_decode_rule
 from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers
 from imgsearch.index.graph import update_graphs
-from imgsearch.index.images import SkippedFile, decode_bytes, decode_to_side, has_image_suffix, read_bytes
+from imgsearch.index.images import SkippedFile, decode_to_side, has_image_suffix, read_bytes
 from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import FoundFile, Problem, walk_collection
 from imgsearch.index.words import update_words
@@ -60,6 +62,7 @@ class BuildReport:
     kept: Counter[tuple[str, str]] = field(default_factory=Counter)  # (where, why) -> rows kept unseen
     unlisted: dict[bytes, str] = field(default_factory=dict)  # folders the walk could not list -> why
     repacked: int = 0
+    rule_changes: list[str] = field(default_factory=list)  # a line per extractor brought to its decode rule
     upkeep: list[str] = field(default_factory=list)  # a line per k-NN graph or visual-words update
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -73,6 +76,7 @@ class BuildReport:
             f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
             f"{kept}{skipped} in {self.seconds:.1f} s",
             *(f"kept {n} rows {where}: {why}" for (where, why), n in sorted(self.kept.items())),
+            *self.rule_changes,
             *self.upkeep,
         ])
 
@@ -93,9 +97,9 @@ def build(
     and update the k-NN graphs of the built extractors (see graph)."""
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
-    specs = {name: prepare_extractor(store, name, root, options) for name in extractor_names}
-    rows = {name: store.find_extractor(name) for name in extractor_names}
     report = BuildReport()
+    specs = {name: prepare_extractor(store, name, root, options, report, progress) for name in extractor_names}
+    rows = {name: store.find_extractor(name) for name in extractor_names}
     stored = store.stored_images()
     have = {specs[name]: store.image_ids_with_features(row) for name, row in rows.items()}
     tasks, present = plan(root, stored, have, report, shard)
@@ -126,10 +130,12 @@ def build(
     return report
 
 
-def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOptions) -> ExtractorSpec:
+def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOptions, report: BuildReport,
+                      progress: bool = False) -> ExtractorSpec:
     """The extractor as stored in this database; a new one that learns from the collection
     (PWA) is fitted on a sample of it first. Refuses a configuration that differs from
-    the stored one: the new vectors would not be comparable with the old."""
+    the stored one: the new vectors would not be comparable with the old. One stored by
+    another decode rule is brought to its own first (decode_rule), with a line saying so."""
     configured = make_extractor(name, options=options)
     row = store.find_extractor(name)
     if row is None:
@@ -138,7 +144,12 @@ def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOp
     extractor = make_extractor(name, row.params)
     if extractor.configuration() != configured.configuration():
         check_same_params(row, configured.params_json(), configured.dim)
-    return name, row.params  # the stored text: it holds the decode rule the vectors were made by
+    row, change = bring_to_decode_rule(store, row, extractor.decode_side)
+    if change is not None:
+        report.rule_changes.append(change.line())
+        if progress:
+            print(change.line(), file=sys.stderr, flush=True)
+    return name, row.params  # the stored text: it holds the decode rule the vectors are made by
 
 
 def collection_images(root: Path) -> list[Path]:
@@ -216,21 +227,17 @@ def process(task: Task) -> Outcome:
 
 def decoded_and_extracted(data: bytes, specs: tuple[ExtractorSpec, ...]) -> tuple[int, int, dict[str, np.ndarray]]:
     """The image's own size and each extractor's output. The file is decoded once, at the
-    largest side the extractors' stored decode rule asks for (decoding); extractors stored
-    before the rule existed read the full decode, as their vectors were made."""
-    sides = {spec: decode_side_of(spec[1]) for spec in specs}
-    ruled = tuple(spec for spec, side in sides.items() if side is not None)
-    full = tuple(spec for spec, side in sides.items() if side is None)
-    vectors: dict[str, np.ndarray] = {}
-    if ruled:
-        sized = decode_to_side(data, max(side for side in sides.values() if side is not None))
-        height, width = sized.height, sized.width
-        vectors.update(extract_all(sized.pixels, ruled, sized.scale))
-    if full or not ruled:
-        pixels = decode_bytes(data)
-        height, width = pixels.shape[:2]
-        vectors.update(extract_all(pixels, full))
-    return height, width, vectors
+    largest side the extractors' stored decode rule asks for (decoding; prepare_extractor
+    stored one for each)."""
+    sized = decode_to_side(data, max(stored_decode_side(params) for _, params in specs))
+    return sized.height, sized.width, extract_all(sized.pixels, specs, sized.scale)
+
+
+def stored_decode_side(params: str) -> int:
+    side = decode_side_of(params)
+    if side is None:
+        raise ValueError(f"extractor params without a decode rule: {params}")
+    return side
 
 
 def _record(found: FoundFile, sha256: str, width: int, height: int) -> ImageRecord:

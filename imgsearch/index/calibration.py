@@ -45,6 +45,12 @@ def stored_calibration(store: FeatureStore, extractor: str, metric: str) -> Cali
     return Calibration(float(values["cut"]), int(values["images"]), int(values["sample"]))
 
 
+def forget_calibration(store: FeatureStore, extractor: str) -> None:
+    """Drop the extractor's cuts: its vectors changed, the next update measures them again."""
+    for metric in METRICS:
+        store.delete_meta(key(extractor, metric))
+
+
 def update_calibration(store: FeatureStore, row: ExtractorRow) -> list[str]:
     """Measure the cut of each metric for a vector extractor whose collection is new or has
     changed size by RECALIBRATE_CHANGE; a line saying so."""

@@ -45,8 +45,10 @@ LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
 # Where the rows of each kind of extractor (Extractor.kind) are kept.
 TABLE_OF_KIND = {"vector": "features", "local": "local_features", "hash": "image_hashes"}
 ExtractedValue = np.ndarray | LocalFeatures | ImageHash
+# The visual words of a local extractor's images (words_tables).
+WORD_TABLES = ("visual_words", "word_images")
 # Every table of rows derived from one image's content: dropped when the content changes.
-IMAGE_ROW_TABLES = (*TABLE_OF_KIND.values(), "visual_words", "word_images")
+IMAGE_ROW_TABLES = (*TABLE_OF_KIND.values(), *WORD_TABLES)
 COLLECTION_ROOT_KEY = "collection_root"
 WRITE_ATTEMPTS = 6  # a transaction the server rolled back to break a deadlock, run again
 T = TypeVar("T")
@@ -264,6 +266,10 @@ class FeatureStore(ABC):
         with self.transaction():
             self.execute("REPLACE INTO meta (k, v) VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        with self.transaction():
+            self.execute("DELETE FROM meta WHERE k = ?", (key,))
+
     def changes(self, extractor: ExtractorRow) -> int:
         """The extractor's change counter as of now (see packed.py)."""
         return int(self.get_meta(changes_key(extractor.id)) or 0)
@@ -293,6 +299,13 @@ class FeatureStore(ABC):
         self.execute(f"{self.insert_ignore} INTO extractors (name, params, dim) VALUES (?, ?, ?)", (name, params, dim))
         (extractor_id,) = self.execute("SELECT id FROM extractors WHERE name = ?", (name,))[0]
         self.execute(f"{self.insert_ignore} INTO meta (k, v) VALUES (?, ?)", (changes_key(int(extractor_id)), "0"))
+
+    def set_extractor_params(self, extractor: ExtractorRow, params: str) -> ExtractorRow:
+        """Store other params of the same computation (a new decode rule: see decoding)."""
+        check_same_params(extractor, params, extractor.dim)
+        with self.transaction():
+            self.execute("UPDATE extractors SET params = ? WHERE id = ?", (params, extractor.id))
+        return ExtractorRow(extractor.id, extractor.name, params, extractor.dim)
 
     # -- images and their vectors ------------------------------------------------------
     def stored_images(self) -> dict[bytes, StoredImage]:
@@ -397,6 +410,21 @@ class FeatureStore(ABC):
             rows = self.execute(f"SELECT path, id FROM images WHERE path IN ({marks})", chunk)
             found.update((bytes(p), int(i)) for p, i in rows)
         return found
+
+    def forget_features(self, extractor: ExtractorRow, ids: list[int]) -> None:
+        """Delete this extractor's rows of these images (vectors, local features and their
+        words, or hashes), a chunk a transaction; the images stay, and a build sees them
+        as lacking this extractor."""
+        table = self._table_of(extractor)
+        for chunk, marks in id_chunks(ids):
+            self.write(functools.partial(self._forget_chunk, extractor.id, table, chunk, marks))
+
+    def _forget_chunk(self, extractor_id: int, table: str, chunk: list[int], marks: str) -> None:
+        where = f"extractor_id = ? AND image_id IN ({marks})"
+        packing.mark_stale(self, where, [extractor_id, *chunk])
+        for name in (table, *WORD_TABLES):
+            self.execute(f"DELETE FROM {name} WHERE {where}", (extractor_id, *chunk))
+        self.touched.add(extractor_id)
 
     def delete_images(self, ids: list[int]) -> None:
         for chunk, marks in id_chunks(ids):

@@ -104,16 +104,11 @@ def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extr
 # crops cost 309 ms at the median from the full photo, 171 from a quarter of it
 # (bench/instance.py photos).
 QUERY_MAX_SIDE = 1024
-# A JPEG query photo is decoded at the smallest DCT scale that still reaches this side:
-# the half crop at 384 still exceeds the network's 256, local features still shrink to
-# 640. Phone photos of 8 to 12 MP (3,264 to 4,032 px) then decode at a quarter of their
-# side, not half: 10 MP 46 -> 23 ms (bench/camera.py).
-QUERY_LEAST_SIDE = 768
 
 
 @dataclass(frozen=True)
 class QueryPhoto:
-    pixels: np.ndarray  # at most QUERY_MAX_SIDE a side; a JPEG's at least QUERY_LEAST_SIDE when larger
+    pixels: np.ndarray  # at most QUERY_MAX_SIDE a side
     scale: float  # its size over the photo's own (1: not shrunk)
     height: int  # the photo's own size
     width: int
@@ -137,7 +132,7 @@ def photo_of_bytes(data: bytes, box: tuple[int, int, int, int] | None = None) ->
     JPEG at a reduced DCT scale), or the part of it inside `box` (x, y, width, height in the
     photo's pixels), decoded large enough that the part still reaches QUERY_MAX_SIDE."""
     if box is None:
-        sized = decode_to_side(data, QUERY_MAX_SIDE, least=QUERY_LEAST_SIDE)
+        sized = decode_to_side(data, QUERY_MAX_SIDE)
         return QueryPhoto(sized.pixels, sized.scale, sized.height, sized.width)
     x, y, width, height = box
     header = jpeg_size(data)

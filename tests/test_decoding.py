@@ -171,14 +171,3 @@ def test_only_images_larger_than_the_smaller_of_two_rules_decode_differently() -
     assert decoded_differently(1024, 912, 1000) and not decoded_differently(1024, 912, 912)
     assert not decoded_differently(1024, 1024, 4000)
 
-
-def test_a_phone_photo_query_is_decoded_at_a_quarter_when_that_still_reaches_the_least_side() -> None:
-    from imgsearch.query import QUERY_LEAST_SIDE, QUERY_MAX_SIDE, photo_of_bytes
-
-    phone = photo_of_bytes(camera_jpeg(3648, 2736))  # 10 MP: a quarter is 912 px
-    assert phone.pixels.shape == (684, 912, 3) and (phone.height, phone.width) == (2736, 3648)
-    assert QUERY_LEAST_SIDE <= 912 < QUERY_MAX_SIDE
-    large = photo_of_bytes(camera_jpeg(6000, 4000))  # an eighth is 750 px, under the least side: a quarter, shrunk
-    assert large.pixels.shape == (683, 1024, 3)
-    png = cv2.imencode(".png", cv2.resize(photo("coffee.png"), (2000, 1000)))[1].tobytes()
-    assert photo_of_bytes(png).pixels.shape == (512, 1024, 3)

@@ -83,10 +83,7 @@ def test_query_and_the_service_verify_the_same_way(indexed, tmp_path) -> None:
     assert cli.code == 0, cli.err
     first = cli.json()["results"][0]
     assert first["path"].endswith("coffee.jpg") and first["inliers"] >= 15
-    # Within 10 px of a 1,600-px photo: its features are found at 640 px, where a pixel is 2.5 of
-    # the photo's (7.8 px off when the photo was decoded at 1,024, 8.3 at 800 since a JPEG
-    # query decodes at the smallest DCT scale that reaches 768).
-    np.testing.assert_allclose(first["corners"], TRUE_CORNERS, atol=10)
+    np.testing.assert_allclose(first["corners"], TRUE_CORNERS, atol=8)
     assert all(r["corners"] is None for r in cli.json()["results"][1:])
     plain = imgsearch("query", tmp_path / "flat.jpg", "--db", db, "-e", "rgb", "--json", "-k", "4").json()
     flat = imgsearch("query", tmp_path / "flat.jpg", *args)

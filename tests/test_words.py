@@ -13,7 +13,7 @@ from imgsearch.rerank.verify import root_sift
 from imgsearch.rerank.words import Vocabulary, learn_vocabulary
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
-from imgsearch.store.words_tables import vocabulary_row
+from imgsearch.store.words_tables import vocabulary_centres, vocabulary_row
 
 SMALL_CORNERS = np.float32([[1000, 120], [1480, 170], [1450, 560], [980, 520]])  # 11 % of the photo, tilted
 
@@ -137,3 +137,30 @@ def test_an_index_from_before_visual_words_verifies_and_the_next_build_gives_it_
     run = imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift")
     assert run.code == 0 and "given their words" in run.out + run.err
     assert imgsearch("query", query, "--db", db_url, "--json", "-k", "1").json()["results"][0]["name"] == "coffee.jpg"
+
+
+def test_two_builds_of_one_folder_learn_the_same_words_whatever_order_their_ids_took(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    paths = write_collection(folder)
+    at_once = f"sqlite:///{tmp_path / 'at_once.sqlite3'}"
+    assert imgsearch("build", folder, "--db", at_once, "-e", "sift", "--workers", "1").code == 0
+    # the same folder indexed in two steps: the last photos of the walk take the first ids
+    later = tmp_path / "later"
+    later.mkdir()
+    for path in paths[:-2]:
+        path.rename(later / path.name)
+    in_steps = f"sqlite:///{tmp_path / 'in_steps.sqlite3'}"
+    assert imgsearch("build", folder, "--db", in_steps, "-e", "sift", "--workers", "1").code == 0
+    for path in paths[:-2]:
+        (later / path.name).rename(path)
+    assert imgsearch("build", folder, "--db", in_steps, "-e", "sift", "--workers", "1").code == 0  # 4.5x: learned again
+    vocabularies = []
+    for url in (at_once, in_steps):
+        with open_store(parse_database_url(url)) as store:
+            row = store.find_extractor("sift")
+            ids = {bytes(p): int(i) for p, i in store.execute("SELECT path, id FROM images")}
+            vocabularies.append((vocabulary_row(store, row).trained_images, vocabulary_centres(store, row), ids))
+    (n_once, centres_once, ids_once), (n_steps, centres_steps, ids_steps) = vocabularies
+    assert n_once == n_steps == len(paths)
+    assert sorted(ids_once, key=ids_once.get) != sorted(ids_steps, key=ids_steps.get)  # other ids, other order
+    assert centres_once == centres_steps

@@ -105,17 +105,16 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return (width, height) if turned else (height, width)
 
 
-def decode_to_side(data: bytes, side: int, least: int | None = None) -> SizedImage:
+def decode_to_side(data: bytes, side: int) -> SizedImage:
     """Decode once at the size the extractors need: a JPEG at the smallest DCT scale whose
-    longer side still reaches `least` (default `side`), anything else in full; then one
-    area resize down to `side` when larger. The image's own size comes with it."""
+    longer side still reaches `side`, anything else in full; then one area resize down to
+    `side` when larger. The image's own size comes with it."""
     size = jpeg_size(data)
     flag = cv2.IMREAD_COLOR
     if size is not None:
         if size[0] * size[1] > MAX_PIXELS:  # the bomb check the full decode would make
             raise SkippedFile(f"too many pixels (limit {MAX_PIXELS}; set IMGSEARCH_MAX_PIXELS)")
-        reach = side if least is None else least
-        flag = next((f for factor, f in JPEG_SCALES if max(size) // factor >= reach), cv2.IMREAD_COLOR)
+        flag = next((f for factor, f in JPEG_SCALES if max(size) // factor >= side), cv2.IMREAD_COLOR)
     pixels = decode_bytes(data, flag)
     height, width = size if size is not None and flag != cv2.IMREAD_COLOR else pixels.shape[:2]
     return SizedImage(shrunk_to_side(pixels, side), height, width)

@@ -68,14 +68,20 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
 def _learn(store: FeatureStore, extractor: ExtractorRow,
            images: list[int]) -> tuple[Vocabulary, int, dict[int, np.ndarray]]:
     """The tree from up to SAMPLE descriptors of images drawn at random (a fixed seed), each
-    word's share of those images, and their words (written as they are, not assigned twice)."""
-    order = np.random.default_rng(SEED).permutation(images).tolist()
+    word's share of those images, and their words (written as they are, not assigned twice).
+    The draw follows the images' content and paths, not their ids: ids follow the order in
+    which a build's workers finished, so two builds of one folder learn the same words."""
+    stored = store.images_by_ids(images)
+    by_content = sorted(images, key=lambda i: (stored[i].sha256, stored[i].path))
+    order = np.random.default_rng(SEED).permutation(by_content).tolist()
     sample: dict[int, np.ndarray] = {}
     total = 0
     for start in range(0, len(order), CHUNK):
-        for image, features in store.local_features(extractor, order[start : start + CHUNK]).items():
-            sample[image] = features.descriptors
-            total += len(features.descriptors)
+        chunk = order[start : start + CHUNK]
+        found = store.local_features(extractor, chunk)
+        for image in (i for i in chunk if i in found):
+            sample[image] = found[image].descriptors
+            total += len(found[image].descriptors)
         if total >= SAMPLE:
             break
     chosen = list(sample.values())

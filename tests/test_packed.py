@@ -113,8 +113,12 @@ def test_packed_scan_equals_per_row_scan_mysql(mysql_base_url, ops, seed) -> Non
 
 PACK_SCRIPT = """
 import sys
+import imgsearch.store.packed as packing
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
+# Steps of 20 vectors: PACK_STEP_BYTES would pack these 4-d vectors in one transaction, and a
+# kill after its commit would prove nothing.
+packing.PACK_STEP_BYTES = 20 * 4 * 4
 with open_store(parse_database_url(sys.argv[1])) as store:
     extractor = store.find_extractor(sys.argv[2])
     print("start", flush=True)
@@ -140,8 +144,8 @@ def test_a_killed_pack_leaves_exact_results(db_url, fraction) -> None:
         store.write_batch([(record(img.path.decode()), {synthetic.id: rng.random(DIM)}) for img in images[1::5]])
         truth = contents(store, synthetic, packed=False)
         tail = store.packed_counts(synthetic)[1]
-    # Tiny blocks make the pack thousands of statements in many committed steps; the kill
-    # comes once a given share of the tail is packed, as seen from another connection.
+    # Tiny blocks and steps make the pack thousands of statements in many committed steps;
+    # the kill comes once a given share of the tail is packed, as seen from another connection.
     block_rows = "1" if db_url.startswith("sqlite") else "5"
     child = subprocess.Popen([sys.executable, "-c", PACK_SCRIPT, db_url, "synthetic", block_rows],
                              stdout=subprocess.PIPE, text=True)

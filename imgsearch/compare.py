@@ -40,9 +40,7 @@ class Side:
         if self.image_id is None:
             extracted = cached_extractor(row.name, row.params).extract(self.pixels)
             if row.kind == "local":
-                keypoints = extracted.keypoints.copy()
-                keypoints[:, :3] /= self.scale  # in the file's own pixels, as stored ones are
-                return LocalFeatures(keypoints, extracted.descriptors)
+                return extracted.scaled(1 / self.scale)  # in the file's own pixels, as stored ones are
             return extracted.bits if row.kind == "hash" else extracted
         if row.kind == "vector":
             return store.vector(row, self.image_id)

@@ -17,6 +17,11 @@ DECODE_SIDE_KEY = "decode_side"
 DEFAULT_DECODE_SIDE = 1024
 
 
+def canonical_json(values: dict) -> str:
+    """Params as the one text they are stored as: equal params compare equal as text."""
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
 def decode_side_of(params: str) -> int | None:
     """The stored rule: the side an extractor's input is decoded to, None for the full decode."""
     side = json.loads(params).get(DECODE_SIDE_KEY)
@@ -27,14 +32,14 @@ def without_decode_rule(params: str) -> str:
     """The params as a canonical JSON text without the decode rule: what the extractor computes."""
     values = json.loads(params)
     values.pop(DECODE_SIDE_KEY, None)
-    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return canonical_json(values)
 
 
 def with_decode_side(params: str, side: int) -> str:
     """The params as a canonical JSON text, their decode rule `side`."""
     values = json.loads(params)
     values[DECODE_SIDE_KEY] = side
-    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return canonical_json(values)
 
 
 def decoded_differently(old: int | None, new: int, longer_side: int) -> bool:

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from imgsearch.errors import ImgsearchError, NotFoundError
@@ -20,9 +19,8 @@ from imgsearch.features.cnn import CnnExtractor
 from imgsearch.features.regions import REGION_CHOICES, REGIONS
 from imgsearch.index.calibration import stored_calibration
 from imgsearch.index.extraction import cached_extractor
-from imgsearch.index.images import SkippedFile, decode_to_side, jpeg_size, read_bytes
+from imgsearch.index.images import SkippedFile, decode_to_side, jpeg_size, read_bytes, shrunk_to_side
 from imgsearch.index.walk import folder_prefix
-from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display
 from imgsearch.plan import SearchPlan
@@ -117,11 +115,8 @@ class QueryPhoto:
 def query_photo(pixels: np.ndarray) -> QueryPhoto:
     """The photo as every extractor of a query reads it: shrunk once (INTER_AREA)."""
     height, width = pixels.shape[:2]
-    scale = min(1.0, QUERY_MAX_SIDE / max(height, width))
-    if scale < 1:
-        pixels = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
-                            interpolation=cv2.INTER_AREA)
-    return QueryPhoto(pixels, scale, height, width)
+    shrunk = shrunk_to_side(pixels, QUERY_MAX_SIDE)
+    return QueryPhoto(shrunk, max(shrunk.shape[:2]) / max(height, width), height, width)
 
 
 MIN_BOX_SIDE = 16  # pixels of the photo: below this a box holds too little to describe
@@ -224,11 +219,8 @@ def photo_local(photo: QueryPhoto) -> LocalSource:
     its keypoints in the photo's own pixels."""
     def local(row: ExtractorRow) -> QueryLocal:
         extractor = cached_extractor(row.name, row.params).for_query()
-        features = extractor.extract(photo.pixels)
-        keypoints = features.keypoints.copy()
-        keypoints[:, :3] /= photo.scale  # x, y, size
-        return QueryLocal(LocalFeatures(keypoints, features.descriptors),
-                          extraction_scale(row, photo.height, photo.width))
+        features = extractor.extract(photo.pixels).scaled(1 / photo.scale)  # in the photo's own pixels
+        return QueryLocal(features, extraction_scale(row, photo.height, photo.width))
 
     return local
 

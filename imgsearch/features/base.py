@@ -1,14 +1,13 @@
 """The Extractor interface every descriptor family implements."""
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from imgsearch.decoding import DEFAULT_DECODE_SIDE, with_decode_side
+from imgsearch.decoding import DEFAULT_DECODE_SIDE, canonical_json, with_decode_side
 
 
 class Extractor(ABC):
@@ -57,7 +56,7 @@ class Extractor(ABC):
 
     def params_json(self) -> str:
         """Canonical JSON of params, so equal params compare equal as text."""
-        return json.dumps(self.params, sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.params)
 
     # The longest side of the image this extractor needs (0: any size will do).
     needed_side: int = 0

@@ -24,7 +24,7 @@ from imgsearch.decoding import decode_side_of
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.calibration import update_calibration
-from imgsearch.index.decode_rule import bring_to_decode_rule
+from imgsearch.index.decode_rule import RuleChange, bring_to_decode_rule
 from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers
 from imgsearch.index.graph import update_graphs
 from imgsearch.index.images import SkippedFile, decode_to_side, has_image_suffix, read_bytes
@@ -62,7 +62,7 @@ class BuildReport:
     kept: Counter[tuple[str, str]] = field(default_factory=Counter)  # (where, why) -> rows kept unseen
     unlisted: dict[bytes, str] = field(default_factory=dict)  # folders the walk could not list -> why
     repacked: int = 0
-    rule_changes: list[str] = field(default_factory=list)  # a line per extractor brought to its decode rule
+    rule_changes: list[RuleChange] = field(default_factory=list)  # extractors brought to their decode rule
     upkeep: list[str] = field(default_factory=list)  # a line per k-NN graph or visual-words update
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -76,7 +76,7 @@ class BuildReport:
             f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
             f"{kept}{skipped} in {self.seconds:.1f} s",
             *(f"kept {n} rows {where}: {why}" for (where, why), n in sorted(self.kept.items())),
-            *self.rule_changes,
+            *(change.line() for change in self.rule_changes),
             *self.upkeep,
         ])
 
@@ -98,7 +98,10 @@ def build(
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
     report = BuildReport()
-    specs = {name: prepare_extractor(store, name, root, options, report, progress) for name in extractor_names}
+    specs = {name: prepare_extractor(store, name, root, options, report) for name in extractor_names}
+    if progress and report.rule_changes:  # before the long part: why every large image is read again
+        print(f"imgsearch: {', '.join(c.extractor for c in report.rule_changes)} stored by another decode rule: "
+              "their larger images are extracted again (the summary says how many)", file=sys.stderr, flush=True)
     rows = {name: store.find_extractor(name) for name in extractor_names}
     stored = store.stored_images()
     have = {specs[name]: store.image_ids_with_features(row) for name, row in rows.items()}
@@ -130,12 +133,12 @@ def build(
     return report
 
 
-def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOptions, report: BuildReport,
-                      progress: bool = False) -> ExtractorSpec:
+def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOptions,
+                      report: BuildReport) -> ExtractorSpec:
     """The extractor as stored in this database; a new one that learns from the collection
     (PWA) is fitted on a sample of it first. Refuses a configuration that differs from
     the stored one: the new vectors would not be comparable with the old. One stored by
-    another decode rule is brought to its own first (decode_rule), with a line saying so."""
+    another decode rule is brought to its own first (decode_rule), and the report says so."""
     configured = make_extractor(name, options=options)
     row = store.find_extractor(name)
     if row is None:
@@ -146,9 +149,7 @@ def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOp
         check_same_params(row, configured.params_json(), configured.dim)
     row, change = bring_to_decode_rule(store, row, extractor.decode_side)
     if change is not None:
-        report.rule_changes.append(change.line())
-        if progress:
-            print(change.line(), file=sys.stderr, flush=True)
+        report.rule_changes.append(change)
     return name, row.params  # the stored text: it holds the decode rule the vectors are made by
 
 

@@ -73,8 +73,7 @@ class QueryContext:
     @property
     def rows(self) -> RowFilter:
         """What every scan of this query scores: not its own row, only the allowed images."""
-        own = () if self.include_self or self.own_id is None else (self.own_id,)
-        return RowFilter(own, self.allowed)
+        return RowFilter.of_query(self.own_id, self.include_self, self.allowed)
 
     @property
     def store(self) -> FeatureStore:

@@ -192,7 +192,7 @@ class Service:
             served = "resident"
         answer = result.as_json()
         answer["results"] = answer["results"][plan.offset :]
-        own = 1 if own_id is not None and not plan.include_self and (allowed is None or own_id in allowed) else 0
+        own = 1 if own_id is not None and not plan.include_self and RowFilter((), allowed).admits(own_id) else 0
         searched = len(allowed) if allowed is not None else result.rows_scanned
         answer.update(total=max(searched - own, 0) if searched else len(result.matches), under=plan.under,
                       offset=plan.offset, served=served,
@@ -202,7 +202,7 @@ class Service:
     def _resident_search(self, index: ResidentIndex, row: ExtractorRow, vector: np.ndarray, own_id: int | None,
                          label: str, plan: SearchPlan, started: float, allowed: np.ndarray | None) -> QueryResult:
         prepared = prepare_query(plan.metric, vector)
-        rows = RowFilter(() if plan.include_self or own_id is None else (own_id,), allowed)
+        rows = RowFilter.of_query(own_id, plan.include_self, allowed)
 
         def scanned() -> ScanResult:
             return index.current().top_k(plan.metric.name, prepared, plan.wanted, rows)

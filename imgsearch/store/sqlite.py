@@ -15,6 +15,7 @@ from imgsearch.store.url import DatabaseUrl
 # SQLite's own limit on a value is 1 GB; packed rows stay as small as on MySQL.
 SQLITE_MAX_ROW_BYTES = 16 * 2**20
 LOCK_TIMEOUT_S = 60  # how long a connection waits for another process's write lock
+WAL_KEPT_BYTES = 64 * 2**20
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -46,9 +47,16 @@ class SqliteStore(FeatureStore):
             )
         try:
             # Used from one thread at a time, but not always the one that opened it (the
-            # service runs requests in a thread pool, behind its own lock).
-            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, check_same_thread=False)
+            # service runs requests in a thread pool, behind its own lock). Autocommit, as
+            # the MySQL connection is: Python's default opens a transaction before any
+            # INSERT or DELETE (the words stage's temporary table) that nothing commits, and
+            # the connection then reads that one snapshot forever, pinning the WAL with it.
+            # Write transactions are explicit (_begin).
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
+            # a checkpoint that reset the log also cuts its file back to this size: one
+            # large build does not leave a large file for good
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
             _use_wal(conn)
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open SQLite database {self.path}: {e}") from None

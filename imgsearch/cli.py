@@ -133,6 +133,11 @@ def cli() -> None:
 @click.option("--workers", "-j", type=flag_range("workers"), help="Decoding processes (default: the core count).")
 @click.option("--batch-size", type=flag_range("batch_size"), help="Images per transaction (default 256).")
 @click.option("--verbose", "-v", is_flag=True, help="List every skipped file with its reason.")
+@click.option("--no-follow-links", is_flag=True,
+              help="Do not follow links to folders (by default each linked folder is walked once, as `find -L` "
+                   "does; a link into the collection, to a folder holding it or to one already walked is not "
+                   "followed). Either way the summary names every link it did not follow, and rows already "
+                   "indexed below such a link are kept.")
 @click.option("--shard", metavar="I/N", help="Index only shard I of N (a stable hash of each relative path: the "
                                             "first 8 bytes of its SHA-256 modulo N), so N machines that see the same "
                                             "folder at the same path build one index together. Removes only its own "
@@ -140,8 +145,8 @@ def cli() -> None:
 @cnn_options
 @common_options
 def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], no_local_features: bool,
-          workers: int | None, batch_size: int | None, verbose: bool, shard: str | None, max_side: int | None,
-          multiscale: bool | None) -> None:
+          workers: int | None, batch_size: int | None, verbose: bool, no_follow_links: bool, shard: str | None,
+          max_side: int | None, multiscale: bool | None) -> None:
     """Index every image below FOLDER (default: [collection] folder of the config).
 
     Incremental: a rerun reads only new or changed files and removes the rows of files
@@ -167,7 +172,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
             report = run_build(store, settings.folder, names, settings.workers,
                                settings.batch_size, progress=True, options=cnn_options_of(settings),
                                pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None,
-                               block_rows=settings.block_rows)
+                               block_rows=settings.block_rows, follow_links=not no_follow_links)
     except BaseException:
         if new_file:  # a build that failed before indexing anything leaves no file behind
             remove_if_empty(url)

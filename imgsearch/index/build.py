@@ -29,7 +29,7 @@ from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder
 from imgsearch.index.graph import update_graphs
 from imgsearch.index.images import SkippedFile, decode_to_side, has_image_suffix, read_bytes
 from imgsearch.index.shards import Shard, in_shard
-from imgsearch.index.walk import FoundFile, Problem, walk_collection
+from imgsearch.index.walk import FOLLOWED_LINKS_KEY, CollectionFolder, FollowedLink, FoundFile, Problem, walk_collection
 from imgsearch.index.words import update_words
 from imgsearch.names import display
 from imgsearch.store.base import COLLECTION_ROOT_KEY, MAX_NAME_BYTES, MAX_PATH_BYTES, FeatureStore, check_same_params
@@ -65,6 +65,8 @@ class BuildReport:
     rule_changes: list[RuleChange] = field(default_factory=list)  # extractors brought to their decode rule
     upkeep: list[str] = field(default_factory=list)  # a line per k-NN graph or visual-words update
     skipped: list[tuple[bytes, str]] = field(default_factory=list)
+    followed: list[FollowedLink] = field(default_factory=list)
+    links_not_followed: list[Problem] = field(default_factory=list)  # each named in the summary
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -72,9 +74,12 @@ class BuildReport:
         detail = ", ".join(f"{why}: {n}" for why, n in reasons.most_common())
         skipped = f"skipped {len(self.skipped)}" + (f" ({detail})" if detail else "")
         kept = f"kept {sum(self.kept.values())} unseen, " if self.kept else ""
+        links = f", {len(self.links_not_followed)} folder links not followed" if self.links_not_followed else ""
         return "\n".join([
             f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
-            f"{kept}{skipped} in {self.seconds:.1f} s",
+            f"{kept}{skipped}{links} in {self.seconds:.1f} s",
+            *(f"followed folder link {display(k.relpath)} -> {k.target}" for k in self.followed),
+            *(f"not followed: folder link {display(p.relpath)}: {p.reason}" for p in self.links_not_followed),
             *(f"kept {n} rows {where}: {why}" for (where, why), n in sorted(self.kept.items())),
             *(change.line() for change in self.rule_changes),
             *self.upkeep,
@@ -92,6 +97,7 @@ def build(
     pack_rows: int = DEFAULT_PACK_ROWS,
     shard: Shard | None = None,
     block_rows: int = 1024,
+    follow_links: bool = True,
 ) -> BuildReport:
     """Index the folder, then pack what changed (queries read packed blocks: see store)
     and update the k-NN graphs of the built extractors (see graph)."""
@@ -105,7 +111,11 @@ def build(
     rows = {name: store.find_extractor(name) for name in extractor_names}
     stored = store.stored_images()
     have = {specs[name]: store.image_ids_with_features(row) for name, row in rows.items()}
-    tasks, present = plan(root, stored, have, report, shard)
+    tasks, present = plan(root, stored, have, report, shard, follow_links)
+    # before any file below a link is written: the service serves them from these folders only
+    links = CollectionFolder.links_to_meta(report.followed)
+    if store.get_meta(FOLLOWED_LINKS_KEY) != links:
+        store.set_meta(FOLLOWED_LINKS_KEY, links)
 
     batch: list[Outcome] = []
     outcomes = map_in_workers(process, tasks, workers)
@@ -176,18 +186,24 @@ def resolve_collection_root(store: FeatureStore, folder: str | None) -> Path:
 
 def plan(
     root: Path, stored: dict[bytes, StoredImage], have: dict[ExtractorSpec, set[int]], report: BuildReport,
-    shard: Shard | None = None,
+    shard: Shard | None = None, follow_links: bool = True,
 ) -> tuple[list[Task], set[bytes]]:
     """Compare the folder (or one shard of it) with the stored rows: the files to read,
-    and every relative path seen on disk. Counts unchanged files and problems."""
+    and every relative path seen on disk. Counts unchanged files and problems. The rows
+    below a folder link not followed are kept, as below a folder that cannot be listed."""
     names = tuple(have)
     tasks = []
     present = set()
-    for entry in walk_collection(root):
+    for entry in walk_collection(root, follow_links):
         present.add(entry.relpath)
-        if not in_shard(entry.relpath, shard):
+        if isinstance(entry, FollowedLink):
+            report.followed.append(entry)
+        elif isinstance(entry, Problem) and entry.folder_link:
+            report.links_not_followed.append(entry)
+            report.unlisted[entry.relpath] = entry.reason
+        elif not in_shard(entry.relpath, shard):
             continue
-        if isinstance(entry, Problem) and entry.unlisted_folder:
+        elif isinstance(entry, Problem) and entry.unlisted_folder:
             report.unlisted[entry.relpath] = entry.reason
             report.skipped.append((entry.relpath, entry.reason))
         elif isinstance(entry, Problem):

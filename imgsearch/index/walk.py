@@ -1,13 +1,21 @@
-"""Walking a collection folder: every file once, never following directory symlinks
-(so symlink loops cannot trap the walk), problems reported instead of raised."""
+"""Walking a collection folder: every file once, in a stable (sorted) order, problems
+reported instead of raised. Folder links are followed (as `find -L` and photo managers do)
+unless the build says not to, each real folder visited once: a link into the collection,
+to a folder holding it, or to a folder already walked is reported and not followed, so
+neither a loop nor a second copy of a folder can enter the index."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgsearch.errors import ImgsearchError
+
+# The meta key holding the folder links a build followed (CollectionFolder).
+FOLLOWED_LINKS_KEY = "followed_links"
+NOT_FOLLOWED = "folder link not followed (--no-follow-links)"
 
 
 @dataclass(frozen=True)
@@ -23,37 +31,119 @@ class Problem:
     relpath: bytes
     reason: str
     unlisted_folder: bool = False  # a folder whose entries could not be listed: what it holds is unknown
+    folder_link: bool = False  # a link to a folder, not followed: the summary names each one
 
 
-def walk_collection(root: Path) -> Iterator[FoundFile | Problem]:
-    """Yield the regular files below root in a stable (sorted) order, and a Problem for
-    each entry that cannot be looked at."""
+@dataclass(frozen=True)
+class FollowedLink:
+    """A folder link the walk followed: the real folder it named then, by path and by
+    identity, so that its files are served from that folder and no other."""
+
+    relpath: bytes  # the link, relative to the collection root
+    target: str  # the real folder (absolute, no links in it)
+    device: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class CollectionFolder:
+    """Where the indexed files are: the root, and the folder links the build followed."""
+
+    root: Path
+    followed: dict[bytes, FollowedLink] = field(default_factory=dict)
+
+    @staticmethod
+    def links_to_meta(links: list[FollowedLink]) -> str:
+        return json.dumps([[os.fsdecode(k.relpath), k.target, k.device, k.inode] for k in links])
+
+    @classmethod
+    def from_meta(cls, root: str, links: str | None) -> CollectionFolder:
+        followed = [FollowedLink(os.fsencode(rel), target, int(device), int(inode))
+                    for rel, target, device, inode in json.loads(links or "[]")]
+        return cls(Path(root), {k.relpath: k for k in followed})
+
+
+Entry = FoundFile | Problem | FollowedLink
+
+
+def walk_collection(root: Path, follow_links: bool = True) -> Iterator[Entry]:
+    """Yield the regular files below root, a FollowedLink before the files of each folder
+    link it follows, and a Problem for each entry that cannot be looked at."""
     root_bytes = os.fsencode(root)
-    problems: list[Problem] = []
-
-    def on_error(error: OSError) -> None:
-        where = os.fsencode(error.filename or root)
-        problems.append(Problem(os.path.relpath(where, root_bytes), f"cannot list folder ({error.strerror})",
-                                unlisted_folder=True))
-
-    for dirpath, dirnames, filenames in os.walk(root_bytes, onerror=on_error, followlinks=False):
-        dirnames.sort()
-        yield from problems
-        problems.clear()
-        for filename in sorted(filenames):
-            full = os.path.join(dirpath, filename)
-            relpath = os.path.relpath(full, root_bytes)
-            try:
-                st = os.stat(full)
-            except OSError as e:
-                reason = "broken or looping symlink" if os.path.islink(full) else f"cannot stat ({e.strerror})"
-                yield Problem(relpath, reason)
+    real_root = os.path.realpath(root_bytes)
+    try:
+        walked = {_identity(os.stat(root_bytes)): b"."}
+    except OSError as e:
+        yield Problem(b".", f"cannot list folder ({e.strerror})", unlisted_folder=True)
+        return
+    pending = [b""]  # folders to list, relative to root: a stack, so the walk is depth-first and sorted
+    while pending:
+        folder = pending.pop()
+        full_folder = os.path.join(root_bytes, folder) if folder else root_bytes
+        try:
+            with os.scandir(full_folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as e:
+            yield Problem(folder or b".", f"cannot list folder ({e.strerror})", unlisted_folder=True)
+            continue
+        below = []
+        for entry in entries:
+            relpath = os.path.join(folder, entry.name) if folder else entry.name
+            if _is_folder(entry):
+                decision = _folder_decision(entry, relpath, real_root, walked, follow_links)
+                if decision is not None:
+                    yield decision
+                if decision is None or isinstance(decision, FollowedLink):
+                    below.append(relpath)
                 continue
-            if not os.path.isfile(full):
-                yield Problem(relpath, "not a regular file")
-                continue
-            yield FoundFile(Path(os.fsdecode(full)), relpath, st.st_size, st.st_mtime_ns)
-    yield from problems
+            yield _file(entry.path, relpath)
+        pending.extend(reversed(below))
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a link: a link to a folder is a folder here
+    except OSError:
+        return False
+
+
+def _folder_decision(entry: os.DirEntry, relpath: bytes, real_root: bytes, walked: dict[tuple[int, int], bytes],
+                     follow_links: bool) -> FollowedLink | Problem | None:
+    """None to walk a real folder, a FollowedLink to walk a link's folder, or why not."""
+    link = entry.is_symlink()
+    if link and not follow_links:
+        return Problem(relpath, NOT_FOLLOWED, folder_link=True)
+    try:
+        info = os.stat(entry.path)
+    except OSError as e:
+        return Problem(relpath, f"cannot look at folder ({e.strerror})", unlisted_folder=True)
+    identity = _identity(info)
+    if link:
+        target = os.path.realpath(entry.path)
+        if os.path.commonpath([target, real_root]) == real_root:
+            return Problem(relpath, "folder link into the collection: its files are indexed at their own path",
+                           folder_link=True)
+        if os.path.commonpath([target, real_root]) == target:
+            return Problem(relpath, "folder link to a folder holding the collection: not followed", folder_link=True)
+    if identity in walked:
+        return Problem(relpath, f"the same folder as {os.fsdecode(walked[identity])}: indexed once, there",
+                       folder_link=link)
+    walked[identity] = relpath
+    return FollowedLink(relpath, os.fsdecode(target), info.st_dev, info.st_ino) if link else None
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _file(full: bytes, relpath: bytes) -> FoundFile | Problem:
+    try:
+        st = os.stat(full)
+    except OSError as e:
+        return Problem(relpath, "broken or looping symlink" if os.path.islink(full) else f"cannot stat ({e.strerror})")
+    if not os.path.isfile(full):
+        return Problem(relpath, "not a regular file")
+    return FoundFile(Path(os.fsdecode(full)), relpath, st.st_size, st.st_mtime_ns)
 
 
 def folder_prefix(root: Path, folder: str, what: str = "folder") -> bytes:

@@ -4,7 +4,9 @@ collection root, and a bounded thumbnail made on first use and cached.
 Every check is made on one open descriptor, never on a path opened again later: the
 path is walked component by component with O_NOFOLLOW from the root's descriptor, so a
 link swapped in anywhere below the root (even between two requests' checks) is refused,
-and what is sent or thumbnailed is exactly the descriptor that passed the checks."""
+and what is sent or thumbnailed is exactly the descriptor that passed the checks. A folder
+link the build followed is not read as a link: its place opens the real folder the build
+walked, and only when that is still the same folder (device and inode)."""
 from __future__ import annotations
 
 import errno
@@ -25,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from imgsearch.errors import NotFoundError
 from imgsearch.index.images import decode_bytes
+from imgsearch.index.walk import CollectionFolder
 from imgsearch.store.records import StoredImage
 
 THUMBNAIL_SIDE = 256  # pixels on the longer side
@@ -42,14 +45,14 @@ class OpenedFile:
 
 
 @contextmanager
-def opened_indexed_file(root: Path, image: StoredImage) -> Iterator[OpenedFile]:
-    """The file of `image` under `root`, open for reading; refused when any component
-    below the root is (now) a link, it is not a regular file, or it is not the file that
-    was indexed (size or mtime)."""
+def opened_indexed_file(folder: CollectionFolder, image: StoredImage) -> Iterator[OpenedFile]:
+    """The file of `image` in the collection, open for reading; refused when any component
+    below the root is (now) a link the build did not follow, it is not a regular file, or
+    it is not the file that was indexed (size or mtime)."""
     parts = [p for p in image.path.split(b"/") if p]
     if not parts or any(p in (b".", b"..") for p in parts):
         raise NotFoundError(f"the file of image {image.id} is not below the collection root")
-    fd = _open_below(root, parts, image.id)
+    fd = _open_below(folder, parts, image.id)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -62,11 +65,20 @@ def opened_indexed_file(root: Path, image: StoredImage) -> Iterator[OpenedFile]:
         os.close(fd)
 
 
-def _open_below(root: Path, parts: list[bytes], image_id: int) -> int:
-    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _open_below(collection: CollectionFolder, parts: list[bytes], image_id: int) -> int:
+    folder = os.open(collection.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for part in parts[:-1]:
-            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+        for depth, part in enumerate(parts[:-1], 1):
+            link = collection.followed.get(b"/".join(parts[:depth]))
+            if link is None:
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            else:
+                below = os.open(link.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                info = os.fstat(below)
+                if (info.st_dev, info.st_ino) != (link.device, link.inode):
+                    os.close(below)
+                    raise NotFoundError(f"the file of image {image_id} is no longer the indexed file "
+                                        "(the linked folder it was found in is another folder now)")
             os.close(folder)
             folder = below
         # O_NONBLOCK: a FIFO swapped in must not hang the open; the fstat refuses it next.
@@ -99,8 +111,8 @@ class IndexedFileResponse(Response):
     """The indexed file of an image, sent from the one descriptor that passed the checks,
     with that descriptor's length."""
 
-    def __init__(self, root: Path, image: StoredImage) -> None:
-        self._opening = opened_indexed_file(root, image)
+    def __init__(self, folder: CollectionFolder, image: StoredImage) -> None:
+        self._opening = opened_indexed_file(folder, image)
         self._opened = self._opening.__enter__()  # NotFoundError here: nothing is held open
         super().__init__(media_type=self._opened.media_type,
                          headers={"content-length": str(self._opened.size), "cache-control": "no-cache"})
@@ -116,22 +128,22 @@ class IndexedFileResponse(Response):
             self._opening.__exit__(None, None, None)
 
 
-def indexed_bytes(root: Path, image: StoredImage) -> bytes:
+def indexed_bytes(folder: CollectionFolder, image: StoredImage) -> bytes:
     """The whole content of the indexed file, checked against its stored sha256."""
-    with opened_indexed_file(root, image) as opened:
+    with opened_indexed_file(folder, image) as opened:
         data = b"".join(read_exactly(opened))
     if hashlib.sha256(data).hexdigest() != image.sha256:
         raise NotFoundError(f"the file of image {image.id} changed since it was indexed; run `imgsearch build`")
     return data
 
 
-def thumbnail(root: Path, image: StoredImage, cache: Path) -> Path:
+def thumbnail(folder: CollectionFolder, image: StoredImage, cache: Path) -> Path:
     """A JPEG of at most THUMBNAIL_SIDE pixels a side, cached by id and content hash,
     made only from bytes whose hash is the stored one."""
     cached = cache / f"{image.id}-{image.sha256[:16]}.jpg"
     if cached.exists():
         return cached
-    pixels = decode_bytes(indexed_bytes(root, image))
+    pixels = decode_bytes(indexed_bytes(folder, image))
     height, width = pixels.shape[:2]
     scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
     if scale < 1:

@@ -9,12 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from imgsearch.duplicates import CopyRules
 from imgsearch.errors import NotFoundError
+from imgsearch.index.walk import FOLLOWED_LINKS_KEY, CollectionFolder
 from imgsearch.plan import SearchPlan
 from imgsearch.query import (
     Match,
@@ -220,14 +220,14 @@ class Service:
         with self.db() as store:
             return self._image(store, image_id)
 
-    def image_on_disk(self, image_id: int) -> tuple[Path, StoredImage]:
+    def image_on_disk(self, image_id: int) -> tuple[CollectionFolder, StoredImage]:
         """The collection's folder and the image's row: where its file is."""
         self._caught_up()
         with self.db() as store:
             root = store.get_meta(COLLECTION_ROOT_KEY)
             if root is None:
                 raise NotFoundError("nothing is indexed yet")
-            return Path(root), self._image(store, image_id)
+            return CollectionFolder.from_meta(root, store.get_meta(FOLLOWED_LINKS_KEY)), self._image(store, image_id)
 
     @staticmethod
     def _image(store: FeatureStore, image_id: int) -> StoredImage:

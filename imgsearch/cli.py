@@ -469,6 +469,14 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
                    f"({group.representative.width} x {group.representative.height})")
         for m in group.members:
             click.echo(f"  {m.reason:<8}  {m.score:.4f}  {display(m.image.path)}")
+    if report.scenes:
+        click.echo(f"\n{len(report.scenes)} groups of photographs of one scene: found as pairs, but none is a copy "
+                   "of another once aligned (another moment or view): keep them all")
+    for n, group in enumerate(report.scenes, start=len(report.groups) + 1):
+        click.echo(f"\ngroup {n} (same scene): {display(group.representative.path)} "
+                   f"({group.representative.width} x {group.representative.height})")
+        for m in group.members:
+            click.echo(f"  {m.score:.4f}  {display(m.image.path)}")
 
 
 @cli.command()

@@ -36,3 +36,30 @@ def write_collection(folder: Path, names: tuple[str, ...] = PHOTOS) -> list[Path
         cv2.imwrite(str(path), photo(name))
         paths.append(path)
     return paths
+
+
+def _shot(background: np.ndarray, subject: np.ndarray, x: float, y: float, size: float) -> np.ndarray:
+    """The background with the subject pasted at (x, y), `size` of the frame's height tall."""
+    shot = background.copy()
+    h, w = shot.shape[:2]
+    side = int(h * size)
+    pasted = cv2.resize(subject, (side, side), interpolation=cv2.INTER_AREA)
+    top, left = int(y * (h - side)), int(x * (w - side))
+    shot[top : top + side, left : left + side] = pasted
+    return shot
+
+
+def write_one_scene(folder: Path) -> None:
+    """Two photographs of one scene (the same background, its subject elsewhere and larger
+    in the second: a burst), a cropped, brightened copy of the first (shot-1-edit.jpg), and
+    five other photos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("rocket.jpg", "hubble_deep_field.jpg", "ihc.png", "color.png", "motorcycle_left.png"):
+        cv2.imwrite(str(folder / name.replace(".png", ".jpg")), photo(name))
+    background, subject = photo("astronaut.png"), photo("chelsea.png")[50:250, 150:350]
+    first = _shot(background, subject, 0.1, 0.7, 0.3)
+    h, w = first.shape[:2]
+    cv2.imwrite(str(folder / "shot-1.jpg"), first, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwrite(str(folder / "shot-2.jpg"), _shot(background, subject, 0.8, 0.4, 0.45), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    copy = np.clip(first[h // 12 : h - h // 12, w // 12 : w - w // 12] * 1.15, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(folder / "shot-1-edit.jpg"), copy)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from cli_runner import imgsearch
-from photos import photo
+from photos import photo, write_one_scene
 
 from imgsearch.duplicates import graph_pairs, self_join_pairs
 from imgsearch.scan.metrics import get_metric
@@ -242,3 +242,37 @@ def test_the_service_reports_the_same_sources_and_rules_as_the_cli(turned_copies
             cli.pop("root")
             assert answer == cli
         assert http.get("/api/duplicates", params={"hash_bits": "64"}).status_code == 422
+
+
+@pytest.fixture
+def one_scene(tmp_path, db_url):
+    """Two photographs of one scene (the same background, its subject elsewhere and larger
+    in the second: a burst), and a cropped, brightened copy of the first, among others."""
+    folder = tmp_path / "photos"
+    write_one_scene(folder / "trip")
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "phash", "-e", "sift").code == 0
+    return folder, db_url
+
+
+def test_two_photographs_of_one_scene_are_never_copies_and_never_to_remove(one_scene, tmp_path) -> None:
+    from served import serving
+
+    _, db = one_scene
+    compared = imgsearch("compare", "trip/shot-1.jpg", "trip/shot-2.jpg", "--db", db)
+    assert "the same object" in compared.out  # the background verifies: geometry alone cannot tell
+    found = report(db)
+    (group,) = found["groups"]
+    assert group["keep"]["path"] == "trip/shot-1.jpg"
+    assert [m["path"] for m in group["members"]] == ["trip/shot-1-edit.jpg"]
+    (scene,) = found["same_scene"]
+    assert scene["reason"] == "same scene"
+    assert {scene["keep"]["path"], *(m["path"] for m in scene["members"])} == {"trip/shot-1.jpg", "trip/shot-2.jpg"}
+    removed = imgsearch("duplicates", "--db", db, "--to-remove").out.split()
+    assert [p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in removed] == ["trip/shot-1-edit.jpg"]
+    rows = list(csv.reader(io.StringIO(imgsearch("duplicates", "--db", db, "--csv").out)))
+    assert [r[1] for r in rows if r[4] == "trip/shot-2.jpg"] == ["photo"]
+    text = imgsearch("duplicates", "--db", db).out
+    assert "group 2 (same scene)" in text and "keep them all" in text
+    with serving(db, tmp_path) as served, served.client() as http:
+        answer = http.get("/api/duplicates").json()
+    assert answer["same_scene"] == found["same_scene"] and answer["groups"] == found["groups"]

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from cli_runner import imgsearch
-from photos import photo, variant, write_collection
+from photos import photo, variant, write_collection, write_one_scene
 from served import serving
 
 
@@ -70,6 +70,27 @@ def test_upload_shows_a_gallery_and_a_click_searches_by_that_image(browser, tmp_
         if os.environ.get("SCREENSHOT_DIR"):
             shutil.copy(tmp_path / "gallery.png", Path(os.environ["SCREENSHOT_DIR"]) / "serve-page.png")
             shutil.copy(tmp_path / "narrow.png", Path(os.environ["SCREENSHOT_DIR"]) / "serve-page-390.png")
+
+
+def test_the_duplicates_page_shows_photographs_of_one_scene_apart_with_nothing_to_remove(browser, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_one_scene(folder / "trip")
+    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "cnn-spoc", "-e", "phash", "-e", "sift").code == 0
+    with serving(db, tmp_path) as served:
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(served.base + "/duplicates")
+        page.wait_for_selector(".group.scene")
+        page.wait_for_function("[...document.querySelectorAll('.group img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator(".group").count() == 2
+        scene = page.locator(".group.scene")
+        assert scene.locator("input[type=checkbox]").count() == 0
+        assert "a photograph of its own" in scene.inner_text() and "same scene" in scene.inner_text()
+        assert "1 selected to remove" in page.locator("#selected").inner_text()
+        assert "keep them all" in page.locator("#status").inner_text()
+        page.screenshot(path=str(tmp_path / "duplicates-scene.png"))
+        if os.environ.get("SCREENSHOT_DIR"):
+            shutil.copy(tmp_path / "duplicates-scene.png", Path(os.environ["SCREENSHOT_DIR"]) / "duplicates-scene.png")
 
 
 def test_the_duplicates_page_shows_groups_opens_one_large_and_downloads_what_to_remove(browser, tmp_path) -> None:

@@ -10,9 +10,14 @@ the index has the rows for:
   re-compressed, recoloured, turned by quarter turns: duplicates.hashed);
 - "verified": nearest neighbours by the descriptor whose local features verify
   geometrically (cropped, turned, watermarked: duplicates.verified).
-Groups are the connected components of all pairs; each keeps one representative by a
-stated rule and lists every other member with its score to it and the reason it is
-there. Nothing is ever deleted here.
+A pair of two different photographs of one scene (a burst, a tripod, another day) is found
+by the same sources; only a copy agrees with its original over the whole frame they share
+once aligned (duplicates.confirmed), so every pair but the exact ones is checked so. Groups
+of copies are the connected components of the exact and confirmed pairs; each keeps one
+representative by a stated rule and lists every other member with its score to it and the
+reason it is there. Photographs linked by unconfirmed pairs form "same scene" groups apart:
+each of their members is a photograph of its own, never one to remove. Nothing is ever
+deleted here.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
+from imgsearch.duplicates.confirmed import confirm_copies
 from imgsearch.duplicates.hashed import DEFAULT_HASH_BITS, hash_pairs
 from imgsearch.duplicates.verified import DEFAULT_MIN_INLIERS, verified_pairs
 from imgsearch.errors import ImgsearchError
@@ -51,20 +57,28 @@ Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (left ids, right ids, score
 Progress = Callable[[str, int, int], None]  # (what is being compared, images done, of how many)
 
 
+SAME_SCENE = "same scene"
+
+
 @dataclass(frozen=True)
 class Member:
     image: StoredImage
     score: float  # the descriptor's, to the group's representative
-    reason: str  # "exact" (same sha256 as the representative), or the source of its pair (PairSource.reason)
+    # "exact" (same sha256 as the representative), the source of its pair (PairSource.reason),
+    # or SAME_SCENE in a group of photographs of one scene
+    reason: str
 
 
 @dataclass(frozen=True)
 class Group:
     representative: StoredImage
     members: list[Member]  # every other image of the group, best score first
+    same_scene: bool = False  # photographs of one scene, not copies
 
     @property
     def reason(self) -> str:
+        if self.same_scene:
+            return SAME_SCENE
         return "exact" if all(m.reason == "exact" for m in self.members) else "near"
 
 
@@ -76,7 +90,8 @@ class DuplicateReport:
     rules: CopyRules
     sources: tuple[str, ...]  # the pair sources this index had the rows for
     pairs_from: str  # the descriptor's pairs: "graph" or "self-join"
-    groups: list[Group]
+    groups: list[Group]  # copies of one photograph each
+    scenes: list[Group]  # photographs of one scene each, none a copy of another: nothing to remove
 
     @property
     def threshold(self) -> float:
@@ -239,6 +254,7 @@ def find_duplicates(
     request = PairRequest(store, row, metric, rules, block_rows, from_graph, progress)
     reasons: dict[tuple[int, int], str] = {}
     used = []
+    local_row = _rows_of_kind(store, row, "local")
     for source in PAIR_SOURCES:
         source_row = _rows_of_kind(store, row, source.kind)
         if source_row is None or not source.enabled(rules):
@@ -255,8 +271,35 @@ def find_duplicates(
         for other in ids[1:]:
             reasons[(min(ids[0], other), max(ids[0], other))] = "exact"
     prefix = folder_prefix(root, reference, "reference folder") if reference is not None else None
-    groups = _groups(store, row, metric, images, reasons, prefix)
-    return DuplicateReport(root, row.name, metric.name, rules, tuple(used), pairs_from, groups)
+    copies = _confirmed(store, root, images, reasons, local_row, request.advance("comparing aligned pairs"))
+    groups = _groups(store, row, metric, images, copies, prefix)
+    scenes = _scenes(store, row, metric, images, reasons, groups, prefix)
+    return DuplicateReport(root, row.name, metric.name, rules, tuple(used), pairs_from, groups, scenes)
+
+
+def _confirmed(store: FeatureStore, root: Path, images: dict[int, StoredImage], reasons: dict[tuple[int, int], str],
+               local: ExtractorRow | None, progress: Callable[[int, int], None] | None) -> dict[tuple[int, int], str]:
+    """The pairs that are copies: exact ones, and those whose images agree once aligned
+    (the one with more pixels first: a crop is aligned onto its original)."""
+    def larger_first(a: int, b: int) -> tuple[int, int]:
+        return (a, b) if representative_order(images[a]) <= representative_order(images[b]) else (b, a)
+
+    checked = [larger_first(a, b) for (a, b), why in reasons.items() if why != "exact" and a in images and b in images]
+    agreements = confirm_copies(store, root, images, checked, local, progress)
+    return {(a, b): why for (a, b), why in reasons.items()
+            if why == "exact" or (a in images and b in images and agreements[larger_first(a, b)].is_copy)}
+
+
+def _scenes(store: FeatureStore, row: ExtractorRow, metric: Metric, images: dict[int, StoredImage],
+            reasons: dict[tuple[int, int], str], groups: list[Group], reference: bytes | None) -> list[Group]:
+    """Photographs joined by pairs that are not copies: each group of copies stands for its
+    photograph by its representative, and a component of two photographs or more is a
+    scene."""
+    photograph = {m.image.id: g.representative.id for g in groups for m in g.members}
+    linked = {(min(pa, pb), max(pa, pb)) for a, b in reasons
+              if (pa := photograph.get(a, a)) != (pb := photograph.get(b, b))}
+    return [Group(g.representative, [Member(m.image, m.score, SAME_SCENE) for m in g.members], same_scene=True)
+            for g in _groups(store, row, metric, images, dict.fromkeys(linked, SAME_SCENE), reference)]
 
 
 def _groups(store: FeatureStore, row: ExtractorRow, metric: Metric, images: dict[int, StoredImage],
@@ -312,20 +355,26 @@ def as_json(report: DuplicateReport) -> dict:
         return {"id": i.id, "path": os.fsdecode(i.path), "width": i.width, "height": i.height, "bytes": i.bytes,
                 "sha256": i.sha256}
 
+    def group(g: Group) -> dict:
+        return {"reason": g.reason, "keep": image(g.representative),
+                "members": [{**image(m.image), "score": m.score, "reason": m.reason} for m in g.members]}
+
     return {
         "extractor": report.extractor, "metric": report.metric, "threshold": report.threshold,
         "hash_bits": report.rules.hash_bits, "min_inliers": report.rules.min_inliers, "sources": list(report.sources),
         "pairs_from": report.pairs_from, "found_by": report.describe(), "root": str(report.root),
-        "groups": [{"reason": g.reason, "keep": image(g.representative),
-                    "members": [{**image(m.image), "score": m.score, "reason": m.reason} for m in g.members]}
-                   for g in report.groups],
+        "groups": [group(g) for g in report.groups],
+        "same_scene": [group(g) for g in report.scenes],
     }
 
 
 def csv_rows(report: DuplicateReport) -> list[list]:
-    """One row per image of a group: group number, role (keep / duplicate), reason, score, path."""
+    """One row per image of a group: group number, role, reason, score, path. A group of
+    copies has one "keep" and its "duplicate"s; a same-scene group (numbered after them)
+    only "photo"s, every one of them to keep."""
     rows: list[list] = [["group", "role", "reason", "score", "path"]]
-    for n, g in enumerate(report.groups, start=1):
-        rows.append([n, "keep", g.reason, "", os.fsdecode(g.representative.path)])
-        rows += [[n, "duplicate", m.reason, f"{m.score:.6f}", os.fsdecode(m.image.path)] for m in g.members]
+    for n, g in enumerate([*report.groups, *report.scenes], start=1):
+        kept, other = ("photo", "photo") if g.same_scene else ("keep", "duplicate")
+        rows.append([n, kept, g.reason, "", os.fsdecode(g.representative.path)])
+        rows += [[n, other, m.reason, f"{m.score:.6f}", os.fsdecode(m.image.path)] for m in g.members]
     return rows

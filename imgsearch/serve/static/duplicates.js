@@ -1,13 +1,15 @@
 // Each group of copies as a row of thumbnails: the image kept first, then each copy with
 // its score to it. A group opens large (the kept image and a copy side by side); copies are
-// selected for removal and the list downloaded. Reads /api/stats and /api/duplicates only.
+// selected for removal and the list downloaded. Groups of photographs of one scene (not
+// copies of each other) follow, apart, with nothing to select. Reads /api/stats and
+// /api/duplicates only.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let groups = [];
 let open = null; // {group, member}: what the viewer shows
 
-function tile(image, caption, kept, group, member) {
+function tile(image, caption, kept, group, member, scene = false) {
   const figure = document.createElement("figure");
   figure.className = "tile" + (kept ? " kept" : "");
   const view = document.createElement("button");
@@ -22,12 +24,16 @@ function tile(image, caption, kept, group, member) {
   view.addEventListener("click", () => show(group, Math.max(member, 0)));
   const text = document.createElement("figcaption");
   const choose = document.createElement("label");
-  const box = document.createElement("input");
-  box.type = "checkbox";
-  box.checked = !kept; // every copy but the one kept, as `duplicates --to-remove`
-  box.dataset.path = image.path;
-  box.addEventListener("change", counted);
-  choose.append(box, " remove");
+  if (scene) {
+    choose.textContent = "a photograph of its own";
+  } else {
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = !kept; // every copy but the one kept, as `duplicates --to-remove`
+    box.dataset.path = image.path;
+    box.addEventListener("change", counted);
+    choose.append(box, " remove");
+  }
   const path = document.createElement("span");
   path.className = "name";
   path.textContent = image.path;
@@ -69,11 +75,12 @@ function show(group, member) {
   const copy = g.members[open.member];
   $("left").src = `/api/images/${g.keep.id}/file`;
   $("left").alt = g.keep.path;
-  $("left-caption").textContent = `keep: ${g.keep.path} (${g.keep.width} x ${g.keep.height})`;
+  const scene = group >= groups.length - (groups.sceneCount || 0);
+  $("left-caption").textContent = `${scene ? "photograph" : "keep"}: ${g.keep.path} (${g.keep.width} x ${g.keep.height})`;
   $("right").src = `/api/images/${copy.id}/file`;
   $("right").alt = copy.path;
   $("right-caption").textContent = `${copy.reason} ${copy.score.toFixed(4)}: ${copy.path} (${copy.width} x ${copy.height}), ` +
-                                   `copy ${open.member + 1} of ${g.members.length}`;
+                                   `${scene ? "photograph" : "copy"} ${open.member + 1} of ${g.members.length}`;
   $("previous").disabled = $("next").disabled = g.members.length < 2;
   if (!$("viewer").open) $("viewer").showModal();
 }
@@ -99,15 +106,22 @@ async function load(event) {
     counted();
     return;
   }
-  groups = report.groups;
-  const copies = groups.reduce((n, g) => n + g.members.length, 0);
-  $("status").textContent = `${groups.length} groups, ${copies} copies (${report.found_by.join("; ")}).`;
+  groups = [...report.groups, ...report.same_scene];
+  groups.sceneCount = report.same_scene.length;
+  const copies = report.groups.reduce((n, g) => n + g.members.length, 0);
+  const scenes = report.same_scene.length
+    ? ` ${report.same_scene.length} groups of photographs of one scene, none a copy of another: keep them all.` : "";
+  $("status").textContent = `${report.groups.length} groups, ${copies} copies (${report.found_by.join("; ")}).${scenes}`;
   $("groups").replaceChildren(...groups.map((group, n) => {
+    const scene = n >= report.groups.length;
     const row = document.createElement("section");
-    row.className = "group";
-    row.setAttribute("aria-label", `group ${n + 1}`);
-    row.append(tile(group.keep, `keep (${group.keep.width} x ${group.keep.height})`, true, n, 0),
-               ...group.members.map((m, i) => tile(m, `${m.reason} ${m.score.toFixed(4)}`, false, n, i)));
+    row.className = "group" + (scene ? " scene" : "");
+    row.setAttribute("aria-label", scene ? `group ${n + 1}, same scene` : `group ${n + 1}`);
+    const first = scene ? `same scene (${group.keep.width} x ${group.keep.height})`
+      : `keep (${group.keep.width} x ${group.keep.height})`;
+    row.append(tile(group.keep, first, !scene, n, 0, scene),
+               ...group.members.map((m, i) => tile(m, scene ? `same scene ${m.score.toFixed(4)}`
+                 : `${m.reason} ${m.score.toFixed(4)}`, false, n, i, scene)));
     return row;
   }));
   counted();

@@ -1,6 +1,6 @@
 """Near-duplicate detection measured on copies made from any photo folder, in one run.
 
-    python bench/duplicates.py ../shared/data/corel1k [--originals 200] [--timing 1000,10000]
+    python bench/duplicates.py ../shared/data/corel1k [--originals 200] [--timing 1000,10000] [--skip-sources]
 
 Takes N originals (every k-th image of the folder, sorted by path), writes each with a
 copy per transformation below, mixed with all the folder's other images as distractors,
@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from imgsearch.duplicates import DEFAULT_THRESHOLD, self_join_pairs
+from imgsearch.duplicates import DEFAULT_THRESHOLD, find_duplicates, self_join_pairs
 from imgsearch.duplicates.hashed import hash_pairs
 from imgsearch.duplicates.verified import verified_pairs
 from imgsearch.index.build import build, collection_images
@@ -196,6 +196,32 @@ def evaluate_combined(store, truth: Truth) -> None:
                     "row's inliers", combined, INLIERS)
 
 
+def evaluate_report(store, truth: Truth) -> None:
+    """The copies `imgsearch duplicates` reports with its defaults, after every pair is
+    checked aligned: a pair is reported a copy when both images sit in one group of copies.
+    Its negatives hold the set's real photographs of one scene (Corel-1k's bursts and
+    series, each a different original here): the pairs of its "same scene" groups, and any
+    such pair that reached a group of copies, the error that would delete a photograph."""
+    started = time.perf_counter()
+    report = find_duplicates(store)
+    print(f"\nimgsearch duplicates, defaults, aligned check: {time.perf_counter() - started:.1f} s")
+    copy_pairs = {}
+    for group in report.groups:
+        paths = [os.fsdecode(group.representative.path), *(os.fsdecode(m.image.path) for m in group.members)]
+        copy_pairs.update({tuple(sorted((a, b))): 1.0 for i, a in enumerate(paths) for b in paths[i + 1:]})
+    scene_pairs = set()
+    for group in report.scenes:
+        paths = [os.fsdecode(group.representative.path), *(os.fsdecode(m.image.path) for m in group.members)]
+        scene_pairs.update(tuple(sorted((a, b))) for i, a in enumerate(paths) for b in paths[i + 1:])
+    different = [p for p in scene_pairs if truth.truth[p[0]][0] != truth.truth[p[1]][0]]
+    wrong = [p for p in copy_pairs if truth.truth[p[0]][0] != truth.truth[p[1]][0]]
+    print(f"  same-scene pairs reported apart: {len(scene_pairs)} ({len(different)} of different originals); "
+          f"pairs of different originals reported as copies: {len(wrong)}")
+    for a, b in sorted(wrong):
+        print(f"    copy by mistake: {a} {b}")
+    truth.table("reported copies (same group of copies)", copy_pairs, (1.0,))
+
+
 def imagededup_pairs(folder: Path, truth: Truth) -> None:
     """imagededup's PHash, DHash and CNN on the same files, when it is installed (a bench extra)."""
     try:
@@ -245,6 +271,7 @@ def main() -> None:
     parser.add_argument("--originals", type=int, default=200)
     parser.add_argument("--timing", default="1000,10000")
     parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("--skip-sources", action="store_true", help="only the report's copies (and imagededup)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "set"
@@ -259,9 +286,11 @@ def main() -> None:
                   progress=False)
             print(f"built in {time.perf_counter() - started:.1f} s")
             judge = Truth(truth)
-            for extractor, metric in EXTRACTORS:
-                evaluate(store, judge, extractor, metric)
-            evaluate_combined(store, judge)
+            if not args.skip_sources:
+                for extractor, metric in EXTRACTORS:
+                    evaluate(store, judge, extractor, metric)
+                evaluate_combined(store, judge)
+            evaluate_report(store, judge)
         imagededup_pairs(out, judge)
     timing([int(n) for n in args.timing.split(",") if n], args.dim)
 

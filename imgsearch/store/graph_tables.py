@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Set
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -15,8 +16,19 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.store.records import ID_DTYPE, VECTOR_DTYPE, ExtractorRow, changes_key, id_chunks
 from imgsearch.store.session import SqlSession
 
-if TYPE_CHECKING:  # the store's own methods (transactions, extractors) are used, not imported
-    from imgsearch.store.base import FeatureStore
+
+class GraphSession(SqlSession, Protocol):
+    """What the graph tables need of a store beyond SQL: transactions, the extractor rows
+    its augmented vectors are kept under, and their writes. FeatureStore provides it; this
+    module depends on the protocol, not on FeatureStore (no circle, typing included)."""
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def find_extractor(self, name: str) -> ExtractorRow | None: ...
+
+    def add_extractor(self, name: str, params: str, dim: int) -> None: ...
+
+    def replace_vectors(self, extractor: ExtractorRow, vectors: dict[int, np.ndarray]) -> None: ...
 
 NO_KTH = -1e30  # the threshold of a list shorter than k: any image enters it
 
@@ -57,18 +69,18 @@ def dba_extractor_name(extractor_name: str, metric: str, n: int) -> str:
     return f"{extractor_name}.{metric}.dba{n}"
 
 
-def find_graph(store: FeatureStore, extractor: ExtractorRow, metric: str) -> GraphRow | None:
+def find_graph(store: GraphSession, extractor: ExtractorRow, metric: str) -> GraphRow | None:
     rows = store.execute("SELECT id, k, dba FROM graphs WHERE extractor_id = ? AND metric = ?", (extractor.id, metric))
     return GraphRow(int(rows[0][0]), extractor.id, metric, int(rows[0][1]), int(rows[0][2])) if rows else None
 
 
-def graphs_of(store: FeatureStore, extractor: ExtractorRow) -> list[GraphRow]:
+def graphs_of(store: GraphSession, extractor: ExtractorRow) -> list[GraphRow]:
     rows = store.execute("SELECT id, metric, k, dba FROM graphs WHERE extractor_id = ? ORDER BY metric",
                          (extractor.id,))
     return [GraphRow(int(i), extractor.id, str(m), int(k), int(d)) for i, m, k, d in rows]
 
 
-def create_graph(store: FeatureStore, extractor: ExtractorRow, metric: str, k: int, dba: int = 0) -> GraphRow:
+def create_graph(store: GraphSession, extractor: ExtractorRow, metric: str, k: int, dba: int = 0) -> GraphRow:
     """The graph of this extractor and metric; an existing one with another k or dba is
     dropped (its lists would be too short or too long) and made again."""
     if dba > k:
@@ -89,11 +101,11 @@ def create_graph(store: FeatureStore, extractor: ExtractorRow, metric: str, k: i
     return created
 
 
-def dba_extractor(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow) -> ExtractorRow | None:
+def dba_extractor(store: GraphSession, extractor: ExtractorRow, graph: GraphRow) -> ExtractorRow | None:
     return store.find_extractor(dba_extractor_name(extractor.name, graph.metric, graph.dba)) if graph.dba else None
 
 
-def drop_graph(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow) -> None:
+def drop_graph(store: GraphSession, extractor: ExtractorRow, graph: GraphRow) -> None:
     with store.transaction():
         derived = dba_extractor(store, extractor, graph)
         if derived is not None:
@@ -105,7 +117,7 @@ def drop_graph(store: FeatureStore, extractor: ExtractorRow, graph: GraphRow) ->
             store.execute(f"DELETE FROM {table} WHERE {column} = ?", (graph.id,))
 
 
-def node_thresholds(store: FeatureStore, graph: GraphRow) -> dict[int, float]:
+def node_thresholds(store: GraphSession, graph: GraphRow) -> dict[int, float]:
     """Every node's threshold: the bar a new image must pass to enter its list."""
     rows = store.execute("SELECT image_id, kth FROM graph_nodes WHERE graph_id = ?", (graph.id,))
     return {int(i): float(t) for i, t in rows}
@@ -116,7 +128,7 @@ def _neighbour_list(kth: float, neighbours: bytes, scores: bytes) -> NeighbourLi
                          complete=float(kth) == NO_KTH)
 
 
-def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dict[int, NeighbourList]:
+def neighbour_lists(store: GraphSession, graph: GraphRow, ids: list[int]) -> dict[int, NeighbourList]:
     """The stored lists of these images (images that are no node are left out)."""
     found: dict[int, NeighbourList] = {}
     for chunk, marks in id_chunks(ids):
@@ -128,7 +140,7 @@ def neighbour_lists(store: FeatureStore, graph: GraphRow, ids: list[int]) -> dic
     return found
 
 
-def iter_lists(store: FeatureStore, graph: GraphRow, page: int = 10_000) -> Iterator[tuple[int, NeighbourList]]:
+def iter_lists(store: GraphSession, graph: GraphRow, page: int = 10_000) -> Iterator[tuple[int, NeighbourList]]:
     """Every list of the graph, in image id order, a page of them at a time, so memory
     stays bounded on millions of images."""
     after = -1
@@ -141,20 +153,20 @@ def iter_lists(store: FeatureStore, graph: GraphRow, page: int = 10_000) -> Iter
         after = int(rows[-1][0])
 
 
-def lists_holding(store: FeatureStore, graph: GraphRow, ids: set[int], page: int = 10_000) -> dict[int, NeighbourList]:
+def lists_holding(store: GraphSession, graph: GraphRow, ids: set[int], page: int = 10_000) -> dict[int, NeighbourList]:
     """The lists that contain any of these images (one pass over all lists)."""
     wanted = np.fromiter(ids, dtype=np.int64, count=len(ids))
     return {image_id: held for image_id, held in iter_lists(store, graph, page) if np.isin(held.ids, wanted).any()}
 
 
-def removed_images(store: FeatureStore, graph: GraphRow) -> dict[int, int]:
+def removed_images(store: GraphSession, graph: GraphRow) -> dict[int, int]:
     """The images marked removed, each with its mark's token."""
     rows = store.execute("SELECT image_id, token FROM graph_removed WHERE graph_id = ?", (graph.id,))
     return {int(i): int(t) for i, t in rows}
 
 
 def save_lists(
-    store: FeatureStore, graph: GraphRow, lists: dict[int, NeighbourList],
+    store: GraphSession, graph: GraphRow, lists: dict[int, NeighbourList],
     augmented: tuple[ExtractorRow, dict[int, np.ndarray]] | None = None,
     forgotten: Set[int] = frozenset(), removed: dict[int, int] | None = None,
 ) -> None:
@@ -179,7 +191,7 @@ def save_lists(
             store.replace_vectors(*augmented)
 
 
-def graph_lag(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> int:
+def graph_lag(store: GraphSession, graph: GraphRow, extractor: ExtractorRow) -> int:
     """Images the graph does not reflect yet: vectors without a node, plus removals."""
     missing = store.execute(
         "SELECT COUNT(*) FROM features f WHERE f.extractor_id = ? AND NOT EXISTS "
@@ -190,7 +202,7 @@ def graph_lag(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> 
     return int(missing[0][0]) + int(removed[0][0])
 
 
-def graph_is_behind(store: FeatureStore, graph: GraphRow, extractor: ExtractorRow) -> bool:
+def graph_is_behind(store: GraphSession, graph: GraphRow, extractor: ExtractorRow) -> bool:
     """A cheap check for query time (index lookups only, where graph_lag counts): removals
     are pending, or a vector newer than every list exists (image ids only grow, and an
     update computes missing lists in id order)."""

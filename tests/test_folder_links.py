@@ -94,3 +94,12 @@ def test_the_service_serves_files_below_a_followed_link_and_nothing_swapped_in_f
         os.symlink(impostor, outside)  # the indexed folder's path is now a link to the impostor
         refused = http.get(f"/api/images/{image['id']}/file")
         assert refused.status_code == 404 and "another folder" in refused.json()["error"]
+
+
+def test_under_a_followed_link_searches_its_folder(tmp_path) -> None:
+    root, _ = _layout(tmp_path)
+    db = tmp_path / "index.sqlite3"
+    assert imgsearch("build", root, "--db", db, "-e", "rgb").code == 0
+    found = imgsearch("query", "home/astronaut.jpg", "--db", db, "-e", "rgb", "--under", "holidays/inner", "--json")
+    assert found.code == 0, found.err
+    assert [r["path"] for r in found.json()["results"]] == ["holidays/inner/rocket.jpg"]

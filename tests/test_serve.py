@@ -319,3 +319,36 @@ def test_python_clients_see_the_413_of_an_upload_over_the_limit(tmp_path) -> Non
         answer = requests.post(served.base + "/api/search", data=body, timeout=60,
                                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         assert answer.status_code == 413 and "over the limit" in answer.json()["error"]
+
+
+def test_fields_are_checked_by_one_rule_and_folders_are_the_collections(collection, tmp_path) -> None:
+    folder, db = collection
+    root = str(folder.resolve())
+    with serving(db, tmp_path) as served, served.client() as http:
+        unknown = http.post("/api/search", json={"name": "coffee.jpg", "kk": 3, "zz": 1})
+        assert unknown.status_code == 422 and "'kk', 'zz'" in unknown.json()["error"]
+        form = http.post("/api/search", files={"image": ("q.jpg", jpeg("coffee.png"))}, data={"extractor": "rgb",
+                                                                                              "kk": "3"})
+        assert form.status_code == 422 and "'kk'" in form.json()["error"]
+        assert http.post("/api/compare", json={"a": "coffee.jpg", "b": "a/chelsea.jpg", "c": 1}).status_code == 422
+        # JSON values keep their JSON types; form fields are text to parse
+        for body, status in (({"k": 1.0}, 200), ({"k": 3}, 200), ({"k": "3"}, 422), ({"include_self": "yes"}, 422),
+                             ({"include_self": 1}, 422), ({"include_self": True}, 200), ({"k": 2.5}, 422)):
+            answer = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", **body})
+            assert answer.status_code == status, (body, answer.text)
+        for fields, status in (({"k": "3"}, 200), ({"include_self": "true"}, 200), ({"include_self": "1"}, 200),
+                               ({"k": "3.0"}, 422)):
+            answer = http.post("/api/search", files={"image": ("q.jpg", jpeg("coffee.png"))},
+                               data={"extractor": "rgb", **fields})
+            assert answer.status_code == status, (fields, answer.text)
+        whole = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "k": 20}).json()
+        rooted = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "k": 20, "under": "."})
+        assert rooted.status_code == 200 and rooted.json()["results"] == whole["results"]
+        assert http.get("/api/duplicates", params={"reference": ".", "extractor": "rgb"}).json()["groups"] == \
+            http.get("/api/duplicates", params={"extractor": "rgb"}).json()["groups"]
+        for params in ({"reference": "nosuch"}, {"reference": "a/../../x"}):
+            missing = http.get("/api/duplicates", params={**params, "extractor": "rgb"})
+            assert missing.status_code in (404, 422) and root not in missing.text, missing.text
+        assert http.get("/api/duplicates", params={"reference": "nosuch", "extractor": "rgb"}).status_code == 404
+        nowhere = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "under": "nosuch"})
+        assert nowhere.status_code == 404 and root not in nowhere.text

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from imgsearch.duplicates.confirmed import confirm_copies
 from imgsearch.duplicates.hashed import DEFAULT_HASH_BITS, hash_pairs
 from imgsearch.duplicates.verified import DEFAULT_MIN_INLIERS, verified_pairs
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.index.walk import folder_prefix
 from imgsearch.query import stored_row
 from imgsearch.scan.kernel import pair_scores
@@ -271,6 +271,10 @@ def find_duplicates(
         for other in ids[1:]:
             reasons[(min(ids[0], other), max(ids[0], other))] = "exact"
     prefix = folder_prefix(root, reference, "reference folder") if reference is not None else None
+    if prefix == b"":
+        prefix = None  # the root: every image is under it, so the report is the whole one
+    elif prefix is not None and not len(store.image_ids_under(prefix)):
+        raise NotFoundError(f"no indexed image is under {reference}")
     copies = _confirmed(store, root, images, reasons, local_row, request.advance("comparing aligned pairs"))
     groups = _groups(store, row, metric, images, copies, prefix)
     scenes = _scenes(store, row, metric, images, reasons, groups, prefix)

@@ -77,8 +77,11 @@ def agreement(a: np.ndarray, b: np.ndarray, b_to_a: np.ndarray | None) -> Agreem
     """How well b (small_grey) agrees with a, over every alignment tried: `b_to_a`, a
     homography from b's pixels to a's in these small images (None: not verified), and the
     eight orientations of b stretched over a's frame."""
-    found = [_aligned(a, b, b_to_a)] if b_to_a is not None else []
-    found += [_aligned(a, b, h) for h in _orientations(a.shape, b.shape)]
+    found = []
+    for h in ([b_to_a] if b_to_a is not None else []) + _orientations(a.shape, b.shape):
+        found.append(_aligned(a, b, h))
+        if found[-1].is_copy:  # the first alignment that makes a copy decides: no other is tried
+            break
     return max(found, key=lambda f: (f.is_copy, f.cells * min(f.overlap / MIN_OVERLAP, 1.0)), default=NO_AGREEMENT)
 
 

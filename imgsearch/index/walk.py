@@ -147,13 +147,21 @@ def _file(full: bytes, relpath: bytes) -> FoundFile | Problem:
 
 
 def folder_prefix(root: Path, folder: str, what: str = "folder") -> bytes:
-    """The relative-path prefix of the images under `folder` (absolute, relative to the
-    working directory when it exists there, else relative to the collection root): b"" for
-    the root itself. Refuses a folder outside the collection."""
+    """The relative-path prefix of the images under `folder`: b"" for the root itself. An
+    absolute folder must be under the root; a relative one is taken from the working
+    directory where that names a folder under the root (a shell user in the collection),
+    else from the root (what a client of the service names). Refuses a folder outside the
+    collection; the message names no path the caller did not give."""
     path = Path(folder).expanduser()
-    path = path.resolve() if path.is_absolute() or path.exists() else root / path
-    try:
-        relative = path.relative_to(root)
-    except ValueError:
-        raise ImgsearchError(f"{what} {folder} is not under the indexed collection {root}") from None
-    return os.fsencode(relative) + os.sep.encode() if str(relative) != "." else b""
+    # normalised, not resolved: a folder below a followed folder link stays below the root
+    if path.is_absolute():
+        candidates = [Path(os.path.abspath(path))]
+    else:
+        candidates = ([Path(os.path.abspath(path))] if path.exists() else []) + [Path(os.path.normpath(root / path))]
+    for candidate in candidates:
+        try:
+            relative = candidate.relative_to(root)
+        except ValueError:
+            continue
+        return os.fsencode(relative) + os.sep.encode() if str(relative) != "." else b""
+    raise ImgsearchError(f"{what} {folder} is not under the indexed collection")

@@ -13,7 +13,7 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as FastApiPath
@@ -153,7 +153,7 @@ def create_app(service: Service) -> FastAPI:
         (with an upload: "x,y,width,height" in its pixels, to search for what is inside)."""
         try:
             upload, fields = await _read_request(request)
-            search = _search_request(fields, service)
+            search = _search_request(fields.only(SEARCH_FIELDS), service)
             if upload is not None:
                 answer = await run_in_threadpool(service.search_upload, upload, search, _box(fields))
             elif name := _text(fields, "name"):
@@ -203,6 +203,7 @@ def create_app(service: Service) -> FastAPI:
         image; JSON: {"a": name, "b": name}."""
         try:
             upload, fields = await _read_request(request)
+            fields.only(COMPARE_FIELDS)
             b = _text(fields, "b")
             a = _text(fields, "a")
             if b is None or (upload is None and a is None):
@@ -276,7 +277,7 @@ class _BadRequest(Exception):
     pass
 
 
-async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]:
+async def _read_request(request: Request) -> tuple[bytes | None, Fields]:
     kind = request.headers.get("content-type", "")
     if kind.startswith("multipart/form-data"):
         try:
@@ -289,7 +290,7 @@ async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]
         if upload is None or isinstance(upload, str):
             raise _BadRequest("the multipart body has no file in the field `image`")
         data = await upload.read()
-        return data, {k: v for k, v in form.items() if isinstance(v, str)}
+        return data, Fields({k: v for k, v in form.items() if k != "image"}, from_form=True)
     if kind.startswith("application/json"):
         try:
             fields = json.loads(await request.body() or b"{}", parse_constant=_not_a_number)
@@ -299,18 +300,44 @@ async def _read_request(request: Request) -> tuple[bytes | None, dict[str, Any]]
             raise _BadRequest("the body is not valid JSON") from None
         if not isinstance(fields, dict):
             raise _BadRequest("the JSON body must be an object")
-        return None, fields
+        return None, Fields(fields, from_form=False)
     raise _BadRequest("send multipart/form-data (an image) or application/json (a name)")
 
 
 WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() would take " 5", "٥" and "1_0"
-TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+TRUE, FALSE = ("true", "1"), ("false", "0", "")
+# The fields each endpoint reads; any other is refused by name, not ignored.
+SEARCH_FIELDS = frozenset({"name", "extractor", "metric", "k", "offset", "rerank", "whiten", "include_self", "under",
+                           "box", "regions"})
+COMPARE_FIELDS = frozenset({"a", "b"})
 
 
-def _whole(fields: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    """A whole number from JSON (an integer, never a bool or a float) or a form field (digits)."""
+class Fields(dict):
+    """A request's fields, and how they came: a JSON body's values keep their JSON types
+    (k an integer, include_self a boolean: "3" and "yes" are refused there), a form's are
+    text to parse (k "3", include_self "true" or "1")."""
+
+    def __init__(self, values: dict[str, Any], from_form: bool) -> None:
+        super().__init__(values)
+        self.from_form = from_form
+
+    def only(self, allowed: frozenset[str]) -> Fields:
+        unknown = sorted(set(self) - allowed)
+        if unknown:
+            raise ImgsearchError(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                                 f"this endpoint takes {', '.join(sorted(allowed))}")
+        return self
+
+
+def _whole(fields: Fields, key: str, default: int, low: int, high: int) -> int:
+    """A whole number: from JSON an integer (1.0 is one: JSON has one number type), never a
+    bool or text; from a form, digits."""
     raw = fields.get(key, default)
-    if isinstance(raw, int) and not isinstance(raw, bool):
+    if isinstance(raw, bool) or (isinstance(raw, str) and not fields.from_form):
+        _refused(key, raw, low, high)
+    if isinstance(raw, float) and raw.is_integer() and not fields.from_form:
+        value = int(raw)
+    elif isinstance(raw, int):
         value = raw
     elif isinstance(raw, str) and WHOLE.fullmatch(raw):
         value = int(raw)
@@ -334,11 +361,16 @@ def _text(fields: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _flag(fields: dict[str, Any], key: str) -> bool:
+def _refused(key: str, raw: Any, low: int, high: int) -> NoReturn:
+    raise ImgsearchError(f"{key} must be a whole number from {low} to {high}, not {_shown(raw)}")
+
+
+def _flag(fields: Fields, key: str) -> bool:
+    """true or false: from JSON a boolean, from a form "true", "false", "1", "0" or empty."""
     value = fields.get(key, False)
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in TRUE + FALSE:
+    if fields.from_form and isinstance(value, str) and value.lower() in TRUE + FALSE:
         return value.lower() in TRUE
     raise ImgsearchError(f"{key} must be true or false, not {_shown(value)}")
 
@@ -352,7 +384,7 @@ def _not_a_number(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _search_request(fields: dict[str, Any], service: Service) -> SearchPlan:
+def _search_request(fields: Fields, service: Service) -> SearchPlan:
     config = service.config
     return SearchPlan.of(
         _text(fields, "extractor") or config.default_extractor, _text(fields, "metric") or config.default_metric,

@@ -130,30 +130,29 @@ def _aligned(a: np.ndarray, b: np.ndarray, b_to_a: np.ndarray) -> Agreement:
     overlap = float(covered.sum() / max(smaller, 1.0))
     if covered.sum() < MIN_CELLS:
         return NO_AGREEMENT
-    x = cv2.GaussianBlur(a, (0, 0), BLUR_SIGMA)
-    y = cv2.GaussianBlur(warped, (0, 0), BLUR_SIGMA)
+    x = cv2.GaussianBlur(a, (0, 0), BLUR_SIGMA).astype(np.float64)
+    y = cv2.GaussianBlur(warped, (0, 0), BLUR_SIGMA).astype(np.float64)
     spread = max(float(x[covered].std()), 1e-6)
     gain, offset = np.polyfit(y[covered], x[covered], 1) if y[covered].std() > 1e-6 else (0.0, float(x[covered].mean()))
     fitted = y * gain + offset
-    agreeing = counted = 0
     rows, columns = np.linspace(0, height, GRID + 1).astype(int), np.linspace(0, width, GRID + 1).astype(int)
-    for top, bottom in zip(rows[:-1], rows[1:]):
-        for left, right in zip(columns[:-1], columns[1:]):
-            inside = covered[top:bottom, left:right]
-            if inside.mean() < CELL_COVERED:
-                continue
-            p = x[top:bottom, left:right][inside]
-            q = y[top:bottom, left:right][inside]
-            close = np.sqrt(np.mean((p - fitted[top:bottom, left:right][inside]) ** 2)) <= CELL_RESIDUAL * spread
-            counted += 1
-            agreeing += close or _correlation(p, q) >= CELL_NCC
-    if counted < MIN_CELLS:
+    mask = covered.astype(np.float64)
+    n, sx, sy, sxx, syy, sxy, sr = (_cell_sums(v * mask, rows, columns) for v in (
+        np.ones_like(mask), x, y, x * x, y * y, x * y, (x - fitted) ** 2))
+    area = _cell_sums(np.ones_like(mask), rows, columns)
+    counted = n >= CELL_COVERED * area
+    n = np.maximum(n, 1)
+    mx, my = sx / n, sy / n
+    sp, sq = np.sqrt(np.maximum(sxx / n - mx * mx, 0)), np.sqrt(np.maximum(syy / n - my * my, 0))
+    textured = (sp >= 1e-3) & (sq >= 1e-3)
+    correlation = np.where(textured, (sxy / n - mx * my) / np.where(textured, sp * sq, 1), 0)
+    close = np.sqrt(sr / n) <= CELL_RESIDUAL * spread
+    agreeing = counted & (close | (correlation >= CELL_NCC))
+    if counted.sum() < MIN_CELLS:
         return Agreement(0.0, min(overlap, 1.0))
-    return Agreement(agreeing / counted, min(overlap, 1.0))
+    return Agreement(float(agreeing.sum() / counted.sum()), min(overlap, 1.0))
 
 
-def _correlation(p: np.ndarray, q: np.ndarray) -> float:
-    sp, sq = float(p.std()), float(q.std())
-    if sp < 1e-3 or sq < 1e-3:
-        return 0.0
-    return float(np.mean((p - p.mean()) * (q - q.mean())) / (sp * sq))
+def _cell_sums(values: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Each grid cell's sum of `values` (cells bounded by rows x columns)."""
+    return np.add.reduceat(np.add.reduceat(values, rows[:-1], axis=0), columns[:-1], axis=1)

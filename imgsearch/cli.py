@@ -173,6 +173,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
                                settings.batch_size, progress=True, options=cnn_options_of(settings),
                                pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None,
                                block_rows=settings.block_rows, follow_links=not no_follow_links)
+            advice = store.cache_advice()
     except BaseException:
         if new_file:  # a build that failed before indexing anything leaves no file behind
             remove_if_empty(url)
@@ -183,6 +184,8 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
     if len(report.skipped) > len(shown):
         click.echo(f"... and {len(report.skipped) - len(shown)} more skipped (--verbose lists them)", err=True)
     click.echo(report.summary())
+    if advice is not None:
+        click.echo(f"imgsearch: {advice}", err=True)
 
 
 @cli.command()

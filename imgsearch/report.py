@@ -105,6 +105,8 @@ def describe_store(store: FeatureStore) -> str:
             extra = f", augmented vectors over {graph.dba} nearest" if graph.dba else ""
             lines.append(f"graph {e.name}/{graph.metric}: {graph.k} neighbours per image{extra}, "
                          f"{graph_lag(store, graph, e)} images behind")
+    if (advice := store.cache_advice()) is not None:
+        lines.append(f"note: {advice}")
     for e in extractors:
         cuts = {m: stored_calibration(store, e.name, m) for m in METRICS}
         shown = ", ".join(f"{m} {c.cut:.4f}" for m, c in cuts.items() if c is not None)

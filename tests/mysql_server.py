@@ -53,7 +53,7 @@ def _wait_until_up(port: int, process: subprocess.Popen, log: Path, seconds: flo
 class ServerProcess:
     """A MariaDB/MySQL server of our own in a temp dir, which tests may stop and restart."""
 
-    def __init__(self, server: str, logging: tuple[str, ...] = ("--skip-log-bin",)) -> None:
+    def __init__(self, server: str, logging: tuple[str, ...] = ("--skip-log-bin",), buffer_pool: str = "256M") -> None:
         self.server = server
         self.workdir = Path(tempfile.mkdtemp(prefix="imgsearch-mysql-"))
         self.data, self.log = self.workdir / "data", self.workdir / "error.log"
@@ -70,7 +70,7 @@ class ServerProcess:
         self.command = [
             server, "--no-defaults", f"--datadir={self.data}", f"--socket={self.workdir / 'mysqld.sock'}",
             f"--port={self.port}", "--bind-address=127.0.0.1", f"--pid-file={self.workdir / 'mysqld.pid'}",
-            f"--log-error={self.log}", *logging, "--innodb-buffer-pool-size=256M", *as_root,
+            f"--log-error={self.log}", *logging, f"--innodb-buffer-pool-size={buffer_pool}", *as_root,
         ]
 
     @property

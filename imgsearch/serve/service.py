@@ -243,6 +243,7 @@ class Service:
             extractors = store.extractors()
             images = store.count_images()
             changes = {e.name: store.changes(e) for e in extractors}
+            advice = store.cache_advice()
         served = {}
         for e in extractors:
             if e.name not in self.resident:
@@ -257,7 +258,7 @@ class Service:
             }
         return {"images": images, "extractors": served, "metrics": list(self.config.metrics),
                 "default_extractor": self.config.default_extractor, "default_metric": self.config.default_metric,
-                "database": self.config.url.scheme,
+                "database": self.config.url.scheme, "cache_advice": advice,
                 "replica": self.config.replica.redacted() if self.config.replica else None,
                 "uptime_s": round(time.time() - self.started, 1)}
 

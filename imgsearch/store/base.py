@@ -133,6 +133,11 @@ class FeatureStore(ABC):
     @abstractmethod
     def size_bytes(self) -> int: ...
 
+    def cache_advice(self) -> str | None:
+        """A line for the user when the server's cache cannot hold what a query reads (an
+        embedded file has the system's page cache: nothing to set)."""
+        return None
+
     @abstractmethod
     def max_row_bytes(self) -> int:
         """The largest row the server takes in one statement."""

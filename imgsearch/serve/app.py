@@ -30,6 +30,7 @@ from imgsearch.index.images import SkippedFile
 from imgsearch.plan import SearchPlan
 from imgsearch.serve.files import IndexedFileResponse, thumbnail
 from imgsearch.serve.service import Service
+from imgsearch.serve.spec import COMPARE_BODY, SEARCH_BODY, errors, image_response
 
 log = logging.getLogger("imgsearch.serve")
 MAX_K = 1000
@@ -144,7 +145,8 @@ def create_app(service: Service) -> FastAPI:
         log.exception("unexpected error on %s", request.url.path)
         return error(500, "internal error; the server log has the details")
 
-    @app.post("/api/search")
+    @app.post("/api/search", responses={200: {"description": "the ranked matches"},
+                                        **errors(400, 404, 413, 415, 422)}, openapi_extra=SEARCH_BODY)
     async def search_endpoint(request: Request) -> JSONResponse:
         """Multipart: the image in the field `image`, parameters as fields. JSON:
         {"name": "45.jpg", ...} names an indexed image as `query` takes it. Parameters:
@@ -171,20 +173,22 @@ def create_app(service: Service) -> FastAPI:
             return error(400, str(e))
         return JSONResponse(answer)
 
-    @app.get("/api/images/{image_id}")
+    @app.get("/api/images/{image_id}", responses=errors(404, 422))
     def image_metadata(image_id: ImageId) -> JSONResponse:
         return guarded(lambda: _image_json(service.image(image_id)))
 
-    @app.get("/api/images/{image_id}/file")
+    @app.get("/api/images/{image_id}/file", response_class=Response,
+             responses={**image_response("image/*"), **errors(404, 422)})
     def image_file(image_id: ImageId) -> Response:
         return guarded(lambda: IndexedFileResponse(*service.image_on_disk(image_id)))
 
-    @app.get("/api/images/{image_id}/thumbnail")
+    @app.get("/api/images/{image_id}/thumbnail", response_class=Response,
+             responses={**image_response("image/jpeg"), **errors(404, 422)})
     def image_thumbnail(image_id: ImageId) -> Response:
         return guarded(lambda: FileResponse(thumbnail(*service.image_on_disk(image_id), cache),
                                              media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
 
-    @app.get("/api/duplicates")
+    @app.get("/api/duplicates", responses=errors(404, 422))
     def duplicates(extractor: str | None = None, threshold: Threshold = None, hash_bits: HashBits = None,
                    min_inliers: MinInliers = None, reference: str | None = None) -> JSONResponse:
         """Groups of exact and near copies, as `imgsearch duplicates --json` (without the
@@ -195,7 +199,8 @@ def create_app(service: Service) -> FastAPI:
         rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
         return guarded(lambda: JSONResponse(service.duplicates(extractor, rules, reference)))
 
-    @app.post("/api/compare")
+    @app.post("/api/compare", responses={200: {"description": "the two images through every stored descriptor"},
+                                         **errors(400, 404, 413, 415, 422)}, openapi_extra=COMPARE_BODY)
     async def compare_endpoint(request: Request) -> JSONResponse:
         """Two images through every stored descriptor: each vector's score under each
         metric, perceptual hashes' bits apart, local features' verified inliers (and b's
@@ -216,11 +221,11 @@ def create_app(service: Service) -> FastAPI:
         except (ImgsearchError, SkippedFile) as e:
             return failure(e)
 
-    @app.get("/api/stats")
+    @app.get("/api/stats", responses=errors())
     def stats() -> JSONResponse:
         return guarded(lambda: JSONResponse(service.stats()))
 
-    @app.get("/api/health")
+    @app.get("/api/health", responses=errors())
     def health() -> JSONResponse:
         return guarded(lambda: JSONResponse(service.health()))
 

@@ -43,8 +43,9 @@ def post_raw(http, body: bytes):
     b'{"name": "\\ud800"}', b'{"name": "\\udcff.jpg"}', b'{"name": "coffee.jpg", "extractor": "\\ud800"}',
     b'{"name": "coffee.jpg", "k": 1.5}', b'{"name": "coffee.jpg", "k": true}', b'{"name": "coffee.jpg", "k": " 5"}',
     '{"name": "coffee.jpg", "k": "٥"}'.encode(), b'{"name": "coffee.jpg", "k": "1_0"}',
-    b'{"name": "coffee.jpg", "k": 123456789012345678901234567890}', b'{"name": "coffee.jpg", "k": 5.0}',
+    b'{"name": "coffee.jpg", "k": 123456789012345678901234567890}', b'{"name": "coffee.jpg", "k": "5"}',
     b'{"name": "coffee.jpg", "include_self": "maybe"}', b'{"name": "coffee.jpg", "include_self": 2}',
+    b'{"name": "coffee.jpg", "include_self": "true"}', b'{"name": "coffee.jpg", "kk": 3}',
     b"[" * 100_000 + b"]" * 100_000, b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}",
     b'{"name": "coffee.jpg", "k": ' + b"9" * 5000 + b"}",
 ])
@@ -55,12 +56,12 @@ def test_inputs_that_once_gave_500_are_json_4xx(served, body) -> None:
 
 
 def test_whole_numbers_are_strict_and_good_ones_still_work(served) -> None:
+    """JSON values keep their JSON types (3 and 3.0 are one integer, true a boolean); form
+    fields are text to parse."""
     http = served[1]
-    for k in (3, "3"):
-        for include_self in (True, "true", "1"):
-            answer = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "k": k,
-                                                    "include_self": include_self})
-            assert answer.status_code == 200 and len(answer.json()["results"]) == 3, answer.text
+    for k in (3, 3.0):
+        answer = http.post("/api/search", json={"name": "coffee.jpg", "extractor": "rgb", "k": k, "include_self": True})
+        assert answer.status_code == 200 and len(answer.json()["results"]) == 3, answer.text
     form = http.post("/api/search", data={"name": "coffee.jpg", "k": "2"}, files={"unused": ("x", b"")})
     check(form)
     for path in ("/api/images/99999999999999999999999", "/api/images/-1", "/api/images/0",

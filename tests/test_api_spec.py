@@ -1,0 +1,42 @@
+"""The published OpenAPI document says what the service does: schemathesis generates
+requests from /openapi.json (bounded: a few examples an operation) against a real
+`imgsearch serve`, and every answer must be a status the spec lists for it, with the
+content type and schema it documents (the one error shape {"error": ...} included), and
+never a 5xx."""
+import pytest
+import schemathesis
+from cli_runner import imgsearch
+from hypothesis import HealthCheck, settings
+from photos import write_collection
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from served import serving
+
+CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance, negative_data_rejection]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("spec")
+    folder = workdir / "photos"
+    write_collection(folder, ("astronaut.png", "chelsea.png", "coffee.png"))
+    db = f"sqlite:///{workdir / 'index.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb", "-e", "hsv72").code == 0
+    with serving(db, workdir) as served:
+        schema = schemathesis.openapi.from_url(served.base + "/openapi.json")
+        # requests the spec forbids too (unknown fields, wrong types): each must be refused
+        schema.config.generation.update(modes=list(schemathesis.GenerationMode))
+        yield schema
+
+
+schema = schemathesis.pytest.from_fixture("api")
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_every_answer_is_one_the_spec_documents(case) -> None:
+    case.call_and_validate(checks=CHECKS)

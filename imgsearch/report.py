@@ -112,6 +112,6 @@ def describe_store(store: FeatureStore) -> str:
         shown = ", ".join(f"{m} {c.cut:.4f}" for m, c in cuts.items() if c is not None)
         if shown:
             sample = next(c for c in cuts.values() if c is not None).sample
-            lines.append(f"no close match below ({e.name}): {shown} (99th percentile of the scores of "
-                         f"{sample * (sample - 1) // 2:,} pairs of different images)")
+            lines.append(f"no close match below ({e.name}): {shown} (the median best score of {sample:,} sampled "
+                         "images against all the others)")
     return "\n".join(lines)

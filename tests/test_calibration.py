@@ -1,6 +1,7 @@
-"""The weak-match cue: the index's own cut for unrelated photos (a high percentile of the
-scores of pairs of different images, per extractor and metric), and answers that say when
-even their best match stays below it."""
+"""The weak-match cue: the index's own cut for an unrelated photo's best match (the median,
+over the collection's images, of each one's best score against all the others, per
+extractor and metric), and answers that say when even their best match stays below it;
+no cut from too few images."""
 import json
 
 import cv2
@@ -11,19 +12,32 @@ from photos import photo, variant, write_collection
 from served import serving
 from test_page import search_page
 
-from imgsearch.index.calibration import PERCENTILE, key
+from imgsearch.index.calibration import MIN_IMAGES, PERCENTILE, key
 from imgsearch.scan.metrics import METRICS
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
+
+
+def write_patchworks(folder, n: int) -> None:
+    """n pictures unlike each other: each a few random saturated colours in random blocks."""
+    rng = np.random.default_rng(3)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        hsv = np.stack([rng.integers(0, 180, 3), np.full(3, 255), rng.integers(128, 256, 3)], axis=1)
+        colours = cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2BGR)[0]
+        blocks = rng.integers(0, 3, (6, 8))
+        picture = cv2.resize(colours[blocks], (320, 240), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(folder / f"patchwork-{i:03d}.png"), picture)
 
 
 @pytest.fixture
 def indexed(tmp_path):
     folder = tmp_path / "photos"
     write_collection(folder)
+    write_patchworks(folder / "c", MIN_IMAGES)
     db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
     run = imgsearch("build", folder, "--db", db, "-e", "rgb", "-e", "hsv72")
-    assert run.code == 0 and "unrelated photos score below" in run.out, run.out + run.err
+    assert run.code == 0 and "unrelated photos' best match scores about" in run.out, run.out + run.err
     return db
 
 
@@ -33,7 +47,7 @@ def unrelated(path) -> None:
     cv2.imwrite(str(path), np.clip(128 + rng.normal(0, 3, (300, 400, 3)), 0, 255).astype(np.uint8))
 
 
-def test_the_stored_cut_is_the_percentile_of_the_pairs_of_different_images(indexed) -> None:
+def test_the_stored_cut_is_the_median_best_score_of_the_images_against_the_others(indexed) -> None:
     with open_store(parse_database_url(indexed)) as store:
         for name in ("rgb", "hsv72"):
             row = store.find_extractor(name)
@@ -42,10 +56,23 @@ def test_the_stored_cut_is_the_percentile_of_the_pairs_of_different_images(index
             x = np.vstack([vectors[i] for i in ids])
             for metric_name, metric in METRICS.items():
                 prepared = metric.prepare_rows(x)
-                pairs = (prepared @ prepared.T)[np.triu_indices(len(ids), k=1)]
+                scores = prepared @ prepared.T
+                np.fill_diagonal(scores, -np.inf)
                 stored = json.loads(store.get_meta(key(name, metric_name)))
-                assert stored["cut"] == pytest.approx(np.percentile(pairs, PERCENTILE), abs=1e-5)
-                assert stored["images"] == len(ids) == stored["sample"]
+                assert stored["cut"] == pytest.approx(np.percentile(scores.max(axis=1), PERCENTILE), abs=1e-5)
+                assert stored["images"] == len(ids) == stored["sample"] and stored["best_of"] == len(ids) - 1
+
+
+def test_a_small_collection_gets_no_cue_rather_than_a_cut_from_a_handful_of_pairs(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    db = f"sqlite:///{tmp_path / 'small.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "hsv72").code == 0
+    nothing_alike = tmp_path / "grey.jpg"
+    unrelated(nothing_alike)
+    assert imgsearch("query", nothing_alike, "--db", db, "-e", "hsv72", "--json").json()["close_match"] is None
+    with open_store(parse_database_url(db)) as store:
+        assert store.get_meta(key("hsv72", "pearson")) is None
 
 
 def test_a_query_says_whether_its_best_match_is_close(indexed, tmp_path) -> None:

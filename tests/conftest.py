@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mysql_server import ServerProcess, fresh_database, mysql_server, server_binary  # noqa: E402
+from mysql_server import ServerProcess, fresh_database, mysql_server, own_server_binary  # noqa: E402
 from system_parts import CHROMIUM  # noqa: E402
 
 from imgsearch.store.url import parse_database_url  # noqa: E402
@@ -60,11 +60,7 @@ def mysql_base_url() -> Iterator[str]:
 def own_server() -> Iterator[ServerProcess]:
     """A server of the test's own, which it may crash and restart (never the shared one)."""
     # These tests crash and restart a server, which only an installed binary allows.
-    try:
-        binary = server_binary()
-    except RuntimeError as e:
-        pytest.fail(f"the crash tests stop and restart a MySQL/MariaDB server of their own: {e}", pytrace=False)
-    server = ServerProcess(binary)
+    server = ServerProcess(own_server_binary("the crash tests stop and restart a MySQL/MariaDB server of their own"))
     server.start()
     yield server
     server.remove()

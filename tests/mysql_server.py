@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pymysql
+import pytest
 from system_parts import MYSQL_SERVER
 
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin")
@@ -149,6 +150,14 @@ def replicated_pair(server: str) -> Iterator[tuple[ServerProcess, ServerProcess]
 def server_binary() -> str:
     """The installed mariadbd or mysqld, installed first where missing (system_parts)."""
     return MYSQL_SERVER.ensure()
+
+
+def own_server_binary(why: str) -> str:
+    """server_binary(), or the test fails saying why it needs a server of its own."""
+    try:
+        return server_binary()
+    except RuntimeError as e:
+        pytest.fail(f"{why}: {e}", pytrace=False)
 
 
 @contextmanager

@@ -3,7 +3,7 @@ read them from disk: `build`, `stats` and the service's stats say so and name th
 import numpy as np
 import pytest
 from cli_runner import imgsearch
-from mysql_server import ServerProcess, fresh_database, server_binary
+from mysql_server import ServerProcess, fresh_database, own_server_binary
 
 from imgsearch.store import open_store
 from imgsearch.store.mysql import buffer_pool_advice
@@ -20,11 +20,8 @@ def test_the_advice_names_a_pool_that_holds_the_vectors() -> None:
 
 @pytest.fixture(scope="module")
 def small_pool_server():
-    try:
-        binary = server_binary()
-    except RuntimeError as e:
-        pytest.fail(f"this test starts a server with a small buffer pool: {e}", pytrace=False)
-    server = ServerProcess(binary, logging=("--skip-log-bin", "--innodb-buffer-pool-chunk-size=1M"), buffer_pool="8M")
+    server = ServerProcess(own_server_binary("this test starts a server with a small buffer pool"),
+                           logging=("--skip-log-bin", "--innodb-buffer-pool-chunk-size=1M"), buffer_pool="8M")
     server.start()
     yield server
     server.remove()

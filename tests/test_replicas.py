@@ -6,7 +6,7 @@ import os
 import pymysql
 import pytest
 from cli_runner import imgsearch
-from mysql_server import replicated_pair, server_binary
+from mysql_server import own_server_binary, replicated_pair
 from photos import write_collection
 from served import free_port, serving
 from test_cli_errors import assert_clean_failure
@@ -19,11 +19,7 @@ from imgsearch.store.url import parse_database_url
 
 @pytest.fixture(scope="module")
 def pair():
-    try:
-        binary = server_binary()
-    except RuntimeError as e:
-        pytest.fail(f"the replica tests start a primary and a replica of their own: {e}", pytrace=False)
-    with replicated_pair(binary) as servers:
+    with replicated_pair(own_server_binary("the replica tests start a primary and a replica of their own")) as servers:
         yield servers
 
 

@@ -5,7 +5,8 @@ when it does not, cold and warm, beside the disk's sequential read speed, in one
 
 Loads N synthetic 512-d vectors as bench/scan.py does (kept between runs), then per pool
 size (SET GLOBAL innodb_buffer_pool_size, a server setting: run it on a server of your
-own) times one query of each kind cold (the OS page cache dropped, as root, and the pool
+own) times `query` (which reads the rows where the packed copy does not fit the pool),
+the packed scan and the per-row scan, each cold (the OS page cache dropped, as root, and the pool
 emptied by a resize to its smallest and back) and warm (the median of three more), and
 reads the packed table's file once cold to give the disk's sequential speed. Restores
 the pool size it found.
@@ -76,37 +77,45 @@ def main() -> None:
         packed_mib = int(store.execute("SELECT SUM(LENGTH(vecs)) FROM packed_blocks WHERE extractor_id = ?",
                                        (extractor.id,))[0][0]) / 2**20
         query = store.vectors(extractor, [1])[1]
-        metric = get_metric("pearson")
-        kinds = {
-            "packed query": lambda: run_query(store, "1.jpg", SearchPlan.of(EXTRACTOR, "pearson", k=10,
-                                                                             block_rows=BLOCK_ROWS)),
-            "per-row scan": lambda: scan(prefetched(store.stream_blocks(extractor, BLOCK_ROWS, packed=False)),
-                                         query, metric, 10),
-        }
         dropped = drop_os_cache()
         disk = sequential_mb_s(table) if table.exists() and dropped else float("nan")
         print(f"{args.n:,} x 512 vectors, packed {packed_mib:,.0f} MiB; disk sequential read of {table.name} "
               f"{disk:,.0f} MiB/s (OS cache dropped: {dropped}); pool found at {found} MiB")
         try:
             for mib in (int(p) for p in args.pools.split(",")):
-                for name, run in kinds.items():
-                    set_pool(store, SMALLEST_POOL_MIB)
-                    set_pool(store, mib)
-                    drop_os_cache()
-                    started = time.perf_counter()
-                    run()
-                    cold = time.perf_counter() - started
-                    warm = []
-                    for _ in range(3):
-                        started = time.perf_counter()
-                        run()
-                        warm.append(time.perf_counter() - started)
-                    print(f"pool {mib:>5} MiB  {name:<13} cold {cold * 1e3:8.0f} ms  warm {statistics.median(warm) * 1e3:8.0f} ms"
-                          f"  ({args.n * 2048 / 2**20 / statistics.median(warm):,.0f} MiB/s of vectors warm)")
-                advice = store.cache_advice()
-                print(f"pool {mib:>5} MiB  advice: {advice or 'none'}")
+                set_pool(store, mib)
+                measure(parse_database_url(args.db), extractor, query, mib, args.n)
         finally:
             set_pool(store, found)
+
+
+def measure(url, extractor, query, mib: int, n: int) -> None:
+    """Each kind of scan cold and warm, on a new connection (its scans_rows() read afresh)."""
+    metric = get_metric("pearson")
+    with open_store(url) as store:
+        kinds = {
+            "query": lambda: run_query(store, "1.jpg", SearchPlan.of(EXTRACTOR, "pearson", k=10, block_rows=BLOCK_ROWS)),
+            "packed scan": lambda: scan(prefetched(store.stream_blocks(extractor, BLOCK_ROWS, packed=True)),
+                                        query, metric, 10),
+            "per-row scan": lambda: scan(prefetched(store.stream_blocks(extractor, BLOCK_ROWS, packed=False)),
+                                         query, metric, 10),
+        }
+        for name, run in kinds.items():
+            set_pool(store, SMALLEST_POOL_MIB)
+            set_pool(store, mib)
+            drop_os_cache()
+            started = time.perf_counter()
+            run()
+            cold = time.perf_counter() - started
+            warm = []
+            for _ in range(3):
+                started = time.perf_counter()
+                run()
+                warm.append(time.perf_counter() - started)
+            print(f"pool {mib:>5} MiB  {name:<13} cold {cold * 1e3:8.0f} ms  warm {statistics.median(warm) * 1e3:8.0f} ms"
+                  f"  ({n * 2048 / 2**20 / statistics.median(warm):,.0f} MiB/s of vectors warm)")
+        print(f"pool {mib:>5} MiB  query reads the {'rows' if store.scans_rows() else 'packed blocks'}; "
+              f"advice: {store.cache_advice() or 'none'}")
 
 
 if __name__ == "__main__":

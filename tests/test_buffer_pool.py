@@ -1,10 +1,14 @@
 """A MySQL server whose InnoDB buffer pool cannot hold the packed vectors makes every query
-read them from disk: `build`, `stats` and the service's stats say so and name the setting."""
+read them from disk, slower than the per-row table: queries then scan the rows (the same
+answer), and `build`, `stats` and the service's stats say so and name the setting."""
 import numpy as np
 import pytest
 from cli_runner import imgsearch
 from mysql_server import ServerProcess, fresh_database, own_server_binary
 
+from imgsearch.scan.kernel import scan
+from imgsearch.scan.metrics import get_metric
+from imgsearch.scan.store_scan import StoreScan
 from imgsearch.store import open_store
 from imgsearch.store.mysql import buffer_pool_advice
 from imgsearch.store.records import ImageRecord
@@ -39,6 +43,15 @@ def test_build_and_stats_say_when_the_packed_vectors_exceed_the_buffer_pool(smal
         store.pack(row)
         store.execute("ANALYZE TABLE packed_blocks")
         assert store.cache_advice() is not None
+        # a query then reads the rows, not the packed blocks, and answers the same
+        assert store.scans_rows()
+        query = rng.random(256, dtype=np.float32)
+        metric = get_metric("pearson")
+        answered = StoreScan(store, parallel=2).top_k(row, metric, query, 10)
+        packed = scan(store.stream_blocks(row, 1024, packed=True), query, metric, 10)
+        assert [i for i, _ in answered.ranking] == [i for i, _ in packed.ranking]
+        np.testing.assert_allclose([v for _, v in answered.ranking], [v for _, v in packed.ranking], atol=1e-6)
+        assert answered.rows_scanned == packed.rows_scanned == 12_000
         store.close()
         stats = imgsearch("stats", "--db", url)
         assert stats.code == 0, stats.err
@@ -47,5 +60,5 @@ def test_build_and_stats_say_when_the_packed_vectors_exceed_the_buffer_pool(smal
 
 def test_a_small_index_gets_no_advice(mysql_url, tmp_path) -> None:
     store = open_store(parse_database_url(mysql_url), create=True)
-    assert store.cache_advice() is None
+    assert store.cache_advice() is None and not store.scans_rows()
     store.close()

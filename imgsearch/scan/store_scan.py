@@ -48,7 +48,8 @@ class StoreScan:
         the filter scores; ScanResult.state is the change counter of the state it scanned."""
         scan_part = functools.partial(scan, query=query, metric=metric, k=k, rows=rows,
                                       query_is_prepared=query_is_prepared)
-        if self.parallel > 1:
+        packed = not self.store.scans_rows()
+        if self.parallel > 1 and packed:  # the parts are parts of the packed blocks
             for _ in range(PARALLEL_ATTEMPTS):
                 snapshots = [Snapshot() for _ in range(self.parallel)]
                 parts = [functools.partial(self._stream, extractor, part, self.parallel, snapshots[part])
@@ -57,10 +58,11 @@ class StoreScan:
                 if len({s.changes for s in snapshots}) == 1:
                     return result.at_state(snapshots[0].changes)
         snapshot = Snapshot()  # one connection, all of it: one snapshot is always consistent
-        return scan_part(prefetched(self._stream(extractor, 0, 1, snapshot))).at_state(snapshot.changes)
+        return scan_part(prefetched(self._stream(extractor, 0, 1, snapshot, packed))).at_state(snapshot.changes)
 
-    def _stream(self, extractor: ExtractorRow, part: int, parts: int, snapshot: Snapshot) -> Iterable[Block]:
-        return self.store.stream_blocks(extractor, self.block_rows, True, part, parts, snapshot)
+    def _stream(self, extractor: ExtractorRow, part: int, parts: int, snapshot: Snapshot,
+                packed: bool = True) -> Iterable[Block]:
+        return self.store.stream_blocks(extractor, self.block_rows, packed, part, parts, snapshot)
 
 
 def prepared_rows(

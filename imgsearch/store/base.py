@@ -133,6 +133,13 @@ class FeatureStore(ABC):
     @abstractmethod
     def size_bytes(self) -> int: ...
 
+    def scans_rows(self) -> bool:
+        """Whether a query should read the per-row table, not the packed blocks: where the
+        server's cache cannot hold the packed copy, its BLOB chains are read from disk a
+        page at a time, slower than the rows (bench/buffer_pool.py). The answer is the
+        same either way."""
+        return False
+
     def cache_advice(self) -> str | None:
         """A line for the user when the server's cache cannot hold what a query reads (an
         embedded file has the system's page cache: nothing to set)."""

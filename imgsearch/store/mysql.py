@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,6 +152,7 @@ class MySqlStore(FeatureStore):
         self.url = url
         self.net_write_timeout = SCAN_NET_WRITE_TIMEOUT
         self.wait_for = wait_for
+        self._rows_checked: tuple[float, bool] | None = None  # (when, scans_rows()) last read
         if create:
             self._create_database()
         super().__init__(self._connected(_connect(url, url.database)))
@@ -259,10 +261,21 @@ class MySqlStore(FeatureStore):
         return int(rows[0][0])
 
     def cache_advice(self) -> str | None:
+        return buffer_pool_advice(*self._packed_and_pool())
+
+    def scans_rows(self) -> bool:
+        # Read again at most every POOL_CHECK_S: two small statements, not one per query.
+        now = time.monotonic()
+        if self._rows_checked is None or now - self._rows_checked[0] > POOL_CHECK_S:
+            packed, pool = self._packed_and_pool()
+            self._rows_checked = (now, packed > POOL_SHARE_FOR_VECTORS * pool)
+        return self._rows_checked[1]
+
+    def _packed_and_pool(self) -> tuple[int, int]:
         rows = self.execute(
             "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables "
             "WHERE table_schema = DATABASE() AND table_name = 'packed_blocks'")
-        return buffer_pool_advice(int(rows[0][0]), int(self.execute("SELECT @@innodb_buffer_pool_size")[0][0]))
+        return int(rows[0][0]), int(self.execute("SELECT @@innodb_buffer_pool_size")[0][0])
 
     def max_row_bytes(self) -> int:
         return int(self.execute("SELECT @@max_allowed_packet")[0][0]) // 3
@@ -343,3 +356,4 @@ def buffer_pool_advice(packed_bytes: int, pool_bytes: int) -> str | None:
 # The pool also holds the other tables' pages and the server's own: the vectors should not
 # need more than this share of it.
 POOL_SHARE_FOR_VECTORS = 0.75
+POOL_CHECK_S = 30.0

@@ -15,10 +15,17 @@ where the misses go:
   - unverified: it is there, not verified, with the inliers it had;
   - beaten: it is verified, but a wrong image ranks above it (with their inliers).
 Nothing here depends on file names but the ground truth.
+
+`--rules` also searches every photo once more with a verification floor of 4 inliers (top
+1,000) and ranks each answer again under other decision rules, offline: fixed inlier cuts,
+and a cut relative to the query's own noise floor (the next best candidate's inliers),
+printing R@1 and how many wrong images each rule verifies (what lets unrelated photos
+verify elsewhere). A measurement to choose a rule by, not a rule.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -65,7 +72,7 @@ def classify(paths: list[str], extras: list[dict], right: str) -> tuple[int | No
     return rank, ("beaten" if mine.get("corners") else "unverified"), detail
 
 
-def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None) -> None:
+def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None, rules: bool = False) -> None:
     from imgsearch.plan import SearchPlan
     from imgsearch.serve.config import ServeConfig
     from imgsearch.serve.service import Service
@@ -76,7 +83,10 @@ def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None) ->
     service = Service(ServeConfig(parse_database_url(db), ("cnn-spoc",), ("pearson",), "cnn-spoc", "pearson"))
     rows = []
     try:
-        plan = SearchPlan.of("cnn-spoc", "pearson", k=TOP, rerank=rerank, regions=service.config.regions)
+        def plan_of(**changes) -> SearchPlan:
+            return SearchPlan.of("cnn-spoc", "pearson", regions=service.config.regions, **changes)
+
+        plan = plan_of(k=TOP, rerank=rerank)
         for phone in phones:
             for photo in sorted((data / "smvs_dvd_dev" / phone).glob("*.jpg")):
                 upload = photo.read_bytes()
@@ -87,8 +97,14 @@ def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None) ->
                 extras = [{"inliers": r.get("inliers"), "corners": r.get("corners")} for r in answer["results"]]
                 rank, kind, detail = classify(paths, extras, f"covers/{photo.name}")
                 rows.append((phone, photo.name, rank, kind, detail, seconds))
+        report(rows, phones)
+        if rules:
+            decision_rules(service, plan_of, data, phones)
     finally:
         service.close()
+
+
+def report(rows: list[tuple], phones: list[str]) -> None:
     print(f"\n{'phone':<8} {'photos':>6} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'mAP':>6} {'p50 ms':>7} {'p90 ms':>7}  misses")
     for phone in [*phones, "all"]:
         mine = [r for r in rows if phone in ("all", r[0])]
@@ -107,14 +123,60 @@ def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None) ->
             print(f"  {phone}/{name}: {kind}: {detail}")
 
 
+def fixed_cut(cut: int, k: int, next_best: int) -> bool:
+    return k >= cut
+
+
+def above_noise_floor(low: int, ratio: float, k: int, next_best: int) -> bool:
+    return k >= 15 or (k >= low and k >= ratio * max(next_best, 1))
+
+
+RULES = {
+    **{f"k >= {c}": functools.partial(fixed_cut, c) for c in (15, 12, 10, 8)},
+    **{f"k >= 15, or k >= {low} and >= {ratio} x the next best": functools.partial(above_noise_floor, low, ratio)
+       for low in (6, 8) for ratio in (1.5, 2.0)},
+}
+
+
+def decision_rules(service, plan_of, data: Path, phones: list[str]) -> None:
+    answers = []
+    plan = plan_of(k=1000, rerank="verify:300,4")
+    for phone in phones:
+        for photo in sorted((data / "smvs_dvd_dev" / phone).glob("*.jpg")):
+            results = service.search_upload(photo.read_bytes(), plan)["results"]
+            answers.append((phone, f"covers/{photo.name}",
+                            [(r["path"], r["score"], r.get("inliers") or 0, r.get("corners") is not None) for r in results]))
+    print(f"\n{'decision rule (floor 4 inliers, top 1000)':<48} " + " ".join(f"{p:>6}" for p in phones)
+          + f" {'all':>6}  wrong verified  wrong first")
+    for name, rule in RULES.items():
+        hits, wrong, wrong_first = Counter(), 0, 0
+        for phone, right, results in answers:
+            counts = sorted((k for _, _, k, v in results if v), reverse=True)
+            verified = []
+            for _, _, k, v in results:
+                others = list(counts)
+                if v:
+                    others.remove(k)
+                verified.append(v and rule(k, others[0] if others else 0))
+            keys = [10 + k + score / 4 if ok else score for (_, score, k, _), ok in zip(results, verified)]
+            first = max(range(len(results)), key=lambda i: (keys[i], -i))
+            hits[phone] += results[first][0] == right
+            wrong += sum(ok for (path, *_), ok in zip(results, verified) if path != right)
+            wrong_first += verified[first] and results[first][0] != right
+        n = {p: sum(1 for a in answers if a[0] == p) for p in phones}
+        print(f"{name:<48} " + " ".join(f"{hits[p] / n[p]:6.3f}" for p in phones)
+              + f" {sum(hits.values()) / len(answers):6.3f}  {wrong:14d}  {wrong_first:11d}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--phones", default="Droid,Palm")
     parser.add_argument("--rerank", default=None, help="default: the service's default re-ranking")
+    parser.add_argument("--rules", action="store_true", help="also rank again under other decision rules")
     args = parser.parse_args()
-    measure(args.data, args.workdir, args.phones.split(","), args.rerank)
+    measure(args.data, args.workdir, args.phones.split(","), args.rerank, args.rules)
 
 
 if __name__ == "__main__":

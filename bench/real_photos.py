@@ -32,6 +32,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import cv2
+import numpy as np
+from scipy.special import gammaln
+
+from imgsearch.features.local import DEFAULT_MAX_SIDE
+from imgsearch.rerank.verify import RANSAC_PIXELS
+
 COLLECTION = {"covers": "smvs_dvd_dev/Reference", "corel1k": "corel1k", "flowers102": "flowers102/jpg"}
 TOP = 100
 
@@ -131,11 +138,24 @@ def above_noise_floor(low: int, ratio: float, k: int, next_best: int) -> bool:
     return k >= 15 or (k >= low and k >= ratio * max(next_best, 1))
 
 
+def a_contrario(log10_nfa_below: float, k: int, next_best: int, n: int, alpha: float) -> bool:
+    """Moisan & Stival 2004 (ORSA) at RANSAC's fixed threshold: the number of false alarms of
+    a homography with k inliers among n tentative matches, each a chance inlier with
+    probability alpha (the threshold's disc over the photo's area), is
+    (n - 4) C(n, k) C(k, 4) alpha^(k - 4); verified when it is below 10^log10_nfa_below."""
+    if k <= 4 or n <= 4:
+        return False
+    log_choose = (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1) + gammaln(k + 1) - gammaln(5)
+                  - gammaln(k - 3)) / np.log(10)
+    return bool(np.log10(n - 4) + log_choose + (k - 4) * np.log10(alpha) < log10_nfa_below)
+
+
 RULES = {
     **{f"k >= {c}": functools.partial(fixed_cut, c) for c in (15, 12, 10, 8)},
     **{f"k >= 15, or k >= {low} and >= {ratio} x the next best": functools.partial(above_noise_floor, low, ratio)
        for low in (6, 8) for ratio in (1.5, 2.0)},
 }
+A_CONTRARIO = {f"NFA < 1e{e}": functools.partial(a_contrario, float(e)) for e in (0, -2, -4)}
 
 
 def decision_rules(service, plan_of, data: Path, phones: list[str]) -> None:
@@ -143,22 +163,30 @@ def decision_rules(service, plan_of, data: Path, phones: list[str]) -> None:
     plan = plan_of(k=1000, rerank="verify:300,4")
     for phone in phones:
         for photo in sorted((data / "smvs_dvd_dev" / phone).glob("*.jpg")):
-            results = service.search_upload(photo.read_bytes(), plan)["results"]
-            answers.append((phone, f"covers/{photo.name}",
-                            [(r["path"], r["score"], r.get("inliers") or 0, r.get("corners") is not None) for r in results]))
+            upload = photo.read_bytes()
+            results = service.search_upload(upload, plan)["results"]
+            height, width = cv2.imdecode(np.frombuffer(upload, np.uint8), cv2.IMREAD_GRAYSCALE).shape
+            # RANSAC's threshold is RANSAC_PIXELS at the extraction size: its disc over that area
+            scale = min(1.0, DEFAULT_MAX_SIDE / max(height, width))
+            alpha = np.pi * RANSAC_PIXELS**2 / (height * width * scale * scale)
+            answers.append((phone, f"covers/{photo.name}", alpha,
+                            [(r["path"], r["score"], r.get("inliers") or 0, r.get("corners") is not None,
+                              r.get("matches") or 0) for r in results]))
     print(f"\n{'decision rule (floor 4 inliers, top 1000)':<48} " + " ".join(f"{p:>6}" for p in phones)
           + f" {'all':>6}  wrong verified  wrong first")
-    for name, rule in RULES.items():
+    rules = {**RULES, **A_CONTRARIO}
+    for name, rule in rules.items():
         hits, wrong, wrong_first = Counter(), 0, 0
-        for phone, right, results in answers:
-            counts = sorted((k for _, _, k, v in results if v), reverse=True)
+        for phone, right, alpha, results in answers:
+            counts = sorted((k for _, _, k, v, _ in results if v), reverse=True)
             verified = []
-            for _, _, k, v in results:
+            for _, _, k, v, n in results:
                 others = list(counts)
                 if v:
                     others.remove(k)
-                verified.append(v and rule(k, others[0] if others else 0))
-            keys = [10 + k + score / 4 if ok else score for (_, score, k, _), ok in zip(results, verified)]
+                next_best = others[0] if others else 0
+                verified.append(v and (rule(k, next_best, n, alpha) if name in A_CONTRARIO else rule(k, next_best)))
+            keys = [10 + k + score / 4 if ok else score for (_, score, k, _, _), ok in zip(results, verified)]
             first = max(range(len(results)), key=lambda i: (keys[i], -i))
             hits[phone] += results[first][0] == right
             wrong += sum(ok for (path, *_), ok in zip(results, verified) if path != right)

@@ -40,7 +40,7 @@ def test_cli_build_then_query_finds_the_edited_copy(db_url, collection, tmp_path
         assert set(result) == {"query", "extractor", "metric", "elapsed_s", "rows_scanned", "state",
                                "close_match", "results"}
         # the default build stores local features, so a photo query is verified by default
-        assert set(result["results"][0]) - {"corners"} == {"rank", "id", "name", "path", "score", "inliers"}
+        assert set(result["results"][0]) - {"corners"} == {"rank", "id", "name", "path", "score", "inliers", "matches"}
         assert result["results"][0]["path"] == os.path.join("a", "chelsea.jpg")
         assert [r["rank"] for r in result["results"]] == list(range(1, len(PHOTOS) + 1))
         scores = [r["score"] for r in result["results"]]

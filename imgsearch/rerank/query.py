@@ -293,7 +293,7 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     extras: dict[int, dict] = {}
     for i in order:
         found = results.get(i)
-        extras[i] = {"inliers": found.inliers if found else 0,
+        extras[i] = {"inliers": found.inliers if found else 0, "matches": found.matches if found else 0,
                      "corners": found.corners.round(1).tolist() if found and found.corners is not None else None}
     return replace(scanned, ranking=[(i, score.get(i, 0.0)) for i in order], extras=extras, timings=clock.laps)
 

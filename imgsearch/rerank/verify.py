@@ -23,6 +23,7 @@ CANDIDATES_PER_PRODUCT = 32  # candidates whose descriptors are matched in one p
 class Verification:
     inliers: int
     corners: np.ndarray | None  # the stored image's corners in the query photo (4 x 2), when verified
+    matches: int = 0  # the tentative correspondences RANSAC chose its inliers from: what chance is judged against
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:
@@ -105,7 +106,7 @@ def verify(query_points: np.ndarray, candidate_points: np.ndarray, matches: tupl
     cover more than a line. query_scale: the query's extraction size over its own size."""
     q, c = matches
     if len(q) < max(min_inliers, 4):
-        return Verification(int(len(q)), None)
+        return Verification(int(len(q)), None, int(len(q)))
     src = candidate_points[c, :2].astype(np.float32)
     dst = query_points[q, :2].astype(np.float32)
     # USAC_FAST (RANSAC with local optimisation and SPRT) gives up on a wrong candidate
@@ -114,18 +115,18 @@ def verify(query_points: np.ndarray, candidate_points: np.ndarray, matches: tupl
     H, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, RANSAC_PIXELS / query_scale, maxIters=2000,
                                  confidence=0.995)
     if H is None or mask is None:
-        return Verification(0, None)
+        return Verification(0, None, int(len(q)))
     inlying = mask.ravel().astype(bool)
     inliers = int(inlying.sum())
     if inliers < min_inliers or not np.all(np.isfinite(H)) or np.linalg.det(H[:2, :2]) <= 0:
-        return Verification(inliers, None)
+        return Verification(inliers, None, int(len(q)))
     height, width = candidate_size
     corners = cv2.perspectiveTransform(np.array([[[0, 0], [width, 0], [width, height], [0, height]]], np.float32), H)[0]
     hull = cv2.convexHull(src[inlying])
     if (not cv2.isContourConvex(corners.astype(np.float32)) or cv2.contourArea(corners) <= 0
             or cv2.contourArea(hull) < MIN_HULL_SHARE * width * height):
-        return Verification(inliers, None)
-    return Verification(inliers, corners)
+        return Verification(inliers, None, int(len(q)))
+    return Verification(inliers, corners, int(len(q)))
 
 
 def verify_all(query: LocalFeatures, query_scale: float, candidates: Iterable[tuple[LocalFeatures, tuple[int, int]]],

@@ -30,7 +30,14 @@ from imgsearch.index.images import SkippedFile
 from imgsearch.plan import SearchPlan
 from imgsearch.serve.files import IndexedFileResponse, thumbnail
 from imgsearch.serve.service import Service
-from imgsearch.serve.spec import COMPARE_BODY, SEARCH_BODY, errors, image_response
+from imgsearch.serve.spec import (
+    COMPARE_BODY,
+    COMPARE_FIELD_NAMES,
+    SEARCH_BODY,
+    SEARCH_FIELD_NAMES,
+    errors,
+    image_response,
+)
 
 log = logging.getLogger("imgsearch.serve")
 MAX_K = 1000
@@ -155,7 +162,7 @@ def create_app(service: Service) -> FastAPI:
         (with an upload: "x,y,width,height" in its pixels, to search for what is inside)."""
         try:
             upload, fields = await _read_request(request)
-            search = _search_request(fields.only(SEARCH_FIELDS), service)
+            search = _search_request(fields.only(SEARCH_FIELD_NAMES), service)
             if upload is not None:
                 answer = await run_in_threadpool(service.search_upload, upload, search, _box(fields))
             elif name := _text(fields, "name"):
@@ -194,10 +201,12 @@ def create_app(service: Service) -> FastAPI:
         """Groups of exact and near copies, as `imgsearch duplicates --json` (without the
         collection's path). reference is a folder of the collection, relative to its root;
         hash_bits and min_inliers -1 leave that source out."""
-        if reference is not None and (reference.startswith("/") or ".." in Path(reference).parts):
-            return error(422, "reference must be a folder of the collection, relative to its root")
+        try:
+            folder = _folder(Fields({"reference": reference}, from_form=True), "reference")
+        except ImgsearchError as e:
+            return failure(e)
         rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
-        return guarded(lambda: JSONResponse(service.duplicates(extractor, rules, reference)))
+        return guarded(lambda: JSONResponse(service.duplicates(extractor, rules, folder)))
 
     @app.post("/api/compare", responses={200: {"description": "the two images through every stored descriptor"},
                                          **errors(400, 404, 413, 415, 422)}, openapi_extra=COMPARE_BODY)
@@ -208,7 +217,7 @@ def create_app(service: Service) -> FastAPI:
         image; JSON: {"a": name, "b": name}."""
         try:
             upload, fields = await _read_request(request)
-            fields.only(COMPARE_FIELDS)
+            fields.only(COMPARE_FIELD_NAMES)
             b = _text(fields, "b")
             a = _text(fields, "a")
             if b is None or (upload is None and a is None):
@@ -311,10 +320,6 @@ async def _read_request(request: Request) -> tuple[bytes | None, Fields]:
 
 WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() would take " 5", "٥" and "1_0"
 TRUE, FALSE = ("true", "1"), ("false", "0", "")
-# The fields each endpoint reads; any other is refused by name, not ignored.
-SEARCH_FIELDS = frozenset({"name", "extractor", "metric", "k", "offset", "rerank", "whiten", "include_self", "under",
-                           "box", "regions"})
-COMPARE_FIELDS = frozenset({"a", "b"})
 
 
 class Fields(dict):

@@ -75,3 +75,14 @@ COMPARE_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": _json({"a": _text("an indexed image"), "b": _text("an indexed image")},
                                          ["a", "b"])},
 }}}
+
+
+def field_names(body: dict[str, Any]) -> frozenset[str]:
+    """Every field a documented body takes, in any of its media types (the upload itself,
+    `image`, is read apart): what the handler accepts is what the spec says."""
+    return frozenset(name for media in body["requestBody"]["content"].values()
+                     for name in media["schema"]["properties"] if name != "image")
+
+
+SEARCH_FIELD_NAMES = field_names(SEARCH_BODY)
+COMPARE_FIELD_NAMES = field_names(COMPARE_BODY)

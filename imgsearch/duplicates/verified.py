@@ -8,12 +8,10 @@ import json
 from collections.abc import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from imgsearch.rerank.verify import verify_all
-from imgsearch.scan.kernel import pair_scores
 from imgsearch.scan.metrics import Metric
-from imgsearch.scan.store_scan import prepared_rows
+from imgsearch.scan.store_scan import nearest_of_rows
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
 
@@ -31,17 +29,8 @@ def nearest_pairs(store: FeatureStore, row: ExtractorRow, metric: Metric, chunk:
                   floor: float, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(left ids, right ids): each image of the chunk with its `neighbours` best-scoring
     other images scoring >= floor, from one pass over the stored blocks."""
-    chunk_ids, prepared = prepared_rows(store, row, metric, chunk)
-    best = np.full((neighbours, len(chunk_ids)), -np.inf, np.float32)
-    best_ids = np.full((neighbours, len(chunk_ids)), -1, np.int64)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for block_ids, block in store.stream_blocks(row, block_rows):
-            product = pair_scores(metric, block, prepared)  # block x chunk
-            product[block_ids[:, None] == chunk_ids[None, :]] = -np.inf
-            scores = np.vstack([best, product])
-            ids = np.vstack([best_ids, np.broadcast_to(block_ids[:, None], product.shape)])
-            top = np.argpartition(-scores, neighbours - 1, axis=0)[:neighbours]
-            best, best_ids = np.take_along_axis(scores, top, 0), np.take_along_axis(ids, top, 0)
+    chunk_ids, found = nearest_of_rows(store, row, [metric], chunk, neighbours, block_rows)
+    best, best_ids = found[metric.name]
     keep = best >= floor
     return np.broadcast_to(chunk_ids[None, :], best.shape)[keep], best_ids[keep]
 

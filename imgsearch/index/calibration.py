@@ -18,10 +18,9 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from imgsearch.scan.kernel import pair_scores
 from imgsearch.scan.metrics import METRICS
+from imgsearch.scan.store_scan import nearest_of_rows
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
 
@@ -30,6 +29,7 @@ MIN_IMAGES = 100
 PERCENTILE = 50.0  # of the sampled images' best scores
 RECALIBRATE_CHANGE = 0.25  # calibrated again when the image count moved by a quarter
 SEED = 20261127
+BLOCK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -62,23 +62,6 @@ def forget_calibration(store: FeatureStore, extractor: str) -> None:
         store.delete_meta(key(extractor, metric))
 
 
-def best_scores(store: FeatureStore, row: ExtractorRow, chosen: list[int], block_rows: int = 1024) -> dict[str, np.ndarray]:
-    """Per metric, each chosen image's best score against every other stored image, from
-    one pass over the stored blocks."""
-    stored = store.vectors(row, chosen)
-    present = np.array([i for i in chosen if i in stored], np.int64)
-    queries = np.vstack([stored[i] for i in present])
-    prepared = {name: metric.prepare_rows(queries) for name, metric in METRICS.items()}
-    best = {name: np.full(len(present), -np.inf) for name in METRICS}
-    with threadpool_limits(limits=1, user_api="blas"):
-        for block_ids, block in store.stream_blocks(row, block_rows):
-            own = block_ids[:, None] == present[None, :]
-            for name, metric in METRICS.items():
-                scores = np.where(own, -np.inf, pair_scores(metric, block, prepared[name]))  # block x queries
-                best[name] = np.maximum(best[name], scores.max(axis=0))
-    return best
-
-
 def update_calibration(store: FeatureStore, row: ExtractorRow) -> list[str]:
     """Measure the cut of each metric for a vector extractor whose collection is new or has
     changed size by RECALIBRATE_CHANGE; a line saying so."""
@@ -92,7 +75,8 @@ def update_calibration(store: FeatureStore, row: ExtractorRow) -> list[str]:
         forget_calibration(store, row.name)
         return []
     chosen = sorted(np.random.default_rng(SEED).choice(ids, min(QUERIES, len(ids)), replace=False).tolist())
-    best = best_scores(store, row, chosen)
+    _, nearest = nearest_of_rows(store, row, list(METRICS.values()), chosen, 1, BLOCK_ROWS)
+    best = {name: scores[0] for name, (scores, _) in nearest.items()}
     cuts = {name: float(np.percentile(found, PERCENTILE)) for name, found in best.items()}
     for name, cut in cuts.items():
         store.set_meta(key(row.name, name), json.dumps({"cut": round(cut, 6), "images": len(ids),

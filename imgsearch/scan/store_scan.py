@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from imgsearch.scan.kernel import EVERY_ROW, RowFilter, ScanResult, parallel_scan, prefetched, scan
+from imgsearch.scan.kernel import EVERY_ROW, RowFilter, ScanResult, pair_scores, parallel_scan, prefetched, scan
 from imgsearch.scan.metrics import Metric
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.packed import Snapshot
@@ -48,8 +49,8 @@ class StoreScan:
         the filter scores; ScanResult.state is the change counter of the state it scanned."""
         scan_part = functools.partial(scan, query=query, metric=metric, k=k, rows=rows,
                                       query_is_prepared=query_is_prepared)
-        packed = not self.store.scans_rows()
-        if self.parallel > 1 and packed:  # the parts are parts of the packed blocks
+        # the parts are parts of the packed blocks: where the store reads its rows, one connection
+        if self.parallel > 1 and not self.store.scans_rows():
             for _ in range(PARALLEL_ATTEMPTS):
                 snapshots = [Snapshot() for _ in range(self.parallel)]
                 parts = [functools.partial(self._stream, extractor, part, self.parallel, snapshots[part])
@@ -58,11 +59,10 @@ class StoreScan:
                 if len({s.changes for s in snapshots}) == 1:
                     return result.at_state(snapshots[0].changes)
         snapshot = Snapshot()  # one connection, all of it: one snapshot is always consistent
-        return scan_part(prefetched(self._stream(extractor, 0, 1, snapshot, packed))).at_state(snapshot.changes)
+        return scan_part(prefetched(self._stream(extractor, 0, 1, snapshot))).at_state(snapshot.changes)
 
-    def _stream(self, extractor: ExtractorRow, part: int, parts: int, snapshot: Snapshot,
-                packed: bool = True) -> Iterable[Block]:
-        return self.store.stream_blocks(extractor, self.block_rows, packed, part, parts, snapshot)
+    def _stream(self, extractor: ExtractorRow, part: int, parts: int, snapshot: Snapshot) -> Iterable[Block]:
+        return self.store.stream_blocks(extractor, self.block_rows, None, part, parts, snapshot)
 
 
 def prepared_rows(
@@ -75,3 +75,31 @@ def prepared_rows(
     if not kept:
         return np.empty(0, np.int64), np.empty((0, extractor.dim), np.float32)
     return np.array(kept, dtype=np.int64), metric.prepare_rows(np.vstack([vectors[i] for i in kept]))
+
+
+def nearest_of_rows(
+    store: FeatureStore, extractor: ExtractorRow, metrics: list[Metric], ids: list[int], neighbours: int,
+    block_rows: int,
+) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """These stored images (those still stored) and, per metric, each one's `neighbours`
+    best-scoring other images as (scores, ids), each neighbours x images, unsorted: one
+    pass over the stored blocks for every metric, one product per block and metric."""
+    vectors = store.vectors(extractor, ids)
+    kept = np.array([i for i in ids if i in vectors], dtype=np.int64)
+    if not len(kept):
+        return kept, {m.name: (np.empty((neighbours, 0), np.float32), np.empty((neighbours, 0), np.int64))
+                      for m in metrics}
+    queries = np.vstack([vectors[i] for i in kept.tolist()])
+    prepared = {m.name: m.prepare_rows(queries) for m in metrics}
+    best = {m.name: (np.full((neighbours, len(kept)), -np.inf, np.float32), np.full((neighbours, len(kept)), -1, np.int64))
+            for m in metrics}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for block_ids, block in store.stream_blocks(extractor, block_rows):
+            own = block_ids[:, None] == kept[None, :]
+            for m in metrics:
+                product = np.where(own, -np.inf, pair_scores(m, block, prepared[m.name]))  # block x images
+                scores = np.vstack([best[m.name][0], product])
+                found = np.vstack([best[m.name][1], np.broadcast_to(block_ids[:, None], product.shape)])
+                top = np.argpartition(-scores, neighbours - 1, axis=0)[:neighbours]
+                best[m.name] = (np.take_along_axis(scores, top, 0), np.take_along_axis(found, top, 0))
+    return kept, best

@@ -106,14 +106,17 @@ class FeatureStore(ABC):
         ends before the server said it was complete."""
 
     def stream_blocks(
-        self, extractor: ExtractorRow, block_rows: int, packed: bool = True, part: int = 0, parts: int = 1,
+        self, extractor: ExtractorRow, block_rows: int, packed: bool | None = None, part: int = 0, parts: int = 1,
         snapshot: Snapshot | None = None,
     ) -> Iterator[Block]:
         """Every current vector of one extractor, in blocks, from one consistent snapshot
         through a streaming cursor: the packed blocks less their stale entries, plus the
-        tail of rows written since the last pack (packed=False: the per-row table only).
+        tail of rows written since the last pack (packed=False: the per-row table only;
+        None: the packed blocks unless the server's cache cannot hold them, scans_rows()).
         With parts > 1 this is part `part` of the packed blocks (the tail goes with part
         0). The change counter the snapshot saw is put in `snapshot`."""
+        if packed is None:
+            packed = parts > 1 or not self.scans_rows()
         with self.read_snapshot() as cur:
             yield from packing.snapshot_blocks(self, cur, extractor, block_rows, packed, part, parts,
                                                      snapshot or Snapshot())

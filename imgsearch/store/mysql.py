@@ -23,6 +23,12 @@ CONNECT_TIMEOUT = 10
 LOCK_POLL_SECONDS = 5  # GET_LOCK waits in steps shorter than any sane client read timeout
 
 
+# The pool also holds the other tables' pages and the server's own: the packed vectors
+# should not need more than this share of it (scans_rows, buffer_pool_advice).
+POOL_SHARE_FOR_VECTORS = 0.75
+POOL_CHECK_S = 30.0  # how long a scans_rows() answer is kept
+
+
 def _connect(url: DatabaseUrl, database: str | None, **extra: Any) -> pymysql.connections.Connection:
     try:
         return pymysql.connect(
@@ -341,19 +347,14 @@ def close_quietly(conn: pymysql.connections.Connection) -> None:
 def buffer_pool_advice(packed_bytes: int, pool_bytes: int) -> str | None:
     """What to tell a user whose packed vectors do not fit in the server's buffer pool: a
     query then reads them from disk, page by page (InnoDB reads a BLOB's off-page chain a
-    page at a time), slower than the per-row scan (bench/scan.py at 100k x 512: 1,043 ms
-    packed against 490 ms per row with the default 128 MiB; 64 ms against 395 ms with 2 GiB)."""
+    page at a time), slower than the per-row scan (bench/buffer_pool.py at 100k x 512: 1,220 ms
+    packed against 497 ms per row with the installed 128 MiB; 107 ms packed with 2 GiB)."""
     if packed_bytes <= POOL_SHARE_FOR_VECTORS * pool_bytes:
         return None
     chunk = 128 * 2**20
     wanted = -(-int(packed_bytes / POOL_SHARE_FOR_VECTORS) // chunk) * chunk
     return (f"the packed vectors ({packed_bytes / 2**20:,.0f} MiB) do not fit in the server's InnoDB buffer pool "
-            f"({pool_bytes / 2**20:,.0f} MiB): every query reads them from disk. Set innodb_buffer_pool_size to at "
+            f"({pool_bytes / 2**20:,.0f} MiB), so queries read the per-row table (read from disk, the packed blocks "
+            f"would be slower still). For the packed speed, set innodb_buffer_pool_size to at "
             f"least {wanted // 2**20:,} MiB ([mysqld] in the server's my.cnf, or SET GLOBAL innodb_buffer_pool_size "
             f"= {wanted} on MySQL 5.7+ / MariaDB 10.2+)")
-
-
-# The pool also holds the other tables' pages and the server's own: the vectors should not
-# need more than this share of it.
-POOL_SHARE_FOR_VECTORS = 0.75
-POOL_CHECK_S = 30.0

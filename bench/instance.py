@@ -3,7 +3,7 @@ others: the benchmark for instance retrieval (issue 20), generated with a fixed 
 parameters fixed before anything was measured on it.
 
     python bench/instance.py make ../shared/data WORKDIR      # the photos and the collection
-    python bench/instance.py measure WORKDIR [--db URL] [--settings crops,none] [--rerank verify:300,15] [--service]
+    python bench/instance.py measure WORKDIR [--db URL] [--settings crops,none] [--rerank verify:100,1e-6] [--service]
 
 `make` picks 100 Corel-1k photos as the objects (10 per class) and 150 Oxford flowers as
 backgrounds (kept out of the collection), then renders each object as a planar print
@@ -18,7 +18,7 @@ distractors, all the photos we have that are neither an object nor a background.
 and their visual words) into an index and searches it with each query photo under each
 setting, printing R@1, R@10, R@100, mAP (one right image per query: AP = 1 / its rank),
 the median milliseconds of decoding and of the search, and of each stage of a verified
-search (global, query features, words, reading features, matching, ransac).
+search (global, query features, words, reading features, matching and ransac).
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from imgsearch.index.images import SkippedFile, read_bytes
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.names import display
 from imgsearch.query import extraction_scale, photo_of_bytes
-from imgsearch.rerank.verify import DEFAULT_MIN_INLIERS, verify_all
+from imgsearch.rerank.query import verification_fields
+from imgsearch.rerank.verify import verify_all
 from imgsearch.scan.metrics import METRICS
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
@@ -73,23 +74,24 @@ class Comparison:
                   for name, bits in self.hash_bits.items()]
         for name, found in self.verified.items():
             lines.append(f"{name}: " + (f"the same object, {found['inliers']} inliers" if found["corners"] else
-                                        f"not verified ({found['inliers']} inliers; {found['min_inliers']} needed)"))
+                                        f"not verified ({found['inliers']} inliers of {found['matches']} matches: "
+                                        "as many as chance gives)"))
         lines += [f"{name}: not stored for both images" for name in self.missing]
         return "\n".join(lines)
 
 
-def compare(store: FeatureStore, a: Side, b: Side, min_inliers: int = DEFAULT_MIN_INLIERS) -> Comparison:
+def compare(store: FeatureStore, a: Side, b: Side) -> Comparison:
     found = Comparison(a.label, b.label)
     for row in store.extractors():
         left, right = a.features(store, row), b.features(store, row)
         if left is None or right is None:
             found.missing.append(row.name)
         else:
-            COMPARE_KIND[row.kind](found, row, left, right, a, b, min_inliers)
+            COMPARE_KIND[row.kind](found, row, left, right, a, b)
     return found
 
 
-# Each kind's comparison: (found, row, A's row, B's row, A, B, min_inliers) -> adds to found.
+# Each kind's comparison: (found, row, A's row, B's row, A, B) -> adds to found.
 
 def _vectors(found: Comparison, row: ExtractorRow, left: np.ndarray, right: np.ndarray, *_: Any) -> None:
     found.scores[row.name] = {name: float(metric.score_block(right[None, :], metric.prepare_one(left))[0])
@@ -101,13 +103,12 @@ def _hashes(found: Comparison, row: ExtractorRow, left: int, right: int, *_: Any
     found.hash_bits[row.name] = int(hamming(np.uint64(left), variants).min())
 
 
-def _local(found: Comparison, row: ExtractorRow, left: LocalFeatures, right: LocalFeatures, a: Side, b: Side,
-           min_inliers: int) -> None:
+def _local(found: Comparison, row: ExtractorRow, left: LocalFeatures, right: LocalFeatures, a: Side,
+           b: Side) -> None:
     """B verified against A as a stored image against a query photo: B's outline in A."""
-    result = verify_all(left, extraction_scale(row, a.height, a.width), [(right, (b.height, b.width))],
-                        min_inliers)[0]
-    corners = result.corners.round(1).tolist() if result.corners is not None else None
-    found.verified[row.name] = {"inliers": result.inliers, "corners": corners, "min_inliers": min_inliers}
+    result = verify_all(left, extraction_scale(row, a.height, a.width), (a.height, a.width),
+                        [(right, (b.height, b.width))])[0]
+    found.verified[row.name] = verification_fields(result)
 
 
 COMPARE_KIND: dict[str, Callable[..., None]] = {"vector": _vectors, "hash": _hashes, "local": _local}

@@ -62,6 +62,7 @@ class QueryResult:
         return {
             "query": self.query, "extractor": self.extractor, "metric": self.metric, "elapsed_s": self.elapsed_s,
             "rows_scanned": self.rows_scanned, "state": self.state, "close_match": self.close_match,
+            **({"stages_s": self.timings} if self.timings else {}),
             "results": [{"rank": m.rank, "id": m.id, "name": os.fsdecode(m.name), "path": os.fsdecode(m.path),
                          "score": m.score, **self.extras.get(m.id, {})} for m in self.matches],
         }
@@ -220,7 +221,7 @@ def photo_local(photo: QueryPhoto) -> LocalSource:
     def local(row: ExtractorRow) -> QueryLocal:
         extractor = cached_extractor(row.name, row.params).for_query()
         features = extractor.extract(photo.pixels).scaled(1 / photo.scale)  # in the photo's own pixels
-        return QueryLocal(features, extraction_scale(row, photo.height, photo.width))
+        return QueryLocal(features, extraction_scale(row, photo.height, photo.width), (photo.height, photo.width))
 
     return local
 
@@ -232,7 +233,7 @@ def indexed_local(store: FeatureStore, image_id: int) -> LocalSource:
         image = store.images_by_ids([image_id]).get(image_id)
         if features is None or image is None:
             return None
-        return QueryLocal(features, extraction_scale(row, image.height, image.width))
+        return QueryLocal(features, extraction_scale(row, image.height, image.width), (image.height, image.width))
 
     return local
 

@@ -37,10 +37,13 @@ def test_cli_build_then_query_finds_the_edited_copy(db_url, collection, tmp_path
         run = imgsearch("query", edited, "--db", db_url, "-e", extractor, "-m", metric, "--json")
         assert run.code == 0, run.err
         result = run.json()
+        # the default build stores local features, so a photo query is verified by default,
+        # and says how long each stage of it took
         assert set(result) == {"query", "extractor", "metric", "elapsed_s", "rows_scanned", "state",
-                               "close_match", "results"}
-        # the default build stores local features, so a photo query is verified by default
-        assert set(result["results"][0]) - {"corners"} == {"rank", "id", "name", "path", "score", "inliers", "matches"}
+                               "close_match", "stages_s", "results"}
+        assert {"global", "words", "matching and ransac"} <= set(result["stages_s"])
+        assert set(result["results"][0]) - {"corners"} == {"rank", "id", "name", "path", "score", "inliers", "matches",
+                                                                   "significance"}
         assert result["results"][0]["path"] == os.path.join("a", "chelsea.jpg")
         assert [r["rank"] for r in result["results"]] == list(range(1, len(PHOTOS) + 1))
         scores = [r["score"] for r in result["results"]]

@@ -4,6 +4,7 @@ from photos import write_collection
 
 from imgsearch.features.color import Hsv72Histogram
 from imgsearch.index.images import load_image
+from imgsearch.rerank.words import branching_for
 
 
 def test_show_prints_the_stored_vector_and_stats_the_counts(db_url, tmp_path) -> None:
@@ -88,9 +89,12 @@ def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_p
         cur.execute(statements[-3])
         pairs = {(a, b): bits for a, b, bits in cur.fetchall()}
         cur.execute(statements[-2])
-        (name, words, _, learned_at, with_words, postings), = cur.fetchall()
+        (name, words, learned_from, learned_at, with_words, postings), = cur.fetchall()
         cur.execute("SELECT COUNT(DISTINCT l.image_id) FROM local_features l")
-        assert (name, words, learned_at, with_words) == ("sift", 40_000, 10, cur.fetchone()[0])
+        # a vocabulary sized to what it learned from: 10 images' descriptors, not 40,000 words
+        assert (name, words, learned_at, with_words) == ("sift", branching_for(learned_from) ** 2, 10,
+                                                         cur.fetchone()[0])
+        assert words < learned_from
         cur.execute("SELECT SUM(n) FROM local_features")
         keypoints = cur.fetchone()[0]
         cur.execute("SELECT SUM(n), COUNT(*) FROM visual_words")

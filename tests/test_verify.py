@@ -12,7 +12,15 @@ from served import serving
 
 from imgsearch.features.registry import make_extractor
 from imgsearch.keypoints import LocalFeatures
-from imgsearch.rerank.verify import verify, verify_all
+from imgsearch.rerank.verify import (
+    ORIENTATION_DEGREES,
+    Evidence,
+    Verification,
+    inlier_chance,
+    log10_false_alarms,
+    verify,
+    verify_all,
+)
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
 
@@ -37,7 +45,7 @@ def features(pixels: np.ndarray) -> tuple[LocalFeatures, float]:
 def test_a_warped_photo_verifies_with_its_homography() -> None:
     stored = photo("astronaut.png")
     query, scale = features(printed(stored, photo("hubble_deep_field.jpg")))
-    found = verify_all(query, scale, [(features(stored)[0], stored.shape[:2])], min_inliers=15)[0]
+    found = verify_all(query, scale, (1200, 1600), [(features(stored)[0], stored.shape[:2])])[0]
     assert found.inliers >= 15 and found.corners is not None
     np.testing.assert_allclose(found.corners, TRUE_CORNERS, atol=4)
 
@@ -47,7 +55,7 @@ def test_unrelated_photos_never_verify() -> None:
     for name in PHOTOS:
         query, scale = features(printed(photo(name), photo("color.png")))
         others = [extracted[other] for other in PHOTOS if other not in (name, "color.png")]
-        results = verify_all(query, scale, others, min_inliers=15)
+        results = verify_all(query, scale, (1200, 1600), others)
         assert all(r.corners is None for r in results), (name, [r.inliers for r in results])
 
 
@@ -57,11 +65,58 @@ def test_degenerate_geometry_never_counts() -> None:
     matches = (np.arange(60), np.arange(60))
     mirrored = points.copy()
     mirrored[:, 0] = 400 - mirrored[:, 0]
-    assert verify(mirrored, points, matches, (300, 400), 1.0, 15).corners is None  # a flipped homography
+    assert verify(mirrored, points, matches, (300, 400), 1.0, (300, 400)).corners is None  # a flipped homography
     on_a_line = points.copy()
     on_a_line[:, 1] = 2 * on_a_line[:, 0] / 4  # every point on one line
-    assert verify(on_a_line, on_a_line, matches, (300, 400), 1.0, 15).corners is None
-    assert verify(points, points, matches, (300, 400), 1.0, 15).corners is not None  # the same points do verify
+    assert verify(on_a_line, on_a_line, matches, (300, 400), 1.0, (300, 400)).corners is None
+    assert verify(points, points, matches, (300, 400), 1.0, (300, 400)).corners is not None  # the same points do
+
+
+def test_chance_explains_more_inliers_among_more_matches() -> None:
+    """The significance test: more inliers are less likely by chance, more matches make the
+    same inliers more likely, and a larger photo (more room to miss) makes them less likely."""
+    frame = np.float32([[0, 0], [640, 0], [640, 480], [0, 480]])
+    chance = inlier_chance(8.0, frame, (480, 640))
+    assert log10_false_alarms(13, 40, chance) < log10_false_alarms(12, 40, chance)
+    assert log10_false_alarms(12, 400, chance) > log10_false_alarms(12, 40, chance)
+    assert log10_false_alarms(12, 40, inlier_chance(8.0, 2 * frame, (960, 1280))) < log10_false_alarms(12, 40, chance)
+    assert log10_false_alarms(4, 40, chance) == np.inf  # a homography's own 4 points prove nothing
+    # only the part of the photo the outline covers counts: a model that squeezes the
+    # stored image into a corner (or off the photo) finds agreement there cheaply
+    assert inlier_chance(8.0, frame / 4, (480, 640)) == pytest.approx(16 * chance)
+    assert inlier_chance(8.0, frame + [600, 0], (480, 640)) == pytest.approx(16 * chance)
+
+
+def test_the_same_inliers_are_evidence_among_few_matches_and_chance_among_many() -> None:
+    """10 agreeing inliers over the whole photo: evidence among 20 matches, what chance
+    gives among 150 (a fixed count would decide both alike)."""
+    frame = np.float32([[0, 0], [640, 0], [640, 480], [0, 480]])
+    chance = inlier_chance(8.0, frame, (480, 640)) * 2 * ORIENTATION_DEGREES / 360
+    evidence = Evidence()
+    for matches, verified in ((20, True), (150, False)):
+        found = Verification(10, frame, matches, log10_false_alarms(10, matches, chance))
+        assert evidence.accepts(found) == verified, (matches, found.significance)
+    assert not Evidence(min_inliers=40).accepts(Verification(10, frame, 20, log10_false_alarms(10, 20, chance)))
+
+
+def test_inliers_count_only_where_their_orientation_agrees_with_the_homography() -> None:
+    """Correspondences that agree on where a homography puts them but not on which way
+    their keypoints turn (as chance matches do) are not evidence; turned with the
+    homography, the same positions are."""
+    rng = np.random.default_rng(2)
+    n = 30
+    stored = np.column_stack([rng.uniform(20, 380, n), rng.uniform(20, 280, n), np.ones(n), rng.uniform(0, 360, n)])
+    turn = np.deg2rad(25)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    query = stored.copy()
+    query[:, :2] = stored[:, :2] @ rotation.T + [60, 10]
+    query[:, 3] = (stored[:, 3] + 25) % 360  # y down: a turn by +25 degrees adds 25 to every angle
+    matches = (np.arange(n), np.arange(n))
+    turned = verify(query, stored, matches, (300, 400), 1.0, (480, 640))
+    assert turned.corners is not None and turned.inliers == n
+    query[:, 3] = rng.uniform(0, 360, n)
+    unturned = verify(query, stored, matches, (300, 400), 1.0, (480, 640))
+    assert unturned.corners is None and unturned.inliers < n / 2
 
 
 @pytest.fixture
@@ -78,7 +133,7 @@ def indexed(tmp_path, db_url):
 
 def test_query_and_the_service_verify_the_same_way(indexed, tmp_path) -> None:
     folder, db = indexed
-    args = ("--db", db, "-e", "rgb", "--rerank", "verify:9,15", "--json", "-k", "4")
+    args = ("--db", db, "-e", "rgb", "--rerank", "verify:9,1e-10", "--json", "-k", "4")
     cli = imgsearch("query", tmp_path / "phone.jpg", *args)
     assert cli.code == 0, cli.err
     first = cli.json()["results"][0]
@@ -92,10 +147,10 @@ def test_query_and_the_service_verify_the_same_way(indexed, tmp_path) -> None:
     assert by_name[0]["name"] != "coffee.jpg" and all(r["corners"] is None for r in by_name)  # nothing else is it
     with serving(db, tmp_path) as served, served.client() as http:
         upload = http.post("/api/search", files={"image": ("phone.jpg", (tmp_path / "phone.jpg").read_bytes())},
-                           data={"extractor": "rgb", "rerank": "verify:9,15", "k": "4"}).json()
+                           data={"extractor": "rgb", "rerank": "verify:9,1e-10", "k": "4"}).json()
         assert [(r["id"], r["inliers"]) for r in upload["results"]] == [(r["id"], r["inliers"])
                                                                       for r in cli.json()["results"]]
-        assert upload["rerank"] == "verify:9,15"
+        assert upload["rerank"] == "verify:9,1e-10"
     refused = imgsearch("query", "coffee.jpg", "--db", db, "-e", "sift")
     assert refused.code != 0 and "local features" in refused.err
 

@@ -10,7 +10,15 @@ from test_verify import printed
 
 from imgsearch.features.registry import make_extractor
 from imgsearch.rerank.verify import root_sift
-from imgsearch.rerank.words import Vocabulary, learn_vocabulary
+from imgsearch.rerank.words import (
+    BRANCHING,
+    DESCRIPTORS_PER_WORD,
+    MIN_BRANCHING,
+    SAMPLE,
+    Vocabulary,
+    branching_for,
+    learn_vocabulary,
+)
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
 from imgsearch.store.words_tables import vocabulary_centres, vocabulary_row
@@ -25,8 +33,9 @@ def descriptors() -> np.ndarray:
 
 def test_a_word_is_the_nearest_leaf_of_the_nearest_cell_and_learning_is_repeatable() -> None:
     sample = descriptors()
-    vocabulary = learn_vocabulary(sample, branching=16)
-    again = learn_vocabulary(sample, branching=16)
+    vocabulary = learn_vocabulary(sample)
+    again = learn_vocabulary(sample)
+    branching = vocabulary.branching
     assert vocabulary.to_bytes() == again.to_bytes()  # a fixed seed
     restored = Vocabulary.from_bytes(*vocabulary.to_bytes(), 128)
     words = restored.words(sample[:300])
@@ -34,9 +43,19 @@ def test_a_word_is_the_nearest_leaf_of_the_nearest_cell_and_learning_is_repeatab
     x = root_sift(sample[:300])
     cells = np.argmax(x @ vocabulary.top.T, axis=1)
     leaves = np.array([np.argmax(vocabulary.leaves[c] @ v) for c, v in zip(cells, x)])
-    np.testing.assert_array_equal(words, cells * 16 + leaves)
-    assert len(np.unique(vocabulary.words(sample))) > 16 * 8  # the words are used, not a few
+    np.testing.assert_array_equal(words, cells * branching + leaves)
+    assert len(np.unique(vocabulary.words(sample))) > branching * branching / 2  # the words are used, not a few
     assert restored.words(np.empty((0, 128), np.uint8)).shape == (0,)
+
+
+def test_the_vocabulary_is_sized_to_the_descriptors_it_learns_from() -> None:
+    """About DESCRIPTORS_PER_WORD descriptors a word: a small collection learns a small
+    vocabulary (not one word per descriptor), a large one the full tree."""
+    sample = descriptors()
+    words = learn_vocabulary(sample).size
+    assert len(sample) / (2 * DESCRIPTORS_PER_WORD) <= words <= 2 * len(sample) / DESCRIPTORS_PER_WORD
+    assert branching_for(34_000) == 53 and branching_for(SAMPLE) == BRANCHING
+    assert branching_for(10) == MIN_BRANCHING
 
 
 def test_the_inverted_file_holds_every_keypoint_and_follows_the_collection(db_url, tmp_path) -> None:
@@ -84,40 +103,9 @@ def test_the_word_stage_finds_a_small_tilted_print_the_global_shortlist_misses(d
     plain = imgsearch("query", query, "--db", db_url, "--rerank", "none", "--regions", "none", "--json", "-k", "8")
     ranked = [r["name"] for r in plain.json()["results"]]
     assert ranked.index("coffee.jpg") >= 1  # the global stage alone does not put it first
-    verified = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1,15", "--regions", "none", "--json", "-k", "1")
+    verified = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1", "--regions", "none", "--json", "-k", "1")
     first = verified.json()["results"][0]
     assert first["name"] == "coffee.jpg" and first["inliers"] >= 15  # only the words brought it in
-
-
-def test_shared_word_matches_are_the_best_same_word_pair_per_query_descriptor_and_candidate() -> None:
-    from imgsearch.rerank.verify import shared_word_matches
-
-    rng = np.random.default_rng(3)
-    query = rng.integers(0, 255, (40, 128)).astype(np.uint8)
-    query_words = rng.integers(0, 12, 40)
-    candidates = [rng.integers(0, 255, (n, 128)).astype(np.uint8) for n in (30, 0, 25, 1)]
-    candidate_words = [rng.integers(0, 12, len(c)) for c in candidates]
-    found = shared_word_matches(root_sift(query), query_words, candidates, candidate_words)
-    x = root_sift(query)
-    for c, words, (q, rows) in zip(candidates, candidate_words, found):
-        expected = {}
-        for i in range(len(query)):
-            same = np.flatnonzero(words == query_words[i])
-            if len(same):
-                expected[i] = int(same[np.argmax(root_sift(c[same]) @ x[i])])
-        assert dict(zip(q.tolist(), rows.tolist())) == expected
-
-
-def test_the_shared_word_count_is_the_number_of_shared_word_matches() -> None:
-    from imgsearch.rerank.verify import shared_word_count, shared_word_matches
-
-    rng = np.random.default_rng(5)
-    query = rng.integers(0, 255, (60, 128)).astype(np.uint8)
-    query_words = rng.integers(0, 30, 60)
-    candidates = [rng.integers(0, 255, (n, 128)).astype(np.uint8) for n in (40, 3, 0)]
-    candidate_words = [rng.integers(0, 30, len(c)) for c in candidates]
-    found = shared_word_matches(root_sift(query), query_words, candidates, candidate_words)
-    assert [shared_word_count(query_words, w) for w in candidate_words] == [len(q) for q, _ in found]
 
 
 def test_an_index_from_before_visual_words_verifies_and_the_next_build_gives_it_words(db_url, tmp_path) -> None:

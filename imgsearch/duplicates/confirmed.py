@@ -24,7 +24,7 @@ from imgsearch.duplicates.aligned import (
     with_detail,
 )
 from imgsearch.index.images import SkippedFile, decode_to_side, read_bytes
-from imgsearch.rerank.verify import verify_all
+from imgsearch.rerank.verify import Evidence, verify_all
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow, StoredImage
 
@@ -71,8 +71,9 @@ def _verified(store: FeatureStore, local: ExtractorRow, images: dict[int, Stored
     max_side = int(json.loads(local.params)["max_side"])
     scale = min(1.0, max_side / max(images[a].width, images[a].height, 1))
     listed = [b for b in others if b in features]
-    results = verify_all(features[a], scale, [(features[b], (images[b].height, images[b].width)) for b in listed],
-                         ALIGNING_INLIERS)
+    results = verify_all(features[a], scale, (images[a].height, images[a].width),
+                         [(features[b], (images[b].height, images[b].width)) for b in listed],
+                         Evidence(min_inliers=ALIGNING_INLIERS))
     return {b: homography_of_corners(r.corners, (images[b].height, images[b].width))
             for b, r in zip(listed, results) if r.corners is not None}
 

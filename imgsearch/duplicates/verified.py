@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from imgsearch.rerank.verify import verify_all
+from imgsearch.rerank.verify import Evidence, verify_all
 from imgsearch.scan.metrics import Metric
 from imgsearch.scan.store_scan import nearest_of_rows
 from imgsearch.store.base import FeatureStore
@@ -56,8 +56,9 @@ def verified_pairs(store: FeatureStore, row: ExtractorRow, metric: Metric, local
                 by_left.setdefault(a, []).append(b)
         for a, others in by_left.items():
             scale = min(1.0, max_side / max(images[a].width, images[a].height, 1))
-            results = verify_all(local[a], scale, [(local[b], (images[b].height, images[b].width)) for b in others],
-                                 min_inliers)
+            results = verify_all(local[a], scale, (images[a].height, images[a].width),
+                                 [(local[b], (images[b].height, images[b].width)) for b in others],
+                                 Evidence(min_inliers=min_inliers))
             for b, result in zip(others, results):
                 found[(a, b)] = result.inliers if result.corners is not None else 0
         if progress:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 from tqdm import tqdm
 
-from imgsearch.rerank.words import BRANCHING, SAMPLE, SEED, Vocabulary, learn_vocabulary
+from imgsearch.rerank.words import SAMPLE, SEED, Vocabulary, learn_vocabulary
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
 from imgsearch.store.words_tables import (
@@ -48,7 +48,7 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
         known: dict[int, np.ndarray] = {}
         if found is None or len(images) >= RELEARN_GROWTH * found.trained_images:
             vocabulary, used, known = _learn(store, extractor, images)
-            save_vocabulary(store, extractor, BRANCHING, used, len(images), vocabulary.to_bytes())
+            save_vocabulary(store, extractor, vocabulary.branching, used, len(images), vocabulary.to_bytes())
             line = f"visual words: learned {vocabulary.size} words from {used} descriptors of {len(images)} images; "
         else:
             vocabulary = Vocabulary.from_bytes(*vocabulary_centres(store, extractor), extractor.dim)

@@ -15,7 +15,9 @@ from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
 from imgsearch.store.words_tables import scored_by_words, vocabulary_centres, vocabulary_row
 
-WORD_CANDIDATES = 100  # images the word stage adds to the global shortlist (at most)
+# images the word stage adds to the global shortlist (at most): on real phone photos the
+# right image was within the words' first 50 or the global first 100 every time (issue 29)
+WORD_CANDIDATES = 50
 CACHED = 4  # vocabularies a process keeps (a service reads one once, not at every query)
 
 _cache: OrderedDict[int, Vocabulary] = OrderedDict()

@@ -5,6 +5,7 @@ stored k-NN graph, and any pure function on the shortlist; the same maths eval m
 (rerank/maths.py)."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,15 +17,7 @@ from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
 from imgsearch.rerank.first_stage import query_words
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
-from imgsearch.rerank.verify import (
-    Verification,
-    ratio_matches,
-    root_sift,
-    shared_word_count,
-    shared_word_matches,
-    verified_keys,
-    verify,
-)
+from imgsearch.rerank.verify import Evidence, Verification, verified_keys, verify_all
 from imgsearch.scan.kernel import RowFilter, ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import Scanner
@@ -38,7 +31,6 @@ from imgsearch.store.graph_tables import (
     neighbour_lists,
 )
 from imgsearch.store.records import ExtractorRow
-from imgsearch.store.words_tables import keypoint_words
 
 Ranking = list[tuple[int, float]]
 Params = dict[str, int | float]  # a method's parameters by name (specs.Spec.values)
@@ -46,10 +38,12 @@ Params = dict[str, int | float]  # a method's parameters by name (specs.Spec.val
 
 @dataclass(frozen=True)
 class QueryLocal:
-    """The query photo's local features, and its extraction size over its own size."""
+    """The query photo's local features, its extraction size over its own size, and its own
+    (height, width)."""
 
     features: LocalFeatures
     scale: float
+    size: tuple[int, int]
 
 
 LocalSource = Callable[[ExtractorRow], "QueryLocal | None"]  # the query's local features by a stored local extractor
@@ -263,39 +257,30 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     clock.lap("words")
     candidates = ids + from_words
     images = ctx.store.images_by_ids(candidates)
-    min_inliers = int(values["min_inliers"])
-    x = root_sift(query.features.descriptors)
-    if words is None:  # an index built before visual words: every descriptor compared
-        stored = ctx.store.local_features(row, candidates)
-        checked = [i for i in candidates if i in stored and i in images]
-        clock.lap("reading features")
-        matched = ratio_matches(x, [root_sift(stored[i].descriptors) for i in checked])
-    else:
-        # inliers are matches and matches share a word: an image sharing words with fewer
-        # of the query's keypoints than min_inliers cannot verify, and is not read further
-        stored_words = keypoint_words(ctx.store, row, candidates)
-        hopeful = [i for i in candidates
-                   if i in images and i in stored_words
-                   and shared_word_count(words.words, stored_words[i]) >= min_inliers]
-        stored = ctx.store.local_features(row, hopeful)
-        checked = [i for i in hopeful if i in stored]
-        clock.lap("reading features")
-        matched = shared_word_matches(x, words.words, [stored[i].descriptors for i in checked],
-                                      [stored_words[i] for i in checked])
-    clock.lap("matching")
-    results = {i: verify(query.features.keypoints, stored[i].keypoints, m, (images[i].height, images[i].width),
-                         query.scale, min_inliers) for i, m in zip(checked, matched)}
-    clock.lap("ransac")
+    stored = ctx.store.local_features(row, candidates)
+    checked = [i for i in candidates if i in stored and i in images]
+    clock.lap("reading features")
+    results = dict(zip(checked, verify_all(query.features, query.scale, query.size,
+                                           [(stored[i], (images[i].height, images[i].width)) for i in checked],
+                                           Evidence(float(values["false_alarms"])))))
+    clock.lap("matching and ransac")
     score = dict(scanned.ranking)
     kept = [i for i in candidates if i in score or _verified(results.get(i))]
     keys = verified_keys(np.array([score.get(i, 0.0) for i in kept]), [results.get(i) for i in kept])
     order = [kept[n] for n in np.argsort(-keys, kind="stable")][: ctx.k]
-    extras: dict[int, dict] = {}
-    for i in order:
-        found = results.get(i)
-        extras[i] = {"inliers": found.inliers if found else 0, "matches": found.matches if found else 0,
-                     "corners": found.corners.round(1).tolist() if found and found.corners is not None else None}
+    extras = {i: verification_fields(results.get(i)) for i in order}
     return replace(scanned, ranking=[(i, score.get(i, 0.0)) for i in order], extras=extras, timings=clock.laps)
+
+
+def verification_fields(found: Verification | None) -> dict:
+    """What an answer says of one image's verification (None: not checked): its inliers,
+    the matches they came from, the false alarms chance gives such a model as a power of
+    ten (None where no model was found), and the outline when verified."""
+    if found is None:
+        return {"inliers": 0, "matches": 0, "significance": None, "corners": None}
+    return {"inliers": found.inliers, "matches": found.matches,
+            "significance": round(found.significance, 1) if math.isfinite(found.significance) else None,
+            "corners": found.corners.round(1).tolist() if found.corners is not None else None}
 
 
 def _verified(result: Verification | None) -> bool:

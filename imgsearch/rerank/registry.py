@@ -128,7 +128,8 @@ LOCAL_EXTRACTOR = "sift"  # the local features eval extracts for a re-ranking th
 DEFAULT_VERIFY = "verify"  # what queries run by default where local features are stored
 
 register(Reranking("verify", Method.of(
-    verified_scores, "geometric verification of the top shortlist by local features, shortlist, min_inliers "
-                     "(RootSIFT, ratio test, RANSAC homography; Philbin et al., CVPR 2007)",
-    {"shortlist": WHOLE_POSITIVE, "min_inliers": WHOLE_POSITIVE}),
+    verified_scores, "geometric verification of the top shortlist by local features, shortlist, false_alarms "
+                     "(RootSIFT, ratio test, RANSAC homography, Philbin et al., CVPR 2007; verified when chance "
+                     "explains fewer than false_alarms such models, Moisan & Stival 2004)",
+    {"shortlist": WHOLE_POSITIVE, "false_alarms": POSITIVE}),
     verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True))

@@ -5,6 +5,7 @@ products instead of BRANCHING squared. Pure functions of descriptors; index.word
 and stores the tree, the store keeps the inverted file (word -> images)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -12,8 +13,13 @@ from scipy.sparse import csr_matrix
 
 from imgsearch.rerank.verify import root_sift
 
-BRANCHING = 200  # 200 x 200 = 40,000 words: a posting list per word of ~1/40,000 of the descriptors
-SAMPLE = 500_000  # descriptors the tree is learned from: about 12 per word
+BRANCHING = 200  # at most 200 x 200 = 40,000 words: a posting list per word of ~1/40,000 of the descriptors
+SAMPLE = 500_000  # descriptors the tree is learned from: about 12 per word at full size
+# The tree is sized to what it learns from: about this many of the sample's descriptors per
+# word (SAMPLE / BRANCHING^2), so 100 images (34,000 descriptors) learn 2,800 words, not one
+# word per descriptor, where two views of one point would never share a word.
+DESCRIPTORS_PER_WORD = 12
+MIN_BRANCHING = 8
 KMEANS_ITERATIONS = 12
 # A cell's words hold about 10 descriptors each: their clusters settle within a few
 # iterations, and the leaves are where the time goes (every descriptor against 200 words).
@@ -49,6 +55,10 @@ class Vocabulary:
         return np.split(words, np.cumsum([len(d) for d in images])[:-1])
 
     @property
+    def branching(self) -> int:
+        return int(self.leaves.shape[0])
+
+    @property
     def size(self) -> int:
         return int(self.leaves.shape[0] * self.leaves.shape[1])
 
@@ -77,9 +87,16 @@ class Vocabulary:
                    np.frombuffer(shares, CENTRE_DTYPE))
 
 
-def learn_vocabulary(descriptors: np.ndarray, branching: int = BRANCHING) -> Vocabulary:
+def branching_for(descriptors: int) -> int:
+    """The tree's branching for a sample of this many descriptors: about
+    DESCRIPTORS_PER_WORD of them per word, between MIN_BRANCHING and BRANCHING."""
+    return int(np.clip(round(math.sqrt(descriptors / DESCRIPTORS_PER_WORD)), MIN_BRANCHING, BRANCHING))
+
+
+def learn_vocabulary(descriptors: np.ndarray) -> Vocabulary:
     """A two-level tree by k-means (k-means++ starts, a fixed seed: the same descriptors
-    give the same tree) on SIFT descriptors (uint8 rows)."""
+    give the same tree) on SIFT descriptors (uint8 rows), sized by branching_for."""
+    branching = branching_for(len(descriptors))
     x = root_sift(descriptors)
     rng = np.random.default_rng(SEED)
     subsample = x[np.sort(rng.permutation(len(x))[: POINTS_PER_TOP_CENTRE * branching])]

@@ -88,18 +88,6 @@ def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, n
     session.write(work)
 
 
-def keypoint_words(session: SqlSession, extractor: ExtractorRow, ids: list[int]) -> dict[int, np.ndarray]:
-    """The word of each keypoint of these images (those that have words), int64."""
-    found = {}
-    for chunk, marks in id_chunks(sorted(set(ids))):
-        for image_id, words in session.execute(
-            f"SELECT image_id, words FROM word_images WHERE extractor_id = ? AND image_id IN ({marks})",
-            (extractor.id, *chunk),
-        ):
-            found[int(image_id)] = np.frombuffer(bytes(words), WORD_DTYPE).astype(np.int64)
-    return found
-
-
 def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndarray, shares: np.ndarray,
                     images: int, n: int, excluded: list[int], budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
     """The n images whose words best match the query's (one word per query keypoint), by

@@ -1,7 +1,6 @@
 """Command line: parse, call, print. The work lives in index.build, query, evaluate, report."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -14,7 +13,7 @@ import click
 from tqdm import tqdm
 
 from imgsearch import __version__
-from imgsearch.config import Settings, flag_range, load_settings
+from imgsearch.config import Settings, database_url, flag_range, load_settings
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.regions import REGION_CHOICES, REGIONS
 from imgsearch.features.registry import EXTRACTORS
@@ -78,7 +77,7 @@ def cnn_options_of(settings: Settings):
 def open_settings_store(settings: Settings, create: bool = False):
     from imgsearch.store import open_store
 
-    return open_store(settings_url(settings), create=create)
+    return open_store(database_url(settings), create=create)
 
 
 def open_reading_store(settings: Settings):
@@ -88,30 +87,16 @@ def open_reading_store(settings: Settings):
     replica = replica_url(settings)
     if replica is None:
         return open_settings_store(settings)
-    return open_replica(settings_url(settings), replica, settings.replica_wait)
+    return open_replica(database_url(settings), replica, settings.replica_wait)
 
 
 def replica_url(settings: Settings):
     """One of the configured replicas, at random (the reads spread over them), or None."""
     import random
 
-    from imgsearch.store.url import parse_database_url
-
     if not settings.replicas:
         return None
-    return _completed(parse_database_url(random.choice(settings.replicas)), settings)
-
-
-def settings_url(settings: Settings):
-    from imgsearch.store.url import parse_database_url
-
-    return _completed(parse_database_url(settings.db_url), settings)
-
-
-def _completed(url: Any, settings: Settings) -> Any:
-    """The URL with the read timeout, and the password given apart when it names none."""
-    password = settings.password() if url.scheme == "mysql" and not url.password else None
-    return dataclasses.replace(url, read_timeout=settings.read_timeout, **({"password": password} if password else {}))
+    return database_url(settings, random.choice(settings.replicas))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,7 +135,9 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
     """Index every image below FOLDER (default: [collection] folder of the config).
 
     Incremental: a rerun reads only new or changed files and removes the rows of files
-    that disappeared. Unreadable, corrupt and non-image files are skipped and counted."""
+    that disappeared; a file moved or renamed (the same size and sha256 at a new path)
+    keeps its row and id, read once, not extracted. Unreadable, corrupt and non-image files
+    are skipped and counted."""
     from imgsearch.features.registry import without_local
     from imgsearch.index.build import build as run_build
     from imgsearch.index.shards import parse_shard
@@ -159,7 +146,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
 
     settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size,
                                    cnn_max_side=max_side, cnn_multiscale=multiscale)
-    url = settings_url(settings)
+    url = database_url(settings)
     if settings.folder is None and not index_exists(url):
         raise ImgsearchError("no FOLDER given, none configured ([collection] folder in config.ini), "
                              "and no index here to update: run `imgsearch build FOLDER`")
@@ -186,6 +173,53 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
     click.echo(report.summary())
     if advice is not None:
         click.echo(f"imgsearch: {advice}", err=True)
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
+@click.option("-e", "--extractor", "extractors", multiple=True, type=click.Choice(sorted(EXTRACTORS)),
+              help="Descriptor to compute, as for build (default: [build] extractors).")
+@click.option("-j", "--workers", type=flag_range("workers"), help="Decoding processes (default: the core count).")
+@click.option("--batch-size", type=flag_range("batch_size"), help="Images per transaction (default 256).")
+@click.option("--quiet-seconds", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+              help="Build once the folder has had no change for this long: a burst of copies is one build, "
+                   "and a file being written waits until it stops changing.")
+@click.option("--rescan-minutes", type=click.FloatRange(1, 10_080), default=60, show_default=True,
+              help="A full pass this often, whatever the events said (a network folder may send none).")
+@common_options
+def watch(settings: Settings, folder: str | None, extractors: tuple[str, ...], workers: int | None,
+          batch_size: int | None, quiet_seconds: float, rescan_minutes: float) -> None:
+    """Keep the index of FOLDER up to date as files come, change, move and go.
+
+    Builds at start (what changed while nobody watched), then after each change once the
+    folder is quiet, with the same incremental build as `build`. Ctrl-C or SIGTERM ends
+    it after the current batch: every batch written is whole."""
+    import signal
+    import threading
+
+    from imgsearch.index.watch import watch_folder
+
+    settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with open_settings_store(settings, create=True) as store:
+        click.echo(f"imgsearch: watching {settings.folder or 'the collection'} (Ctrl-C stops after the current batch)",
+                   err=True)
+        watch_folder(store, settings.folder, watch_plan(settings, quiet_seconds, rescan_minutes), stop, said_at)
+
+
+def watch_plan(settings: Settings, quiet_seconds: float, rescan_minutes: float):
+    from imgsearch.index.watch import WatchPlan
+
+    return WatchPlan(settings.build_extractors, settings.workers, settings.batch_size, cnn_options_of(settings),
+                     settings.pack_rows, settings.block_rows, quiet_seconds, rescan_minutes * 60)
+
+
+def said_at(report) -> None:
+    import time
+
+    click.echo(f"{time.strftime('%H:%M:%S')} {report.summary()}")
 
 
 @cli.command()
@@ -516,29 +550,34 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
 @click.option("--decode-memory", metavar="SIZE", default="1G", show_default=True,
               help="Memory for uploads decoded at once (about 9 bytes a pixel); others wait their turn, "
                    "up to 30 s, then get 503.")
+@click.option("--watch", is_flag=True, help="Keep the index up to date with its folder as `imgsearch watch` does, "
+                                            "in this process (the [build] extractors; a photo copied in is "
+                                            "searchable seconds later).")
 @common_options
 def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...], metrics: tuple[str, ...],
           max_memory: str | None, token: str | None, no_auth: bool, upload_limit: str, thumbnails: Path | None,
           replica: str | None, header_timeout: float, body_timeout: float, max_connections: int,
-          upload_pixels: int, decode_memory: str) -> None:
+          upload_pixels: int, decode_memory: str, watch: bool) -> None:
     """Run the search service: a REST API (OpenAPI docs at /docs) and a web page at /.
 
     Holds each extractor's vectors in memory, prepared for the served metrics, answers
     exactly what `query` answers, and stays in step with builds that run elsewhere: every
     request first checks the index's change counter and takes in only what changed."""
+    from imgsearch.index.watch import QUIET_SECONDS, RESCAN_SECONDS
     from imgsearch.serve.config import ServeConfig, half_the_memory, parse_size
     from imgsearch.serve.run import run_service
 
     settings = settings.with_flags(replicas=(replica,) if replica else None)
     run_service(ServeConfig(
-        url=settings_url(settings), extractors=extractors, metrics=metrics or (settings.metric,),
+        url=database_url(settings), extractors=extractors, metrics=metrics or (settings.metric,),
         default_extractor=settings.extractor, default_metric=settings.metric,
         max_memory=parse_size(max_memory, "--max-memory") if max_memory else half_the_memory(),
         block_rows=settings.block_rows, parallel=settings.parallel, regions=settings.regions,
         replica=replica_url(settings), replica_wait=settings.replica_wait, upload_pixels=upload_pixels,
         decode_memory=parse_size(decode_memory, "--decode-memory"), host=host, port=port, token=token,
         no_auth=no_auth, upload_limit=parse_size(upload_limit, "--upload-limit"), thumbnails=thumbnails,
-        header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections))
+        header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections,
+        watch=watch_plan(settings, QUIET_SECONDS, RESCAN_SECONDS / 60) if watch else None))
 
 
 @cli.command()

@@ -6,6 +6,7 @@ same ranges, from the same table)."""
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.features.regions import REGION_CHOICES
 from imgsearch.features.registry import EXTRACTORS
 from imgsearch.scan.metrics import METRICS
-from imgsearch.store.url import DEFAULT_READ_TIMEOUT
+from imgsearch.store.url import DEFAULT_READ_TIMEOUT, DatabaseUrl, parse_database_url
 
 DEFAULT_CONFIG_FILE = "config.ini"
 
@@ -154,6 +155,15 @@ class Settings:
     def with_flags(self, **flags: Any) -> Settings:
         """Flags given on the command line (None means not given) override the rest."""
         return replace(self, **{k: v for k, v in flags.items() if v is not None and v != ()})
+
+
+def database_url(settings: Settings, url: str | None = None) -> DatabaseUrl:
+    """The database the settings name (or `url`, one of their replicas), with their read
+    timeout, and the password given apart when the URL names none."""
+    parsed = parse_database_url(settings.db_url if url is None else url)
+    parsed = dataclasses.replace(parsed, read_timeout=settings.read_timeout)
+    password = settings.password() if parsed.scheme == "mysql" and not parsed.password else None
+    return dataclasses.replace(parsed, password=password) if password else parsed
 
 
 def load_settings(config_file: str | None = None) -> Settings:

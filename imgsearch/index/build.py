@@ -4,7 +4,8 @@ A file is re-read only when it is new, its size or mtime changed, or an extracto
 its vector; it is re-extracted only when its sha256 changed (or a vector is missing).
 Rows of files that disappeared from disk are removed; only a positive "does not exist"
 removes: a file the build cannot see (a folder it may not list, a path it may not stat)
-keeps its rows and is reported.
+keeps its rows and is reported. A file that disappeared at one path and appears at another
+with the same content keeps its row (index.moves).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from imgsearch.index.decode_rule import RuleChange, bring_to_decode_rule
 from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers
 from imgsearch.index.graph import update_graphs
 from imgsearch.index.images import SkippedFile, decode_to_side, has_image_suffix, read_bytes
+from imgsearch.index.moves import Move, find_moves
 from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import FOLLOWED_LINKS_KEY, CollectionFolder, FollowedLink, FoundFile, Problem, walk_collection
 from imgsearch.index.words import update_words
@@ -57,6 +60,7 @@ class Outcome:
 @dataclass
 class BuildReport:
     indexed: int = 0
+    moved: int = 0  # rows that kept their id at a new path (index.moves)
     unchanged: int = 0
     removed: int = 0
     kept: Counter[tuple[str, str]] = field(default_factory=Counter)  # (where, why) -> rows kept unseen
@@ -68,6 +72,7 @@ class BuildReport:
     followed: list[FollowedLink] = field(default_factory=list)
     links_not_followed: list[Problem] = field(default_factory=list)  # each named in the summary
     seconds: float = 0.0
+    stopped: bool = False  # told to stop: the batches written are whole, the rest is the next build's
 
     def summary(self) -> str:
         reasons = Counter(reason for _, reason in self.skipped)
@@ -75,14 +80,16 @@ class BuildReport:
         skipped = f"skipped {len(self.skipped)}" + (f" ({detail})" if detail else "")
         kept = f"kept {sum(self.kept.values())} unseen, " if self.kept else ""
         links = f", {len(self.links_not_followed)} folder links not followed" if self.links_not_followed else ""
+        moved = f"moved {self.moved}, " if self.moved else ""
         return "\n".join([
-            f"indexed {self.indexed}, unchanged {self.unchanged}, removed {self.removed}, "
+            f"indexed {self.indexed}, {moved}unchanged {self.unchanged}, removed {self.removed}, "
             f"{kept}{skipped}{links} in {self.seconds:.1f} s",
             *(f"followed folder link {display(k.relpath)} -> {k.target}" for k in self.followed),
             *(f"not followed: folder link {display(p.relpath)}: {p.reason}" for p in self.links_not_followed),
             *(f"kept {n} rows {where}: {why}" for (where, why), n in sorted(self.kept.items())),
             *(change.line() for change in self.rule_changes),
             *self.upkeep,
+            *(["stopped when asked: every batch written is whole; the next build does the rest"] if self.stopped else []),
         ])
 
 
@@ -98,9 +105,12 @@ def build(
     shard: Shard | None = None,
     block_rows: int = 1024,
     follow_links: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> BuildReport:
     """Index the folder, then pack what changed (queries read packed blocks: see store)
-    and update the k-NN graphs of the built extractors (see graph)."""
+    and update the k-NN graphs of the built extractors (see graph). should_stop is asked
+    after each batch: when it says so, what is extracted is written and the build ends
+    there (removals, packing and upkeep are the next build's)."""
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
     report = BuildReport()
@@ -116,6 +126,12 @@ def build(
     links = CollectionFolder.links_to_meta(report.followed)
     if store.get_meta(FOLLOWED_LINKS_KEY) != links:
         store.set_meta(FOLLOWED_LINKS_KEY, links)
+    # A sharded build judges only its own shard's vanished files: the others are not its to judge.
+    gone = vanished(root, {p: r for p, r in stored.items() if in_shard(p, shard)}, present, report)
+    moves, _ = find_moves([t.found for t in tasks if t.stored is None], gone, progress)
+    write_moves(store, moves, batch_size, report)
+    moved_paths = {m.record.path for m in moves}
+    tasks = [t for t in tasks if t.found.relpath not in moved_paths]
 
     batch: list[Outcome] = []
     outcomes = map_in_workers(process, tasks, workers)
@@ -128,11 +144,18 @@ def build(
         if len(batch) >= batch_size:
             _write(store, batch, rows, report)
             batch = []
+            if should_stop():
+                report.stopped = True
+                outcomes.close()  # the workers' queued files are dropped, not waited for
+                break
     if batch:
         _write(store, batch, rows, report)
-    # A sharded build removes only its own shard's vanished files: the others are not its to judge.
-    report.removed = remove_vanished(store, root, {p: r for p, r in stored.items() if in_shard(p, shard)}, present,
-                                     report)
+    if report.stopped:
+        report.seconds = time.perf_counter() - started
+        return report
+    moved_ids = {m.image_id for m in moves}
+    store.delete_images([row.id for row in gone if row.id not in moved_ids])
+    report.removed = len(gone) - len(moved_ids)
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
         report.upkeep += update_graphs(store, row, block_rows, pack_rows, progress)
@@ -276,11 +299,20 @@ def _write(store: FeatureStore, batch: list[Outcome], rows: dict[str, ExtractorR
             report.unchanged += 1
 
 
-def remove_vanished(store: FeatureStore, root: Path, stored: dict[bytes, StoredImage], present: set[bytes],
-                    report: BuildReport) -> int:
-    """Delete the rows of files that are gone from disk. Gone means the system said so
-    (ENOENT, ENOTDIR): a file the walk did not see for any other reason (a folder it may
-    not list, a path it may not stat) keeps its row, counted in `report.kept`."""
+def write_moves(store: FeatureStore, moves: list[Move], batch_size: int, report: BuildReport) -> None:
+    """The moved rows' new paths, a batch a transaction (a build killed among them leaves
+    each row at its old path or its new one: the next build finds the rest again)."""
+    for start in range(0, len(moves), batch_size):
+        chunk = moves[start : start + batch_size]
+        store.move_images([(m.image_id, m.record) for m in chunk])
+        report.moved += len(chunk)
+
+
+def vanished(root: Path, stored: dict[bytes, StoredImage], present: set[bytes], report: BuildReport,
+             ) -> list[StoredImage]:
+    """The rows of files gone from disk. Gone means the system said so (ENOENT, ENOTDIR):
+    a file the walk did not see for any other reason (a folder it may not list, a path it
+    may not stat) keeps its row, counted in `report.kept`."""
     root_bytes = os.fsencode(root)
     gone = []
     for path, row in stored.items():
@@ -291,12 +323,11 @@ def remove_vanished(store: FeatureStore, root: Path, stored: dict[bytes, StoredI
             why = "on disk but not reached by the walk"
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                gone.append(row.id)
+                gone.append(row)
                 continue
             why = f"cannot check it ({e.strerror})"
         report.kept[_kept_where(path, report.unlisted, why)] += 1
-    store.delete_images(gone)
-    return len(gone)
+    return gone
 
 
 def _kept_where(path: bytes, unlisted: dict[bytes, str], why: str) -> tuple[str, str]:

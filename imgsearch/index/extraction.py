@@ -7,7 +7,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +51,7 @@ def extract_all(pixels: np.ndarray, specs: Iterable[ExtractorSpec], scale: float
     return found
 
 
-def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
+def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Generator[R, None, None]:
     """fn over items, in `workers` processes (in this one when workers is 1), results in
     completion order. Chunks amortise the inter-process hand-off on small images."""
     if workers <= 1:
@@ -66,9 +66,13 @@ def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Iterat
     # deadlock on that pool's inherited locks. forkserver children start from a clean process.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_of,
-                             initargs=(os.getpid(),)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_of,
+                               initargs=(os.getpid(),))
+    try:
         yield from pool.map(fn, items, chunksize=chunksize)
+    finally:
+        # a consumer that stops early (a build told to stop) does not wait for the rest
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _worker_of(build_pid: int) -> None:

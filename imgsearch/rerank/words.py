@@ -16,7 +16,7 @@ from imgsearch.rerank.verify import root_sift
 BRANCHING = 200  # at most 200 x 200 = 40,000 words: a posting list per word of ~1/40,000 of the descriptors
 SAMPLE = 500_000  # descriptors the tree is learned from: about 12 per word at full size
 # The tree is sized to what it learns from: about this many of the sample's descriptors per
-# word (SAMPLE / BRANCHING^2), so 100 images (34,000 descriptors) learn 2,800 words, not one
+# word (SAMPLE / BRANCHING^2), so 100 images (40,000 descriptors) learn 3,364 words, not one
 # word per descriptor, where two views of one point would never share a word.
 DESCRIPTORS_PER_WORD = 12
 MIN_BRANCHING = 8

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.index.watch import WatchPlan
 from imgsearch.serve.decodes import DEFAULT_DECODE_MEMORY, DEFAULT_UPLOAD_PIXELS
 from imgsearch.store.url import DatabaseUrl
 
@@ -41,6 +42,7 @@ class ServeConfig:
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
     body_timeout: float = 60.0  # ... and then its body
     max_connections: int = 1024  # open connections; a request beyond them gets 503 at once
+    watch: WatchPlan | None = None  # keep the index up to date with its folder, in this process
 
     @property
     def thumbnail_cache(self) -> Path:

@@ -5,11 +5,16 @@ import errno
 import ipaddress
 import resource
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from imgsearch.errors import ImgsearchError
+from imgsearch.index.watch import watch_folder
 from imgsearch.serve.config import ServeConfig
 from imgsearch.serve.service import Service
+from imgsearch.store import open_store
 
 
 def is_loopback(host: str) -> bool:
@@ -48,6 +53,34 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+@contextmanager
+def watching(config: ServeConfig) -> Iterator[None]:
+    """With `config.watch`, the index kept up to date with its folder in a thread of this
+    process, on its own connection; the service's live sync takes each build in. Stopped
+    after its current batch when the server stops."""
+    if config.watch is None:
+        yield
+        return
+    plan = config.watch
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            with open_store(config.url) as store:
+                watch_folder(store, None, plan, stop, lambda report: print(f"imgsearch: watch: {report.summary()}",
+                                                                          flush=True))
+        except ImgsearchError as e:  # the service goes on answering; the log says why the index stands still
+            print(f"imgsearch: watch stopped: {e}", flush=True)
+
+    thread = threading.Thread(target=run, name="watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def run_service(config: ServeConfig) -> None:
     import uvicorn
 
@@ -77,7 +110,8 @@ def run_service(config: ServeConfig) -> None:
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                                http=timed_protocol(config.header_timeout, config.body_timeout),
                                                limit_concurrency=config.max_connections))
-        server.run(sockets=[sock])
+        with watching(config):
+            server.run(sockets=[sock])
     finally:
         sock.close()
         service.close()

@@ -441,6 +441,15 @@ class FeatureStore(ABC):
             self.execute(f"DELETE FROM {name} WHERE {where}", (extractor_id, *chunk))
         self.touched.add(extractor_id)
 
+    def move_images(self, moves: list[tuple[int, ImageRecord]]) -> None:
+        """One transaction: each image id at its new path (its record there); everything
+        kept by id stays with it. An id whose row changed content since is left as it is."""
+        def work() -> None:
+            self.executemany("UPDATE images SET path = ?, name = ?, bytes = ?, mtime_ns = ? WHERE id = ? AND sha256 = ?",
+                             [(r.path, r.name, r.bytes, r.mtime_ns, image_id, r.sha256) for image_id, r in moves])
+
+        self.write(work)
+
     def delete_images(self, ids: list[int]) -> None:
         for chunk, marks in id_chunks(ids):
             self.write(functools.partial(self._delete_chunk, chunk, marks))

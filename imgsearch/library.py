@@ -1,0 +1,176 @@
+"""imgsearch as a Python library: open an index, build it from a folder, search it with a
+photo (a path, its bytes, or an RGB array) or by an indexed image's name, find its
+duplicates, compare two images. The same code paths as the command line, with the same
+defaults; results are plain dataclasses with the fields `query --json` prints; every
+failure is an ImgsearchError, never a driver's traceback.
+
+    import imgsearch
+    with imgsearch.open("sqlite:///photos.db") as index:
+        index.build("~/Pictures")
+        for hit in index.search("query.jpg", k=10):
+            print(hit.path, hit.score, hit.inliers)
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from imgsearch.compare import compare as compare_sides
+from imgsearch.compare import side_of
+from imgsearch.config import Settings, database_url, load_settings
+from imgsearch.duplicates import DEFAULT_EXTRACTOR, DuplicateReport, find_duplicates
+from imgsearch.errors import ImgsearchError
+from imgsearch.index.build import build as build_folder
+from imgsearch.index.images import SkippedFile
+from imgsearch.names import display
+from imgsearch.plan import SearchPlan
+from imgsearch.query import (
+    QueryResult,
+    indexed_local,
+    indexed_vector,
+    photo_local,
+    photo_of_bytes,
+    photo_vector,
+    query_photo,
+    run_query,
+    search,
+    stored_extractor,
+    with_default_rerank,
+)
+from imgsearch.store import open_store
+from imgsearch.store.base import FeatureStore
+
+Photo = str | os.PathLike | bytes | np.ndarray  # a file, its bytes, or RGB pixels (height x width x 3, uint8)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result, as `query --json` prints it: `inliers`, `matches`, `significance` and
+    `corners` where the photo was verified against the image (corners: its outline in the
+    photo, when verified)."""
+
+    rank: int
+    id: int
+    name: str
+    path: str
+    score: float
+    inliers: int | None = None
+    matches: int | None = None
+    significance: float | None = None
+    corners: list[list[float]] | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.corners is not None
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a build did, as its summary line says it."""
+
+    indexed: int
+    moved: int
+    unchanged: int
+    removed: int
+    skipped: list[tuple[str, str]]  # (path, why)
+    summary: str
+
+
+class Index:
+    """An open index (use `imgsearch.open`): one database, one connection."""
+
+    def __init__(self, store: FeatureStore, settings: Settings) -> None:
+        self._store, self._settings = store, settings
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def build(self, folder: str | os.PathLike | None = None, *, extractors: tuple[str, ...] | None = None,
+              workers: int | None = None, progress: bool = False) -> Built:
+        """The incremental build `imgsearch build` runs: new and changed files read, moved
+        ones kept, vanished ones removed. folder: the collection (default: the one this
+        index already holds)."""
+        report = build_folder(self._store, None if folder is None else str(Path(folder).expanduser()),
+                              extractors or self._settings.build_extractors, workers or os.cpu_count() or 1,
+                              self._settings.batch_size, progress)
+        return Built(report.indexed, report.moved, report.unchanged, report.removed,
+                     [(display(path), why) for path, why in report.skipped], report.summary())
+
+    def search(self, photo: Photo | None = None, *, name: str | None = None, k: int = 10,
+               under: str | None = None, extractor: str | None = None, metric: str | None = None,
+               rerank: str | None = None) -> list[Hit]:
+        """The k images most like the photo (a path, bytes or an RGB array), or like the
+        indexed image called `name` (its relative path or file name; itself left out), as
+        `imgsearch query` ranks them: verified where local features are stored. under: only
+        the images below that folder of the collection."""
+        return hits(self.query(photo, name=name, k=k, under=under, extractor=extractor, metric=metric,
+                               rerank=rerank))
+
+    def query(self, photo: Photo | None = None, *, name: str | None = None, k: int = 10,
+              under: str | None = None, extractor: str | None = None, metric: str | None = None,
+              rerank: str | None = None) -> QueryResult:
+        """search(), with what the answer says besides its hits (times, notes, state)."""
+        if (photo is None) == (name is None):
+            raise ImgsearchError("search takes a photo or the name of an indexed image, one of the two")
+        settings = self._settings.with_flags(extractor=extractor, metric=metric)
+        plan = SearchPlan.of(settings.extractor, settings.metric, k=k, regions=settings.regions, rerank=rerank,
+                             under=under)
+        if name is not None:
+            started = time.perf_counter()
+            plan = with_default_rerank(self._store, plan)
+            row, _ = stored_extractor(self._store, plan.extractor)
+            vector, own_id = indexed_vector(self._store, row, name)
+            return search(self._store, row, vector, own_id, name, plan, started, indexed_local(self._store, own_id))
+        if isinstance(photo, (str, os.PathLike)):
+            return run_query(self._store, str(Path(photo).expanduser()), plan)
+        started = time.perf_counter()
+        if isinstance(photo, bytes):
+            try:
+                query = photo_of_bytes(photo)
+            except SkippedFile as e:
+                raise ImgsearchError(f"cannot use these bytes as a photo: {e}") from None
+        elif isinstance(photo, np.ndarray) and photo.ndim == 3 and photo.shape[2] == 3 and photo.dtype == np.uint8:
+            query = query_photo(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        else:
+            raise ImgsearchError("a photo is a path, the bytes of an image file, or an RGB array "
+                                 "(height x width x 3, uint8)")
+        plan = with_default_rerank(self._store, plan)
+        row, described = stored_extractor(self._store, plan.extractor)
+        vector = photo_vector(described, query.pixels, plan.photo_regions)
+        return search(self._store, row, vector, None, "photo", plan, started, photo_local(query))
+
+    def duplicates(self, extractor: str = DEFAULT_EXTRACTOR) -> DuplicateReport:
+        """The duplicate groups `imgsearch duplicates` reports: exact copies, near copies,
+        and photographs of one scene apart from them."""
+        return find_duplicates(self._store, extractor)
+
+    def compare(self, a: str | os.PathLike, b: str | os.PathLike) -> dict:
+        """Every stored descriptor's verdict on two images (files or indexed names), as
+        `imgsearch compare --json` prints it."""
+        return compare_sides(self._store, side_of(self._store, str(a)), side_of(self._store, str(b))).as_json()
+
+
+def hits(result: QueryResult) -> list[Hit]:
+    fields = Hit.__dataclass_fields__
+    return [Hit(**{key: value for key, value in row.items() if key in fields}) for row in result.as_json()["results"]]
+
+
+def open(url: str | None = None, *, config: str | os.PathLike | None = None) -> Index:  # noqa: A001
+    """The index at a database URL (sqlite:///path or mysql://user:password@host/db), made
+    when missing; without one, the configured database (config.ini, IMGSEARCH_DB), else
+    the embedded default."""
+    settings = load_settings(None if config is None else str(config)).with_flags(db_url=url)
+    return Index(open_store(database_url(settings), create=True), settings)

@@ -1,0 +1,113 @@
+"""`imgsearch watch`: a photo copied into the folder is indexed without anyone asking, a
+burst of 500 is a few builds, not 500, and a watcher stopped mid-burst leaves whole batches
+that its next start completes (what no event told it included)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+from cli_runner import imgsearch
+from faults.integrity import check_integrity, write_small_images
+from photos import photo, write_collection
+from served import serving
+
+from imgsearch.store import open_store
+from imgsearch.store.url import parse_database_url
+
+DEADLINE = 120  # seconds: a watcher that has not done it by then never will (not a speed check)
+
+
+class Watcher:
+    """`imgsearch watch` in a child process, its summary lines collected as they come."""
+
+    def __init__(self, folder: Path, db: str) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "imgsearch", "watch", str(folder), "--db", db, "-e", "rgb", "--quiet-seconds",
+             "0.5", "--batch-size", "16", "-j", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def builds(self) -> list[str]:
+        return [line for line in self.lines if " indexed " in line]
+
+    def wait_for(self, condition, what: str) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not condition():
+            assert self.process.poll() is None, "\n".join(self.lines)
+            assert time.monotonic() < deadline, f"{what}; the watcher said:\n" + "\n".join(self.lines)
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(DEADLINE)
+
+
+def indexed(db: str) -> set[str]:
+    try:
+        with open_store(parse_database_url(db)) as store:
+            return {path.decode() for path in store.stored_images()}
+    except Exception:
+        return set()
+
+
+def test_a_copied_photo_is_indexed_and_a_burst_is_a_few_builds(tmp_path, db_url) -> None:
+    folder = tmp_path / "photos"
+    write_small_images(folder / "first", 5)
+    watcher = Watcher(folder, db_url)
+    try:
+        watcher.wait_for(lambda: len(watcher.builds()) >= 1, "the pass at start")
+        assert len(indexed(db_url)) == 5
+        cv2.imwrite(str(folder / "new.jpg"), photo("coffee.png"))
+        watcher.wait_for(lambda: "new.jpg" in indexed(db_url), "the copied photo indexed")
+        builds = len(watcher.builds())
+        write_small_images(folder / "import", 500, seed=3)
+        watcher.wait_for(lambda: len(indexed(db_url)) == 506, "the 500 photos indexed")
+        assert len(watcher.builds()) - builds <= 10, watcher.builds()  # debounced, not one build a file
+        (folder / "import").rename(folder / "trip")
+        watcher.wait_for(lambda: any(p.startswith("trip/") for p in indexed(db_url))
+                         and not any(p.startswith("import/") for p in indexed(db_url)), "the renamed folder")
+        assert any("moved 500" in line for line in watcher.builds()), watcher.builds()
+    finally:
+        assert watcher.stop() == 0, "\n".join(watcher.lines)
+
+
+def test_a_watcher_stopped_mid_build_leaves_whole_batches_and_its_next_start_completes(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    db = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    write_small_images(folder / "first", 3)
+    watcher = Watcher(folder, db)
+    watcher.wait_for(lambda: len(watcher.builds()) >= 1, "the pass at start")
+    write_small_images(folder / "import", 2000, seed=4)
+    watcher.wait_for(lambda: len(indexed(db)) > 3, "the burst's build begun")
+    assert watcher.stop() == 0, "\n".join(watcher.lines)
+    assert any("stopped when asked" in line for line in watcher.lines), watcher.lines
+    done = check_integrity(db, ("rgb",))  # what was written is whole
+    assert 3 < done < 2003
+    again = Watcher(folder, db)  # nothing happens in the folder now: only its start finds the rest
+    try:
+        again.wait_for(lambda: len(indexed(db)) == 2003, "the rest indexed at start")
+    finally:
+        assert again.stop() == 0
+
+
+def test_serve_watch_answers_for_a_photo_copied_in_after_it_started(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    db = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db).code == 0
+    with serving(db, tmp_path, "--watch") as served, served.client() as http:
+        cv2.imwrite(str(folder / "copied.jpg"), photo("coffee.png"))
+        deadline = time.monotonic() + DEADLINE
+        while http.post("/api/search", json={"name": "copied.jpg", "k": 1}).status_code != 200:
+            assert time.monotonic() < deadline, served.output()
+            time.sleep(0.2)
+        assert "imgsearch: watch: indexed 1," in served.output()

@@ -25,17 +25,30 @@ def build(folder: Path, db: str) -> tuple[float, str]:
     return time.perf_counter() - started, run.stdout.splitlines()[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str) -> argparse.Namespace:
+    """PHOTOS (a folder of JPEGs) WORKDIR [--files N]: what this bench and bench/watch.py take."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", type=Path)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--files", type=int, default=1000)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def fresh_collection(args: argparse.Namespace, folder: str) -> tuple[Path, list[Path]]:
+    """WORKDIR/collection made anew with the first --files photos in its `folder`; the
+    collection and every photo of PHOTOS, sorted (the rest are there to copy in later)."""
     collection = args.workdir / "collection"
     shutil.rmtree(args.workdir, ignore_errors=True)
-    (collection / "trip").mkdir(parents=True)
-    for source in sorted(args.photos.glob("*.jpg"))[: args.files]:
-        shutil.copy(source, collection / "trip" / source.name)
+    (collection / folder).mkdir(parents=True)
+    sources = sorted(args.photos.glob("*.jpg"))
+    for source in sources[: args.files]:
+        shutil.copy(source, collection / folder / source.name)
+    return collection, sources
+
+
+def main() -> None:
+    args = arguments(__doc__)
+    collection, _ = fresh_collection(args, "trip")
     db = f"sqlite:///{args.workdir / 'index.sqlite3'}"
     first, line = build(collection, db)
     print(f"first build: {first:.1f} s ({line})")

@@ -6,28 +6,19 @@ copied in (seconds until a query by its name answers), then a burst of 500 (buil
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+
+from moves import arguments, fresh_collection  # bench/ is the script's folder: on sys.path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photos", type=Path)
-    parser.add_argument("workdir", type=Path)
-    parser.add_argument("--files", type=int, default=1000)
-    args = parser.parse_args()
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    folder = args.workdir / "collection"
-    (folder / "old").mkdir(parents=True)
-    sources = sorted(args.photos.glob("*.jpg"))
-    for source in sources[: args.files]:
-        shutil.copy(source, folder / "old" / source.name)
+    args = arguments(__doc__)
+    folder, sources = fresh_collection(args, "old")
     db = f"sqlite:///{args.workdir / 'index.sqlite3'}"
     lines: list[str] = []
     watcher = subprocess.Popen([sys.executable, "-m", "imgsearch", "watch", str(folder), "--db", db],

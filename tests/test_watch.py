@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import pytest
 from cli_runner import imgsearch
 from faults.integrity import check_integrity, write_small_images
 from photos import photo, write_collection
@@ -80,7 +81,8 @@ def test_a_copied_photo_is_indexed_and_a_burst_is_a_few_builds(tmp_path, db_url)
         assert watcher.stop() == 0, "\n".join(watcher.lines)
 
 
-def test_a_watcher_stopped_mid_build_leaves_whole_batches_and_its_next_start_completes(tmp_path) -> None:
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_watcher_stopped_mid_build_leaves_whole_batches_and_its_next_start_completes(tmp_path, how) -> None:
     folder = tmp_path / "photos"
     db = f"sqlite:///{tmp_path / 'index.sqlite3'}"
     write_small_images(folder / "first", 3)
@@ -88,8 +90,12 @@ def test_a_watcher_stopped_mid_build_leaves_whole_batches_and_its_next_start_com
     watcher.wait_for(lambda: len(watcher.builds()) >= 1, "the pass at start")
     write_small_images(folder / "import", 2000, seed=4)
     watcher.wait_for(lambda: len(indexed(db)) > 3, "the burst's build begun")
-    assert watcher.stop() == 0, "\n".join(watcher.lines)
-    assert any("stopped when asked" in line for line in watcher.lines), watcher.lines
+    if how == signal.SIGTERM:
+        assert watcher.stop() == 0, "\n".join(watcher.lines)
+        assert any("stopped when asked" in line for line in watcher.lines), watcher.lines
+    else:
+        watcher.process.kill()
+        assert watcher.process.wait(DEADLINE) == -signal.SIGKILL
     done = check_integrity(db, ("rgb",))  # what was written is whole
     assert 3 < done < 2003
     again = Watcher(folder, db)  # nothing happens in the folder now: only its start finds the rest

@@ -119,7 +119,7 @@ function card(hit) {
     button.classList.add("verified");
     const badge = document.createElement("span");
     badge.className = "badge";
-    badge.textContent = `same object · ${hit.inliers} matches`;
+    badge.textContent = `same object · ${hit.inliers} of ${hit.matches} points agree`;
     button.append(badge);
     button.title += " (same object as in your photo)";
     for (const on of ["mouseenter", "focus"]) button.addEventListener(on, () => drawOutline(hit.corners));

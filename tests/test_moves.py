@@ -69,3 +69,50 @@ def test_copies_stay_two_rows_and_a_changed_file_is_not_a_move(db_url, tmp_path)
     kept = [row for row in stored.values() if row.sha256 == sha]
     assert len(kept) == 2 and before[sha][0] in {row.id for row in kept}  # one keeps the id, the copy is new
     assert {p.decode() for p in stored} == {"b/coffee.jpg", "one.jpg", "two.jpg", "edited.jpg"}
+
+
+def test_a_file_moved_into_another_shard_keeps_its_row_whichever_shard_builds_first(db_url, tmp_path) -> None:
+    from imgsearch.index.shards import shard_of
+
+    folder = tmp_path / "photos"
+    write_collection(folder / "trip")
+    for first in ("1/2", "2/2"):
+        run = [imgsearch("build", folder, "--db", db_url, "-e", "rgb", "--shard", s) for s in ("1/2", "2/2")]
+        assert all(r.code == 0 for r in run), [r.err for r in run]
+        before = rows_by_content(db_url)
+        target = "japan" if first == "1/2" else "trip"
+        source = "trip" if target == "japan" else "japan"
+        (folder / source).rename(folder / target)
+        crossing = [path for _, path in before.values()
+                    if shard_of(path.encode(), 2) != shard_of(path.replace(source, target, 1).encode(), 2)]
+        assert crossing  # the rename moves some files into the other shard
+        second = "2/2" if first == "1/2" else "1/2"
+        runs = [imgsearch("build", folder, "--db", db_url, "-e", "rgb", "--shard", s) for s in (first, second)]
+        assert all(r.code == 0 for r in runs), [r.err for r in runs]
+        assert sum(int(r.out.split("moved ")[1].split(",")[0]) for r in runs if "moved " in r.out) == 9
+        assert all("indexed 0," in r.out for r in runs)
+        after = rows_by_content(db_url)
+        assert {sha: i for sha, (i, _) in after.items()} == {sha: i for sha, (i, _) in before.items()}
+        assert {path for _, path in after.values()} == {p.replace(source, target, 1) for _, p in before.values()}
+
+
+def test_shard_builds_side_by_side_claim_each_moved_row_once(db_url, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "photos"
+    write_collection(folder / "trip")
+    for s in ("1/2", "2/2"):
+        assert imgsearch("build", folder, "--db", db_url, "-e", "rgb", "--shard", s).code == 0
+    before = rows_by_content(db_url)
+    (folder / "trip").rename(folder / "japan")
+    runs = [subprocess.Popen([sys.executable, "-m", "imgsearch", "build", str(folder), "--db", db_url, "-e", "rgb",
+                              "--shard", s], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for s in ("1/2", "2/2")]
+    outs = [r.communicate(timeout=300) for r in runs]
+    assert all(r.returncode == 0 for r in runs), [err for _, err in outs]
+    after = rows_by_content(db_url)
+    assert {path for _, path in after.values()} == {p.replace("trip", "japan", 1) for _, p in before.values()}
+    # every file once, each with its id: a row is claimed by one build at most, and the shard
+    # a file left does not delete a row another shard's new file may claim
+    assert {sha: i for sha, (i, _) in after.items()} == {sha: i for sha, (i, _) in before.items()}

@@ -121,15 +121,18 @@ def build(
     rows = {name: store.find_extractor(name) for name in extractor_names}
     stored = store.stored_images()
     have = {specs[name]: store.image_ids_with_features(row) for name, row in rows.items()}
-    tasks, present = plan(root, stored, have, report, shard, follow_links)
+    tasks, present, elsewhere = plan(root, stored, have, report, shard, follow_links)
     # before any file below a link is written: the service serves them from these folders only
     links = CollectionFolder.links_to_meta(report.followed)
     if store.get_meta(FOLLOWED_LINKS_KEY) != links:
         store.set_meta(FOLLOWED_LINKS_KEY, links)
-    # A sharded build judges only its own shard's vanished files: the others are not its to judge.
+    # A sharded build removes only its own shard's vanished files; a file moved here from
+    # another shard is claimed from that shard's vanished rows (see write_moves).
     gone = vanished(root, {p: r for p, r in stored.items() if in_shard(p, shard)}, present, report)
-    moves, _ = find_moves([t.found for t in tasks if t.stored is None], gone, progress)
-    write_moves(store, moves, batch_size, report)
+    claimable = gone if shard is None else gone + vanished(
+        root, {p: r for p, r in stored.items() if not in_shard(p, shard)}, present, BuildReport())
+    moves, _ = find_moves([t.found for t in tasks if t.stored is None], claimable, progress)
+    moves = write_moves(store, moves, batch_size, report)
     moved_paths = {m.record.path for m in moves}
     tasks = [t for t in tasks if t.found.relpath not in moved_paths]
 
@@ -154,8 +157,10 @@ def build(
         report.seconds = time.perf_counter() - started
         return report
     moved_ids = {m.image_id for m in moves}
-    store.delete_images([row.id for row in gone if row.id not in moved_ids])
-    report.removed = len(gone) - len(moved_ids)
+    # a vanished row of the size of a new file in another shard is left for that shard's
+    # build to claim; deleted by this shard's next build if it did not
+    removed = [row for row in gone if row.id not in moved_ids and row.bytes not in elsewhere]
+    report.removed = store.delete_images_at({row.id: row.path for row in removed})
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
         report.upkeep += update_graphs(store, row, block_rows, pack_rows, progress)
@@ -210,13 +215,16 @@ def resolve_collection_root(store: FeatureStore, folder: str | None) -> Path:
 def plan(
     root: Path, stored: dict[bytes, StoredImage], have: dict[ExtractorSpec, set[int]], report: BuildReport,
     shard: Shard | None = None, follow_links: bool = True,
-) -> tuple[list[Task], set[bytes]]:
+) -> tuple[list[Task], set[bytes], set[int]]:
     """Compare the folder (or one shard of it) with the stored rows: the files to read,
-    and every relative path seen on disk. Counts unchanged files and problems. The rows
-    below a folder link not followed are kept, as below a folder that cannot be listed."""
+    every relative path seen on disk, and the sizes of the new files of other shards (a
+    file moved there may be one of this shard's). Counts unchanged files and problems.
+    The rows below a folder link not followed are kept, as below a folder that cannot be
+    listed."""
     names = tuple(have)
     tasks = []
     present = set()
+    elsewhere = set()
     for entry in walk_collection(root, follow_links):
         present.add(entry.relpath)
         if isinstance(entry, FollowedLink):
@@ -225,7 +233,8 @@ def plan(
             report.links_not_followed.append(entry)
             report.unlisted[entry.relpath] = entry.reason
         elif not in_shard(entry.relpath, shard):
-            continue
+            if isinstance(entry, FoundFile) and entry.relpath not in stored:
+                elsewhere.add(entry.size)
         elif isinstance(entry, Problem) and entry.unlisted_folder:
             report.unlisted[entry.relpath] = entry.reason
             report.skipped.append((entry.relpath, entry.reason))
@@ -244,7 +253,7 @@ def plan(
                 report.unchanged += 1
             else:
                 tasks.append(Task(entry, names, missing, row))
-    return tasks, present
+    return tasks, present, elsewhere
 
 
 def process(task: Task) -> Outcome:
@@ -299,13 +308,18 @@ def _write(store: FeatureStore, batch: list[Outcome], rows: dict[str, ExtractorR
             report.unchanged += 1
 
 
-def write_moves(store: FeatureStore, moves: list[Move], batch_size: int, report: BuildReport) -> None:
+def write_moves(store: FeatureStore, moves: list[Move], batch_size: int, report: BuildReport) -> list[Move]:
     """The moved rows' new paths, a batch a transaction (a build killed among them leaves
-    each row at its old path or its new one: the next build finds the rest again)."""
+    each row at its old path or its new one: the next build finds the rest again); the
+    moves that took. A row another build moved or deleted since it was read is not moved
+    (its new file is extracted as new): concurrent shard builds never both claim one."""
+    done: list[Move] = []
     for start in range(0, len(moves), batch_size):
         chunk = moves[start : start + batch_size]
-        store.move_images([(m.image_id, m.record) for m in chunk])
-        report.moved += len(chunk)
+        moved = store.move_images([(m.image_id, m.old_path, m.record) for m in chunk])
+        done += [m for m in chunk if m.image_id in moved]
+    report.moved += len(done)
+    return done
 
 
 def vanished(root: Path, stored: dict[bytes, StoredImage], present: set[bytes], report: BuildReport,

@@ -19,6 +19,7 @@ from imgsearch.store.records import ImageRecord, StoredImage
 @dataclass(frozen=True)
 class Move:
     image_id: int
+    old_path: bytes
     record: ImageRecord  # the row as it is at its new path
 
 
@@ -40,7 +41,7 @@ def find_moves(new_files: list[FoundFile], gone: list[StoredImage], progress: bo
             continue
         claimed.add(row.id)
         moved_paths.add(found.relpath)
-        moves.append(Move(row.id, ImageRecord(path=found.relpath, name=os.path.basename(found.relpath),
+        moves.append(Move(row.id, row.path, ImageRecord(path=found.relpath, name=os.path.basename(found.relpath),
                                               bytes=found.size, mtime_ns=found.mtime_ns, sha256=sha256,
                                               width=row.width, height=row.height)))
     return moves, [f for f in new_files if f.relpath not in moved_paths]

@@ -441,18 +441,43 @@ class FeatureStore(ABC):
             self.execute(f"DELETE FROM {name} WHERE {where}", (extractor_id, *chunk))
         self.touched.add(extractor_id)
 
-    def move_images(self, moves: list[tuple[int, ImageRecord]]) -> None:
-        """One transaction: each image id at its new path (its record there); everything
-        kept by id stays with it. An id whose row changed content since is left as it is."""
-        def work() -> None:
-            self.executemany("UPDATE images SET path = ?, name = ?, bytes = ?, mtime_ns = ? WHERE id = ? AND sha256 = ?",
-                             [(r.path, r.name, r.bytes, r.mtime_ns, image_id, r.sha256) for image_id, r in moves])
+    def move_images(self, moves: list[tuple[int, bytes, ImageRecord]]) -> set[int]:
+        """One transaction: each image id at its new path (its record there), when its row
+        is still at the old path with the same content; everything kept by id stays with
+        it. The ids moved."""
+        def work() -> set[int]:
+            ids = [image_id for image_id, _, _ in moves]
+            expected = {image_id: (old, record.sha256) for image_id, old, record in moves}
+            still = {image_id for image_id, path, sha256 in self._locked_paths(ids)
+                     if expected[image_id] == (bytes(path), sha256)}
+            self.executemany("UPDATE images SET path = ?, name = ?, bytes = ?, mtime_ns = ? WHERE id = ?",
+                             [(r.path, r.name, r.bytes, r.mtime_ns, image_id) for image_id, _, r in moves
+                              if image_id in still])
+            return still
 
-        self.write(work)
+        return self.write(work)
+
+    def _locked_paths(self, ids: list[int]) -> list[tuple[int, bytes, str]]:
+        """(id, path, sha256) of these images, read with the rows locked (inside a write)."""
+        found = []
+        for chunk, marks in id_chunks(ids):
+            found += self.execute(f"SELECT id, path, sha256 FROM images WHERE id IN ({marks}){self.for_update}", chunk)
+        return found
 
     def delete_images(self, ids: list[int]) -> None:
         for chunk, marks in id_chunks(ids):
             self.write(functools.partial(self._delete_chunk, chunk, marks))
+
+    def delete_images_at(self, paths: dict[int, bytes]) -> int:
+        """Delete each image still at the path given for it (a concurrent build may have
+        moved it since it was read); how many were deleted."""
+        def work(chunk: list[int]) -> int:
+            still = [image_id for image_id, path, _ in self._locked_paths(chunk) if bytes(path) == paths[image_id]]
+            if still:
+                self._delete_chunk(still, ", ".join("?" * len(still)))
+            return len(still)
+
+        return sum(self.write(functools.partial(work, chunk)) for chunk, _ in id_chunks(list(paths)))
 
     def _delete_chunk(self, chunk: list[int], marks: str) -> None:
         packing.mark_stale(self, f"image_id IN ({marks})", chunk)

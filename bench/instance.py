@@ -168,7 +168,7 @@ def measure_service(workdir: Path, url, settings: list[str], rerank: str | None)
 def measure(workdir: Path, db: str, settings: list[str], rerank: str | None, service: bool = False) -> None:
     from imgsearch.index.build import build
     from imgsearch.plan import SearchPlan
-    from imgsearch.query import photo_local, photo_of_bytes, photo_vector, search, stored_extractor
+    from imgsearch.query import photo_of_bytes, photo_request, search, stored_row
     from imgsearch.store import open_store
     from imgsearch.store.url import parse_database_url
 
@@ -179,7 +179,7 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None, ser
         report = build(store, str(workdir / "collection"), extractors, os.cpu_count() or 1, 256, progress=True)
         print(f"build: {report.summary()} ({time.perf_counter() - started:.0f} s)")
         truth = list(csv.DictReader(open(workdir / "truth.csv")))
-        row, extractor = stored_extractor(store, "cnn-spoc")
+        row = stored_row(store, "cnn-spoc")
         print(f"{'setting':<22} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'R@300':>6} {'R@1000':>6} {'mAP':>6} "
               f"{'decode ms':>10} {'search ms':>10}")
         # the global stage alone is measured deeper: how much of it a shortlist would hold
@@ -192,8 +192,7 @@ def measure(workdir: Path, db: str, settings: list[str], rerank: str | None, ser
                 started = time.perf_counter()
                 photo = photo_of_bytes(data)  # decoded once, at the query photo's size, as `query` does
                 decoded = time.perf_counter()
-                vector = photo_vector(extractor, photo.pixels, plan.photo_regions)
-                result = search(store, row, vector, None, t["query"], plan, decoded, photo_local(photo))
+                result = search(store, photo_request(row, plan, photo, t["query"]), decoded)
                 search_ms.append((time.perf_counter() - decoded) * 1000)
                 stages.append(result.timings)
                 decode_ms.append((decoded - started) * 1000)

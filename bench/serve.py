@@ -32,7 +32,7 @@ import uvicorn
 from threadpoolctl import threadpool_limits
 
 from imgsearch.plan import SearchPlan
-from imgsearch.query import search
+from imgsearch.query import Request, search
 from imgsearch.serve.app import create_app
 from imgsearch.serve.config import ServeConfig
 from imgsearch.serve.service import Service
@@ -136,7 +136,7 @@ def bench_size(url, n: int, dim: int, queries: int, seconds: float) -> None:
         if i < 10:
             with open_store(url) as store:
                 t = time.perf_counter()
-                search(store, row, q, None, "q", request)
+                search(store, Request(row, request, q, None, "q"))
                 stream_times.append(time.perf_counter() - t)
     resident, bare = statistics.median(resident_times), statistics.median(numpy_times)
     print(f"(a) resident search        {percentiles(resident_times)}")

@@ -257,17 +257,14 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
     """Print the indexed images most similar to IMAGE.
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
+    from imgsearch.library import Index
     from imgsearch.names import display
-    from imgsearch.plan import SearchPlan
-    from imgsearch.query import run_query
 
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel, regions=regions,
                                    replicas=(replica,) if replica else None)
-    plan = SearchPlan.of(settings.extractor, settings.metric, k=settings.top_k, include_self=include_self,
-                         parallel=settings.parallel, block_rows=settings.block_rows, regions=settings.regions,
-                         rerank=rerank, whiten=whiten, under=under)
-    with open_reading_store(settings) as store:
-        result = run_query(store, image, plan)
+    with Index(open_reading_store(settings), settings) as index:
+        result = index.query(image, k=settings.top_k, under=under, rerank=rerank, whiten=whiten,
+                             include_self=include_self)
     for note in result.notes:
         click.echo(f"imgsearch: note: {note}", err=True)
     if result.close_match is False:

@@ -31,17 +31,15 @@ from imgsearch.index.images import SkippedFile
 from imgsearch.names import display
 from imgsearch.plan import SearchPlan
 from imgsearch.query import (
+    QueryPhoto,
     QueryResult,
-    indexed_local,
-    indexed_vector,
-    photo_local,
+    name_request,
     photo_of_bytes,
-    photo_vector,
+    photo_request,
+    planned,
     query_photo,
     run_query,
     search,
-    stored_extractor,
-    with_default_rerank,
 )
 from imgsearch.store import open_store
 from imgsearch.store.base import FeatureStore
@@ -111,46 +109,33 @@ class Index:
 
     def search(self, photo: Photo | None = None, *, name: str | None = None, k: int = 10,
                under: str | None = None, extractor: str | None = None, metric: str | None = None,
-               rerank: str | None = None) -> list[Hit]:
+               rerank: str | None = None, whiten: str | None = None, include_self: bool = False) -> list[Hit]:
         """The k images most like the photo (a path, bytes or an RGB array), or like the
-        indexed image called `name` (its relative path or file name; itself left out), as
-        `imgsearch query` ranks them: verified where local features are stored. under: only
-        the images below that folder of the collection."""
+        indexed image called `name` (its relative path or file name; itself left out unless
+        include_self), as `imgsearch query` ranks them: verified where local features are
+        stored. under: only the images below that folder of the collection; rerank, whiten:
+        as `query --rerank` and `--whiten`."""
         return hits(self.query(photo, name=name, k=k, under=under, extractor=extractor, metric=metric,
-                               rerank=rerank))
+                               rerank=rerank, whiten=whiten, include_self=include_self))
 
     def query(self, photo: Photo | None = None, *, name: str | None = None, k: int = 10,
               under: str | None = None, extractor: str | None = None, metric: str | None = None,
-              rerank: str | None = None) -> QueryResult:
-        """search(), with what the answer says besides its hits (times, notes, state)."""
+              rerank: str | None = None, whiten: str | None = None, include_self: bool = False) -> QueryResult:
+        """search(), with what the answer says besides its hits (times, notes, state). A
+        path that is not a file is taken for an indexed image's name, as `query IMAGE` does."""
         if (photo is None) == (name is None):
             raise ImgsearchError("search takes a photo or the name of an indexed image, one of the two")
         settings = self._settings.with_flags(extractor=extractor, metric=metric)
-        plan = SearchPlan.of(settings.extractor, settings.metric, k=k, regions=settings.regions, rerank=rerank,
-                             under=under)
-        if name is not None:
-            started = time.perf_counter()
-            plan = with_default_rerank(self._store, plan)
-            row, _ = stored_extractor(self._store, plan.extractor)
-            vector, own_id = indexed_vector(self._store, row, name)
-            return search(self._store, row, vector, own_id, name, plan, started, indexed_local(self._store, own_id))
+        plan = SearchPlan.of(settings.extractor, settings.metric, k=k, include_self=include_self,
+                             parallel=settings.parallel, block_rows=settings.block_rows, regions=settings.regions,
+                             rerank=rerank, whiten=whiten, under=under)
         if isinstance(photo, (str, os.PathLike)):
             return run_query(self._store, str(Path(photo).expanduser()), plan)
         started = time.perf_counter()
-        if isinstance(photo, bytes):
-            try:
-                query = photo_of_bytes(photo)
-            except SkippedFile as e:
-                raise ImgsearchError(f"cannot use these bytes as a photo: {e}") from None
-        elif isinstance(photo, np.ndarray) and photo.ndim == 3 and photo.shape[2] == 3 and photo.dtype == np.uint8:
-            query = query_photo(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-        else:
-            raise ImgsearchError("a photo is a path, the bytes of an image file, or an RGB array "
-                                 "(height x width x 3, uint8)")
-        plan = with_default_rerank(self._store, plan)
-        row, described = stored_extractor(self._store, plan.extractor)
-        vector = photo_vector(described, query.pixels, plan.photo_regions)
-        return search(self._store, row, vector, None, "photo", plan, started, photo_local(query))
+        row, plan = planned(self._store, plan)
+        if name is not None:
+            return search(self._store, name_request(self._store, row, plan, name), started)
+        return search(self._store, photo_request(row, plan, photo_of(photo), "photo"), started)
 
     def duplicates(self, extractor: str = DEFAULT_EXTRACTOR) -> DuplicateReport:
         """The duplicate groups `imgsearch duplicates` reports: exact copies, near copies,
@@ -161,6 +146,18 @@ class Index:
         """Every stored descriptor's verdict on two images (files or indexed names), as
         `imgsearch compare --json` prints it."""
         return compare_sides(self._store, side_of(self._store, str(a)), side_of(self._store, str(b))).as_json()
+
+
+def photo_of(photo: object) -> QueryPhoto:
+    """A query photo from a file's bytes or RGB pixels; anything else is an error."""
+    if isinstance(photo, bytes):
+        try:
+            return photo_of_bytes(photo)
+        except SkippedFile as e:
+            raise ImgsearchError(f"cannot use these bytes as a photo: {e}") from None
+    if isinstance(photo, np.ndarray) and photo.ndim == 3 and photo.shape[2] == 3 and photo.dtype == np.uint8:
+        return query_photo(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    raise ImgsearchError("a photo is a path, the bytes of an image file, or an RGB array (height x width x 3, uint8)")
 
 
 def hits(result: QueryResult) -> list[Hit]:

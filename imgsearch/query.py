@@ -92,9 +92,15 @@ def stored_extractor(store: FeatureStore, name: str) -> tuple[ExtractorRow, Extr
     """The stored extractor and the code that extracts it, refusing one that was never
     built or was built differently."""
     row = stored_row(store, name)
-    extractor = cached_extractor(name, row.params)
+    return row, extractor_of(row)
+
+
+def extractor_of(row: ExtractorRow) -> Extractor:
+    """The code that extracts a stored extractor's vectors, refusing one whose stored
+    parameters this code would not reproduce."""
+    extractor = cached_extractor(row.name, row.params)
     check_same_params(row, extractor.params_json(), extractor.dim)
-    return row, extractor
+    return extractor
 
 
 # A query photo is shrunk once to this side before anything is extracted from it: the
@@ -184,26 +190,59 @@ def _own_row_id(store: FeatureStore, path: Path) -> int | None:
     return next((r.id for r in rows if r.path == os.fsencode(relpath)), None)
 
 
+@dataclass(frozen=True)
+class Request:
+    """A search as every entry point (the command line, the library, the service) hands
+    it to the scan: the stored extractor, the plan with its default re-ranking, the query
+    vector, the query's own stored row, its label, and its local features."""
+
+    row: ExtractorRow
+    plan: SearchPlan
+    vector: np.ndarray
+    own_id: int | None
+    label: str
+    local: LocalSource | None = None
+
+
+def planned(store: FeatureStore, plan: SearchPlan) -> tuple[ExtractorRow, SearchPlan]:
+    """The stored row the plan searches (refused where this code would not reproduce its
+    vectors), and the plan with its default re-ranking (which decides a photo's regions:
+    before anything is extracted)."""
+    row, _ = stored_extractor(store, plan.extractor)
+    return row, with_default_rerank(store, plan)
+
+
+def photo_request(row: ExtractorRow, plan: SearchPlan, photo: QueryPhoto, label: str,
+                  own_id: int | None = None) -> Request:
+    """The search for a query photo: its descriptor (or its regions') and local features."""
+    vector = photo_vector(extractor_of(row), photo.pixels, plan.photo_regions)
+    return Request(row, plan, vector, own_id, label, photo_local(photo))
+
+
+def name_request(store: FeatureStore, row: ExtractorRow, plan: SearchPlan, name: str) -> Request:
+    """The search for an indexed image by its relative path or file name: its stored
+    vector and local features are the query; itself is left out."""
+    vector, own_id = indexed_vector(store, row, name)
+    return Request(row, plan, vector, own_id, name, indexed_local(store, own_id))
+
+
 def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
     """`imgsearch query`: IMAGE -> the top-K. IMAGE is a file path (its vector, or its
     regions' matrix, is extracted), else the relative path or file name of an indexed image
     (the demo's `query 45.jpg`, whose stored vector is the query); a name shared by several
     images is an error listing them."""
     started = time.perf_counter()
-    row, extractor = stored_extractor(store, plan.extractor)
-    plan = with_default_rerank(store, plan)
+    row, plan = planned(store, plan)
     if os.path.isdir(image):
         raise ImgsearchError(f"{image} is a folder: give one image (a file, or the name of an indexed image); "
                              "--under FOLDER searches only the images under a folder")
-    if os.path.isfile(image):
-        try:
-            photo = photo_of_bytes(read_bytes(image))
-        except SkippedFile as e:
-            raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
-        vector, own_id = photo_vector(extractor, photo.pixels, plan.photo_regions), _own_row_id(store, Path(image))
-        return search(store, row, vector, own_id, image, plan, started, photo_local(photo))
-    vector, own_id = indexed_vector(store, row, image)
-    return search(store, row, vector, own_id, image, plan, started, indexed_local(store, own_id))
+    if not os.path.isfile(image):
+        return search(store, name_request(store, row, plan, image), started)
+    try:
+        photo = photo_of_bytes(read_bytes(image))
+    except SkippedFile as e:
+        raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
+    return search(store, photo_request(row, plan, photo, image, _own_row_id(store, Path(image))), started)
 
 
 def with_default_rerank(store: FeatureStore, plan: SearchPlan) -> SearchPlan:
@@ -244,27 +283,26 @@ def extraction_scale(row: ExtractorRow, height: int, width: int) -> float:
     return min(1.0, float(json.loads(row.params)["max_side"]) / max(height, width, 1))
 
 
-def search(store: FeatureStore, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-           plan: SearchPlan, started: float | None = None, local: LocalSource | None = None,
+def search(store: FeatureStore, request: Request, started: float | None = None,
            scanner: Scanner | None = None) -> QueryResult:
-    """The plan's top-K (offset + k of them) for a query vector over the store, named, with
-    its re-ranking and learned map. own_id is the query's own stored row, left out unless
-    the plan includes it; `local` gives the query's local features to a re-ranking that
-    verifies; `scanner` answers the scans (default: the store's, StoreScan)."""
+    """The request's top-K (offset + k of them) over the store, named, with its
+    re-ranking and learned map; the query's own row is left out unless the plan includes
+    it. `scanner` answers the scans (default: the store's, StoreScan)."""
     started = time.perf_counter() if started is None else started
+    row, plan = request.row, request.plan
     metric = learned_metric(store, row, plan.metric, plan.whiten) if plan.whiten else plan.metric
     scanner = scanner or StoreScan(store, plan.block_rows, plan.parallel)
-    ctx = QueryContext(scanner, row, metric, vector, own_id, plan.include_self, plan.wanted, local,
-                       allowed_ids(store, plan.under))
+    ctx = QueryContext(scanner, row, metric, request.vector, request.own_id, plan.include_self, plan.wanted,
+                       request.local, allowed_ids(store, plan.under))
     notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.reranking.needs else []
 
     def scanned() -> ScanResult:
         if plan.rerank:
             return plan.rerank.run(ctx)
-        return scanner.top_k(row, metric, vector, plan.wanted, ctx.rows)
+        return scanner.top_k(row, metric, request.vector, plan.wanted, ctx.rows)
 
     result, matches = named_with_retry(functools.partial(named, store), scanned)
-    found = QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
+    found = QueryResult(request.label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
                         result.rows_scanned, result.state, result.extras, result.timings)
     return with_close_match(store, found, plan)
 

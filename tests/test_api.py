@@ -1,6 +1,6 @@
 """The Python library: the README's example run as it is, and the contract it states:
-hits as `query --json` has them, photos as paths, bytes or RGB arrays, errors as
-ImgsearchError."""
+hits as `query --json` has them (and as the service answers: one path from a request to
+the scan), photos as paths, bytes or RGB arrays, errors as ImgsearchError."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cli_runner import imgsearch as cli
 from photos import photo, variant, write_collection
+from served import serving
 
 import imgsearch
 
@@ -62,6 +63,13 @@ def test_hits_are_what_query_json_prints_and_every_kind_of_photo_is_searched(pic
         assert all(h.path != "beaches/45.jpg" for h in by_name)  # itself left out, as in `query`
         under = index.search(name="45.jpg", under="a", extractor="rgb")
         assert under and all(h.path.startswith("a/") for h in under)
+    with serving(db_url, pictures) as served, served.client() as http:  # the service: the same answer
+        uploaded = http.post("/api/search", files={"image": ("q.jpg", query.read_bytes())},
+                             data={"extractor": "rgb", "k": "4"}).json()["results"]
+        named = http.post("/api/search", json={"name": "beaches/45.jpg", "extractor": "rgb", "k": 3}).json()
+    assert [(r["id"], r["inliers"], r["corners"]) for r in uploaded] == [(h.id, h.inliers, h.corners) for h in by_path]
+    np.testing.assert_allclose([r["score"] for r in uploaded], [h.score for h in by_path], atol=1e-6)
+    assert [r["id"] for r in named["results"]] == [h.id for h in by_name]
 
 
 def test_failures_are_imgsearch_errors(pictures, db_url) -> None:

@@ -19,21 +19,17 @@ from imgsearch.plan import SearchPlan
 from imgsearch.query import (
     Match,
     QueryResult,
+    Request,
     allowed_ids,
-    indexed_local,
-    indexed_vector,
+    name_request,
     named,
     named_with_retry,
-    photo_local,
     photo_of_bytes,
-    photo_vector,
+    photo_request,
+    planned,
     search,
-    stored_extractor,
-    stored_row,
     with_close_match,
-    with_default_rerank,
 )
-from imgsearch.rerank.query import LocalSource
 from imgsearch.scan.kernel import RowFilter, ScanResult, prepare_query
 from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
@@ -142,34 +138,32 @@ class Service:
         height in its pixels): that crop is the query photo, its regions and all."""
         self._caught_up()
         with self.db() as store:
-            row, extractor = stored_extractor(store, plan.extractor)
-            plan = with_default_rerank(store, plan)  # before extraction: it decides the photo's regions
+            row, plan = planned(store, plan)
         with self.decodes.hold(data):  # SkippedFile: too many pixels; BusyError: no room now
             photo = photo_of_bytes(data, box)  # SkippedFile: not an image, or a decompression bomb
             self.decodes.check_decoded(photo.height, photo.width)
-            vector = photo_vector(extractor, photo.pixels, plan.photo_regions)
-            local = photo_local(photo)
-        return self._search_vector(row, vector, None, "upload", plan, local)
+            request = photo_request(row, plan, photo, "upload")
+        return self._answer(request)
 
     def search_name(self, name: str, plan: SearchPlan) -> dict:
         self._caught_up()
         with self.db() as store:
-            row = stored_row(store, plan.extractor)  # the stored vector is the query: nothing to extract
-            vector, own_id = indexed_vector(store, row, name)
-            plan = with_default_rerank(store, plan)
-        return self._search_vector(row, vector, own_id, name, plan, indexed_local(store, own_id))
+            row, plan = planned(store, plan)
+            request = name_request(store, row, plan, name)
+        return self._answer(request)
 
     def search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
                       plan: SearchPlan) -> dict:
         self._caught_up()
         with self.db() as store:
-            plan = with_default_rerank(store, plan)
-        return self._search_vector(row, vector, own_id, label, plan)
+            _, plan = planned(store, plan)
+        return self._answer(Request(row, plan, vector, own_id, label))
 
-    def _search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-                       plan: SearchPlan, local: LocalSource | None = None) -> dict:
-        """The answer for a plan with its default re-ranking applied (with_default_rerank)."""
+    def _answer(self, request: Request) -> dict:
+        """The answer for a request (query.Request: the same as the command line's and the
+        library's), from the resident copy where it holds what the plan scans."""
         started = time.perf_counter()
+        row, plan, own_id = request.row, request.plan, request.own_id
         index = self.resident.get(row.name)
         allowed = None
         if plan.under is not None:
@@ -177,16 +171,16 @@ class Service:
                 allowed = allowed_ids(store, plan.under)
         if index is None or plan.whiten or plan.metric.name not in self.config.metrics:
             with self.db() as store:
-                result = search(store, row, vector, own_id, label, plan, started, local)
+                result = search(store, request, started)
             served = "streamed"
         elif plan.rerank:
             with self.db() as store:  # the re-ranking's scans answered by the resident copy
                 scanner = ResidentScan(store, index, row.name, self.config.metrics,
                                        StoreScan(store, plan.block_rows, plan.parallel))
-                result = search(store, row, vector, own_id, label, plan, started, local, scanner)
+                result = search(store, request, started, scanner)
             served = "resident"
         else:
-            result = self._resident_search(index, row, vector, own_id, label, plan, started, allowed)
+            result = self._resident_search(index, request, started, allowed)
             with self.db() as store:
                 result = with_close_match(store, result, plan)
             served = "resident"
@@ -199,10 +193,11 @@ class Service:
                       rerank=plan.rerank.text if plan.rerank else None)
         return answer
 
-    def _resident_search(self, index: ResidentIndex, row: ExtractorRow, vector: np.ndarray, own_id: int | None,
-                         label: str, plan: SearchPlan, started: float, allowed: np.ndarray | None) -> QueryResult:
-        prepared = prepare_query(plan.metric, vector)
-        rows = RowFilter.of_query(own_id, plan.include_self, allowed)
+    def _resident_search(self, index: ResidentIndex, request: Request, started: float,
+                         allowed: np.ndarray | None) -> QueryResult:
+        plan = request.plan
+        prepared = prepare_query(plan.metric, request.vector)
+        rows = RowFilter.of_query(request.own_id, plan.include_self, allowed)
 
         def scanned() -> ScanResult:
             return index.current().top_k(plan.metric.name, prepared, plan.wanted, rows)
@@ -212,8 +207,8 @@ class Service:
                 return named(store, ranking)
 
         result, matches = named_with_retry(name, scanned)
-        return QueryResult(label, row.name, plan.metric.name, time.perf_counter() - started, matches, [],
-                           result.rows_scanned, result.state)
+        return QueryResult(request.label, request.row.name, plan.metric.name, time.perf_counter() - started, matches,
+                           [], result.rows_scanned, result.state)
 
     def image(self, image_id: int) -> StoredImage:
         self._caught_up()

@@ -159,7 +159,8 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
             report = run_build(store, settings.folder, names, settings.workers,
                                settings.batch_size, progress=True, options=cnn_options_of(settings),
                                pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None,
-                               block_rows=settings.block_rows, follow_links=not no_follow_links)
+                               block_rows=settings.block_rows, follow_links=not no_follow_links,
+                               default_graph=settings.default_graph)
             advice = store.cache_advice()
     except BaseException:
         if new_file:  # a build that failed before indexing anything leaves no file behind
@@ -213,7 +214,8 @@ def watch_plan(settings: Settings, quiet_seconds: float, rescan_minutes: float):
     from imgsearch.index.watch import WatchPlan
 
     return WatchPlan(settings.build_extractors, settings.workers, settings.batch_size, cnn_options_of(settings),
-                     settings.pack_rows, settings.block_rows, quiet_seconds, rescan_minutes * 60)
+                     settings.pack_rows, settings.block_rows, quiet_seconds, rescan_minutes * 60,
+                     settings.default_graph)
 
 
 def said_at(report) -> None:

@@ -82,7 +82,7 @@ class Comparison:
 
 def compare(store: FeatureStore, a: Side, b: Side) -> Comparison:
     found = Comparison(a.label, b.label)
-    for row in store.extractors():
+    for row in (r for r in store.extractors() if not r.derived):
         left, right = a.features(store, row), b.features(store, row)
         if left is None or right is None:
             found.missing.append(row.name)

@@ -152,6 +152,11 @@ class Settings:
             raise ImgsearchError(f"cannot read the password file {self.db_password_file}: "
                                  f"{getattr(e, 'strerror', None) or e}") from None
 
+    @property
+    def default_graph(self) -> tuple[str, str]:
+        """The graph builds keep: the one the default query's re-ranking reads."""
+        return self.extractor, self.metric
+
     def with_flags(self, **flags: Any) -> Settings:
         """Flags given on the command line (None means not given) override the rest."""
         return replace(self, **{k: v for k, v in flags.items() if v is not None and v != ()})

@@ -21,7 +21,14 @@ from imgsearch.index.walk import FoundFile, walk_collection
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.whiten import WHITENINGS, fit_map
 from imgsearch.query import NOT_SEARCHED, photo_vector
-from imgsearch.rerank.registry import LOCAL_EXTRACTOR, LOCAL_FEATURES, RerankSpec, parse_reranking
+from imgsearch.rerank.registry import (
+    DEFAULT_RERANK,
+    LOCAL_EXTRACTOR,
+    LOCAL_FEATURES,
+    NO_RERANK,
+    RerankSpec,
+    parse_reranking,
+)
 from imgsearch.scan.kernel import prepared_scores
 from imgsearch.scan.metrics import get_metric
 from imgsearch.specs import Spec, parse_spec
@@ -94,16 +101,18 @@ def extract_dataset(
             [found[i][1] for i in keep], [found[i][2] for i in keep] if local else [])
 
 
-def retrieval_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Leave-one-out mAP and P@k from a square score matrix (the diagonal is ignored).
-    Ties are ranked by database index, the same tie-break as the scan's TopK."""
+def retrieval_metrics(scores: np.ndarray, labels: np.ndarray, queries: np.ndarray | None = None) -> dict[str, float]:
+    """Leave-one-out mAP and P@k from a square score matrix (the diagonal is ignored),
+    over every row or only the rows `queries` (a sample). Ties are ranked by database
+    index, the same tie-break as the scan's TopK."""
     n = len(labels)
+    asked = np.arange(n) if queries is None else np.asarray(queries)
     ap_sum = 0.0
     hits_at = {k: 0.0 for k in CUTOFFS}
-    for start in range(0, n, 512):
-        block = scores[start : start + 512].astype(np.float64, copy=True)
-        rows = np.arange(start, min(start + 512, n))
-        block[rows - start, rows] = -np.inf
+    for start in range(0, len(asked), 512):
+        rows = asked[start : start + 512]
+        block = scores[rows].astype(np.float64, copy=True)
+        block[np.arange(len(rows)), rows] = -np.inf
         order = np.argsort(-block, axis=1, kind="stable")[:, : n - 1]
         relevant = labels[order] == labels[rows][:, None]
         cumulative = np.cumsum(relevant, axis=1)
@@ -112,9 +121,9 @@ def retrieval_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float
         ap_sum += float(np.sum(np.divide(precision_at_hits, n_relevant, out=np.zeros(len(rows)), where=n_relevant > 0)))
         for k in CUTOFFS:
             hits_at[k] += float(np.sum(cumulative[:, min(k, n - 1) - 1] / k))
-    result = {"mAP": ap_sum / n}
-    result.update({f"P@{k}": hits_at[k] / n for k in CUTOFFS})
-    result["n_queries"] = n
+    result = {"mAP": ap_sum / len(asked)}
+    result.update({f"P@{k}": hits_at[k] / len(asked) for k in CUTOFFS})
+    result["n_queries"] = len(asked)
     return result
 
 
@@ -132,12 +141,23 @@ def _fold_scores(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
                  whiten: Spec | None, rerank: RerankSpec | None, local: Sequence[LocalOfImage] = ()) -> np.ndarray:
     if whiten:
         test = fit_map(whiten, train, train_labels).apply(test)
-    if rerank and LOCAL_FEATURES in rerank.reranking.needs:
-        # a re-ranking of the plain scores by the images' local features (verification)
-        return rerank.reranking.method.function(test @ test.T, local, **rerank.values)
-    if rerank:
-        return rerank.reranking.method.function(test, test, **rerank.values)
-    return test @ test.T
+    return reranked_scores(test, rerank, local) if rerank else test @ test.T
+
+
+def reranked_scores(X: np.ndarray, rerank: RerankSpec, local: Sequence[LocalOfImage] = (),
+                    queries: np.ndarray | None = None) -> np.ndarray:
+    """The leave-one-out score matrix of the collection X (prepared rows) under a chain
+    of re-rankings, as query runs it: the first stage from the vectors, each following one
+    re-ordering the scores before it (verification by the images' local features; only of
+    the rows `queries` when given, a benchmark's sample)."""
+    scores = X @ X.T
+    for stage in rerank.stages:
+        function, values = stage.reranking.method.function, stage.values
+        if stage.reranking.follows:
+            scores = function(scores, local, **values, queries=queries)
+        else:
+            scores = function(X, X, **values)
+    return scores
 
 
 def evaluate(
@@ -150,10 +170,12 @@ def evaluate(
     folds, retrieval within the held-out fold; the folds' metrics are averaged."""
     metric = get_metric(metric_name)
     whiten_spec = parse_spec(whiten, WHITENINGS) if whiten else None
-    rerank_spec = parse_reranking(rerank) if rerank else None
+    if rerank is None:  # what `query` runs with no flags on an index of the default build
+        rerank = NO_RERANK if whiten or regions or folds > 1 else DEFAULT_RERANK
+    rerank_spec = parse_reranking(rerank) if rerank != NO_RERANK else None
     if regions and (whiten or rerank or folds > 1):
         raise ImgsearchError("--regions is measured on its own: leave out --whiten, --rerank and --folds")
-    local = rerank_spec is not None and LOCAL_FEATURES in rerank_spec.reranking.needs
+    local = rerank_spec is not None and LOCAL_FEATURES in rerank_spec.needs
     if local and (whiten or folds > 1):
         raise ImgsearchError(f"--rerank {rerank_spec.text} is measured on its own: leave out --whiten and --folds")
     images = labelled_images(dataset)

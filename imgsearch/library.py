@@ -103,7 +103,7 @@ class Index:
         index already holds)."""
         report = build_folder(self._store, None if folder is None else str(Path(folder).expanduser()),
                               extractors or self._settings.build_extractors, workers or os.cpu_count() or 1,
-                              self._settings.batch_size, progress)
+                              self._settings.batch_size, progress, default_graph=self._settings.default_graph)
         return Built(report.indexed, report.moved, report.unchanged, report.removed,
                      [(display(path), why) for path, why in report.skipped], report.summary())
 

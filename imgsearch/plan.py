@@ -7,10 +7,8 @@ from dataclasses import dataclass
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.regions import REGION_CHOICES, WHOLE_PHOTO
-from imgsearch.rerank.registry import GRAPH, RerankSpec, check_with_whitening, parse_reranking
+from imgsearch.rerank.registry import GRAPH, NO_RERANK, RerankSpec, check_with_whitening, parse_reranking
 from imgsearch.scan.metrics import Metric, get_metric
-
-NO_RERANK = "none"  # --rerank none: not even the default verification
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class SearchPlan:
         spec = parse_reranking(rerank) if rerank and rerank != NO_RERANK else None
         if spec is not None and whiten:
             check_with_whitening(spec)
-        if spec is not None and under and GRAPH in spec.reranking.needs:
+        if spec is not None and under and GRAPH in spec.needs:
             raise ImgsearchError(f"re-ranking {spec.text} walks the whole collection's k-NN graph; "
                                  "it does not combine with a folder (under)")
         return cls(extractor, get_metric(metric), k, offset, include_self, parallel, block_rows, regions, spec,
@@ -50,7 +48,7 @@ class SearchPlan:
     def photo_regions(self) -> str | None:
         """The regions a photo query uses: none when its re-ranking starts from one vector
         (query expansion after regions loses: docs/benchmarks.md)."""
-        if self.regions == WHOLE_PHOTO or (self.rerank and not self.rerank.reranking.accepts_regions):
+        if self.regions == WHOLE_PHOTO or (self.rerank and not self.rerank.accepts_regions):
             return None
         return self.regions
 

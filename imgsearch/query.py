@@ -29,6 +29,7 @@ from imgsearch.rerank.registry import DEFAULT_VERIFY, GRAPH, parse_reranking
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.scan.store_scan import Scanner, StoreScan
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
+from imgsearch.store.graph_tables import find_graph
 from imgsearch.store.records import ExtractorRow
 
 
@@ -209,7 +210,7 @@ def planned(store: FeatureStore, plan: SearchPlan) -> tuple[ExtractorRow, Search
     vectors), and the plan with its default re-ranking (which decides a photo's regions:
     before anything is extracted)."""
     row, _ = stored_extractor(store, plan.extractor)
-    return row, with_default_rerank(store, plan)
+    return row, with_default_rerank(store, row, plan)
 
 
 def photo_request(row: ExtractorRow, plan: SearchPlan, photo: QueryPhoto, label: str,
@@ -245,13 +246,21 @@ def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
     return search(store, photo_request(row, plan, photo, image, _own_row_id(store, Path(image))), started)
 
 
-def with_default_rerank(store: FeatureStore, plan: SearchPlan) -> SearchPlan:
-    """The plan, verifying by default where local features are stored (as regions are the
-    default for photos): the same object first; where nothing verifies, the order of the
-    global stage (Corel-1k leave-one-out mAP 0.909878 -> 0.909881 with verify)."""
-    if plan.rerank is None and plan.rerank_by_default and has_local_features(store):
-        return dataclasses.replace(plan, rerank=parse_reranking(DEFAULT_VERIFY))
-    return plan
+def with_default_rerank(store: FeatureStore, row: ExtractorRow, plan: SearchPlan) -> SearchPlan:
+    """The plan with the default re-ranking where none was asked for: DEFAULT_RERANK
+    (verified images first, the rest by DBA-AQE) of what the index keeps: verify where it
+    has local features, dba-aqe where the extractor's graph under the plan's metric keeps
+    augmented vectors (not within a folder, nor after a learned map: the graph is the whole
+    collection's, of the unmapped vectors)."""
+    if plan.rerank is not None or not plan.rerank_by_default:
+        return plan
+    graph = find_graph(store, row, plan.metric.name)
+    stages = []
+    if graph is not None and graph.dba and plan.under is None and not plan.whiten:
+        stages.append(f"dba-aqe:{graph.dba}")
+    if has_local_features(store):
+        stages.append(DEFAULT_VERIFY)
+    return dataclasses.replace(plan, rerank=parse_reranking("+".join(stages))) if stages else plan
 
 
 def photo_local(photo: QueryPhoto) -> LocalSource:
@@ -294,7 +303,7 @@ def search(store: FeatureStore, request: Request, started: float | None = None,
     scanner = scanner or StoreScan(store, plan.block_rows, plan.parallel)
     ctx = QueryContext(scanner, row, metric, request.vector, request.own_id, plan.include_self, plan.wanted,
                        request.local, allowed_ids(store, plan.under))
-    notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.reranking.needs else []
+    notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.needs else []
 
     def scanned() -> ScanResult:
         if plan.rerank:
@@ -313,7 +322,7 @@ def with_close_match(store: FeatureStore, result: QueryResult, plan: SearchPlan)
     map or a re-ranking whose scores are not the metric's."""
     if any(extra.get("corners") for extra in result.extras.values()):
         return dataclasses.replace(result, close_match=True)
-    if plan.whiten or (plan.rerank and plan.rerank.reranking.name != DEFAULT_VERIFY) or not result.matches:
+    if plan.whiten or (plan.rerank and any(stage.reranking.name != DEFAULT_VERIFY for stage in plan.rerank.stages)) or not result.matches:
         return result
     calibration = stored_calibration(store, result.extractor, result.metric)
     if calibration is None:

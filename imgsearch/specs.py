@@ -40,7 +40,8 @@ class Param:
 @dataclass(frozen=True)
 class Method:
     """A registered method: its function, whose first `skip` arguments are data and whose
-    other arguments are its parameters, each with a default and a check."""
+    other arguments are its parameters, each with a default and a check (keyword-only
+    arguments are the caller's options, not parameters a user sets)."""
 
     function: Callable[..., Any]
     description: str
@@ -50,7 +51,8 @@ class Method:
     @classmethod
     def of(cls, function: Callable[..., Any], description: str, checks: Mapping[str, Check], skip: int = 2,
            supervised: bool = False) -> Method:
-        signature = list(inspect.signature(function).parameters.values())[skip:]
+        signature = [p for p in list(inspect.signature(function).parameters.values())[skip:]
+                     if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         missing = {p.name for p in signature} ^ set(checks)
         assert not missing, f"{function.__name__}: parameters and checks differ on {missing}"
         return cls(function, description, tuple(Param(p.name, p.default, checks[p.name]) for p in signature),

@@ -168,7 +168,7 @@ def test_query_time_graph_reranking_equals_what_eval_measures(store, spec, metri
                        for i, v in enumerate(X)])
     store.pack(row, 16)
     update_graph(store, create_graph(store, row, metric_name, 6), row, metric, block_rows=16)
-    parsed = parse_reranking(spec)
+    (parsed,) = parse_reranking(spec).stages
     expected = parsed.reranking.method.function(*[metric.prepare_rows(X).astype(np.float64)] * 2, **parsed.values)
     for query in (0, 5):
         result = run_query(store, f"{query}.jpg", SearchPlan.of("rgb", metric_name, k=10, block_rows=7, rerank=spec))

@@ -28,7 +28,7 @@ from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.calibration import update_calibration
 from imgsearch.index.decode_rule import RuleChange, bring_to_decode_rule
 from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers
-from imgsearch.index.graph import update_graphs
+from imgsearch.index.graph import keep_default_graph, update_graphs
 from imgsearch.index.images import SkippedFile, decode_to_side, has_image_suffix, read_bytes
 from imgsearch.index.moves import Move, find_moves
 from imgsearch.index.shards import Shard, in_shard
@@ -106,11 +106,13 @@ def build(
     block_rows: int = 1024,
     follow_links: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
+    default_graph: tuple[str, str] | None = None,
 ) -> BuildReport:
     """Index the folder, then pack what changed (queries read packed blocks: see store)
     and update the k-NN graphs of the built extractors (see graph). should_stop is asked
     after each batch: when it says so, what is extracted is written and the build ends
-    there (removals, packing and upkeep are the next build's)."""
+    there (removals, packing and upkeep are the next build's). default_graph: the
+    (extractor, metric) whose graph the default re-ranking reads, made when missing."""
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
     report = BuildReport()
@@ -161,6 +163,8 @@ def build(
     # build to claim; deleted by this shard's next build if it did not
     removed = [row for row in gone if row.id not in moved_ids and row.bytes not in elsewhere]
     report.removed = store.delete_images_at({row.id: row.path for row in removed})
+    if default_graph is not None and default_graph[0] in rows:
+        keep_default_graph(store, rows[default_graph[0]], default_graph[1])
     for row in rows.values():
         report.repacked += store.pack(row, pack_rows).vectors_moved
         report.upkeep += update_graphs(store, row, block_rows, pack_rows, progress)

@@ -81,6 +81,7 @@ class WatchPlan:
     block_rows: int = 1024
     quiet: float = QUIET_SECONDS
     rescan: float = RESCAN_SECONDS
+    default_graph: tuple[str, str] | None = None  # see build
 
 
 def watch_folder(store: FeatureStore, folder: str | None, plan: WatchPlan, stop: threading.Event,
@@ -91,6 +92,6 @@ def watch_folder(store: FeatureStore, folder: str | None, plan: WatchPlan, stop:
     def one_build(should_stop: Callable[[], bool]) -> BuildReport:
         return build(store, str(root), plan.extractors, plan.workers, plan.batch_size, progress=False,
                      options=plan.options, pack_rows=plan.pack_rows, block_rows=plan.block_rows,
-                     should_stop=should_stop)
+                     should_stop=should_stop, default_graph=plan.default_graph)
 
     follow(root, one_build, stop, said, plan.quiet, plan.rescan)

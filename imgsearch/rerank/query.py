@@ -63,6 +63,7 @@ class QueryContext:
     local: LocalSource | None = None  # how to get the query's local features, when it has them
 
     allowed: np.ndarray | None = None  # only these images (a folder's), sorted ids; None: all
+    previous: ScanResult | None = None  # the ranking of the re-ranking before this one, in a chain
 
     @property
     def rows(self) -> RowFilter:
@@ -241,7 +242,16 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     the scan's order."""
     clock = Stopwatch()
     row = local_extractor(ctx.store)
-    scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, int(values["shortlist"])), ctx.rows)
+    shortlist = max(ctx.k, int(values["shortlist"]))
+    if ctx.previous is None:
+        scanned, extra = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, shortlist, ctx.rows), []
+    else:
+        # after another re-ranking: its ranking is the order below the verified, and a
+        # photo's regions still bring their own shortlist of candidates (an object that
+        # covers part of the photo is found by a region, not by the whole photo's expansion)
+        scanned = replace(ctx.previous, ranking=ctx.previous.ranking[:shortlist])
+        extra = [] if ctx.vector.ndim == 1 else \
+            [i for i, _ in ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, shortlist, ctx.rows).ranking]
     clock.lap("global")
     query = ctx.local(row) if ctx.local else None
     clock.lap("query features")
@@ -249,13 +259,12 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     if query is None or not len(query.features) or not ids:
         return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
     words = query_words(ctx.store, row, query.features)
-    in_scan = set(ids)
     # the word stage's best outside the folder are dropped: it adds candidates, the global
     # stage's shortlist stays the exact top within it
     from_words = [] if words is None else [i for i, _ in words.candidates(ctx.store, row, list(ctx.rows.excluded))
-                                          if i not in in_scan and ctx.rows.admits(i)]
+                                          if ctx.rows.admits(i)]
     clock.lap("words")
-    candidates = ids + from_words
+    candidates = list(dict.fromkeys(ids + extra + from_words))
     images = ctx.store.images_by_ids(candidates)
     stored = ctx.store.local_features(row, candidates)
     checked = [i for i in candidates if i in stored and i in images]

@@ -4,11 +4,15 @@ rerank.maths), how `query` and the service run it on a store, and what it needs.
 
 A new re-ranking is a pure function plus one `register(...)`: `on_shortlist` makes one
 that `query`, `eval` and the service all run with no other edit (tests/test_rerank_registry.py
-registers a toy one to keep that promise true)."""
+registers a toy one to keep that promise true).
+
+Re-rankings compose: `dba-aqe+verify` runs dba-aqe, then verify re-orders its ranking. A
+re-ranking that `follows` declares it re-orders the ranking of the stage before it (its
+pure function takes that stage's score matrix); only such a one may come after another."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,6 +47,9 @@ class Reranking:
     at_query: Callable[[QueryContext, Params], ScanResult]  # what query and the service run on a store
     needs: frozenset[str] = frozenset()
     accepts_regions: bool = False  # False: a photo query is re-ranked from its whole-photo descriptor
+    # Re-orders the ranking of the stage before it: at query time from ctx.previous, in eval
+    # its pure function takes (that stage's scores, the images' local features, **params).
+    follows: bool = False
 
     @property
     def usage(self) -> str:
@@ -50,7 +57,7 @@ class Reranking:
 
 
 @dataclass(frozen=True)
-class RerankSpec:
+class RerankStage:
     """A parsed `NAME[:P,...]`: the registered re-ranking and each parameter's value."""
 
     reranking: Reranking
@@ -58,7 +65,44 @@ class RerankSpec:
     text: str
 
     def run(self, ctx: QueryContext) -> ScanResult:
+        if not self.reranking.accepts_regions and ctx.vector.ndim == 2:
+            ctx = replace(ctx, vector=ctx.vector[0])  # the whole photo: always the first region
         return self.reranking.at_query(ctx, self.values)
+
+    @property
+    def shortlist(self) -> int:
+        return int(self.values.get("shortlist", 0))
+
+
+@dataclass(frozen=True)
+class RerankSpec:
+    """A parsed `STAGE[+STAGE...]`: re-rankings run in turn, each after the first
+    re-ordering the ranking of the one before."""
+
+    stages: tuple[RerankStage, ...]
+
+    @property
+    def text(self) -> str:
+        return "+".join(stage.text for stage in self.stages)
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset().union(*(stage.reranking.needs for stage in self.stages))
+
+    @property
+    def accepts_regions(self) -> bool:
+        """Whether a photo's regions are used: by the stages that take them (the others
+        read its whole-photo descriptor)."""
+        return any(stage.reranking.accepts_regions for stage in self.stages)
+
+    def run(self, ctx: QueryContext) -> ScanResult:
+        result: ScanResult | None = None
+        for stage, after in zip(self.stages, (*self.stages[1:], None)):
+            # a stage hands the next at least the shortlist it re-orders
+            k = ctx.k if after is None else max(ctx.k, after.shortlist)
+            result = stage.run(replace(ctx, k=k, previous=result))
+        assert result is not None
+        return result
 
 
 RERANKINGS: dict[str, Reranking] = {}
@@ -84,8 +128,16 @@ def on_shortlist(name: str, function: Callable[..., np.ndarray], description: st
 
 
 def parse_reranking(text: str) -> RerankSpec:
-    spec = parse_spec(text, methods())
-    return RerankSpec(RERANKINGS[spec.name], spec.values, spec.text)
+    stages = []
+    for part in text.split("+"):
+        spec = parse_spec(part, methods())
+        stages.append(RerankStage(RERANKINGS[spec.name], spec.values, spec.text))
+    for stage in stages[1:]:
+        if not stage.reranking.follows:
+            followers = ", ".join(r.name for r in RERANKINGS.values() if r.follows)
+            raise ImgsearchError(f"re-ranking {text!r}: {stage.reranking.name} cannot follow another re-ranking "
+                                 f"(it ranks from its own scans); only {followers} can: put {stage.reranking.name} first")
+    return RerankSpec(tuple(stages))
 
 
 def methods() -> dict[str, Method]:
@@ -93,12 +145,14 @@ def methods() -> dict[str, Method]:
 
 
 def help_text() -> str:
-    return "Re-ranking: " + "; ".join(f"{r.usage} ({r.method.description})" for r in RERANKINGS.values()) + "."
+    return ("Re-ranking: " + "; ".join(f"{r.usage} ({r.method.description})" for r in RERANKINGS.values())
+            + ". Join them with + to run them in turn (dba-aqe+verify); only "
+            + ", ".join(r.name for r in RERANKINGS.values() if r.follows) + " can follow another.")
 
 
 def check_with_whitening(spec: RerankSpec) -> None:
-    if GRAPH in spec.reranking.needs:
-        raise ImgsearchError(f"re-ranking {spec.reranking.name} uses the graph of the unmapped vectors; "
+    if GRAPH in spec.needs:
+        raise ImgsearchError(f"re-ranking {spec.text} uses the graph of the unmapped vectors; "
                              "it cannot follow a learned map (whiten)")
 
 
@@ -125,11 +179,16 @@ register(Reranking("k-reciprocal", Method.of(
 
 
 LOCAL_EXTRACTOR = "sift"  # the local features eval extracts for a re-ranking that needs them
-DEFAULT_VERIFY = "verify"  # what queries run by default where local features are stored
+NO_RERANK = "none"  # --rerank none: not even the default
+DEFAULT_VERIFY = "verify"
+# What a query runs with no --rerank on an index of the default build, and eval with no
+# flags: the same object first (verify), the rest in DBA-AQE's order (Corel-1k, flowers102:
+# docs/benchmarks.md). Where a part is not stored, the default is the rest (query.default_rerank).
+DEFAULT_RERANK = "dba-aqe+verify"
 
 register(Reranking("verify", Method.of(
     verified_scores, "geometric verification of the top shortlist by local features, shortlist, false_alarms "
                      "(RootSIFT, ratio test, RANSAC homography, Philbin et al., CVPR 2007; verified when chance "
                      "explains fewer than false_alarms such models, Moisan & Stival 2004)",
     {"shortlist": WHOLE_POSITIVE, "false_alarms": POSITIVE}),
-    verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True))
+    verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True, follows=True))

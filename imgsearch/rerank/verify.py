@@ -5,7 +5,7 @@ functions of features and keypoints; rerank.query runs them on a shortlist."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -206,12 +206,13 @@ def verified_keys(scores: np.ndarray, results: list[Verification | None]) -> np.
 
 
 def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[int, int]]], shortlist: int = 100,
-                    false_alarms: float = DEFAULT_FALSE_ALARMS) -> np.ndarray:
+                    false_alarms: float = DEFAULT_FALSE_ALARMS, *, queries: Sequence[int] | None = None) -> np.ndarray:
     """eval's verification: each image (a query, with its own stored local features) is
-    verified against its top `shortlist` by the plain scores (itself left out) and scored
-    by verified_keys, as query ranks them. local: each image's features and (height, width)."""
+    verified against its top `shortlist` by the scores before (itself left out) and scored
+    by verified_keys, as query ranks them. local: each image's features and (height, width).
+    queries: only these rows (a benchmark's sample; the others keep their scores)."""
     out = np.array(scores, dtype=np.float64, copy=True)
-    for i in range(len(scores)):
+    for i in range(len(scores)) if queries is None else queries:
         order = np.argsort(-scores[i], kind="stable")
         order = order[order != i][: int(shortlist)]
         features, (height, width) = local[i]

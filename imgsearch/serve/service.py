@@ -90,7 +90,7 @@ class Service:
         for row in self._store.extractors():
             if self.config.extractors and row.name not in self.config.extractors:
                 continue
-            if not self.config.extractors and ('"dba_of"' in row.params or row.kind != "vector"):
+            if not self.config.extractors and (row.derived or row.kind != "vector"):
                 continue  # a graph's derived vectors (scanned by dba-aqe) or local features or hashes: not searched
             need = int(counts.get(row.id, 0) * (row.dim * 4 * len(metrics) + 8) * COMPACTION_HEADROOM)
             if need <= budget:

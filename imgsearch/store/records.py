@@ -44,6 +44,12 @@ class ExtractorRow:
         """What its rows are (Extractor.kind): "vector", "local" or "hash"."""
         return str(json.loads(self.params).get("kind", "vector"))
 
+    @property
+    def derived(self) -> bool:
+        """Computed from another extractor's vectors (a graph's augmented vectors), not
+        extracted from images: not searched or compared by itself."""
+        return "dba_of" in json.loads(self.params)
+
 
 def id_chunks(ids: list) -> list[tuple[list, str]]:
     """The values in pieces for `IN (...)`, each with its placeholder list."""

@@ -206,10 +206,9 @@ class Request:
 
 
 def planned(store: FeatureStore, plan: SearchPlan) -> tuple[ExtractorRow, SearchPlan]:
-    """The stored row the plan searches (refused where this code would not reproduce its
-    vectors), and the plan with its default re-ranking (which decides a photo's regions:
-    before anything is extracted)."""
-    row, _ = stored_extractor(store, plan.extractor)
+    """The stored row the plan searches, and the plan with its default re-ranking (which
+    decides a photo's regions: before anything is extracted)."""
+    row = stored_row(store, plan.extractor)
     return row, with_default_rerank(store, row, plan)
 
 

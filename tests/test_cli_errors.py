@@ -76,7 +76,9 @@ def test_query_with_different_extractor_params_is_refused(built, tmp_path) -> No
     path = built.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE extractors SET params = '{\"hue_edges\":[1]}' WHERE name = 'hsv72'")
-    assert_clean_failure(imgsearch("query", "coffee.jpg", "--db", built, "-e", "hsv72"), "not comparable")
+    photo = tmp_path / "photo.jpg"  # a photo is extracted by this code: its vector would not compare
+    photo.write_bytes(next((tmp_path / "photos").rglob("coffee.jpg")).read_bytes())
+    assert_clean_failure(imgsearch("query", photo, "--db", built, "-e", "hsv72"), "not comparable")
 
 
 def test_corrupt_query_image(built, tmp_path) -> None:

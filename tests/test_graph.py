@@ -288,7 +288,8 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
     with pytest.raises(ImgsearchError, match="cannot follow a learned map"):
         run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4", whiten="any"))
     update_graph(store, create_graph(store, row, "bhattacharyya", 4, dba=2), row, metric, block_rows=16)
-    result = run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7, rerank="dba-aqe:2,4"))
+    result = run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7,
+                                                     rerank="dba-aqe:2,4,0"))  # alpha 0: the plain AQE below
     P = metric.prepare_rows(X).astype(np.float64)
     D = dba(P, 2)[1:]
     top = np.argsort(-(D @ P[0]), kind="stable")[:4]
@@ -381,3 +382,15 @@ def test_augmented_vectors_are_packed_by_pack_rows_not_by_the_read_block_size(db
     assert imgsearch("build", folder, "--db", db_url, "-e", "rgb", env=sizes).code == 0
     after = augmented_block_sizes()
     assert sum(after) == 13 and max(after) == 3, after
+
+
+def test_augmentation_ignores_unrelated_neighbours_and_the_default_keeps_a_copy_first() -> None:
+    """Similarity-weighted DBA and alpha-QE: among photos unlike each other (Pearson about
+    0) every vector stays its own, and a copy of one of them is still found first."""
+    from imgsearch.rerank.maths import dba, dba_aqe
+
+    rng = np.random.default_rng(3)
+    X = np.linalg.qr(rng.standard_normal((64, 6)))[0].T  # six orthogonal unit vectors
+    np.testing.assert_allclose(dba(X, 3), X, atol=1e-6)
+    scores = dba_aqe(X[[4]] + 0.05 * rng.standard_normal((1, 64)) / 8, X)
+    assert int(np.argmax(scores)) == 4

@@ -24,13 +24,14 @@ def test_aqe_is_the_mean_of_query_and_its_neighbours() -> None:
     np.testing.assert_allclose(alpha_qe(q, X, 4, alpha=0.0), aqe(q, X, 4), atol=1e-6)
 
 
-def test_dba_averages_each_vector_with_its_neighbours() -> None:
+def test_dba_moves_each_vector_towards_its_neighbours_by_their_similarity() -> None:
     rng = np.random.default_rng(1)
     X = unit(rng.standard_normal((20, 5)))
     augmented = dba(X, 2)
     for i in (0, 7):
-        top = np.argsort(-(X[i] @ X.T), kind="stable")[:3]
-        np.testing.assert_allclose(augmented[i], unit(X[top].sum(axis=0)), atol=1e-6)
+        top = np.argsort(-(X[i] @ X.T), kind="stable")[:3]  # itself, then its two nearest
+        weights = np.clip(X[top] @ X[i], 0, None)  # 1 for itself
+        np.testing.assert_allclose(augmented[i], unit(weights @ X[top]), atol=1e-6)
 
 
 def test_diffusion_follows_the_manifold() -> None:

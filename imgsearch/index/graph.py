@@ -146,7 +146,8 @@ def _augmented(
     augmented = {}
     for i in nodes:
         neighbours = prepared[[row_of[j] for j in nearest[i]]][None, :, :]
-        augmented[i] = augment(prepared[row_of[i]][None, :], neighbours)[0]
+        similarities = lists[i].scores[: graph.dba][None, :]
+        augmented[i] = augment(prepared[row_of[i]][None, :], neighbours, similarities)[0]
     return derived, augmented
 
 

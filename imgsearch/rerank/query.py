@@ -171,11 +171,11 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
 
 
 def dba_aqe_at_query(ctx: QueryContext, values: Params) -> ScanResult:
-    """DBA then AQE at query time: AQE over the stored augmented vectors (unit vectors in
-    the metric's space, scanned by cosine) with the prepared query."""
+    """DBA then query expansion at query time: alpha-QE over the stored augmented vectors
+    (unit vectors in the metric's space, scanned by cosine) with the prepared query."""
     augmented, cosine = augmented_set(ctx.store, ctx.row, ctx.metric, int(values["n_db"])), get_metric("cosine")
     expanded = expanded_query(ctx.scanner, augmented, ctx.metric.prepare_one(ctx.vector), cosine, ctx.rows,
-                              {"n": values["n_query"]})
+                              {"n": values["n_query"], "alpha": values["alpha"]})
     return ctx.scanner.top_k(augmented, cosine, expanded, ctx.k, ctx.rows, query_is_prepared=True)
 
 

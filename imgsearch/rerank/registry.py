@@ -162,9 +162,10 @@ register(Reranking("aqe", Method.of(maths.aqe, "average query expansion, n neigh
 register(Reranking("alpha-qe", Method.of(maths.alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., "
                                                          "TPAMI 2018)", {"n": WHOLE_POSITIVE, "alpha": NON_NEGATIVE}),
                    query_expansion_at_query, frozenset({SECOND_SCAN})))
-register(Reranking("dba-aqe", Method.of(maths.dba_aqe, "database-side augmentation then AQE, n_db, n_query "
-                                                       "(Arandjelovic & Zisserman, CVPR 2012)",
-                                        {"n_db": WHOLE_POSITIVE, "n_query": WHOLE_POSITIVE}),
+register(Reranking("dba-aqe", Method.of(maths.dba_aqe, "database-side augmentation then query expansion, n_db, "
+                                                       "n_query, alpha (Arandjelovic & Zisserman, CVPR 2012; "
+                                                       "alpha-weighted as alpha-qe, 0: AQE)",
+                                        {"n_db": WHOLE_POSITIVE, "n_query": WHOLE_POSITIVE, "alpha": NON_NEGATIVE}),
                    dba_aqe_at_query, frozenset({GRAPH, DBA, SECOND_SCAN})))
 register(Reranking("diffusion", Method.of(
     maths.diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist, iterations "

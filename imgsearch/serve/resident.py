@@ -14,7 +14,7 @@ the whole matrix, the shape a bare numpy scan has.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,19 +188,18 @@ class ResidentIndex:
 @dataclass(frozen=True)
 class ResidentScan:
     """A Scanner (scan.store_scan) for query-time re-ranking that answers from the resident
-    copy where it holds the extractor and the metric, and from the store otherwise (a
-    graph's augmented vectors, another metric): a verified upload's global stage costs a
-    matrix product in memory, not a stream of the table."""
+    copies where one holds the extractor (a graph's augmented vectors included) and the
+    metric, and from the store otherwise: a verified upload's global stage and the default
+    re-ranking's expansion cost matrix products in memory, not streams of the table."""
 
     store: FeatureStore
-    index: ResidentIndex
-    extractor: str
-    metrics: tuple[str, ...]
+    resident: Mapping[str, ResidentIndex | None]
     fallback: StoreScan
 
     def top_k(self, extractor: ExtractorRow, metric: Metric, query: np.ndarray, k: int, rows: RowFilter = EVERY_ROW,
               query_is_prepared: bool = False) -> ScanResult:
-        if extractor.name != self.extractor or metric.name not in self.metrics:
+        index = self.resident.get(extractor.name)
+        if index is None or metric.name not in {m.name for m in index.metrics}:
             return self.fallback.top_k(extractor, metric, query, k, rows, query_is_prepared)
         prepared = query if query_is_prepared else prepare_query(metric, query)
-        return self.index.current().top_k(metric.name, prepared, k, rows)
+        return index.current().top_k(metric.name, prepared, k, rows)

@@ -87,16 +87,18 @@ class Service:
         budget = self.config.max_memory
         metrics = [get_metric(m) for m in self.config.metrics]
         counts = self._store.count_features()
-        for row in self._store.extractors():
-            if self.config.extractors and row.name not in self.config.extractors:
-                continue
-            if not self.config.extractors and (row.derived or row.kind != "vector"):
-                continue  # a graph's derived vectors (scanned by dba-aqe) or local features or hashes: not searched
-            need = int(counts.get(row.id, 0) * (row.dim * 4 * len(metrics) + 8) * COMPACTION_HEADROOM)
+        rows = self._store.extractors()
+        searched = [row for row in rows if (row.name in self.config.extractors if self.config.extractors
+                                            else row.kind == "vector" and not row.derived)]
+        # a searched extractor's graph vectors, which the default re-ranking scans by cosine
+        augmented = [row for row in rows if row.derived_from in {r.name for r in searched}
+                     and row not in searched]
+        for row, row_metrics in [(row, metrics) for row in searched] + [(row, [get_metric("cosine")]) for row in augmented]:
+            need = int(counts.get(row.id, 0) * (row.dim * 4 * len(row_metrics) + 8) * COMPACTION_HEADROOM)
             if need <= budget:
                 budget -= need
-                self.resident[row.name] = ResidentIndex(self._open, row, metrics)
-            else:
+                self.resident[row.name] = ResidentIndex(self._open, row, row_metrics)
+            elif not row.derived:
                 self.resident[row.name] = None
 
     def public(self, message: str) -> str:
@@ -175,8 +177,7 @@ class Service:
             served = "streamed"
         elif plan.rerank:
             with self.db() as store:  # the re-ranking's scans answered by the resident copy
-                scanner = ResidentScan(store, index, row.name, self.config.metrics,
-                                       StoreScan(store, plan.block_rows, plan.parallel))
+                scanner = ResidentScan(store, self.resident, StoreScan(store, plan.block_rows, plan.parallel))
                 result = search(store, request, started, scanner)
             served = "resident"
         else:
@@ -241,7 +242,7 @@ class Service:
             advice = store.cache_advice()
         served = {}
         for e in extractors:
-            if e.name not in self.resident:
+            if e.name not in self.resident or e.derived:
                 continue
             index = self.resident[e.name]
             state = index.state if index is not None else None

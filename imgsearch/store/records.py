@@ -45,10 +45,16 @@ class ExtractorRow:
         return str(json.loads(self.params).get("kind", "vector"))
 
     @property
+    def derived_from(self) -> str | None:
+        """The extractor whose vectors this one's are computed from (a graph's augmented
+        vectors), None for one extracted from images."""
+        source = json.loads(self.params).get("dba_of")
+        return None if source is None else str(source)
+
+    @property
     def derived(self) -> bool:
-        """Computed from another extractor's vectors (a graph's augmented vectors), not
-        extracted from images: not searched or compared by itself."""
-        return "dba_of" in json.loads(self.params)
+        """Computed, not extracted: not searched or compared by itself."""
+        return self.derived_from is not None
 
 
 def id_chunks(ids: list) -> list[tuple[list, str]]:

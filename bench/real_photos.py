@@ -47,7 +47,8 @@ def build_index(folder: Path, db: str) -> None:
 
     with open_store(parse_database_url(db), create=True) as store:
         started = time.perf_counter()
-        report = build(store, str(folder), Settings().build_extractors, os.cpu_count() or 1, 256, progress=True)
+        report = build(store, str(folder), Settings().build_extractors, os.cpu_count() or 1, 256, progress=True,
+                       default_graph=Settings().default_graph)  # as `imgsearch build` keeps it
         print(f"build: {report.summary().splitlines()[0]} ({time.perf_counter() - started:.0f} s)")
 
 

@@ -237,8 +237,9 @@ def said_at(report) -> None:
 @click.option("--rerank", metavar="NAME[:PARAMS]",
               help=RERANK_HELP + " aqe and alpha-qe cost a second scan; dba-aqe scans the augmented vectors and "
                    "diffusion and k-reciprocal re-rank the top `shortlist` (1000 / 100) with the k-NN graph that "
-                   "`imgsearch graph` keeps (--dba N for dba-aqe:N). Default: verify where local features are "
-                   "stored (the default build), else none; `none` turns the default off.")
+                   "`imgsearch graph` keeps (--dba N for dba-aqe:N). Default: dba-aqe+verify, of what the index "
+                   "keeps (a default build keeps both): verified images first, the rest in dba-aqe's order; "
+                   "`none` turns the default off.")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")
 @click.option("--replica", metavar="URL", help="Read from this replica of the --db server (default: one of "
@@ -301,8 +302,11 @@ def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: 
              max_side: int | None, multiscale: bool | None) -> None:
     """Leave-one-out retrieval quality on DATASET, a folder whose sub-folders are classes.
 
-    Every image queries all others; prints mAP, P@1, P@10, P@20, P@100 and n_queries."""
+    Every image queries all others; prints mAP, P@1, P@10, P@20, P@100 and n_queries.
+    With no flags it measures what `query` runs with none on a default build (re-ranking
+    dba-aqe+verify); `--rerank none` measures the descriptor alone."""
     from imgsearch.evaluate import evaluate as run_eval
+    from imgsearch.evaluate import measured_rerank
 
     settings = load_settings(config_file).with_flags(extractor=extractor, metric=metric, workers=workers,
                                                      cnn_max_side=max_side, cnn_multiscale=multiscale)
@@ -312,7 +316,8 @@ def evaluate(dataset: Path, extractor: str | None, metric: str | None, workers: 
     if as_json:
         click.echo(json.dumps(scores))
         return
-    click.echo(f"{settings.extractor} / {settings.metric} on {dataset}")
+    pipeline = measured_rerank(rerank, whiten, regions, folds or 0)
+    click.echo(f"{settings.extractor} / {settings.metric} / re-ranking {pipeline} on {dataset}")
     for key, value in scores.items():
         click.echo(f"{key:>10}  {value}" if isinstance(value, int) else f"{key:>10}  {value:.4f}")
 

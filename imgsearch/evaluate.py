@@ -160,6 +160,15 @@ def reranked_scores(X: np.ndarray, rerank: RerankSpec, local: Sequence[LocalOfIm
     return scores
 
 
+def measured_rerank(rerank: str | None, whiten: str | None, regions: str | None, folds: int) -> str:
+    """The re-ranking eval measures: the one asked for, else what `query` runs with no
+    flags on an index of the default build (DEFAULT_RERANK); none beside a learned map,
+    regions or folds, which are measured on their own."""
+    if rerank is not None:
+        return rerank
+    return NO_RERANK if whiten or regions or folds > 1 else DEFAULT_RERANK
+
+
 def evaluate(
     dataset: Path, extractor_name: str, metric_name: str, workers: int, progress: bool = True,
     options: CnnOptions = CnnOptions(), whiten: str | None = None, rerank: str | None = None, folds: int = 0,
@@ -170,8 +179,7 @@ def evaluate(
     folds, retrieval within the held-out fold; the folds' metrics are averaged."""
     metric = get_metric(metric_name)
     whiten_spec = parse_spec(whiten, WHITENINGS) if whiten else None
-    if rerank is None:  # what `query` runs with no flags on an index of the default build
-        rerank = NO_RERANK if whiten or regions or folds > 1 else DEFAULT_RERANK
+    rerank = measured_rerank(rerank, whiten, regions, folds)
     rerank_spec = parse_reranking(rerank) if rerank != NO_RERANK else None
     if regions and (whiten or rerank or folds > 1):
         raise ImgsearchError("--regions is measured on its own: leave out --whiten, --rerank and --folds")

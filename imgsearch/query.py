@@ -57,12 +57,14 @@ class QueryResult:
     # Whether the best match scores above what unrelated photos of this index score (or
     # verified); None where unknown (no calibration, or a re-ranking's own score scale).
     close_match: bool | None = None
+    rerank: str | None = None  # the re-ranking that ordered the results (its default included), None: the metric
 
     def as_json(self) -> dict:
         """The `query --json` object (the service's answer adds to it)."""
         return {
             "query": self.query, "extractor": self.extractor, "metric": self.metric, "elapsed_s": self.elapsed_s,
             "rows_scanned": self.rows_scanned, "state": self.state, "close_match": self.close_match,
+            "rerank": self.rerank,
             **({"stages_s": self.timings} if self.timings else {}),
             "results": [{"rank": m.rank, "id": m.id, "name": os.fsdecode(m.name), "path": os.fsdecode(m.path),
                          "score": m.score, **self.extras.get(m.id, {})} for m in self.matches],
@@ -311,7 +313,8 @@ def search(store: FeatureStore, request: Request, started: float | None = None,
 
     result, matches = named_with_retry(functools.partial(named, store), scanned)
     found = QueryResult(request.label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
-                        result.rows_scanned, result.state, result.extras, result.timings)
+                        result.rows_scanned, result.state, result.extras, result.timings,
+                        rerank=plan.rerank.text if plan.rerank else None)
     return with_close_match(store, found, plan)
 
 

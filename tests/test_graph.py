@@ -291,10 +291,10 @@ def test_query_time_dba_aqe_scans_the_stored_augmented_vectors(store):
     result = run_query(store, "0.jpg", SearchPlan.of("rgb", "bhattacharyya", k=8, block_rows=7,
                                                      rerank="dba-aqe:2,4,0"))  # alpha 0: the plain AQE below
     P = metric.prepare_rows(X).astype(np.float64)
-    D = dba(P, 2)[1:]
-    top = np.argsort(-(D @ P[0]), kind="stable")[:4]
+    D = dba(P, 2)
+    top = np.argsort(-(D @ P[0]), kind="stable")[:4]  # its own augmented vector among them, as in eval
     expanded = P[0] + D[top].sum(axis=0)
-    scores = D @ (expanded / np.linalg.norm(expanded))
+    scores = D[1:] @ (expanded / np.linalg.norm(expanded))
     assert [m.name for m in result.matches] == [f"{i + 1}.jpg".encode() for i in np.argsort(-scores)[:8]]
     np.testing.assert_allclose([m.score for m in result.matches], np.sort(scores)[::-1][:8], atol=1e-5)
 

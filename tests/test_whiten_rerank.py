@@ -150,9 +150,9 @@ def test_query_expansion_at_query_time_equals_the_direct_formula(db_url, spec, a
         result = run_query(store, "0.jpg", SearchPlan.of("rgb", metric_name, k=8, block_rows=7, rerank=spec))
     metric = get_metric(metric_name)
     P = metric.prepare_rows(X).astype(np.float64)
-    first = P[1:] @ P[0]
+    first = P @ P[0]  # the query's own row is among what it expands with, as in eval's leave-one-out
     top = np.argsort(-first, kind="stable")[:4]
-    expanded = P[0] + (np.maximum(first[top], 0) ** alpha) @ P[1:][top]
+    expanded = P[0] + (np.maximum(first[top], 0) ** alpha) @ P[top]
     scores = P[1:] @ (expanded / np.linalg.norm(expanded))
     expected = [f"{i + 1}.jpg".encode() for i in np.argsort(-scores, kind="stable")[:8]]
     assert [m.name for m in result.matches] == expected

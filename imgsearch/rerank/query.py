@@ -71,6 +71,13 @@ class QueryContext:
         return RowFilter.of_query(self.own_id, self.include_self, self.allowed)
 
     @property
+    def expanding(self) -> RowFilter:
+        """What a query expansion's first scan scores: the query's own stored row too (an
+        indexed query expands with its own, as eval's leave-one-out measures it; it is
+        left out of the answer only), only the allowed images."""
+        return RowFilter((), self.allowed)
+
+    @property
     def store(self) -> FeatureStore:
         return self.scanner.store
 
@@ -174,14 +181,14 @@ def dba_aqe_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     """DBA then query expansion at query time: alpha-QE over the stored augmented vectors
     (unit vectors in the metric's space, scanned by cosine) with the prepared query."""
     augmented, cosine = augmented_set(ctx.store, ctx.row, ctx.metric, int(values["n_db"])), get_metric("cosine")
-    expanded = expanded_query(ctx.scanner, augmented, ctx.metric.prepare_one(ctx.vector), cosine, ctx.rows,
+    expanded = expanded_query(ctx.scanner, augmented, ctx.metric.prepare_one(ctx.vector), cosine, ctx.expanding,
                               {"n": values["n_query"], "alpha": values["alpha"]})
     return ctx.scanner.top_k(augmented, cosine, expanded, ctx.k, ctx.rows, query_is_prepared=True)
 
 
 def query_expansion_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     """AQE / alpha-QE: a second scan with the expanded query (see expanded_query)."""
-    expanded = expanded_query(ctx.scanner, ctx.row, ctx.vector, ctx.metric, ctx.rows, values)
+    expanded = expanded_query(ctx.scanner, ctx.row, ctx.vector, ctx.metric, ctx.expanding, values)
     return ctx.scanner.top_k(ctx.row, ctx.metric, expanded, ctx.k, ctx.rows, query_is_prepared=True)
 
 

@@ -190,8 +190,7 @@ class Service:
         own = 1 if own_id is not None and not plan.include_self and RowFilter((), allowed).admits(own_id) else 0
         searched = len(allowed) if allowed is not None else result.rows_scanned
         answer.update(total=max(searched - own, 0) if searched else len(result.matches), under=plan.under,
-                      offset=plan.offset, served=served,
-                      rerank=plan.rerank.text if plan.rerank else None)
+                      offset=plan.offset, served=served)
         return answer
 
     def _resident_search(self, index: ResidentIndex, request: Request, started: float,

@@ -40,7 +40,8 @@ def test_cli_build_then_query_finds_the_edited_copy(db_url, collection, tmp_path
         # the default build stores local features, so a photo query is verified by default,
         # and says how long each stage of it took
         assert set(result) == {"query", "extractor", "metric", "elapsed_s", "rows_scanned", "state",
-                               "close_match", "stages_s", "results"}
+                               "close_match", "rerank", "stages_s", "results"}
+        assert result["rerank"] == "verify"  # no graph for these extractors: verification alone
         assert {"global", "words", "matching and ransac"} <= set(result["stages_s"])
         assert set(result["results"][0]) - {"corners"} == {"rank", "id", "name", "path", "score", "inliers", "matches",
                                                                    "significance"}

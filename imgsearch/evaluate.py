@@ -150,13 +150,14 @@ def reranked_scores(X: np.ndarray, rerank: RerankSpec, local: Sequence[LocalOfIm
     of re-rankings, as query runs it: the first stage from the vectors, each following one
     re-ordering the scores before it (verification by the images' local features; only of
     the rows `queries` when given, a benchmark's sample)."""
-    scores = X @ X.T
+    scores: np.ndarray | None = None
     for stage in rerank.stages:
         function, values = stage.reranking.method.function, stage.values
-        if stage.reranking.follows:
-            scores = function(scores, local, **values, queries=queries)
+        if stage.reranking.follows:  # re-orders the stage before it, or the metric's own scores
+            scores = function(X @ X.T if scores is None else scores, local, **values, queries=queries)
         else:
             scores = function(X, X, **values)
+    assert scores is not None
     return scores
 
 

@@ -26,7 +26,7 @@ from imgsearch.names import display
 from imgsearch.plan import SearchPlan
 from imgsearch.rerank.query import LocalSource, QueryContext, QueryLocal, graph_notes, has_local_features
 from imgsearch.rerank.registry import DEFAULT_VERIFY, GRAPH, parse_reranking
-from imgsearch.scan.kernel import ScanResult
+from imgsearch.scan.kernel import ScanResult, pair_scores
 from imgsearch.scan.store_scan import Scanner, StoreScan
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
 from imgsearch.store.graph_tables import find_graph
@@ -315,21 +315,34 @@ def search(store: FeatureStore, request: Request, started: float | None = None,
     found = QueryResult(request.label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
                         result.rows_scanned, result.state, result.extras, result.timings,
                         rerank=plan.rerank.text if plan.rerank else None)
-    return with_close_match(store, found, plan)
+    return with_close_match(store, found, request)
 
 
-def with_close_match(store: FeatureStore, result: QueryResult, plan: SearchPlan) -> QueryResult:
-    """The result, saying whether its best match is close: verified, or scoring above the
-    index's calibrated cut for unrelated photos (index.calibration). Unknown under a learned
-    map or a re-ranking whose scores are not the metric's."""
+def with_close_match(store: FeatureStore, result: QueryResult, request: Request) -> QueryResult:
+    """The result, saying whether its best match is close: verified, or scoring by the
+    metric above the index's calibrated cut for unrelated photos (index.calibration).
+    Under the default re-ranking, whose scores are not the metric's, the first match is
+    scored by the metric again (its best region for a photo's regions; one stored vector
+    read), so the default keeps the cue; a re-ranking asked for by name, or a learned
+    map, says nothing."""
     if any(extra.get("corners") for extra in result.extras.values()):
         return dataclasses.replace(result, close_match=True)
-    if plan.whiten or (plan.rerank and any(stage.reranking.name != DEFAULT_VERIFY for stage in plan.rerank.stages)) or not result.matches:
+    plan = request.plan
+    own_scale = plan.rerank and any(stage.reranking.name != DEFAULT_VERIFY for stage in plan.rerank.stages)
+    if plan.whiten or not result.matches or (own_scale and not plan.rerank_by_default):
         return result
     calibration = stored_calibration(store, result.extractor, result.metric)
     if calibration is None:
         return result
-    return dataclasses.replace(result, close_match=calibration.is_close(result.matches[0].score))
+    best = result.matches[0]
+    if own_scale:
+        stored = store.vector(request.row, best.id)
+        if stored is None:  # deleted since the scan: nothing to judge by
+            return result
+        queries = plan.metric.prepare_rows(np.atleast_2d(request.vector))
+        return dataclasses.replace(result, close_match=calibration.is_close(
+            float(pair_scores(plan.metric, stored[None, :], queries).max())))
+    return dataclasses.replace(result, close_match=calibration.is_close(best.score))
 
 
 def allowed_ids(store: FeatureStore, under: str | None) -> np.ndarray | None:

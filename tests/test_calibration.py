@@ -102,3 +102,24 @@ def test_the_page_says_no_close_match_above_weak_results(indexed, tmp_path, brow
         page.wait_for_function("document.querySelector('#current-label').textContent.endsWith('cat.jpg')")
         page.wait_for_selector("#results li button.hit")
         assert page.locator("#weak").is_hidden()
+
+
+def test_the_default_re_ranking_keeps_the_cue(tmp_path) -> None:
+    """The default's scores are its expansion's, not the metric's: whether the first match
+    is close is judged by the metric's own score of it against the calibrated cut."""
+    folder = tmp_path / "photos"
+    write_collection(folder)
+    write_patchworks(folder / "c", MIN_IMAGES)
+    db = f"sqlite:///{tmp_path / 'idx.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db, "-e", "cnn-spoc").code == 0
+    copy, nothing_alike = tmp_path / "cat.jpg", tmp_path / "grey.jpg"
+    cv2.imwrite(str(copy), variant(photo("chelsea.png")))
+    unrelated(nothing_alike)
+    default = imgsearch("query", copy, "--db", db, "--json").json()
+    plain = imgsearch("query", copy, "--db", db, "--rerank", "none", "--json").json()
+    assert default["rerank"] == "dba-aqe:3" and default["results"][0]["id"] == plain["results"][0]["id"]
+    assert default["close_match"] is not None and default["close_match"] == plain["close_match"]
+    # no image scores above the plain best: with that below the cut, the default says so too
+    assert imgsearch("query", nothing_alike, "--db", db, "--rerank", "none", "--json").json()["close_match"] is False
+    weak = imgsearch("query", nothing_alike, "--db", db, "--json")
+    assert weak.json()["close_match"] is False and "no close match" in weak.err

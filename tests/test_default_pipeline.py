@@ -51,3 +51,4 @@ def test_a_default_build_keeps_the_graph_and_query_runs_what_eval_measures(db_ur
     with open_store(parse_database_url(db_url)) as store:
         assert find_graph(store, store.find_extractor("cnn-spoc"), "pearson") is None  # the user's choice kept
     assert imgsearch("query", name, "--db", db_url, "--json").json()["rerank"] == "verify"
+

@@ -183,7 +183,7 @@ class Service:
         else:
             result = self._resident_search(index, request, started, allowed)
             with self.db() as store:
-                result = with_close_match(store, result, plan)
+                result = with_close_match(store, result, request)
             served = "resident"
         answer = result.as_json()
         answer["results"] = answer["results"][plan.offset :]

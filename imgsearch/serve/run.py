@@ -102,9 +102,10 @@ def run_service(config: ServeConfig) -> None:
             service.config = replace(config, default_extractor=next(iter(service.resident)))
         app = create_app(service)
         reading = f" read from the replica {config.replica.redacted()}" if config.replica else ""
+        held = ", ".join(f"{name}: {'resident' if index else 'streamed'}" for name, index in service.resident.items())
+        augmented = ", with the default re-ranking's augmented vectors" if service.augmented else ""
         print(f"imgsearch: serving {config.url.redacted()}{reading} on http://{config.host}:{config.port}/ "
-              f"({', '.join(f'{name}: ' + ('resident' if index else 'streamed') for name, index in service.resident.items())})",
-              flush=True)
+              f"({held}{augmented})", flush=True)
         allow_open_files(config.max_connections + 256)
         keep_codec_messages_out_of_the_log()
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning",

@@ -75,6 +75,8 @@ class DatabaseWatch:
 class Service:
     config: ServeConfig
     resident: dict[str, ResidentIndex | None] = field(default_factory=dict)  # None: served by the streaming scan
+    # a resident extractor's graph vectors, which its default re-ranking scans (not searched by themselves)
+    augmented: dict[str, ResidentIndex] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     watch: DatabaseWatch = field(default_factory=DatabaseWatch)
     _db_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,11 +97,14 @@ class Service:
                      and row not in searched]
         for row, row_metrics in [(row, metrics) for row in searched] + [(row, [get_metric("cosine")]) for row in augmented]:
             need = int(counts.get(row.id, 0) * (row.dim * 4 * len(row_metrics) + 8) * COMPACTION_HEADROOM)
+            held = None
             if need <= budget:
                 budget -= need
-                self.resident[row.name] = ResidentIndex(self._open, row, row_metrics)
-            elif not row.derived:
-                self.resident[row.name] = None
+                held = ResidentIndex(self._open, row, row_metrics)
+            if not row.derived:
+                self.resident[row.name] = held
+            elif held is not None:
+                self.augmented[row.name] = held
 
     def public(self, message: str) -> str:
         """An error message fit for a response: where the database is stays in the log."""
@@ -112,7 +117,7 @@ class Service:
         return self._replica.open() if self._replica else open_store(self.config.url)
 
     def close(self) -> None:
-        for index in self.resident.values():
+        for index in [*self.resident.values(), *self.augmented.values()]:
             if index is not None:
                 index.close()
         self._store.close()
@@ -177,7 +182,8 @@ class Service:
             served = "streamed"
         elif plan.rerank:
             with self.db() as store:  # the re-ranking's scans answered by the resident copy
-                scanner = ResidentScan(store, self.resident, StoreScan(store, plan.block_rows, plan.parallel))
+                scanner = ResidentScan(store, {**self.resident, **self.augmented},
+                                       StoreScan(store, plan.block_rows, plan.parallel))
                 result = search(store, request, started, scanner)
             served = "resident"
         else:
@@ -241,7 +247,7 @@ class Service:
             advice = store.cache_advice()
         served = {}
         for e in extractors:
-            if e.name not in self.resident or e.derived:
+            if e.name not in self.resident:
                 continue
             index = self.resident[e.name]
             state = index.state if index is not None else None
@@ -288,5 +294,6 @@ class Service:
         self._caught_up()
         with self.db() as store:
             lag = {e.name: store.changes(e) - index.state.changes
-                   for e in store.extractors() if (index := self.resident.get(e.name)) is not None}
+                   for e in store.extractors()
+                   if (index := self.resident.get(e.name) or self.augmented.get(e.name)) is not None}
         return {"database": "reachable", "sync_lag_changes": lag}

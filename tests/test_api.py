@@ -3,7 +3,10 @@ hits as `query --json` has them (and as the service answers: one path from a req
 the scan), photos as paths, bytes or RGB arrays, errors as ImgsearchError."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -46,6 +49,25 @@ def test_the_readme_example_runs_as_it_is(pictures, capsys) -> None:
     # (docs/benchmarks.md: it pays where a collection has neighbours); the original stays near the top
     assert len(hits) == 10 and "a/chelsea.jpg" in [hit[0] for hit in hits[:2]]
     assert (pictures / "photos.db").exists()
+
+
+@pytest.mark.parametrize("how", ["script file", "stdin", "-c"])
+def test_the_readme_example_runs_as_a_script_with_its_workers(pictures, how) -> None:
+    """Saved as search.py, piped into `python -` or given to `-c`, in a fresh process with
+    two build workers: no `if __name__ == "__main__":` is asked of the caller (a worker that
+    imported the caller's main module again would build again, or find no <stdin>)."""
+    (block,) = python_blocks(README.read_text())
+    script = pictures / "search.py"
+    script.write_text(block)
+    argv, stdin = {"script file": ([str(script)], None), "stdin": (["-"], block), "-c": (["-c", block], None)}[how]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("IMGSEARCH_")}
+    env.update(HOME=str(pictures), IMGSEARCH_WORKERS="2")
+    done = subprocess.run([sys.executable, *argv], input=stdin, cwd=pictures, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout.splitlines()
+    assert printed[0].startswith("indexed 10, unchanged 0, removed 0"), done.stdout
+    assert sum(line.endswith(("True", "False")) for line in printed) == 10
 
 
 def test_hits_are_what_query_json_prints_and_every_kind_of_photo_is_searched(pictures, db_url) -> None:

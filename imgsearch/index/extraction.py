@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import select
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import cv2
 import numpy as np
+from loky import ProcessPoolExecutor
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.base import Extractor
@@ -62,17 +61,16 @@ def map_in_workers(fn: Callable[[T], R], items: list[T], workers: int) -> Genera
         yield from map(fn, items)
         return
     chunksize = max(1, min(16, len(items) // (workers * 8)))
-    # Not fork: a child forked from a parent whose OpenCV thread pool already ran can
-    # deadlock on that pool's inherited locks. forkserver children start from a clean process.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_of,
-                               initargs=(os.getpid(),))
+    # loky's workers are fresh interpreters (fork + exec): no lock inherited from a parent
+    # whose OpenCV thread pool already ran (what a plain fork can deadlock on), and, unlike
+    # the standard library's spawn and forkserver, they never import the caller's main
+    # module again: a script without `if __name__ == "__main__":`, stdin and a notebook work.
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_of, initargs=(os.getpid(),))
     try:
         yield from pool.map(fn, items, chunksize=chunksize)
     finally:
         # a consumer that stops early (a build told to stop) does not wait for the rest
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, kill_workers=True)
 
 
 def _worker_of(build_pid: int) -> None:

@@ -123,6 +123,11 @@ def cli() -> None:
                    "does; a link into the collection, to a folder holding it or to one already walked is not "
                    "followed). Either way the summary names every link it did not follow, and rows already "
                    "indexed below such a link are kept.")
+@click.option("--verify-content", is_flag=True,
+              help="Hash every file, not only the new and changed ones: a file replaced by other bytes of the same "
+                   "size and modification time (cp -p, rsync -t, a camera that rewrites) is then read again. "
+                   "Without it such a file is taken as unchanged; with it a no-change build reads the whole "
+                   "collection (docs/benchmarks.md measures what that costs). The summary says how many it caught.")
 @click.option("--shard", metavar="I/N", help="Index only shard I of N (a stable hash of each relative path: the "
                                             "first 8 bytes of its SHA-256 modulo N), so N machines that see the same "
                                             "folder at the same path build one index together. Removes only its own "
@@ -130,14 +135,16 @@ def cli() -> None:
 @cnn_options
 @common_options
 def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], no_local_features: bool,
-          workers: int | None, batch_size: int | None, verbose: bool, no_follow_links: bool, shard: str | None,
-          max_side: int | None, multiscale: bool | None) -> None:
+          workers: int | None, batch_size: int | None, verbose: bool, no_follow_links: bool, verify_content: bool,
+          shard: str | None, max_side: int | None, multiscale: bool | None) -> None:
     """Index every image below FOLDER (default: [collection] folder of the config).
 
-    Incremental: a rerun reads only new or changed files and removes the rows of files
-    that disappeared; a file moved or renamed (the same size and sha256 at a new path)
-    keeps its row and id, read once, not extracted. Unreadable, corrupt and non-image files
-    are skipped and counted."""
+    Incremental: a rerun reads only new or changed files (another size or modification
+    time) and removes the rows of files that disappeared; a file moved or renamed (the same
+    size and sha256 at a new path) keeps its row and id, read once, not extracted.
+    Unreadable, corrupt and non-image files are skipped and counted. A stored file whose
+    path now holds no image (bytes that do not decode, an empty file, a broken link, a
+    folder) loses its row, named in the summary; one the build may not read keeps it."""
     from imgsearch.features.registry import without_local
     from imgsearch.index.build import build as run_build
     from imgsearch.index.shards import parse_shard
@@ -160,7 +167,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
                                settings.batch_size, progress=True, options=cnn_options_of(settings),
                                pack_rows=settings.pack_rows, shard=parse_shard(shard) if shard else None,
                                block_rows=settings.block_rows, follow_links=not no_follow_links,
-                               default_graph=settings.default_graph)
+                               default_graph=settings.default_graph, verify_content=verify_content)
             advice = store.cache_advice()
     except BaseException:
         if new_file:  # a build that failed before indexing anything leaves no file behind

@@ -77,6 +77,8 @@ class Built:
     unchanged: int
     removed: int
     skipped: list[tuple[str, str]]  # (path, why)
+    dropped: list[tuple[str, str]]  # (path, what it holds now): rows removed as their path holds no image
+    caught: int  # files changed behind the stored size and time (verify_content)
     summary: str
 
 
@@ -97,15 +99,18 @@ class Index:
         self._store.close()
 
     def build(self, folder: str | os.PathLike | None = None, *, extractors: tuple[str, ...] | None = None,
-              workers: int | None = None, progress: bool = False) -> Built:
+              workers: int | None = None, progress: bool = False, verify_content: bool = False) -> Built:
         """The incremental build `imgsearch build` runs: new and changed files read, moved
-        ones kept, vanished ones removed. folder: the collection (default: the one this
-        index already holds)."""
+        ones kept, vanished ones and those whose path holds no image now removed. folder:
+        the collection (default: the one this index already holds); verify_content: hash
+        the files of the stored size and time too, as `build --verify-content`."""
         report = build_folder(self._store, None if folder is None else str(Path(folder).expanduser()),
-                              extractors or self._settings.build_extractors, workers or os.cpu_count() or 1,
-                              self._settings.batch_size, progress, default_graph=self._settings.default_graph)
+                              extractors or self._settings.build_extractors, workers or self._settings.workers,
+                              self._settings.batch_size, progress, default_graph=self._settings.default_graph,
+                              verify_content=verify_content)
         return Built(report.indexed, report.moved, report.unchanged, report.removed,
-                     [(display(path), why) for path, why in report.skipped], report.summary())
+                     [(display(path), why) for path, why in report.skipped],
+                     [(display(path), why) for path, why in report.dropped], report.caught, report.summary())
 
     def search(self, photo: Photo | None = None, *, name: str | None = None, k: int = 10,
                under: str | None = None, extractor: str | None = None, metric: str | None = None,

@@ -4,14 +4,23 @@ A file is re-read only when it is new, its size or mtime changed, or an extracto
 its vector; it is re-extracted only when its sha256 changed (or a vector is missing).
 Rows of files that disappeared from disk are removed; only a positive "does not exist"
 removes: a file the build cannot see (a folder it may not list, a path it may not stat)
-keeps its rows and is reported. A file that disappeared at one path and appears at another
-with the same content keeps its row (index.moves).
+keeps its rows and is reported. A row whose path the build looked at and found holding no
+image it can index (bytes that do not decode, an empty file, a broken link, a folder) is
+removed too, and the summary names it. A file that disappeared at one path and appears at
+another with the same content keeps its row (index.moves), also where its old path now
+holds something else.
+
+The unchanged-file shortcut: a file of the stored size and modification time is taken as
+unchanged without reading it. A file replaced by other bytes of the same size and time
+(`cp -p`, `rsync -t`) passes it; `verify_content` hashes every such file instead (it costs
+reading the whole collection: docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
+import stat
 import sys
 import time
 from collections import Counter
@@ -46,15 +55,24 @@ class Task:
     all_specs: tuple[ExtractorSpec, ...]  # what a new or changed file needs
     missing: tuple[ExtractorSpec, ...]  # what an unchanged stored file still lacks
     stored: StoredImage | None
+    verify: bool = False  # of the stored size and time: read only to compare its sha256 (verify_content)
+
+
+@dataclass(frozen=True)
+class Stale:
+    """A stored row whose path holds no image now, and what the build found there."""
+
+    row: StoredImage
+    why: str
 
 
 @dataclass(frozen=True)
 class Outcome:
     task: Task
-    record: ImageRecord | None = None
+    record: ImageRecord | None = None  # None and not skipped: verified unchanged, nothing to write
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     content_changed: bool = False
-    skipped: str | None = None
+    skipped: SkippedFile | None = None
 
 
 @dataclass
@@ -62,7 +80,10 @@ class BuildReport:
     indexed: int = 0
     moved: int = 0  # rows that kept their id at a new path (index.moves)
     unchanged: int = 0
-    removed: int = 0
+    removed: int = 0  # rows removed: their file gone, or its path holding no image now (dropped)
+    dropped: list[tuple[bytes, str]] = field(default_factory=list)  # (path, what it holds now) of removed rows
+    verified: int = 0  # files of the stored size and time whose content was hashed (verify_content)
+    caught: int = 0  # ... of them, changed behind the same size and time: read again
     kept: Counter[tuple[str, str]] = field(default_factory=Counter)  # (where, why) -> rows kept unseen
     unlisted: dict[bytes, str] = field(default_factory=dict)  # folders the walk could not list -> why
     repacked: int = 0
@@ -87,10 +108,18 @@ class BuildReport:
             *(f"followed folder link {display(k.relpath)} -> {k.target}" for k in self.followed),
             *(f"not followed: folder link {display(p.relpath)}: {p.reason}" for p in self.links_not_followed),
             *(f"kept {n} rows {where}: {why}" for (where, why), n in sorted(self.kept.items())),
+            *(f"removed the row of {display(path)}: {why}" for path, why in self.dropped[:SHOWN_DROPPED]),
+            *([f"... and {len(self.dropped) - SHOWN_DROPPED} more rows removed whose paths hold no image now"]
+              if len(self.dropped) > SHOWN_DROPPED else []),
+            *([f"verified the content of {self.verified} files of the stored size and time: "
+               f"{self.caught} of them had changed: read again"] if self.verified else []),
             *(change.line() for change in self.rule_changes),
             *self.upkeep,
             *(["stopped when asked: every batch written is whole; the next build does the rest"] if self.stopped else []),
         ])
+
+
+SHOWN_DROPPED = 20  # removed rows the summary names one by one
 
 
 def build(
@@ -107,12 +136,14 @@ def build(
     follow_links: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
     default_graph: tuple[str, str] | None = None,
+    verify_content: bool = False,
 ) -> BuildReport:
     """Index the folder, then pack what changed (queries read packed blocks: see store)
     and update the k-NN graphs of the built extractors (see graph). should_stop is asked
     after each batch: when it says so, what is extracted is written and the build ends
     there (removals, packing and upkeep are the next build's). default_graph: the
-    (extractor, metric) whose graph the default re-ranking reads, made when missing."""
+    (extractor, metric) whose graph the default re-ranking reads, made when missing.
+    verify_content: hash the files of the stored size and time too (see the module's text)."""
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
     report = BuildReport()
@@ -123,27 +154,43 @@ def build(
     rows = {name: store.find_extractor(name) for name in extractor_names}
     stored = store.stored_images()
     have = {specs[name]: store.image_ids_with_features(row) for name, row in rows.items()}
-    tasks, present, elsewhere = plan(root, stored, have, report, shard, follow_links)
+    walked = plan(root, stored, have, report, shard, follow_links, verify_content)
     # before any file below a link is written: the service serves them from these folders only
     links = CollectionFolder.links_to_meta(report.followed)
     if store.get_meta(FOLLOWED_LINKS_KEY) != links:
         store.set_meta(FOLLOWED_LINKS_KEY, links)
     # A sharded build removes only its own shard's vanished files; a file moved here from
     # another shard is claimed from that shard's vanished rows (see write_moves).
-    gone = vanished(root, {p: r for p, r in stored.items() if in_shard(p, shard)}, present, report)
-    claimable = gone if shard is None else gone + vanished(
-        root, {p: r for p, r in stored.items() if not in_shard(p, shard)}, present, BuildReport())
-    moves, _ = find_moves([t.found for t in tasks if t.stored is None], claimable, progress)
+    gone, stale = vanished(root, {p: r for p, r in stored.items() if in_shard(p, shard)}, walked.present, report)
+    stale += walked.stale
+    # a row is claimed by a move where its path holds something else now, too: another
+    # file (its size changed), no image, or no file
+    changed = [t.stored for t in walked.tasks if t.stored is not None and t.stored.bytes != t.found.size]
+    claimable = gone + [s.row for s in stale] + changed
+    if shard is not None:
+        claimable += vanished(root, {p: r for p, r in stored.items() if not in_shard(p, shard)}, walked.present,
+                              BuildReport())[0]
+    moves, _ = find_moves([t.found for t in walked.tasks if t.stored is None], claimable, progress)
     moves = write_moves(store, moves, batch_size, report)
     moved_paths = {m.record.path for m in moves}
-    tasks = [t for t in tasks if t.found.relpath not in moved_paths]
+    moved_ids = {m.image_id for m in moves}
+    # the old path of a moved row holds another file: a new one there
+    tasks = [Task(t.found, t.all_specs, t.all_specs, None) if t.stored is not None and t.stored.id in moved_ids else t
+             for t in walked.tasks if t.found.relpath not in moved_paths]
 
     batch: list[Outcome] = []
     outcomes = map_in_workers(process, tasks, workers)
     for outcome in tqdm(outcomes, total=len(tasks), unit="img", disable=not progress or None,
                         desc="build", smoothing=0.1):
+        report.verified += outcome.task.verify
+        report.caught += outcome.task.verify and outcome.content_changed
         if outcome.skipped is not None:
-            report.skipped.append((outcome.task.found.relpath, outcome.skipped))
+            report.skipped.append((outcome.task.found.relpath, str(outcome.skipped)))
+            if outcome.task.stored is not None and outcome.skipped.looked:
+                stale.append(Stale(outcome.task.stored, str(outcome.skipped)))
+            continue
+        if outcome.record is None:
+            report.unchanged += 1
             continue
         batch.append(outcome)
         if len(batch) >= batch_size:
@@ -158,11 +205,12 @@ def build(
     if report.stopped:
         report.seconds = time.perf_counter() - started
         return report
-    moved_ids = {m.image_id for m in moves}
     # a vanished row of the size of a new file in another shard is left for that shard's
     # build to claim; deleted by this shard's next build if it did not
-    removed = [row for row in gone if row.id not in moved_ids and row.bytes not in elsewhere]
-    report.removed = store.delete_images_at({row.id: row.path for row in removed})
+    removed = [row for row in gone if row.id not in moved_ids and row.bytes not in walked.elsewhere]
+    dropped = [s for s in stale if s.row.id not in moved_ids and s.row.bytes not in walked.elsewhere]
+    report.removed = store.delete_images_at({row.id: row.path for row in removed + [s.row for s in dropped]})
+    report.dropped = [(s.row.path, s.why) for s in dropped]
     if default_graph is not None and default_graph[0] in rows:
         keep_default_graph(store, rows[default_graph[0]], default_graph[1])
     for row in rows.values():
@@ -216,21 +264,33 @@ def resolve_collection_root(store: FeatureStore, folder: str | None) -> Path:
     return root
 
 
+@dataclass
+class WalkPlan:
+    """The folder (or one shard of it) against the stored rows."""
+
+    tasks: list[Task] = field(default_factory=list)  # the files to read
+    present: set[bytes] = field(default_factory=set)  # every relative path seen on disk
+    elsewhere: set[int] = field(default_factory=set)  # sizes of other shards' new files (a move from here?)
+    stale: list[Stale] = field(default_factory=list)  # rows whose path the walk found holding no file
+
+
 def plan(
     root: Path, stored: dict[bytes, StoredImage], have: dict[ExtractorSpec, set[int]], report: BuildReport,
-    shard: Shard | None = None, follow_links: bool = True,
-) -> tuple[list[Task], set[bytes], set[int]]:
-    """Compare the folder (or one shard of it) with the stored rows: the files to read,
-    every relative path seen on disk, and the sizes of the new files of other shards (a
-    file moved there may be one of this shard's). Counts unchanged files and problems.
-    The rows below a folder link not followed are kept, as below a folder that cannot be
-    listed."""
+    shard: Shard | None = None, follow_links: bool = True, verify_content: bool = False,
+) -> WalkPlan:
+    """Compare the folder (or one shard of it) with the stored rows; counts unchanged files
+    and problems. The rows below a folder link not followed are kept, as below a folder
+    that cannot be listed; a row at the path of a folder, a folder link or a broken link is
+    stale."""
     names = tuple(have)
-    tasks = []
-    present = set()
-    elsewhere = set()
+    walked = WalkPlan()
     for entry in walk_collection(root, follow_links):
-        present.add(entry.relpath)
+        walked.present.add(entry.relpath)
+        if (row := stored.get(entry.relpath)) is not None and in_shard(entry.relpath, shard):
+            if isinstance(entry, FollowedLink):
+                walked.stale.append(Stale(row, "a link to a folder now"))
+            elif isinstance(entry, Problem) and entry.not_a_file:
+                walked.stale.append(Stale(row, "a folder now" if entry.unlisted_folder else entry.reason))
         if isinstance(entry, FollowedLink):
             report.followed.append(entry)
         elif isinstance(entry, Problem) and entry.folder_link:
@@ -238,7 +298,7 @@ def plan(
             report.unlisted[entry.relpath] = entry.reason
         elif not in_shard(entry.relpath, shard):
             if isinstance(entry, FoundFile) and entry.relpath not in stored:
-                elsewhere.add(entry.size)
+                walked.elsewhere.add(entry.size)
         elif isinstance(entry, Problem) and entry.unlisted_folder:
             report.unlisted[entry.relpath] = entry.reason
             report.skipped.append((entry.relpath, entry.reason))
@@ -249,15 +309,17 @@ def plan(
         elif len(entry.relpath) > MAX_PATH_BYTES or len(os.path.basename(entry.relpath)) > MAX_NAME_BYTES:
             report.skipped.append((entry.relpath, f"path longer than the index stores ({MAX_PATH_BYTES} bytes, "
                                                   f"file name {MAX_NAME_BYTES})"))
-        elif (row := stored.get(entry.relpath)) is None:
-            tasks.append(Task(entry, names, names, None))
+        elif row is None:
+            walked.tasks.append(Task(entry, names, names, None))
         else:
             missing = tuple(n for n in names if row.id not in have[n])
-            if row.bytes == entry.size and row.mtime_ns == entry.mtime_ns and not missing:
-                report.unchanged += 1
+            if row.bytes != entry.size or row.mtime_ns != entry.mtime_ns or missing:
+                walked.tasks.append(Task(entry, names, missing, row))
+            elif verify_content:
+                walked.tasks.append(Task(entry, names, (), row, verify=True))
             else:
-                tasks.append(Task(entry, names, missing, row))
-    return tasks, present, elsewhere
+                report.unchanged += 1
+    return walked
 
 
 def process(task: Task) -> Outcome:
@@ -267,6 +329,8 @@ def process(task: Task) -> Outcome:
         sha256 = hashlib.sha256(data).hexdigest()
         same_content = task.stored is not None and task.stored.sha256 == sha256
         specs = task.missing if same_content else task.all_specs
+        if same_content and task.verify:
+            return Outcome(task)
         if same_content and not specs:
             return Outcome(task, _record(task.found, sha256, task.stored.width, task.stored.height))
         height, width, vectors = decoded_and_extracted(data, specs)
@@ -275,7 +339,7 @@ def process(task: Task) -> Outcome:
             content_changed=task.stored is not None and not same_content,
         )
     except SkippedFile as e:
-        return Outcome(task, skipped=str(e))
+        return Outcome(task, skipped=e)
 
 
 def decoded_and_extracted(data: bytes, specs: tuple[ExtractorSpec, ...]) -> tuple[int, int, dict[str, np.ndarray]]:
@@ -327,25 +391,29 @@ def write_moves(store: FeatureStore, moves: list[Move], batch_size: int, report:
 
 
 def vanished(root: Path, stored: dict[bytes, StoredImage], present: set[bytes], report: BuildReport,
-             ) -> list[StoredImage]:
-    """The rows of files gone from disk. Gone means the system said so (ENOENT, ENOTDIR):
-    a file the walk did not see for any other reason (a folder it may not list, a path it
-    may not stat) keeps its row, counted in `report.kept`."""
+             ) -> tuple[list[StoredImage], list[Stale]]:
+    """The rows of files gone from disk, and of paths that are folders now. Gone means the
+    system said so (ENOENT, ENOTDIR): a file the walk did not see for any other reason (a
+    folder it may not list, a path it may not stat) keeps its row, counted in `report.kept`."""
     root_bytes = os.fsencode(root)
-    gone = []
+    gone, stale = [], []
     for path, row in stored.items():
         if path in present:
             continue
         try:
-            os.lstat(os.path.join(root_bytes, path))
-            why = "on disk but not reached by the walk"
+            info = os.lstat(os.path.join(root_bytes, path))
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 gone.append(row)
                 continue
             why = f"cannot check it ({e.strerror})"
+        else:
+            if stat.S_ISDIR(info.st_mode):
+                stale.append(Stale(row, "a folder now"))
+                continue
+            why = "on disk but not reached by the walk"
         report.kept[_kept_where(path, report.unlisted, why)] += 1
-    return gone
+    return gone, stale
 
 
 def _kept_where(path: bytes, unlisted: dict[bytes, str], why: str) -> tuple[str, str]:

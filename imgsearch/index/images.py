@@ -5,6 +5,7 @@ becomes a `SkippedFile` reason instead of an exception, so a build counts it and
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -30,7 +31,16 @@ class DecodedImage:
 
 
 class SkippedFile(Exception):
-    """A file that cannot be indexed; str(self) is the reason shown to the user."""
+    """A file that cannot be indexed; str(self) is the reason shown to the user.
+
+    looked: the build read what the path holds and it is no image it can index (bytes that
+    do not decode, an empty file, a folder): a row stored for that path describes what was
+    there before, and goes. False where the build could not look (permission, an I/O
+    error): the row stays until it can."""
+
+    def __init__(self, reason: str, *, looked: bool = True) -> None:
+        super().__init__(reason)
+        self.looked = looked
 
 
 def has_image_suffix(path: str | os.PathLike) -> bool:
@@ -45,11 +55,13 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except PermissionError:
-        raise SkippedFile("permission denied") from None
+        raise SkippedFile("permission denied", looked=False) from None
     except IsADirectoryError:
         raise SkippedFile("is a directory") from None
     except OSError as e:
-        raise SkippedFile(f"unreadable ({e.strerror or e})") from None
+        # gone, or a link to nowhere, since the walk saw it: the path holds no image
+        looked = e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+        raise SkippedFile(f"unreadable ({e.strerror or e})", looked=looked) from None
 
 
 def decode_bytes(data: bytes, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:

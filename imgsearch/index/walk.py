@@ -5,8 +5,10 @@ to a folder holding it, or to a folder already walked is reported and not follow
 neither a loop nor a second copy of a folder can enter the index."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,13 @@ class Problem:
     reason: str
     unlisted_folder: bool = False  # a folder whose entries could not be listed: what it holds is unknown
     folder_link: bool = False  # a link to a folder, not followed: the summary names each one
+    holds_no_image: bool = False  # looked at, and no file is there (a broken link, a FIFO): a row of it goes
+
+    @property
+    def not_a_file(self) -> bool:
+        """The path is no file now (a folder, a link to one, a broken link): a row stored
+        for a file at this path describes what was there before."""
+        return self.holds_no_image or self.unlisted_folder or self.folder_link
 
 
 @dataclass(frozen=True)
@@ -140,9 +149,11 @@ def _file(full: bytes, relpath: bytes) -> FoundFile | Problem:
     try:
         st = os.stat(full)
     except OSError as e:
-        return Problem(relpath, "broken or looping symlink" if os.path.islink(full) else f"cannot stat ({e.strerror})")
-    if not os.path.isfile(full):
-        return Problem(relpath, "not a regular file")
+        if os.path.islink(full):
+            return Problem(relpath, "broken or looping symlink", holds_no_image=True)
+        return Problem(relpath, f"cannot stat ({e.strerror})", holds_no_image=e.errno in (errno.ENOENT, errno.ENOTDIR))
+    if not stat.S_ISREG(st.st_mode):
+        return Problem(relpath, "not a regular file", holds_no_image=True)
     return FoundFile(Path(os.fsdecode(full)), relpath, st.st_size, st.st_mtime_ns)
 
 

@@ -225,10 +225,10 @@ def watch_plan(settings: Settings, quiet_seconds: float, rescan_minutes: float):
                      settings.default_graph)
 
 
-def said_at(report) -> None:
+def said_at(text: str) -> None:
     import time
 
-    click.echo(f"{time.strftime('%H:%M:%S')} {report.summary()}")
+    click.echo(f"{time.strftime('%H:%M:%S')} {text}")
 
 
 @cli.command()

@@ -1,13 +1,19 @@
 """`imgsearch watch`: a photo copied into the folder is indexed without anyone asking, a
 burst of 500 is a few builds, not 500, and a watcher stopped mid-burst leaves whole batches
-that its next start completes (what no event told it included)."""
+that its next start completes (what no event told it included). It keeps following: below
+a folder link, after the folder was swapped for another by rename, and after it was gone
+for a while (nothing removed meanwhile) - in `watch` and in `serve --watch`."""
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -121,3 +127,79 @@ def test_serve_watch_answers_for_a_photo_copied_in_after_it_started(tmp_path, db
             assert time.monotonic() < deadline, served.output()
             time.sleep(0.2)
         assert "imgsearch: watch: indexed 1," in served.output()
+
+
+@contextmanager
+def following(front: str, folder: Path, db: str, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """`imgsearch watch` or `serve --watch` following the folder (rgb only); what it has
+    said so far. The hourly full pass never comes within a test: events (or their absence)
+    must do it."""
+    if front == "watch":
+        watcher = Watcher(folder, db)
+        try:
+            yield lambda: "\n".join(watcher.lines)
+        finally:
+            assert watcher.stop() == 0, "\n".join(watcher.lines)
+        return
+    assert imgsearch("build", folder, "--db", db, "-e", "rgb").code == 0
+    env = {**os.environ, "IMGSEARCH_BUILD_EXTRACTORS": "rgb"}
+    with serving(db, tmp_path, "--watch", env=env) as served:
+        yield served.output
+        assert "watch stopped" not in served.output()
+
+
+def wait_until(condition: Callable[[], bool], what: str, said: Callable[[], str]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}; the watcher said:\n{said()}"
+        time.sleep(0.1)
+
+
+FRONTS = ["watch", "serve --watch"]
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_changes_below_a_followed_folder_link_are_followed(tmp_path, db_url, front) -> None:
+    folder, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    write_small_images(folder / "here", 2)
+    write_small_images(elsewhere, 2, seed=1)
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    with following(front, folder, db_url, tmp_path) as said:
+        wait_until(lambda: {"linked/img0000.png", "linked/img0001.png"} <= indexed(db_url), "the link's photos", said)
+        cv2.imwrite(str(elsewhere / "added.jpg"), photo("coffee.png"))
+        wait_until(lambda: "linked/added.jpg" in indexed(db_url), "a photo added below the link indexed", said)
+        (elsewhere / "img0000.png").unlink()
+        wait_until(lambda: "linked/img0000.png" not in indexed(db_url), "a photo deleted below the link removed", said)
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_a_folder_swapped_by_rename_is_followed_to_the_new_one(tmp_path, db_url, front) -> None:
+    folder, new = tmp_path / "photos", tmp_path / "photos.new"
+    write_small_images(folder / "old", 3)
+    write_small_images(new / "fresh", 4, seed=2)
+    with following(front, folder, db_url, tmp_path) as said:
+        wait_until(lambda: len(indexed(db_url)) == 3, "the pass at start", said)
+        folder.rename(tmp_path / "photos.old")
+        new.rename(folder)
+        wait_until(lambda: indexed(db_url) == {f"fresh/img000{i}.png" for i in range(4)}, "the new folder's photos, "
+                   "and only them", said)
+        cv2.imwrite(str(folder / "later.jpg"), photo("coffee.png"))  # and its events are heard from then on
+        wait_until(lambda: "later.jpg" in indexed(db_url), "a photo added to the new folder", said)
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_a_folder_gone_and_made_again_is_waited_for_and_nothing_is_removed_meanwhile(tmp_path, db_url, front) -> None:
+    folder, backup = tmp_path / "photos", tmp_path / "backup"
+    write_small_images(folder / "kept", 3)
+    with following(front, folder, db_url, tmp_path) as said:
+        wait_until(lambda: len(indexed(db_url)) == 3, "the pass at start", said)
+        shutil.copytree(folder, backup)
+        shutil.rmtree(folder)
+        wait_until(lambda: "is gone: waiting for it to come back" in said(), "the wait said", said)
+        time.sleep(3)  # longer than a quiet spell: a build now would remove every row
+        assert len(indexed(db_url)) == 3
+        shutil.copytree(backup, folder)  # restored: another folder at the same path
+        cv2.imwrite(str(folder / "since.jpg"), photo("coffee.png"))
+        wait_until(lambda: "since.jpg" in indexed(db_url) and len(indexed(db_url)) == 4, "the restored folder "
+                   "followed", said)
+        assert "is back: a full pass" in said()

@@ -41,7 +41,15 @@ from imgsearch.index.graph import keep_default_graph, update_graphs
 from imgsearch.index.images import SkippedFile, decode_to_side, has_image_suffix, read_bytes
 from imgsearch.index.moves import Move, find_moves
 from imgsearch.index.shards import Shard, in_shard
-from imgsearch.index.walk import FOLLOWED_LINKS_KEY, CollectionFolder, FollowedLink, FoundFile, Problem, walk_collection
+from imgsearch.index.walk import (
+    FOLLOWED_LINKS_KEY,
+    CollectionFolder,
+    FollowedLink,
+    FoundFile,
+    Problem,
+    folder_identity,
+    walk_collection,
+)
 from imgsearch.index.words import update_words
 from imgsearch.names import display
 from imgsearch.store.base import COLLECTION_ROOT_KEY, MAX_NAME_BYTES, MAX_PATH_BYTES, FeatureStore, check_same_params
@@ -146,6 +154,7 @@ def build(
     verify_content: hash the files of the stored size and time too (see the module's text)."""
     started = time.perf_counter()
     root = resolve_collection_root(store, folder)
+    identity = folder_identity(root)
     report = BuildReport()
     specs = {name: prepare_extractor(store, name, root, options, report) for name in extractor_names}
     if progress and report.rule_changes:  # before the long part: why every large image is read again
@@ -209,6 +218,9 @@ def build(
     # build to claim; deleted by this shard's next build if it did not
     removed = [row for row in gone if row.id not in moved_ids and row.bytes not in walked.elsewhere]
     dropped = [s for s in stale if s.row.id not in moved_ids and s.row.bytes not in walked.elsewhere]
+    if folder_identity(root) != identity:  # unmounted or swapped while walked: what it saw proves nothing
+        raise ImgsearchError(f"collection folder {root} went away or was replaced during the build: "
+                             "nothing was removed; build again")
     report.removed = store.delete_images_at({row.id: row.path for row in removed + [s.row for s in dropped]})
     report.dropped = [(s.row.path, s.why) for s in dropped]
     if default_graph is not None and default_graph[0] in rows:

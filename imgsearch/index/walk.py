@@ -141,6 +141,15 @@ def _folder_decision(entry: os.DirEntry, relpath: bytes, real_root: bytes, walke
     return FollowedLink(relpath, os.fsdecode(target), info.st_dev, info.st_ino) if link else None
 
 
+def folder_identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder, None while it is missing or no folder."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
 def _identity(info: os.stat_result) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 

@@ -3,8 +3,10 @@ into the same incremental build, debounced: a build starts once the folder has b
 for `quiet` seconds, so a camera import of 500 files is a few builds, not 500, and a file
 still being written (its events keep coming) waits until it stops changing. A full pass at
 start and every `rescan` seconds catches what no event said (the watcher was down, a
-network folder). Stopping (Ctrl-C, SIGTERM) ends the running build after its current
-batch: every batch written is whole."""
+network folder). The folders below folder links are watched too; a root swapped for another
+folder is followed to the new one; a root that disappears (an unmounted disk) is waited for.
+Stopping (Ctrl-C, SIGTERM) ends the running build after its current batch: every batch
+written is whole."""
 from __future__ import annotations
 
 import os
@@ -17,9 +19,11 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from imgsearch.errors import ImgsearchError
 from imgsearch.features.registry import CnnOptions
 from imgsearch.index.build import BuildReport, build, resolve_collection_root
 from imgsearch.index.images import has_image_suffix
+from imgsearch.index.walk import folder_identity
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.packed import DEFAULT_PACK_ROWS
 
@@ -44,29 +48,79 @@ class _Changes(FileSystemEventHandler):
         self.changed.set()
 
 
+class _Watches:
+    """The observer's watches: the collection root and the real folders of the folder links
+    the last build followed (inotify does not follow a link, so a photo added below one sent
+    no event). Re-aimed when that set changes or the root is another folder now."""
+
+    def __init__(self, changes: _Changes) -> None:
+        self.observer = Observer()
+        self.changes = changes
+        self.observer.start()
+
+    def aim(self, folders: tuple[str, ...]) -> None:
+        self.observer.unschedule_all()
+        for folder in folders:
+            try:
+                self.observer.schedule(self.changes, folder, recursive=True)
+            except OSError:  # gone since the build saw it: the next full pass says so
+                continue
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join()
+
+
 def follow(root: Path, run_build: Callable[[Callable[[], bool]], BuildReport], stop: threading.Event,
-           said: Callable[[BuildReport], None], quiet: float = QUIET_SECONDS, rescan: float = RESCAN_SECONDS) -> None:
+           said: Callable[[str], None], quiet: float = QUIET_SECONDS, rescan: float = RESCAN_SECONDS) -> None:
     """Build now, then again after each quiet spell following a change, and every `rescan`
     seconds, until `stop` is set. run_build(should_stop) runs one incremental build; said()
-    hears each build's report."""
+    hears each build's summary and what the watcher does. A root replaced by another folder
+    (a rename, a restored backup) is watched anew with a full pass; while the root is
+    missing nothing is built, so nothing is removed, and its return is a full pass."""
     changes = _Changes()
-    observer = Observer()
-    observer.schedule(changes, str(root), recursive=True)
-    observer.start()
+    watches = _Watches(changes)
+    watched: tuple[int, int] | None = None  # the root folder the watches were aimed with
+    links: tuple[str, ...] = ()
+    missing = False
     try:
         next_pass = 0.0
         while not stop.is_set():
+            identity = folder_identity(root)
+            if identity is None:
+                if not missing:
+                    said(f"{root} is gone: waiting for it to come back (nothing is removed meanwhile)")
+                    missing, watched = True, None
+                    watches.aim(())
+                stop.wait(min(quiet, 1.0))
+                continue
+            if identity != watched:
+                if missing:
+                    said(f"{root} is back: a full pass")
+                elif watched is not None:
+                    said(f"{root} is another folder now: watching it, a full pass")
+                missing, watched, next_pass = False, identity, 0.0
+                watches.aim((str(root), *links))
             now = time.monotonic()
             due = changes.changed.is_set() and now - changes.last >= quiet
             if due or now >= next_pass:
                 changes.changed.clear()
-                said(run_build(stop.is_set))
+                try:
+                    report = run_build(stop.is_set)
+                except ImgsearchError:
+                    if folder_identity(root) != watched:  # gone or swapped during the build: as above
+                        continue
+                    raise
+                said(report.summary())
                 next_pass = time.monotonic() + rescan
+                followed = tuple(link.target for link in report.followed)
+                if followed != links:
+                    links = followed
+                    watches.aim((str(root), *links))
                 continue
             stop.wait(min(quiet / 4, max(next_pass - now, 0.05)))
     finally:
-        observer.stop()
-        observer.join()
+        watches.stop()
 
 
 @dataclass(frozen=True)
@@ -85,7 +139,7 @@ class WatchPlan:
 
 
 def watch_folder(store: FeatureStore, folder: str | None, plan: WatchPlan, stop: threading.Event,
-                 said: Callable[[BuildReport], None]) -> None:
+                 said: Callable[[str], None]) -> None:
     """follow() the collection of this index (or `folder`, for a new one) with its builds."""
     root = resolve_collection_root(store, folder)
 

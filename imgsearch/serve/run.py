@@ -67,8 +67,7 @@ def watching(config: ServeConfig) -> Iterator[None]:
     def run() -> None:
         try:
             with open_store(config.url) as store:
-                watch_folder(store, None, plan, stop, lambda report: print(f"imgsearch: watch: {report.summary()}",
-                                                                          flush=True))
+                watch_folder(store, None, plan, stop, lambda text: print(f"imgsearch: watch: {text}", flush=True))
         except ImgsearchError as e:  # the service goes on answering; the log says why the index stands still
             print(f"imgsearch: watch stopped: {e}", flush=True)
 

@@ -464,10 +464,13 @@ def graph(settings: Settings, extractor: str | None, metric: str | None, k: int 
 @click.option("--to-remove", is_flag=True, help="Only the paths of the images other than the ones kept, one a line.")
 @click.option("-0", "null", is_flag=True, help="With --to-remove: end paths with NUL, for `xargs -0`.")
 @click.option("--no-graph", is_flag=True, help="Compare every pair by the self-join even where the k-NN graph holds them.")
+@click.option("--max-pairs", type=click.IntRange(1), default=1_000_000, show_default=True,
+              help="Candidate pairs the report may check (each aligned from its files, about 12 ms): rules that "
+                   "give more are refused before any is checked, with what to narrow.")
 @common_options
 def duplicates(settings: Settings, extractor: str | None, metric: str, threshold: float | None,
                hash_bits: int | None, min_inliers: int | None, reference: str | None, as_json: bool, as_csv: bool,
-               to_remove: bool, null: bool, no_graph: bool) -> None:
+               to_remove: bool, null: bool, no_graph: bool, max_pairs: int) -> None:
     """Group the exact copies (same sha256) and near copies of the indexed images: edited,
     re-compressed or mirrored (descriptor score >= threshold), resized or turned (perceptual
     hashes), cropped or watermarked (verified local features).
@@ -494,7 +497,7 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
             bar.update(done)
 
         report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, metric, rules, reference,
-                                 settings.block_rows, advance, use_graph=not no_graph)
+                                 settings.block_rows, advance, use_graph=not no_graph, max_pairs=max_pairs)
     if to_remove:
         end = "\0" if null else "\n"
         for path in report.to_remove():
@@ -561,6 +564,11 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
 @click.option("--decode-memory", metavar="SIZE", default="1G", show_default=True,
               help="Memory for uploads decoded at once (about 9 bytes a pixel); others wait their turn, "
                    "up to 30 s, then get 503.")
+@click.option("--max-pairs", default=50_000, show_default=True, type=click.IntRange(1),
+              help="Candidate pairs one /api/duplicates report may check (about 12 ms each); rules that give more "
+                   "are refused at once (422). One report is made at a time; another meanwhile gets 503.")
+@click.option("--report-seconds", default=900.0, show_default=True, type=click.FloatRange(1),
+              help="A duplicates report still running after this long is stopped (422): searches never wait on it.")
 @click.option("--watch", is_flag=True, help="Keep the index up to date with its folder as `imgsearch watch` does, "
                                             "in this process (the [build] extractors; a photo copied in is "
                                             "searchable seconds later).")
@@ -568,7 +576,7 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
 def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...], metrics: tuple[str, ...],
           max_memory: str | None, token: str | None, no_auth: bool, upload_limit: str, thumbnails: Path | None,
           replica: str | None, header_timeout: float, body_timeout: float, max_connections: int,
-          upload_pixels: int, decode_memory: str, watch: bool) -> None:
+          upload_pixels: int, decode_memory: str, max_pairs: int, report_seconds: float, watch: bool) -> None:
     """Run the search service: a REST API (OpenAPI docs at /docs) and a web page at /.
 
     Holds each extractor's vectors in memory, prepared for the served metrics, answers
@@ -588,6 +596,7 @@ def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...],
         decode_memory=parse_size(decode_memory, "--decode-memory"), host=host, port=port, token=token,
         no_auth=no_auth, upload_limit=parse_size(upload_limit, "--upload-limit"), thumbnails=thumbnails,
         header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections,
+        max_pairs=max_pairs, report_seconds=report_seconds,
         watch=watch_plan(settings, QUIET_SECONDS, RESCAN_SECONDS / 60) if watch else None))
 
 

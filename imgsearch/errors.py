@@ -28,3 +28,8 @@ class NotFoundError(ImgsearchError):
 
 class BusyError(ImgsearchError):
     """The service has no room for the request now (memory for decoding): try again."""
+
+
+class TooMuchWork(ImgsearchError):
+    """The request asks for more than one request may cost (candidate pairs, seconds):
+    narrow it. A client error (422), unlike BusyError: the same request will not pass later."""

@@ -17,7 +17,8 @@ from imgsearch.store.url import parse_database_url  # noqa: E402
 
 # Modules that start servers or browsers, kill processes or fuzz: the README's test
 # command runs them all; `python -m pytest -m "not slow"` leaves them out while working.
-SLOW_MODULES = {"test_harness.py", "test_replicas.py", "test_page.py", "test_docs_commands.py", "test_watch.py"}
+SLOW_MODULES = {"test_harness.py", "test_replicas.py", "test_page.py", "test_docs_commands.py", "test_watch.py",
+                "test_service_stalls.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from imgsearch.duplicates.confirmed import confirm_copies
 from imgsearch.duplicates.hashed import DEFAULT_HASH_BITS, hash_pairs
 from imgsearch.duplicates.verified import DEFAULT_MIN_INLIERS, verified_pairs
-from imgsearch.errors import ImgsearchError, NotFoundError
+from imgsearch.errors import ImgsearchError, NotFoundError, TooMuchWork
 from imgsearch.index.walk import folder_prefix
 from imgsearch.query import stored_row
 from imgsearch.scan.kernel import pair_scores
@@ -51,6 +51,10 @@ DEFAULT_METRIC = "cosine"
 # and 0.996 at 0.90. 0.90 keeps a margin for collections unlike Corel and is the value
 # imagededup publishes for its CNN (precision 0.999 there).
 DEFAULT_THRESHOLD = 0.9
+# Candidate pairs one report may check (each one aligned from its files: 11.5 ms a pair
+# plus decoding, docs/benchmarks.md): past it the rules are refused, before the checking,
+# not after hours of it. 24,017 pairs in the largest report benchmarked (4,000 images).
+DEFAULT_MAX_PAIRS = 1_000_000
 CHUNK_ROWS = 4096  # rows of the left side held prepared per pass over the collection
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (left ids, right ids, scores), left < right
@@ -114,14 +118,23 @@ def representative_order(image: StoredImage) -> tuple:
     return (-(image.width * image.height), image.mtime_ns, image.path)
 
 
+def check_pairs(found: int, max_pairs: int | None, what: str) -> None:
+    """Refuse rules that give more candidate pairs than a report may check."""
+    if max_pairs is not None and found > max_pairs:
+        raise TooMuchWork(f"{what} give more than {max_pairs:,} candidate pairs, more than one report checks: "
+                          f"narrow them (a higher threshold, default {DEFAULT_THRESHOLD}; fewer hash bits, "
+                          f"default {DEFAULT_HASH_BITS})", "or allow more with --max-pairs")
+
+
 def self_join_pairs(
     store: FeatureStore, row: ExtractorRow, metric: Metric, threshold: float, block_rows: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, max_pairs: int | None = None,
 ) -> Pairs:
     """Every pair of stored vectors scoring >= threshold: each chunk of ids against every
-    stored block, pairs kept once (left id < right id)."""
+    stored block, pairs kept once (left id < right id); refused past max_pairs (check_pairs)."""
     ids = sorted(store.image_ids_with_features(row))
     lefts, rights, scores = [], [], []
+    found = 0
     for start in range(0, len(ids), CHUNK_ROWS):
         chunk = ids[start : start + CHUNK_ROWS]
         chunk_ids, prepared = prepared_rows(store, row, metric, chunk)
@@ -134,6 +147,8 @@ def self_join_pairs(
                 lefts.append(chunk_ids[c])
                 rights.append(block_ids[r])
                 scores.append(product[r, c])
+                found += len(r)
+                check_pairs(found, max_pairs, f"{row.name}/{metric.name} >= {threshold}")
         if progress:
             progress(len(chunk_ids), len(ids))
     return _pairs(lefts, rights, scores)
@@ -193,6 +208,7 @@ class PairRequest:
     block_rows: int
     from_graph: Pairs | None  # the descriptor's pairs as the k-NN graph holds them, when it holds them all
     progress: Progress | None
+    max_pairs: int | None  # candidate pairs a source may give (check_pairs)
 
     def advance(self, phase: str) -> Callable[[int, int], None] | None:
         progress = self.progress
@@ -214,14 +230,14 @@ class PairSource:
 def _descriptor_pairs(request: PairRequest, row: ExtractorRow) -> Pairs:
     return request.from_graph if request.from_graph is not None else self_join_pairs(
         request.store, row, request.metric, request.rules.threshold, request.block_rows,
-        request.advance("descriptor pairs"))
+        request.advance("descriptor pairs"), request.max_pairs)
 
 
 PAIR_SOURCES: list[PairSource] = [
     PairSource("near", "vector", lambda rules: True, _descriptor_pairs, "descriptor score >= threshold"),
     PairSource("hash", "hash", lambda rules: rules.hash_bits is not None,
                lambda request, row: hash_pairs(request.store, row, int(request.rules.hash_bits or 0),
-                                               request.advance("hashes")),
+                                               request.advance("hashes"), request.max_pairs),
                "perceptual hashes at most hash_bits apart, in any of 8 orientations"),
     PairSource("verified", "local", lambda rules: rules.min_inliers is not None,
                lambda request, row: verified_pairs(request.store, request.row, request.metric, row,
@@ -240,8 +256,10 @@ def _rows_of_kind(store: FeatureStore, descriptor: ExtractorRow, kind: str) -> E
 def find_duplicates(
     store: FeatureStore, extractor: str = DEFAULT_EXTRACTOR, metric_name: str = DEFAULT_METRIC,
     rules: CopyRules = CopyRules(), reference: str | None = None, block_rows: int = 1024,
-    progress: Progress | None = None, use_graph: bool = True,
+    progress: Progress | None = None, use_graph: bool = True, max_pairs: int | None = DEFAULT_MAX_PAIRS,
 ) -> DuplicateReport:
+    """The report (see the module's text). max_pairs: the candidate pairs it may check, in
+    all; rules that give more are refused (TooMuchWork) before any is checked."""
     if not -1.0 <= rules.threshold <= 1.0:
         raise ImgsearchError(f"threshold {rules.threshold}: scores run from -1 to 1")
     root_text = store.get_meta(COLLECTION_ROOT_KEY)
@@ -251,7 +269,7 @@ def find_duplicates(
     row, metric = stored_row(store, extractor), get_metric(metric_name)
     images = {img.id: img for img in store.stored_images().values()}
     from_graph = graph_pairs(store, row, metric, rules.threshold) if use_graph else None
-    request = PairRequest(store, row, metric, rules, block_rows, from_graph, progress)
+    request = PairRequest(store, row, metric, rules, block_rows, from_graph, progress, max_pairs)
     reasons: dict[tuple[int, int], str] = {}
     used = []
     local_row = _rows_of_kind(store, row, "local")
@@ -263,6 +281,7 @@ def find_duplicates(
         left, right, _ = source.find(request, source_row)
         for pair in zip(left.tolist(), right.tolist()):
             reasons.setdefault(pair, source.reason)  # the first source's reason stays
+        check_pairs(len(reasons), max_pairs, "these rules")
     pairs_from = "graph" if from_graph is not None else "self-join"
     by_hash: dict[str, list[int]] = {}
     for image in images.values():

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from imgsearch.errors import TooMuchWork
 from imgsearch.hashes import dihedral_variants, hamming
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
@@ -20,12 +21,14 @@ CHUNK = 256  # hashes compared with all others per step: CHUNK x n x 8 bytes at 
 
 
 def hash_pairs(store: FeatureStore, row: ExtractorRow, max_bits: int,
-               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               progress: Callable[[int, int], None] | None = None, max_pairs: int | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(left ids, right ids, bits apart), left < right, for every pair at most max_bits apart
-    in any of the 8 orientations."""
+    in any of the 8 orientations; more than max_pairs pairs are refused (TooMuchWork)."""
     ids, hashes = store.image_hashes(row)
     variants = dihedral_variants(hashes)  # 8 x n
     lefts, rights, bits = [], [], []
+    found = 0
     for start in range(0, len(ids), CHUNK):
         stop = min(start + CHUNK, len(ids))
         apart = np.min([hamming(variant[start:stop, None], hashes[None, :]) for variant in variants], axis=0)
@@ -33,6 +36,11 @@ def hash_pairs(store: FeatureStore, row: ExtractorRow, max_bits: int,
         lefts.append(ids[start + r])
         rights.append(ids[c])
         bits.append(apart[r, c])
+        found += len(r)
+        if max_pairs is not None and found > max_pairs:
+            raise TooMuchWork(f"hashes at most {max_bits} bits apart give more than {max_pairs:,} candidate pairs, "
+                              f"more than one report checks: compare fewer bits (default {DEFAULT_HASH_BITS})",
+                              "or allow more with --max-pairs")
         if progress:
             progress(stop - start, len(ids))
     if not lefts:

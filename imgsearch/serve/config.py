@@ -15,6 +15,10 @@ from imgsearch.store.url import DatabaseUrl
 
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", re.I)
 DEFAULT_UPLOAD_LIMIT = 20 * 2**20
+# A duplicates report through the service: 50,000 pairs are about 10 minutes of checking
+# (11.5 ms a pair plus decoding); the command line takes up to duplicates.DEFAULT_MAX_PAIRS.
+DEFAULT_SERVED_PAIRS = 50_000
+DEFAULT_REPORT_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class ServeConfig:
     replica_wait: float = 10
     upload_pixels: int = DEFAULT_UPLOAD_PIXELS  # an upload declaring more is refused before decoding
     decode_memory: int = DEFAULT_DECODE_MEMORY  # bytes of uploads' pixels decoded at once
+    max_pairs: int = DEFAULT_SERVED_PAIRS  # candidate pairs a duplicates report may check
+    report_seconds: float = DEFAULT_REPORT_SECONDS  # a duplicates report taking longer is stopped
     # HTTP
     host: str = "127.0.0.1"
     port: int = 8000

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imgsearch.duplicates import CopyRules
-from imgsearch.errors import NotFoundError
+from imgsearch.errors import BusyError, NotFoundError, TooMuchWork
 from imgsearch.index.walk import FOLLOWED_LINKS_KEY, CollectionFolder
 from imgsearch.plan import SearchPlan
 from imgsearch.query import (
@@ -35,6 +35,7 @@ from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.serve.config import ServeConfig
 from imgsearch.serve.decodes import DecodeBudget
+from imgsearch.serve.pool import ConnectionPool
 from imgsearch.serve.resident import ResidentIndex, ResidentScan
 from imgsearch.store import open_store
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
@@ -79,17 +80,19 @@ class Service:
     augmented: dict[str, ResidentIndex] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     watch: DatabaseWatch = field(default_factory=DatabaseWatch)
-    _db_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.decodes = DecodeBudget(self.config.decode_memory, self.config.upload_pixels)
         self._replica = ReplicaReads(self.config.url, self.config.replica, self.config.replica_wait) \
             if self.config.replica else None
-        self._store = self._open()
+        self._pool = ConnectionPool(self._open)
+        # one report at a time: it holds a core and a connection for minutes where a search takes milliseconds
+        self._reports = threading.BoundedSemaphore(1)
+        with self.db() as store:
+            counts = store.count_features()
+            rows = store.extractors()
         budget = self.config.max_memory
         metrics = [get_metric(m) for m in self.config.metrics]
-        counts = self._store.count_features()
-        rows = self._store.extractors()
         searched = [row for row in rows if (row.name in self.config.extractors if self.config.extractors
                                             else row.kind == "vector" and not row.derived)]
         # a searched extractor's graph vectors, which the default re-ranking scans by cosine
@@ -120,7 +123,7 @@ class Service:
         for index in [*self.resident.values(), *self.augmented.values()]:
             if index is not None:
                 index.close()
-        self._store.close()
+        self._pool.close()
         if self._replica:
             self._replica.close()
 
@@ -134,11 +137,9 @@ class Service:
 
     @contextmanager
     def db(self) -> Iterator[FeatureStore]:
-        """The service's own connection, one request at a time (DB-API connections are not
-        shared between threads)."""
-        with self._db_lock:
-            self._store.reconnect_if_lost()
-            yield self._store
+        """A connection of this request's own (serve.pool)."""
+        with self._pool.connection() as store:
+            yield store
 
     def search_upload(self, data: bytes, plan: SearchPlan, box: tuple[int, int, int, int] | None = None) -> dict:
         """The answer for an uploaded photo, or for the part of it inside `box` (x, y, width,
@@ -279,13 +280,26 @@ class Service:
             return compare(store, left, right).as_json()
 
     def duplicates(self, extractor: str | None, rules: CopyRules, reference: str | None) -> dict:
+        """The duplicates report, one at a time (BusyError while another is made), within
+        the configured pairs and seconds (TooMuchWork past them)."""
         from imgsearch.duplicates import DEFAULT_EXTRACTOR, as_json, find_duplicates
 
-        self._caught_up()
-        with self.db() as store:
-            report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, "cosine",
-                                     rules, reference,
-                                     self.config.block_rows)
+        if not self._reports.acquire(blocking=False):
+            raise BusyError("another duplicates report is being made; try again when it is done")
+        try:
+            self._caught_up()
+            deadline = time.monotonic() + self.config.report_seconds
+
+            def within_time(phase: str, done: int, total: int) -> None:
+                if time.monotonic() > deadline:
+                    raise TooMuchWork(f"the report took over {self.config.report_seconds:.0f} s ({phase}: {done} of "
+                                      f"{total}) and was stopped: narrow its rules (a higher threshold)")
+
+            with self.db() as store:
+                report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, "cosine", rules, reference,
+                                         self.config.block_rows, progress=within_time, max_pairs=self.config.max_pairs)
+        finally:
+            self._reports.release()
         answer = as_json(report)
         answer.pop("root")  # no server path in a response
         return answer

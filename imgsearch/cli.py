@@ -268,7 +268,7 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
 
     IMAGE is a file path, or the name or relative path of an indexed image (`45.jpg`)."""
     from imgsearch.library import Index
-    from imgsearch.names import display
+    from imgsearch.report import answer_lines
 
     settings = settings.with_flags(extractor=extractor, metric=metric, top_k=top_k, parallel=parallel, regions=regions,
                                    replicas=(replica,) if replica else None)
@@ -277,15 +277,13 @@ def query(settings: Settings, image: str, extractor: str | None, metric: str | N
                              include_self=include_self)
     for note in result.notes:
         click.echo(f"imgsearch: note: {note}", err=True)
-    if result.close_match is False:
-        click.echo(f"imgsearch: note: no close match: even the best score is in the range of unrelated photos of "
-                   f"this index (`imgsearch stats` shows the {result.extractor}/{result.metric} cut)", err=True)
     if as_json:
+        if result.close_match is False:
+            click.echo(f"imgsearch: note: no close match: even the best score is in the range of unrelated photos of "
+                       f"this index (`imgsearch stats` shows the {result.extractor}/{result.metric} cut)", err=True)
         click.echo(json.dumps(result.as_json()))
         return
-    for m in result.matches:
-        click.echo(f"{m.rank:4d}  {display(m.path)}  {m.score:.6f}")
-    click.echo(f"spend {result.elapsed_s:.3f} s")
+    click.echo("\n".join(answer_lines(result)))
 
 
 @cli.command(name="eval")

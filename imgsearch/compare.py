@@ -17,7 +17,7 @@ from imgsearch.index.extraction import cached_extractor
 from imgsearch.index.images import SkippedFile, read_bytes
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.names import display
-from imgsearch.query import extraction_scale, photo_of_bytes
+from imgsearch.query import extraction_scale, is_photo_file, photo_of_bytes
 from imgsearch.rerank.query import verification_fields
 from imgsearch.rerank.verify import verify_all
 from imgsearch.scan.metrics import METRICS
@@ -139,4 +139,4 @@ def side_of_name(store: FeatureStore, name: str) -> Side:
 
 def side_of(store: FeatureStore, image: str) -> Side:
     """A file when IMAGE is one, else the indexed image of that name or relative path."""
-    return side_of_file(image) if os.path.isfile(image) else side_of_name(store, image)
+    return side_of_file(image) if is_photo_file(image) else side_of_name(store, image)

@@ -33,3 +33,9 @@ class BusyError(ImgsearchError):
 class TooMuchWork(ImgsearchError):
     """The request asks for more than one request may cost (candidate pairs, seconds):
     narrow it. A client error (422), unlike BusyError: the same request will not pass later."""
+
+
+class NotKeptError(ImgsearchError):
+    """A well-formed request this index cannot answer as it stands: it keeps no k-NN graph,
+    no local features or no map of what the request names for it, or the request's fields
+    ask for two things that do not go together (the service answers 409)."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from imgsearch.compare import compare as compare_sides
 from imgsearch.compare import side_of
-from imgsearch.config import Settings, database_url, load_settings
+from imgsearch.config import SOURCE_OF, Settings, database_url, load_settings
 from imgsearch.duplicates import DEFAULT_EXTRACTOR, DuplicateReport, find_duplicates
 from imgsearch.errors import ImgsearchError
 from imgsearch.index.build import build as build_folder
@@ -104,6 +104,15 @@ class Index:
         ones kept, vanished ones and those whose path holds no image now removed. folder:
         the collection (default: the one this index already holds); verify_content: hash
         the files of the stored size and time too, as `build --verify-content`."""
+        workers = None if workers is None else whole_number("workers", workers, *WORKERS)
+        if extractors is not None:
+            names = SOURCE_OF["build_extractors"].choices
+            if isinstance(extractors, str) or not all(isinstance(e, str) and e in names for e in extractors) \
+                    or not extractors:
+                raise ImgsearchError(f"extractors must be a tuple of names from {', '.join(names)}, "
+                                     f"not {shown(extractors)}")
+        if folder is not None and not isinstance(folder, (str, os.PathLike)):
+            raise ImgsearchError(f"folder must be a path, not {shown(folder)}")
         report = build_folder(self._store, None if folder is None else str(Path(folder).expanduser()),
                               extractors or self._settings.build_extractors, workers or self._settings.workers,
                               self._settings.batch_size, progress, default_graph=self._settings.default_graph,
@@ -130,6 +139,12 @@ class Index:
         path that is not a file is taken for an indexed image's name, as `query IMAGE` does."""
         if (photo is None) == (name is None):
             raise ImgsearchError("search takes a photo or the name of an indexed image, one of the two")
+        k = whole_number("k", k, *TOP_K)
+        for key, value in (("name", name), ("under", under), ("extractor", extractor), ("metric", metric),
+                           ("rerank", rerank), ("whiten", whiten)):
+            text_or_none(key, value)
+        if not isinstance(include_self, bool):
+            raise ImgsearchError(f"include_self must be True or False, not {shown(include_self)}")
         settings = self._settings.with_flags(extractor=extractor, metric=metric)
         plan = SearchPlan.of(settings.extractor, settings.metric, k=k, include_self=include_self,
                              parallel=settings.parallel, block_rows=settings.block_rows, regions=settings.regions,
@@ -150,7 +165,34 @@ class Index:
     def compare(self, a: str | os.PathLike, b: str | os.PathLike) -> dict:
         """Every stored descriptor's verdict on two images (files or indexed names), as
         `imgsearch compare --json` prints it."""
+        for key, side in (("a", a), ("b", b)):
+            if not isinstance(side, (str, os.PathLike)) or not str(side).strip():
+                raise ImgsearchError(f"{key} must be a file or an indexed image's name, not {shown(side)}")
         return compare_sides(self._store, side_of(self._store, str(a)), side_of(self._store, str(b))).as_json()
+
+
+TOP_K = (SOURCE_OF["top_k"].low or 1, SOURCE_OF["top_k"].high or 1)  # what `query -k` and IMGSEARCH_TOP_K take
+WORKERS = (SOURCE_OF["workers"].low or 1, SOURCE_OF["workers"].high or 1)
+
+
+def whole_number(key: str, value: object, low: int, high: int) -> int:
+    """The rule the command line and the API apply: a whole number (not a bool, text or a
+    float) within the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ImgsearchError(f"{key} must be a whole number from {low} to {high}, not {shown(value)}")
+    if not low <= value <= high:
+        raise ImgsearchError(f"{key} must be from {low} to {high}, not {value}")
+    return int(value)
+
+
+def text_or_none(key: str, value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ImgsearchError(f"{key} must be non-empty text or None, not {shown(value)}")
+
+
+def shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def photo_of(photo: object) -> QueryPhoto:
@@ -161,8 +203,11 @@ def photo_of(photo: object) -> QueryPhoto:
         except SkippedFile as e:
             raise ImgsearchError(f"cannot use these bytes as a photo: {e}") from None
     if isinstance(photo, np.ndarray) and photo.ndim == 3 and photo.shape[2] == 3 and photo.dtype == np.uint8:
+        if min(photo.shape[:2]) < 1:
+            raise ImgsearchError(f"an RGB array of {photo.shape[0]} x {photo.shape[1]} pixels holds no photo")
         return query_photo(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-    raise ImgsearchError("a photo is a path, the bytes of an image file, or an RGB array (height x width x 3, uint8)")
+    raise ImgsearchError("a photo is a path, the bytes of an image file, or an RGB array (height x width x 3, uint8), "
+                         f"not {shown(photo) if not isinstance(photo, np.ndarray) else f'an array {photo.shape} of {photo.dtype}'}")
 
 
 def hits(result: QueryResult) -> list[Hit]:
@@ -174,5 +219,8 @@ def open(url: str | None = None, *, config: str | os.PathLike | None = None) -> 
     """The index at a database URL (sqlite:///path or mysql://user:password@host/db), made
     when missing; without one, the configured database (config.ini, IMGSEARCH_DB), else
     the embedded default."""
+    if url is not None and (not isinstance(url, str) or not url.strip()):
+        raise ImgsearchError(f"a database URL is sqlite:///path or mysql://user@host/db (None: the configured one), "
+                             f"not {shown(url)}")
     settings = load_settings(None if config is None else str(config)).with_flags(db_url=url)
     return Index(open_store(database_url(settings), create=True), settings)

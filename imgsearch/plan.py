@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, NotKeptError
 from imgsearch.features.regions import REGION_CHOICES, WHOLE_PHOTO
 from imgsearch.rerank.registry import GRAPH, NO_RERANK, RerankSpec, check_with_whitening, parse_reranking
 from imgsearch.scan.metrics import Metric, get_metric
@@ -39,7 +39,7 @@ class SearchPlan:
         if spec is not None and whiten:
             check_with_whitening(spec)
         if spec is not None and under and GRAPH in spec.needs:
-            raise ImgsearchError(f"re-ranking {spec.text} walks the whole collection's k-NN graph; "
+            raise NotKeptError(f"re-ranking {spec.text} walks the whole collection's k-NN graph; "
                                  "it does not combine with a folder (under)")
         return cls(extractor, get_metric(metric), k, offset, include_self, parallel, block_rows, regions, spec,
                    whiten or None, rerank_by_default=not rerank, under=under or None)

@@ -81,12 +81,12 @@ def stored_row(store: FeatureStore, name: str) -> ExtractorRow:
     """The stored extractor row of this name, refusing one that was never built."""
     row = store.find_extractor(name)
     if not store.extractors() or (row is not None and not store.has_vectors(row)):
-        raise ImgsearchError("nothing indexed yet: run `imgsearch build FOLDER` first")
+        raise NotFoundError("nothing indexed yet: run `imgsearch build FOLDER` first")
     if row is not None and row.kind != "vector":
         raise ImgsearchError(f"{name} {NOT_SEARCHED[row.kind]}, it is not searched; search with cnn-spoc or another descriptor")
     if row is None:
         built = ", ".join(e.name for e in store.extractors())
-        raise ImgsearchError(f"extractor {name!r} was never built in this database (built: {built})",
+        raise NotFoundError(f"extractor {name!r} was never built in this database (built: {built})",
                              f"run `imgsearch build --extractor {name}`")
     return row
 
@@ -228,6 +228,19 @@ def name_request(store: FeatureStore, row: ExtractorRow, plan: SearchPlan, name:
     return Request(row, plan, vector, own_id, name, indexed_local(store, own_id))
 
 
+def is_photo_file(image: str) -> bool:
+    """Whether IMAGE is a file to read as the photo (else it names an indexed image). A
+    folder is an error, and so is anything else that exists but is no regular file: never
+    read, a pipe waits and a device never ends."""
+    if os.path.isdir(image):
+        raise ImgsearchError(f"{image} is a folder: give one image (a file, or the name of an indexed image); "
+                             "--under FOLDER searches only the images under a folder")
+    if os.path.exists(image) and not os.path.isfile(image):
+        raise ImgsearchError(f"{image} is not a regular file (a pipe, a device or a socket): give an image file, "
+                             "or the name of an indexed image")
+    return os.path.isfile(image)
+
+
 def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
     """`imgsearch query`: IMAGE -> the top-K. IMAGE is a file path (its vector, or its
     regions' matrix, is extracted), else the relative path or file name of an indexed image
@@ -235,10 +248,7 @@ def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
     images is an error listing them."""
     started = time.perf_counter()
     row, plan = planned(store, plan)
-    if os.path.isdir(image):
-        raise ImgsearchError(f"{image} is a folder: give one image (a file, or the name of an indexed image); "
-                             "--under FOLDER searches only the images under a folder")
-    if not os.path.isfile(image):
+    if not is_photo_file(image):
         return search(store, name_request(store, row, plan, image), started)
     try:
         photo = photo_of_bytes(read_bytes(image))

@@ -1,4 +1,5 @@
-"""show and stats: what is stored, as text a person reads."""
+"""show, stats and query answers: what is stored and what a search found, as text a person
+reads."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,8 @@ import numpy as np
 from imgsearch.errors import ImgsearchError
 from imgsearch.index.calibration import stored_calibration
 from imgsearch.names import display
+from imgsearch.query import QueryResult
+from imgsearch.rerank.registry import parse_reranking
 from imgsearch.scan.metrics import METRICS
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
@@ -115,3 +118,22 @@ def describe_store(store: FeatureStore) -> str:
             lines.append(f"no close match below ({e.name}): {shown} (the median best score of {sample:,} sampled "
                          "images against all the others)")
     return "\n".join(lines)
+
+
+def answer_lines(result: QueryResult) -> list[str]:
+    """`query`'s answer as a person reads it: how it was ranked and what the score is, "no
+    close match" where even the best is only as alike as unrelated photos, a line per match
+    (a verified one says so, with its agreeing points), the time spent. `--json` has the
+    same facts as fields."""
+    spec = parse_reranking(result.rerank) if result.rerank else None
+    metric = f"{result.metric} similarity of the {result.extractor} descriptors, 1 the most alike"
+    lines = [f"ranked by {result.rerank}" + "".join(f": {o}" for o in spec.orders()) if spec else "ranked by score",
+             f"score: {(spec.scores() if spec else None) or metric}"]
+    if result.close_match is False:
+        lines.append("no close match: even the best score is in the range of unrelated photos of this index")
+    for m in result.matches:
+        found = result.extras.get(m.id, {})
+        verified = f"  same object: {found['inliers']} of {found['matches']} points agree" \
+            if found.get("corners") is not None else ""
+        lines.append(f"{m.rank:4d}  {display(m.path)}  {m.score:.6f}{verified}")
+    return [*lines, f"spend {result.elapsed_s:.3f} s"]

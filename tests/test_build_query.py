@@ -56,7 +56,7 @@ def test_query_by_name_leaves_itself_out_unless_asked(db_url, collection) -> Non
     run = imgsearch("query", "coffee.jpg", "--db", db_url, "-k", "3")
     assert run.code == 0, run.err
     lines = run.out.splitlines()
-    assert len(lines) == 4 and lines[-1].startswith("spend ")
+    assert len(lines) == 6 and lines[0].startswith("ranked by ") and lines[-1].startswith("spend ")
     assert all("coffee.jpg" not in line for line in lines)
 
     with_self = imgsearch("query", "coffee.jpg", "--db", db_url, "-k", "3", "--include-self", "--json").json()

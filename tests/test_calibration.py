@@ -84,6 +84,10 @@ def test_a_query_says_whether_its_best_match_is_close(indexed, tmp_path) -> None
     weak = imgsearch("query", nothing_alike, "--db", indexed, "-e", "hsv72", "--json")
     assert weak.json()["close_match"] is False and "no close match" in weak.err
     assert "no close match below (hsv72)" in imgsearch("stats", "--db", indexed).out
+    # the text says it where the page does: above the results
+    text = imgsearch("query", nothing_alike, "--db", indexed, "-e", "hsv72").out.splitlines()
+    assert text[2] == "no close match: even the best score is in the range of unrelated photos of this index"
+    assert "no close match" not in imgsearch("query", copy, "--db", indexed, "-e", "hsv72").out
     # a re-ranking with scores of its own scale says nothing
     assert imgsearch("query", copy, "--db", indexed, "-e", "hsv72", "--rerank", "aqe", "--json").json()["close_match"] is None
 

@@ -104,6 +104,14 @@ def test_to_remove_csv_and_text_outputs_delete_nothing(copies) -> None:
     assert json.loads(imgsearch("duplicates", "--db", db, "--json", "-t", "1").out)["groups"][0]["reason"] == "exact"
 
 
+def test_rules_that_give_more_pairs_than_a_report_checks_are_refused_before_any_is_checked(copies) -> None:
+    _, db = copies
+    run = imgsearch("duplicates", "--db", db, "--threshold", "-1", "--max-pairs", "10")
+    assert run.code == 1 and "give more than 10 candidate pairs" in run.err and "--max-pairs" in run.err, run.err
+    assert "group" not in run.out
+    assert imgsearch("duplicates", "--db", db, "--threshold", "-1", "--max-pairs", "100").code == 0  # 66 pairs
+
+
 def test_pairs_are_exact_against_brute_force(db_url) -> None:
     from imgsearch.store.records import ImageRecord
 
@@ -133,7 +141,7 @@ def test_the_service_reports_duplicates_and_shows_them_as_rows(copies, tmp_path)
         cli = report(db)
         cli.pop("root")
         assert answer == cli
-        assert http.get("/api/duplicates", params={"reference": "../etc"}).status_code == 422
+        assert http.get("/api/duplicates", params={"reference": "../etc"}).status_code == 404  # no such folder in it
         assert http.get("/api/duplicates", params={"threshold": "2"}).status_code == 422
         page = http.get("/duplicates")
         assert page.status_code == 200 and "duplicates.js" in page.text

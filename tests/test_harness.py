@@ -103,7 +103,8 @@ def test_readme_first_command_verbatim_in_a_fresh_clone_with_a_real_install(tmp_
     done = subprocess.run(["bash", "-c", readme_first_command()], cwd=clone, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = [line for line in done.stdout.splitlines() if re.match(r"\s+\d+\s+\S+\.jpg\s+-?\d\.\d+$", line)]
+    results = [line for line in done.stdout.splitlines()
+               if re.match(r"\s+\d+\s+\S+\.jpg\s+-?\d\.\d+(  same object: \d+ of \d+ points agree)?$", line)]
     assert len(results) == 10, done.stdout[-3000:]
     assert re.search(r"^spend \d+\.\d+ s$", done.stdout, re.M)
     installed = list((environment / "lib").glob("python*/site-packages/imgsearch/sql/mysql.sql"))

@@ -17,7 +17,7 @@ from imgsearch.rerank.registry import RERANKINGS, SHORTLIST, on_shortlist, regis
 from imgsearch.serve.app import create_app
 from imgsearch.serve.config import ServeConfig
 from imgsearch.serve.service import Service
-from imgsearch.specs import FRACTION, WHOLE_POSITIVE
+from imgsearch.specs import FRACTION, whole_below
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
 
@@ -30,7 +30,7 @@ def farthest_first(Q: np.ndarray, X: np.ndarray, damping: float = 1.0, shortlist
 @pytest.fixture
 def toy():
     register(on_shortlist("farthest", farthest_first, "the least similar first (a test's toy)",
-                          {"damping": FRACTION, "shortlist": WHOLE_POSITIVE}))
+                          {"damping": FRACTION, "shortlist": whole_below(4)}))
     yield RERANKINGS["farthest"]
     unregister("farthest")
 

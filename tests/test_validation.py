@@ -1,13 +1,19 @@
 """Every setting from every source and every method parameter is checked: a bad value is one
 clear line naming where it came from, never a traceback or a silently different run."""
+import re
+
 import numpy as np
 import pytest
 from cli_runner import imgsearch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from photos import write_collection
 from test_cli_errors import assert_clean_failure
 
 from imgsearch.config import SOURCES
 from imgsearch.errors import ImgsearchError
+from imgsearch.learn.whiten import WHITENINGS
+from imgsearch.rerank.registry import methods
 from imgsearch.specs import parse_spec
 
 INT_SOURCES = [s for s in SOURCES if s.kind == "int"]
@@ -70,15 +76,23 @@ def test_top_k_zero_from_the_flag_and_the_environment(built) -> None:
 
 
 @pytest.mark.parametrize("args, words", [
-    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "aqe:0"), ("n of aqe", ">= 1")),
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "aqe:0"), ("n of aqe", "from 1 to 999")),
     (("query", "coffee.jpg", "-e", "rgb", "--rerank", "alpha-qe:5,-1"), ("alpha",)),
     (("query", "coffee.jpg", "-e", "rgb", "--rerank", "diffusion:30,1.5"), ("alpha", "between 0 and 1")),
+    # weights that overflow, and numbers Python's float() reads but no person writes as one
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "alpha-qe:3,1e30"), ("alpha of alpha-qe", "from 0 to below 100")),
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "verify:1_0"), ("shortlist of verify", "'1_0'")),
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "verify:\u0663"), ("shortlist of verify", "whole number")),
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "verify:1e3"), ("shortlist of verify", "whole number")),
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "dba-aqe:"), ("nothing after the colon",)),
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "aqe:3,"), ("at most 1",)),
+    (("query", "coffee.jpg", "-e", "rgb", "--rerank", "alpha-qe:,3"), ("n of alpha-qe", "''")),
     (("query", "coffee.jpg", "-e", "rgb", "--rerank", "aqe:x"), ("n of aqe",)),
     (("query", "coffee.jpg", "-e", "rgb", "--rerank", "aqe:nan"), ("n of aqe",)),
     (("query", "coffee.jpg", "-e", "rgb", "--rerank", "aqe:3,4"), ("at most 1",)),
     (("query", "coffee.jpg", "-e", "rgb", "--rerank", "bogus"), ("unknown method",)),
     (("learn", "m", "-e", "rgb", "--method", "pca:0.5"), ("dims of pca", "whole number")),
-    (("learn", "m", "-e", "rgb", "--method", "lw:-3"), ("dims of lw", ">= 0")),
+    (("learn", "m", "-e", "rgb", "--method", "lw:-3"), ("dims of lw", "from 0 to")),
     (("learn", "m", "-e", "rgb", "--method", "pca:600"), ("dims 600", "512 dimensions")),
     (("learn", "m", "-e", "rgb", "--method", "pca:8,0.5,2"), ("shrinkage",)),
 ])
@@ -107,9 +121,6 @@ def test_a_damaged_model_file_is_a_clear_error(tmp_path) -> None:
 
 
 def test_specs_fill_defaults_from_the_signatures_and_keep_types() -> None:
-    from imgsearch.learn.whiten import WHITENINGS
-    from imgsearch.rerank.registry import methods
-
     assert parse_spec("aqe", methods()).values == {"n": 10}
     assert parse_spec("alpha-qe:5,2", methods()).values == {"n": 5, "alpha": 2.0}
     spec = parse_spec("diffusion:30,0.9", methods())
@@ -118,3 +129,23 @@ def test_specs_fill_defaults_from_the_signatures_and_keep_types() -> None:
     with pytest.raises(ImgsearchError, match="known: pca, lw, triplet$"):
         parse_spec("diffusion", WHITENINGS)
     assert np.isfinite(parse_spec("pca:0,0.25", WHITENINGS).values["power"])
+    # one grammar: digits for whole numbers; digits, a point and an exponent for the others
+    assert parse_spec("alpha-qe:5,25.5", methods()).values == {"n": 5, "alpha": 25.5}
+    assert parse_spec("verify:9,1e-10", methods()).values == {"shortlist": 9, "false_alarms": 1e-10}
+    for refused in ("aqe:1e1", "aqe:+3", "aqe: 3", "aqe:03", "alpha-qe:3,inf", "alpha-qe:3,1_0", "alpha-qe:5,2.5e1",
+                    "alpha-qe:5,.5", "aqe:\uff13", "verify:3.0", "verify:9,1e-100"):
+        with pytest.raises(ImgsearchError):
+            parse_spec(refused, methods())
+
+
+CHECKS = {f"{name}.{param.name}": param.check for registry in (methods(), WHITENINGS)
+          for name, method in registry.items() for param in method.params}
+
+
+@given(st.text(alphabet="0123456789.e-+ \u0663_", min_size=1, max_size=8))
+@settings(max_examples=3000, deadline=None)
+def test_each_parameters_published_pattern_takes_exactly_what_its_parser_takes(text) -> None:
+    """The service's spec carries each range as a regular expression (specs.Check.pattern):
+    it must accept exactly the texts the parser reads as a value in range."""
+    for where, check in CHECKS.items():
+        assert (check.reads(text) is not None) == bool(re.fullmatch(f"(?:{check.pattern})", text)), (where, text)

@@ -206,3 +206,29 @@ def test_without_local_features_nothing_verifies_by_default(tmp_path) -> None:
     assert run.code == 0 and "inliers" not in run.json()["results"][0]
     refused = imgsearch("query", tmp_path / "phone.jpg", "--db", db, "-e", "rgb", "--rerank", "verify")
     assert refused.code != 0 and "run `imgsearch build` again" in refused.err
+
+
+def test_the_command_lines_text_marks_the_verified_match_and_says_what_the_score_is(tmp_path, db_url) -> None:
+    """Read as a newcomer reads `query phone-photo.jpg`: the first line says how the answer
+    is ranked and what the score column holds, the verified match says so with its agreeing
+    points (its score may be below the next line's), and `--json` is unchanged."""
+    folder = tmp_path / "photos"
+    write_collection(folder, tuple(name for name in PHOTOS if name != "hubble_deep_field.jpg"))  # the background
+    assert imgsearch("build", folder, "--db", db_url).code == 0
+    query = tmp_path / "phone-photo.jpg"
+    cv2.imwrite(str(query), printed(photo("astronaut.png"), photo("hubble_deep_field.jpg")))
+    run = imgsearch("query", query, "--db", db_url, "-k", "3")
+    assert run.code == 0, run.err
+    ranked, score, first, *rest, spent = run.out.splitlines()
+    assert ranked.startswith("ranked by dba-aqe:3+verify: the same object first (verified")
+    assert score.startswith("score: similarity once the query and each image are joined by their nearest")
+    found = imgsearch("query", query, "--db", db_url, "-k", "3", "--json").json()
+    best = found["results"][0]
+    assert first == (f"   1  b/astronaut.jpg  {best['score']:.6f}  same object: {best['inliers']} of {best['matches']} "
+                     "points agree")
+    assert len(rest) == 2 and not any("same object" in line for line in rest) and spent.startswith("spend ")
+    assert set(best) == {"rank", "id", "name", "path", "score", "inliers", "matches", "significance", "corners"}
+    plain = imgsearch("query", query, "--db", db_url, "-k", "3", "--rerank", "none").out.splitlines()
+    assert plain[:2] == ["ranked by score", "score: pearson similarity of the cnn-spoc descriptors, 1 the most alike"]
+    assert all("same object" not in line for line in plain)
+

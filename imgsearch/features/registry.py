@@ -42,6 +42,11 @@ EXTRACTORS: dict[str, Callable[[CnnOptions], Extractor]] = {
 }
 
 
+def names_of_kind(kind: str) -> tuple[str, ...]:
+    """The registered extractors whose rows are of this kind (Extractor.kind), sorted."""
+    return tuple(sorted(name for name, make in EXTRACTORS.items() if make(CnnOptions()).kind == kind))
+
+
 def without_local(names: tuple[str, ...]) -> tuple[str, ...]:
     """The names less those of local-feature extractors (build --no-local-features)."""
     return tuple(name for name in names if EXTRACTORS[name](CnnOptions()).kind != "local")

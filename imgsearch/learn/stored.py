@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError, NotFoundError
+from imgsearch.errors import ImgsearchError, NotFoundError, NotKeptError
 from imgsearch.learn.whiten import WHITENINGS, LinearMap, fit_map
 from imgsearch.scan.metrics import Metric, in_learned_space
 from imgsearch.specs import parse_spec
@@ -54,9 +54,9 @@ def learned_metric(store: FeatureStore, extractor: ExtractorRow, metric: Metric,
         raise NotFoundError(f"no learned map {name!r} for {extractor.name}; fit one with `imgsearch learn {name}`")
     method, learned_on, mean, projection = found
     if not learned_on:
-        raise ImgsearchError(f"the map {name!r} was learned by an older imgsearch on unprepared vectors; "
+        raise NotKeptError(f"the map {name!r} was learned by an older imgsearch on unprepared vectors; "
                              f"learn it again: `imgsearch learn {name} -e {extractor.name} -m {metric.name} --method {method}`")
     if learned_on != metric.name:
-        raise ImgsearchError(f"the map {name!r} was learned on {learned_on} vectors; query it with -m {learned_on}, "
+        raise NotKeptError(f"the map {name!r} was learned on {learned_on} vectors; query it with -m {learned_on}, "
                              f"or learn one for {metric.name}: `imgsearch learn NAME -m {metric.name}`")
     return in_learned_space(metric, name, LinearMap(mean, projection).apply)

@@ -10,7 +10,7 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.linalg import EPS, l2n
-from imgsearch.specs import FRACTION, NON_NEGATIVE, WHOLE_OR_ZERO, WHOLE_POSITIVE, Method, Spec
+from imgsearch.specs import FRACTION, Method, Spec, number_below, whole_below
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,16 @@ def learn_triplet(
     return LinearMap(mean, solution.x.reshape(dims, -1))
 
 
+DIMS = whole_below(5, low=0)  # 0: as many as the vectors have (fit_map checks the rest)
+WEIGHT = number_below(2)
 WHITENINGS: dict[str, Method] = {
     "pca": Method.of(learn_pca_whitening, "PCA-whitening [dims, power, shrinkage] (Jegou & Chum, ECCV 2012)",
-                     {"dims": WHOLE_OR_ZERO, "power": NON_NEGATIVE, "shrinkage": FRACTION}),
+                     {"dims": DIMS, "power": number_below(1), "shrinkage": FRACTION}),
     "lw": Method.of(learn_lw, "learned whitening from matching / non-matching pairs [dims, shrinkage] "
-                    "(Radenovic et al., ECCV 2016)", {"dims": WHOLE_OR_ZERO, "shrinkage": FRACTION}, supervised=True),
+                    "(Radenovic et al., ECCV 2016)", {"dims": DIMS, "shrinkage": FRACTION}, supervised=True),
     "triplet": Method.of(learn_triplet, "linear projection trained with a triplet loss [dims, margin] (Schroff et al., CVPR 2015)",
-                         {"dims": WHOLE_POSITIVE, "margin": NON_NEGATIVE, "n_triplets": WHOLE_POSITIVE,
-                          "decay": NON_NEGATIVE, "seed": WHOLE_OR_ZERO}, supervised=True),
+                         {"dims": whole_below(5), "margin": WEIGHT, "n_triplets": whole_below(7),
+                          "decay": WEIGHT, "seed": whole_below(9, low=0)}, supervised=True),
 }
 
 

@@ -17,7 +17,7 @@ def expanded(Q: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: f
     """Query expansion: each query (m x d) plus its neighbours (m x n x d) weighted by
     their similarity^alpha (alpha 0: AQE, a plain sum), renormalised. eval's alpha_qe and
     the query-time second scan both expand by this."""
-    weights = np.maximum(scores, 0) ** alpha
+    weights = np.clip(scores, 0, 1) ** alpha  # a score past 1 by rounding must not overflow
     return l2n(Q + np.einsum("mk,mkd->md", weights, neighbours))
 
 

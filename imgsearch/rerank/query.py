@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import NotKeptError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
 from imgsearch.rerank.first_stage import query_words
@@ -85,12 +85,12 @@ class QueryContext:
 def required_graph(store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, k: int) -> GraphRow:
     graph = find_graph(store, extractor, metric.name)
     if graph is None:
-        raise ImgsearchError(
+        raise NotKeptError(
             f"re-ranking {name} reads the collection's k-NN graph, and there is none for {extractor.name}/{metric.name}",
             f"make it once with `imgsearch graph -e {extractor.name} -m {metric.name}` (builds keep it up to date)"
         )
     if graph.k < k:
-        raise ImgsearchError(f"re-ranking {name} wants {k} neighbours, the stored graph keeps {graph.k}",
+        raise NotKeptError(f"re-ranking {name} wants {k} neighbours, the stored graph keeps {graph.k}",
                              f"remake it with `imgsearch graph -e {extractor.name} -m {metric.name} -n {k}`")
     return graph
 
@@ -170,7 +170,7 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
     graph = find_graph(store, row, metric.name)
     derived = dba_extractor(store, row, graph) if graph is not None and graph.dba == n_db else None
     if derived is None:
-        raise ImgsearchError(
+        raise NotKeptError(
             f"re-ranking dba-aqe:{n_db} scans the vectors augmented with their {n_db} nearest, which are kept with "
             f"the k-NN graph", f"make them once with `imgsearch graph -e {row.name} -m {metric.name} --dba {n_db}`"
         )
@@ -221,7 +221,7 @@ def has_local_features(store: FeatureStore) -> bool:
 def local_extractor(store: FeatureStore) -> ExtractorRow:
     found = [row for row in store.extractors() if row.kind == "local" and store.has_vectors(row)]
     if not found:
-        raise ImgsearchError("re-ranking verify compares local features, and this index has none",
+        raise NotKeptError("re-ranking verify compares local features, and this index has none",
                              "run `imgsearch build` again (local features are in its default; the other extractors are kept)")
     return found[0]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, NotKeptError
 from imgsearch.rerank import maths
 from imgsearch.rerank.query import (
     Params,
@@ -30,7 +30,16 @@ from imgsearch.rerank.query import (
 )
 from imgsearch.rerank.verify import verified_scores
 from imgsearch.scan.kernel import ScanResult
-from imgsearch.specs import FRACTION, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, WHOLE_POSITIVE, Check, Method, parse_spec
+from imgsearch.specs import FRACTION, OPEN_FRACTION, POSITIVE_FRACTION, Check, Method, number_below, parse_spec, spec_pattern, whole_below
+
+# Ranges: a neighbour count below 1,000 (the most results a query gives), a shortlist below
+# ten times that, an exponent below 100 (similarity^alpha with alpha past it is 0 but for
+# copies: larger only overflows), iterations below 1,000.
+NEIGHBOURS = whole_below(3)
+SHORTLIST_SIZE = whole_below(4)
+EXPONENT = number_below(2)
+POSITIVE_EXPONENT = number_below(2, above_zero=True)
+ITERATIONS = whole_below(3)
 
 # What a re-ranking reads beyond one scan of the vectors, as it declares it.
 GRAPH = "the stored k-NN graph"  # made by `imgsearch graph`, kept by builds
@@ -50,6 +59,10 @@ class Reranking:
     # Re-orders the ranking of the stage before it: at query time from ctx.previous, in eval
     # its pure function takes (that stage's scores, the images' local features, **params).
     follows: bool = False
+    # What its scores are, for a person reading them; None: it keeps the scores of the stage
+    # before it (or the metric's) and only re-orders, as `orders` says.
+    scores: str | None = None
+    orders: str | None = None
 
     @property
     def usage(self) -> str:
@@ -95,6 +108,14 @@ class RerankSpec:
         read its whole-photo descriptor)."""
         return any(stage.reranking.accepts_regions for stage in self.stages)
 
+    def scores(self) -> str | None:
+        """What the score column holds after the chain: the last stage's own scores (None:
+        the metric's, kept by every stage)."""
+        return next((s.reranking.scores for s in reversed(self.stages) if s.reranking.scores), None)
+
+    def orders(self) -> list[str]:
+        return [s.reranking.orders for s in self.stages if s.reranking.orders]
+
     def run(self, ctx: QueryContext) -> ScanResult:
         result: ScanResult | None = None
         for stage, after in zip(self.stages, (*self.stages[1:], None)):
@@ -124,7 +145,7 @@ def on_shortlist(name: str, function: Callable[..., np.ndarray], description: st
     if "shortlist" not in checks:
         raise ValueError(f"{name}: a re-ranking run on the shortlist takes a `shortlist` parameter")
     return Reranking(name, Method.of(function, description, checks), pure_on_shortlist(function),
-                     frozenset({SHORTLIST}))
+                     frozenset({SHORTLIST}), scores=f"{name}'s score")
 
 
 def parse_reranking(text: str) -> RerankSpec:
@@ -140,6 +161,14 @@ def parse_reranking(text: str) -> RerankSpec:
     return RerankSpec(tuple(stages))
 
 
+def reranking_pattern() -> str:
+    """Exactly the texts parse_reranking takes, "none", and "" (the default): what the
+    service's spec publishes for its `rerank` field."""
+    first = "|".join(spec_pattern(r.name, r.method.params) for r in RERANKINGS.values())
+    after = "|".join(spec_pattern(r.name, r.method.params) for r in RERANKINGS.values() if r.follows)
+    return f"^(?:|{NO_RERANK}|(?:{first})(?:\\+(?:{after}))*)$"
+
+
 def methods() -> dict[str, Method]:
     return {name: r.method for name, r in RERANKINGS.items()}
 
@@ -152,31 +181,35 @@ def help_text() -> str:
 
 def check_with_whitening(spec: RerankSpec) -> None:
     if GRAPH in spec.needs:
-        raise ImgsearchError(f"re-ranking {spec.text} uses the graph of the unmapped vectors; "
+        raise NotKeptError(f"re-ranking {spec.text} uses the graph of the unmapped vectors; "
                              "it cannot follow a learned map (whiten)")
 
 
 register(Reranking("aqe", Method.of(maths.aqe, "average query expansion, n neighbours (Chum et al., ICCV 2007)",
-                                    {"n": WHOLE_POSITIVE}),
-                   query_expansion_at_query, frozenset({SECOND_SCAN})))
+                                    {"n": NEIGHBOURS}),
+                   query_expansion_at_query, frozenset({SECOND_SCAN}),
+                   scores="similarity to the query averaged with its n nearest (aqe)"))
 register(Reranking("alpha-qe", Method.of(maths.alpha_qe, "alpha-weighted query expansion, n, alpha (Radenovic et al., "
-                                                         "TPAMI 2018)", {"n": WHOLE_POSITIVE, "alpha": NON_NEGATIVE}),
-                   query_expansion_at_query, frozenset({SECOND_SCAN})))
+                                                         "TPAMI 2018)", {"n": NEIGHBOURS, "alpha": EXPONENT}),
+                   query_expansion_at_query, frozenset({SECOND_SCAN}),
+                   scores="similarity to the query joined by its nearest, weighted (alpha-qe)"))
 register(Reranking("dba-aqe", Method.of(maths.dba_aqe, "database-side augmentation then query expansion, n_db, "
                                                        "n_query, alpha (Arandjelovic & Zisserman, CVPR 2012; "
                                                        "alpha-weighted as alpha-qe, 0: AQE)",
-                                        {"n_db": WHOLE_POSITIVE, "n_query": WHOLE_POSITIVE, "alpha": NON_NEGATIVE}),
-                   dba_aqe_at_query, frozenset({GRAPH, DBA, SECOND_SCAN})))
+                                        {"n_db": NEIGHBOURS, "n_query": NEIGHBOURS, "alpha": EXPONENT}),
+                   dba_aqe_at_query, frozenset({GRAPH, DBA, SECOND_SCAN}),
+                   scores="similarity once the query and each image are joined by their nearest neighbours (dba-aqe)"))
 register(Reranking("diffusion", Method.of(
     maths.diffusion, "diffusion on a mutual k-NN graph, k, alpha, gamma, query_k, shortlist, iterations "
                      "(Iscen et al., CVPR 2017)",
-    {"k": WHOLE_POSITIVE, "alpha": OPEN_FRACTION, "gamma": POSITIVE, "query_k": WHOLE_POSITIVE,
-     "shortlist": WHOLE_POSITIVE, "iterations": WHOLE_POSITIVE}),
-    diffusion_at_query, frozenset({GRAPH, SHORTLIST})))
+    {"k": NEIGHBOURS, "alpha": OPEN_FRACTION, "gamma": POSITIVE_EXPONENT, "query_k": NEIGHBOURS,
+     "shortlist": SHORTLIST_SIZE, "iterations": ITERATIONS}),
+    diffusion_at_query, frozenset({GRAPH, SHORTLIST}), scores="diffusion on the k-NN graph, higher is nearer"))
 register(Reranking("k-reciprocal", Method.of(
     maths.k_reciprocal, "k-reciprocal encoding, k1, k2, lambda, shortlist (Zhong et al., CVPR 2017)",
-    {"k1": WHOLE_POSITIVE, "k2": WHOLE_POSITIVE, "lambda_": FRACTION, "shortlist": WHOLE_POSITIVE}),
-    k_reciprocal_at_query, frozenset({GRAPH, SHORTLIST})))
+    {"k1": NEIGHBOURS, "k2": NEIGHBOURS, "lambda_": FRACTION, "shortlist": SHORTLIST_SIZE}),
+    k_reciprocal_at_query, frozenset({GRAPH, SHORTLIST}),
+    scores="the k-reciprocal distance negated, higher is nearer"))
 
 
 LOCAL_EXTRACTOR = "sift"  # the local features eval extracts for a re-ranking that needs them
@@ -191,5 +224,7 @@ register(Reranking("verify", Method.of(
     verified_scores, "geometric verification of the top shortlist by local features, shortlist, false_alarms "
                      "(RootSIFT, ratio test, RANSAC homography, Philbin et al., CVPR 2007; verified when chance "
                      "explains fewer than false_alarms such models, Moisan & Stival 2004)",
-    {"shortlist": WHOLE_POSITIVE, "false_alarms": POSITIVE}),
-    verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True, follows=True))
+    {"shortlist": NEIGHBOURS, "false_alarms": POSITIVE_FRACTION}),
+    verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True, follows=True,
+    orders="the same object first (verified: its points agree with the photo's; most agreeing points first), "
+           "then the rest by score"))

@@ -25,22 +25,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsearch import __version__
 from imgsearch.duplicates import CopyRules
-from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError
+from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError, NotKeptError
 from imgsearch.index.images import SkippedFile
 from imgsearch.plan import SearchPlan
 from imgsearch.serve.files import IndexedFileResponse, thumbnail
 from imgsearch.serve.service import Service
 from imgsearch.serve.spec import (
+    BOX,
     COMPARE_BODY,
     COMPARE_FIELD_NAMES,
+    FORM_PATTERNS,
+    MAX_K,
+    MAX_OFFSET,
     SEARCH_BODY,
     SEARCH_FIELD_NAMES,
+    SEARCH_FIELDS,
     errors,
     image_response,
 )
 
 log = logging.getLogger("imgsearch.serve")
-MAX_K = 1000
 TOKEN_COOKIE = "imgsearch_token"
 OVER_LIMIT = "imgsearch.over_limit"  # set in the ASGI scope when a body passed the limit
 
@@ -122,6 +126,8 @@ def status_of(e: Exception) -> int:
         return 503
     if isinstance(e, NotFoundError):
         return 404
+    if isinstance(e, NotKeptError):
+        return 409
     return 422
 
 
@@ -153,7 +159,7 @@ def create_app(service: Service) -> FastAPI:
         return error(500, "internal error; the server log has the details")
 
     @app.post("/api/search", responses={200: {"description": "the ranked matches"},
-                                        **errors(400, 404, 413, 415, 422)}, openapi_extra=SEARCH_BODY)
+                                        **errors(400, 404, 409, 413, 415, 422)}, openapi_extra=SEARCH_BODY)
     async def search_endpoint(request: Request) -> JSONResponse:
         """Multipart: the image in the field `image`, parameters as fields. JSON:
         {"name": "45.jpg", ...} names an indexed image as `query` takes it. Parameters:
@@ -196,7 +202,7 @@ def create_app(service: Service) -> FastAPI:
                                              media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
 
     @app.get("/api/duplicates", responses=errors(404, 422))
-    def duplicates(extractor: str | None = None, threshold: Threshold = None, hash_bits: HashBits = None,
+    def duplicates(extractor: Descriptor = None, threshold: Threshold = None, hash_bits: HashBits = None,
                    min_inliers: MinInliers = None, reference: str | None = None) -> JSONResponse:
         """Groups of exact and near copies, as `imgsearch duplicates --json` (without the
         collection's path). reference is a folder of the collection, relative to its root;
@@ -282,6 +288,8 @@ def create_app(service: Service) -> FastAPI:
 
 # Ids are BIGINT UNSIGNED in MySQL and 64-bit signed in SQLite: a larger number is no id.
 ImageId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
+Descriptor = Annotated[str | None, Query(pattern=f"^(?:{'|'.join(SEARCH_FIELDS['extractor']['enum'][1:])})$",
+                                         description="a stored descriptor (default cnn-spoc)")]
 Threshold = Annotated[float | None, Query(ge=-1, le=1, allow_inf_nan=False)]
 HashBits = Annotated[int | None, Query(ge=-1, le=63)]
 MinInliers = Annotated[int | None, Query(ge=-1)]
@@ -318,8 +326,7 @@ async def _read_request(request: Request) -> tuple[bytes | None, Fields]:
     raise _BadRequest("send multipart/form-data (an image) or application/json (a name)")
 
 
-WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() would take " 5", "٥" and "1_0"
-TRUE, FALSE = ("true", "1"), ("false", "0", "")
+TRUE = ("true", "1")
 
 
 class Fields(dict):
@@ -341,7 +348,7 @@ class Fields(dict):
 
 def _whole(fields: Fields, key: str, default: int, low: int, high: int) -> int:
     """A whole number: from JSON an integer (1.0 is one: JSON has one number type), never a
-    bool or text; from a form, digits."""
+    bool or text; from a form, its pattern's digits ("" for the default)."""
     raw = fields.get(key, default)
     if isinstance(raw, bool) or (isinstance(raw, str) and not fields.from_form):
         _refused(key, raw, low, high)
@@ -349,8 +356,8 @@ def _whole(fields: Fields, key: str, default: int, low: int, high: int) -> int:
         value = int(raw)
     elif isinstance(raw, int):
         value = raw
-    elif isinstance(raw, str) and WHOLE.fullmatch(raw):
-        value = int(raw)
+    elif isinstance(raw, str) and re.fullmatch(FORM_PATTERNS[key], raw):
+        value = int(raw) if raw else default
     else:
         raise ImgsearchError(f"{key} must be a whole number from {low} to {high}, not {_shown(raw)}")
     if not low <= value <= high:
@@ -380,8 +387,8 @@ def _flag(fields: Fields, key: str) -> bool:
     value = fields.get(key, False)
     if isinstance(value, bool):
         return value
-    if fields.from_form and isinstance(value, str) and value.lower() in TRUE + FALSE:
-        return value.lower() in TRUE
+    if fields.from_form and isinstance(value, str) and re.fullmatch(FORM_PATTERNS[key], value):
+        return value in TRUE
     raise ImgsearchError(f"{key} must be true or false, not {_shown(value)}")
 
 
@@ -398,7 +405,7 @@ def _search_request(fields: Fields, service: Service) -> SearchPlan:
     config = service.config
     return SearchPlan.of(
         _text(fields, "extractor") or config.default_extractor, _text(fields, "metric") or config.default_metric,
-        k=_whole(fields, "k", 10, 1, MAX_K), offset=_whole(fields, "offset", 0, 0, 100_000),
+        k=_whole(fields, "k", 10, 1, MAX_K), offset=_whole(fields, "offset", 0, 0, MAX_OFFSET),
         include_self=_flag(fields, "include_self"), parallel=config.parallel, block_rows=config.block_rows,
         regions=_text(fields, "regions") or config.regions, rerank=_text(fields, "rerank"),
         whiten=_text(fields, "whiten"), under=_folder(fields, "under"))
@@ -409,10 +416,9 @@ def _box(fields: dict[str, Any]) -> tuple[int, int, int, int] | None:
     text = _text(fields, "box")
     if text is None:
         return None
-    parts = text.split(",")
-    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+    if not re.fullmatch(BOX, text):
         raise ImgsearchError(f"box must be x,y,width,height in whole pixels, not {_shown(text)}")
-    x, y, width, height = (int(p) for p in parts)
+    x, y, width, height = (int(p) for p in text.split(","))
     return x, y, width, height
 
 
@@ -420,7 +426,7 @@ def _folder(fields: dict[str, Any], key: str) -> str | None:
     """A folder of the collection, relative to its root: no client names a path outside it."""
     folder = _text(fields, key)
     if folder is not None and (folder.startswith("/") or ".." in Path(folder).parts):
-        raise ImgsearchError(f"{key} must be a folder of the collection, relative to its root")
+        raise NotFoundError(f"{key}: no such folder in the collection (a folder of it is named relative to its root)")
     return folder
 
 

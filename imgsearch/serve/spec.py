@@ -4,9 +4,15 @@ an `image`, or JSON), every status an endpoint answers with, the one error shape
 `{"error": message}` for all of them, and the images the file endpoints send."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
+
+from imgsearch.features.regions import REGION_CHOICES
+from imgsearch.features.registry import names_of_kind
+from imgsearch.rerank.registry import reranking_pattern
+from imgsearch.scan.metrics import METRICS
 
 
 class ErrorBody(BaseModel):
@@ -18,7 +24,9 @@ ERROR_WHY = {
     401: "the service has a token and the request did not give it",
     404: "no indexed image, folder or file by that name or id",
     413: "the upload is over the service's limit",
-    415: "the upload is not a usable image",
+    409: "the index does not keep what the request needs (a k-NN graph, local features, a learned map for its "
+         "metric), or two of its fields do not go together",
+    415: "the upload is not a usable image (the schema cannot say which bytes are one)",
     422: "a field is unknown, of the wrong type or out of range",
     503: "the database cannot be reached now, or the service is busy",
 }
@@ -39,24 +47,50 @@ def _text(description: str) -> dict[str, str]:
     return {"type": "string", "description": description}
 
 
+def _name(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "description": description}
+
+
+def _choice(names: Iterable[str], description: str) -> dict[str, Any]:
+    """One of these names, or "" for the default."""
+    return {"type": "string", "enum": ["", *names], "description": description}
+
+
+MAX_K = 1000
+MAX_OFFSET = 100_000
+# A form's fields are text: a whole number as digits with no leading zero, a flag as
+# true/false/1/0, "" for the default; the service reads them by these patterns (app).
+FORM_PATTERNS = {
+    "k": f"^(?:|[1-9][0-9]{{0,2}}|{MAX_K})$",
+    "offset": f"^(?:|0|[1-9][0-9]{{0,4}}|{MAX_OFFSET})$",
+    "include_self": "^(?:|true|false|1|0)$",
+}
+BOX = "^(?:|[0-9]{1,9},[0-9]{1,9},[0-9]{1,9},[0-9]{1,9})$"
+
 SEARCH_FIELDS: dict[str, Any] = {
-    "extractor": _text("a stored descriptor (default: the service's)"),
-    "metric": _text("pearson, bhattacharyya or cosine (default: the service's)"),
-    "k": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "how many results (default 10)"},
-    "offset": {"type": "integer", "minimum": 0, "maximum": 100000, "description": "results skipped (default 0)"},
-    "rerank": _text("a re-ranking, NAME[:PARAMS], or none"),
-    "whiten": _text("a learned map"),
+    "extractor": _choice(names_of_kind("vector"), "a stored descriptor (default: the service's)"),
+    "metric": _choice(METRICS, "the metric (default: the service's)"),
+    "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "description": "how many results (default 10)"},
+    "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "description": "results skipped (default 0)"},
+    "rerank": {"type": "string", "pattern": reranking_pattern(),
+               "description": "a re-ranking, NAME[:PARAMS] joined by +, or none (default: what the index keeps)"},
+    "whiten": _text("a learned map's name"),
     "include_self": {"type": "boolean", "description": "keep the query's own row"},
     "under": _text("only images under this folder of the collection, relative to its root ('.' is the root)"),
-    "regions": _text("query regions of an upload"),
+    "regions": _choice(REGION_CHOICES, "query regions of an upload"),
 }
 
 
 def _form(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
     """The same fields as form text: numbers as digits, booleans as true/false/1/0."""
-    as_text = {name: {"type": "string", "description": spec.get("description", "")} for name, spec in fields.items()}
+    def as_text(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        text = {key: value for key, value in spec.items() if key in ("enum", "pattern", "minLength", "description")}
+        return {"type": "string", **text, **({"pattern": FORM_PATTERNS[name]} if name in FORM_PATTERNS else {})}
+
     return {"type": "object", "required": ["image", *required], "additionalProperties": False,
-            "properties": {"image": {"type": "string", "format": "binary", "description": "the photo"}, **as_text}}
+            "properties": {"image": {"type": "string", "format": "binary", "description": "the photo",
+                                     "contentMediaType": "image/*"},
+                           **{name: as_text(name, spec) for name, spec in fields.items()}}}
 
 
 def _json(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -65,14 +99,15 @@ def _json(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 SEARCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": _form({**SEARCH_FIELDS,
-                                             "box": _text("x,y,width,height in the photo's pixels")}, [])},
-    "application/json": {"schema": _json({"name": _text("an indexed image's path or file name"), **SEARCH_FIELDS},
+                                             "box": {"type": "string", "pattern": BOX,
+                                                     "description": "x,y,width,height in the photo's pixels"}}, [])},
+    "application/json": {"schema": _json({"name": _name("an indexed image's path or file name"), **SEARCH_FIELDS},
                                          ["name"])},
 }}}
 
 COMPARE_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": _form({"b": _text("an indexed image")}, ["b"])},
-    "application/json": {"schema": _json({"a": _text("an indexed image"), "b": _text("an indexed image")},
+    "multipart/form-data": {"schema": _form({"b": _name("an indexed image")}, ["b"])},
+    "application/json": {"schema": _json({"a": _name("an indexed image"), "b": _name("an indexed image")},
                                          ["a", "b"])},
 }}}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -45,22 +46,35 @@ class SqliteStore(FeatureStore):
             raise ImgsearchError(
                 f"no index at {self.path}; run `imgsearch build FOLDER` first (or pass --db)"
             )
+        # A file this process may not write (or in a folder it may not write, where the
+        # WAL's shared-memory file would go) is opened read-only: searching needs no write.
+        self.read_only = not create and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
         try:
-            # Used from one thread at a time, but not always the one that opened it (the
-            # service runs requests in a thread pool, behind its own lock). Autocommit, as
-            # the MySQL connection is: Python's default opens a transaction before any
-            # INSERT or DELETE (the words stage's temporary table) that nothing commits, and
-            # the connection then reads that one snapshot forever, pinning the WAL with it.
-            # Write transactions are explicit (_begin).
-            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA foreign_keys = ON")
-            # a checkpoint that reset the log also cuts its file back to this size: one
-            # large build does not leave a large file for good
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
-            _use_wal(conn)
+            conn = self._connect()
+            if not self.read_only:
+                conn.execute("PRAGMA foreign_keys = ON")
+                # a checkpoint that reset the log also cuts its file back to this size: one
+                # large build does not leave a large file for good
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
+                _use_wal(conn)
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open SQLite database {self.path}: {e}") from None
         super().__init__(conn)
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection used from one thread at a time, but not always the one that opened
+        it (the service's requests run in a thread pool). Autocommit, as the MySQL connection
+        is: Python's default opens a transaction before any INSERT or DELETE (the words
+        stage's temporary table) that nothing commits, and the connection then reads that
+        one snapshot forever, pinning the WAL with it. Write transactions are explicit
+        (_begin). Read-only: `immutable` where the WAL's files cannot be made (SQLite
+        reads a WAL database read-only only where they exist or can be created)."""
+        target: str | Path = self.path
+        if self.read_only:
+            wal_files = all(self.path.with_name(self.path.name + end).exists() for end in ("-wal", "-shm"))
+            target = f"{self.path.resolve().as_uri()}?{'mode=ro' if wal_files else 'immutable=1'}"
+        return sqlite3.connect(target, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False,
+                               uri=self.read_only)
 
     driver_error = sqlite3.Error
     insert_ignore = "INSERT OR IGNORE"
@@ -126,7 +140,7 @@ class SqliteStore(FeatureStore):
     @contextmanager
     def read_snapshot(self) -> Iterator[sqlite3.Cursor]:
         # A separate connection whose read transaction is one snapshot.
-        conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn = self._connect()
         try:
             conn.execute("BEGIN")
             yield conn.cursor()

@@ -97,6 +97,7 @@ def service_latency(folder: Path, uploads: list[bytes], tmp: Path) -> None:
     """Upload to answer through the service (query crops, cnn-spoc, 200 photos indexed), the
     photo decoded as now (search_upload) and as before (in full, then shrunk, then the same
     search), interleaved in one run."""
+    from imgsearch.config import Settings
     from imgsearch.index.build import build
     from imgsearch.plan import SearchPlan
     from imgsearch.query import photo_vector, stored_extractor
@@ -113,7 +114,7 @@ def service_latency(folder: Path, uploads: list[bytes], tmp: Path) -> None:
     with open_store(url, create=True) as store:
         build(store, str(collection), ("cnn-spoc",), 2, 256, progress=False)
         row, extractor = stored_extractor(store, "cnn-spoc")
-    service = Service(ServeConfig(url, ("cnn-spoc",), ("pearson",), "cnn-spoc", "pearson"))
+    service = Service(ServeConfig(url, ("cnn-spoc",), ("pearson",), Settings(extractor="cnn-spoc", metric="pearson")))
     plan = SearchPlan.of("cnn-spoc", "pearson", k=20, regions="crops")
 
     def before(data: bytes) -> None:

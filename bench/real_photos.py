@@ -67,25 +67,22 @@ def classify(paths: list[str], extras: list[dict], right: str) -> tuple[int | No
 
 
 def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None, sets: list[str]) -> None:
-    from imgsearch.plan import SearchPlan
+    from imgsearch.config import Settings
     from imgsearch.serve.config import ServeConfig
     from imgsearch.serve.service import Service
     from imgsearch.store.url import parse_database_url
 
     db = f"sqlite:///{workdir / 'index.sqlite3'}"
     build_index(collection(data, workdir, sets), db)
-    service = Service(ServeConfig(parse_database_url(db), ("cnn-spoc",), ("pearson",), "cnn-spoc", "pearson"))
+    service = Service(ServeConfig(parse_database_url(db), ("cnn-spoc",), ("pearson",), Settings(extractor="cnn-spoc", metric="pearson")))
     rows = []
     try:
-        def plan_of(**changes) -> SearchPlan:
-            return SearchPlan.of("cnn-spoc", "pearson", regions=service.config.regions, **changes)
-
-        plan = plan_of(k=TOP, rerank=rerank)
+        asked = {"k": TOP, "rerank": rerank}
         for phone in phones:
             for photo in sorted((data / "smvs_dvd_dev" / phone).glob("*.jpg")):
                 upload = photo.read_bytes()
                 started = time.perf_counter()
-                answer = service.search_upload(upload, plan)
+                answer = service.search_upload(upload, asked)
                 seconds = time.perf_counter() - started
                 paths = [r["path"] for r in answer["results"]]
                 extras = [{"inliers": r.get("inliers"), "corners": r.get("corners")} for r in answer["results"]]

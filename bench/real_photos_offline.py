@@ -36,13 +36,14 @@ def candidates(data: Path, workdir: Path, phones: list[str], regions: str) -> li
     from imgsearch.scan.metrics import get_metric
     from imgsearch.scan.store_scan import StoreScan
     from imgsearch.store import open_store
+    from imgsearch.store.catalog import read_catalog
     from imgsearch.store.url import parse_database_url
 
     anything = Evidence(false_alarms=math.inf)  # every homography that passes the outline checks
     found = []
     with open_store(parse_database_url(f"sqlite:///{workdir / 'index.sqlite3'}")) as store:
         row, extractor = stored_extractor(store, "cnn-spoc")
-        local_row = local_extractor(store)
+        local_row = local_extractor(read_catalog(store, "cnn-spoc", "pearson"))
         scan, metric = StoreScan(store), get_metric("pearson")
         for phone in phones:
             for photo_path in sorted((data / "smvs_dvd_dev" / phone).glob("*.jpg")):

@@ -31,10 +31,13 @@ import numpy as np
 import uvicorn
 from threadpoolctl import threadpool_limits
 
+from imgsearch.config import Settings
 from imgsearch.plan import SearchPlan
-from imgsearch.query import Request, search
+from imgsearch.query import Request, planned, search
+from imgsearch.scan.store_scan import StoreScan
 from imgsearch.serve.app import create_app
 from imgsearch.serve.config import ServeConfig
+from imgsearch.serve.resident import ResidentScan
 from imgsearch.serve.service import Service
 from imgsearch.store import open_store
 from imgsearch.store.records import ImageRecord
@@ -111,20 +114,21 @@ def bench_size(url, n: int, dim: int, queries: int, seconds: float) -> None:
     print(f"\n== {n} x {dim}")
     name = load(url, n, dim)
     started = time.perf_counter()
-    service = Service(ServeConfig(url, (name,), ("pearson",), name, "pearson"))
+    service = Service(ServeConfig(url, (name,), ("pearson",), Settings(extractor=name, metric="pearson")))
     full_load = time.perf_counter() - started
     index = service.resident[name]
     assert index is not None, "over the memory budget"
-    with open_store(url) as store:
-        row = store.find_extractor(name)
+    row = index.extractor
     rng = np.random.default_rng(7)
-    request = SearchPlan.of(name, "pearson", k=10)
+    request = SearchPlan.of(name, "pearson", k=10, rerank="none")
     resident_times, numpy_times, stream_times = [], [], []
     matrix = index.state.base.prepared["pearson"]
     for i in range(queries):
         q = rng.random(dim, dtype=np.float32) ** 4
         t = time.perf_counter()
-        service.search_vector(row, q, None, "q", request)
+        with service.db() as store:  # as a request does: its connection, the resident copy scanned
+            search(store, Request(planned(store, request), q, None, "q"), None,
+                   ResidentScan(store, service.resident, StoreScan(store)))
         resident_times.append(time.perf_counter() - t)
         prepared = (q - q.mean()) / np.linalg.norm(q - q.mean())
         t = time.perf_counter()
@@ -136,7 +140,7 @@ def bench_size(url, n: int, dim: int, queries: int, seconds: float) -> None:
         if i < 10:
             with open_store(url) as store:
                 t = time.perf_counter()
-                search(store, Request(row, request, q, None, "q"))
+                search(store, Request(planned(store, request), q, None, "q"))
                 stream_times.append(time.perf_counter() - t)
     resident, bare = statistics.median(resident_times), statistics.median(numpy_times)
     print(f"(a) resident search        {percentiles(resident_times)}")

@@ -353,11 +353,10 @@ def compare(settings: Settings, a: str, b: str, as_json: bool) -> None:
     Prints each vector descriptor's score under each metric, how many bits the perceptual
     hashes differ, and whether the local features verify that both show the same object
     (inliers; with --json, B's outline in A)."""
-    from imgsearch.compare import compare as run_compare
-    from imgsearch.compare import side_of
+    from imgsearch.library import Index
 
-    with open_settings_store(settings) as store:
-        found = run_compare(store, side_of(store, a), side_of(store, b))
+    with Index(open_settings_store(settings), settings) as index:
+        found = index.compare(a, b)
     click.echo(json.dumps(found.as_json()) if as_json else found.text())
 
 
@@ -479,12 +478,13 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
     import csv
     import io
 
-    from imgsearch.duplicates import DEFAULT_EXTRACTOR, CopyRules, csv_rows, find_duplicates
+    from imgsearch.duplicates import DEFAULT_EXTRACTOR, CopyRules, csv_rows
     from imgsearch.duplicates import as_json as report_json
+    from imgsearch.library import Index
     from imgsearch.names import display
 
     rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
-    with open_settings_store(settings) as store, tqdm(unit="img", disable=None, file=sys.stderr) as bar:
+    with Index(open_settings_store(settings), settings) as index, tqdm(unit="img", disable=None, file=sys.stderr) as bar:
         phases: list[str] = []
 
         def advance(phase: str, done: int, total: int) -> None:
@@ -494,8 +494,8 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
                 bar.set_description(phase)
             bar.update(done)
 
-        report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, metric, rules, reference,
-                                 settings.block_rows, advance, use_graph=not no_graph, max_pairs=max_pairs)
+        report = index.duplicates(extractor or DEFAULT_EXTRACTOR, rules, reference, metric=metric, progress=advance,
+                                  use_graph=not no_graph, max_pairs=max_pairs)
     if to_remove:
         end = "\0" if null else "\n"
         for path in report.to_remove():
@@ -586,10 +586,8 @@ def serve(settings: Settings, host: str, port: int, extractors: tuple[str, ...],
 
     settings = settings.with_flags(replicas=(replica,) if replica else None)
     run_service(ServeConfig(
-        url=database_url(settings), extractors=extractors, metrics=metrics or (settings.metric,),
-        default_extractor=settings.extractor, default_metric=settings.metric,
+        url=database_url(settings), extractors=extractors, metrics=metrics or (settings.metric,), settings=settings,
         max_memory=parse_size(max_memory, "--max-memory") if max_memory else half_the_memory(),
-        block_rows=settings.block_rows, parallel=settings.parallel, regions=settings.regions,
         replica=replica_url(settings), replica_wait=settings.replica_wait, upload_pixels=upload_pixels,
         decode_memory=parse_size(decode_memory, "--decode-memory"), host=host, port=port, token=token,
         no_auth=no_auth, upload_limit=parse_size(upload_limit, "--upload-limit"), thumbnails=thumbnails,

@@ -17,14 +17,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import cv2
 import numpy as np
 
+from imgsearch.compare import Comparison, side_of, side_of_bytes
 from imgsearch.compare import compare as compare_sides
-from imgsearch.compare import side_of
 from imgsearch.config import SOURCE_OF, Settings, database_url, load_settings
-from imgsearch.duplicates import DEFAULT_EXTRACTOR, DuplicateReport, find_duplicates
+from imgsearch.duplicates import (
+    DEFAULT_EXTRACTOR,
+    DEFAULT_MAX_PAIRS,
+    DEFAULT_METRIC,
+    CopyRules,
+    DuplicateReport,
+    Progress,
+    find_duplicates,
+)
 from imgsearch.errors import ImgsearchError
 from imgsearch.index.build import build as build_folder
 from imgsearch.index.images import SkippedFile
@@ -33,6 +42,7 @@ from imgsearch.plan import SearchPlan
 from imgsearch.query import (
     QueryPhoto,
     QueryResult,
+    Request,
     name_request,
     photo_of_bytes,
     photo_request,
@@ -41,6 +51,7 @@ from imgsearch.query import (
     run_query,
     search,
 )
+from imgsearch.scan.store_scan import Scanner
 from imgsearch.store import open_store
 from imgsearch.store.base import FeatureStore
 
@@ -83,10 +94,13 @@ class Built:
 
 
 class Index:
-    """An open index (use `imgsearch.open`): one database, one connection."""
+    """An open index (use `imgsearch.open`): one database connection, the search defaults of
+    its settings, and how it scans: the store, or the copy in memory a service hands in
+    (scan.store_scan.Scanner). The one entrance: the command line, the library and the
+    service all search, compare and report duplicates through it."""
 
-    def __init__(self, store: FeatureStore, settings: Settings) -> None:
-        self._store, self._settings = store, settings
+    def __init__(self, store: FeatureStore, settings: Settings, scanner: Scanner | None = None) -> None:
+        self._store, self._settings, self._scanner = store, settings, scanner
 
     def __enter__(self) -> Index:
         return self
@@ -132,43 +146,72 @@ class Index:
         return hits(self.query(photo, name=name, k=k, under=under, extractor=extractor, metric=metric,
                                rerank=rerank, whiten=whiten, include_self=include_self))
 
-    def query(self, photo: Photo | None = None, *, name: str | None = None, k: int = 10,
-              under: str | None = None, extractor: str | None = None, metric: str | None = None,
-              rerank: str | None = None, whiten: str | None = None, include_self: bool = False) -> QueryResult:
+    def query(self, photo: Photo | QueryPhoto | None = None, *, name: str | None = None,
+              vector: np.ndarray | None = None, label: str = "photo", **plan: Any) -> QueryResult:
         """search(), with what the answer says besides its hits (times, notes, state). A
-        path that is not a file is taken for an indexed image's name, as `query IMAGE` does."""
-        if (photo is None) == (name is None):
-            raise ImgsearchError("search takes a photo or the name of an indexed image, one of the two")
-        k = whole_number("k", k, *TOP_K)
-        for key, value in (("name", name), ("under", under), ("extractor", extractor), ("metric", metric),
-                           ("rerank", rerank), ("whiten", whiten)):
-            text_or_none(key, value)
-        if not isinstance(include_self, bool):
-            raise ImgsearchError(f"include_self must be True or False, not {shown(include_self)}")
-        settings = self._settings.with_flags(extractor=extractor, metric=metric)
-        plan = SearchPlan.of(settings.extractor, settings.metric, k=k, include_self=include_self,
-                             parallel=settings.parallel, block_rows=settings.block_rows, regions=settings.regions,
-                             rerank=rerank, whiten=whiten, under=under)
+        path that is not a file is taken for an indexed image's name, as `query IMAGE` does;
+        vector: a descriptor of the searched extractor as the query. plan: what plan()
+        takes; label: what the answer calls a photo given as pixels or a vector."""
+        if sum(given is not None for given in (photo, name, vector)) != 1:
+            raise ImgsearchError("search takes a photo, the name of an indexed image or a vector, one of them")
+        text_or_none("name", name)
+        return self.answer(self.plan(**plan), photo, name, label, vector)
+
+    def plan(self, **asked: Any) -> SearchPlan:
+        """search_plan over this index's defaults."""
+        return search_plan(self._settings, **asked)
+
+    def answer(self, plan: SearchPlan, photo: Photo | QueryPhoto | None = None, name: str | None = None,
+               label: str = "photo", vector: np.ndarray | None = None) -> QueryResult:
+        """The one path from a plan and its query (one of photo, name, vector) to the
+        ranked answer."""
         if isinstance(photo, (str, os.PathLike)):
-            return run_query(self._store, str(Path(photo).expanduser()), plan)
+            return run_query(self._store, str(Path(photo).expanduser()), plan, self._scanner)
         started = time.perf_counter()
-        row, plan = planned(self._store, plan)
-        if name is not None:
-            return search(self._store, name_request(self._store, row, plan, name), started)
-        return search(self._store, photo_request(row, plan, photo_of(photo), "photo"), started)
+        found = planned(self._store, plan)
+        if vector is not None:
+            request = Request(found, vector_of(vector, found.row.dim), None, label)
+        elif name is not None:
+            request = name_request(self._store, found, name)
+        else:
+            request = photo_request(found, photo_of(photo), label)
+        return search(self._store, request, started, self._scanner)
 
-    def duplicates(self, extractor: str = DEFAULT_EXTRACTOR) -> DuplicateReport:
+    def duplicates(self, extractor: str = DEFAULT_EXTRACTOR, rules: CopyRules = CopyRules(),
+                   reference: str | None = None, *, metric: str = DEFAULT_METRIC, progress: Progress | None = None,
+                   use_graph: bool = True, max_pairs: int | None = DEFAULT_MAX_PAIRS) -> DuplicateReport:
         """The duplicate groups `imgsearch duplicates` reports: exact copies, near copies,
-        and photographs of one scene apart from them."""
-        return find_duplicates(self._store, extractor)
+        and photographs of one scene apart from them (duplicates.find_duplicates)."""
+        text_or_none("extractor", extractor)
+        return find_duplicates(self._store, extractor, metric, rules, reference, self._settings.block_rows, progress,
+                               use_graph, max_pairs)
 
-    def compare(self, a: str | os.PathLike, b: str | os.PathLike) -> dict:
-        """Every stored descriptor's verdict on two images (files or indexed names), as
-        `imgsearch compare --json` prints it."""
-        for key, side in (("a", a), ("b", b)):
-            if not isinstance(side, (str, os.PathLike)) or not str(side).strip():
+    def compare(self, a: str | os.PathLike | bytes, b: str | os.PathLike) -> Comparison:
+        """Every stored descriptor's verdict on two images (files, indexed names, or a's
+        bytes): .text() as `imgsearch compare` prints it, .as_json() as with --json."""
+        for key, side, kinds in (("a", a, (str, os.PathLike, bytes)), ("b", b, (str, os.PathLike))):
+            if not isinstance(side, kinds) or not (side if isinstance(side, bytes) else str(side).strip()):
                 raise ImgsearchError(f"{key} must be a file or an indexed image's name, not {shown(side)}")
-        return compare_sides(self._store, side_of(self._store, str(a)), side_of(self._store, str(b))).as_json()
+        left = side_of_bytes("upload", a) if isinstance(a, bytes) else side_of(self._store, str(a))
+        return compare_sides(self._store, left, side_of(self._store, str(b)))
+
+
+def search_plan(settings: Settings, *, k: int = 10, offset: int = 0, under: str | None = None,
+                extractor: str | None = None, metric: str | None = None, rerank: str | None = None,
+                whiten: str | None = None, include_self: bool = False, regions: str | None = None) -> SearchPlan:
+    """The search these arguments ask for over the settings' defaults, each checked: the one
+    place a plan is made of what a person gives (the command line, the library, a request)."""
+    k = whole_number("k", k, *TOP_K)
+    offset = whole_number("offset", offset, 0, TOP_K[1])
+    for key, value in (("under", under), ("extractor", extractor), ("metric", metric), ("rerank", rerank),
+                       ("whiten", whiten), ("regions", regions)):
+        text_or_none(key, value)
+    if not isinstance(include_self, bool):
+        raise ImgsearchError(f"include_self must be True or False, not {shown(include_self)}")
+    settings = settings.with_flags(extractor=extractor, metric=metric, regions=regions)
+    return SearchPlan.of(settings.extractor, settings.metric, k=k, offset=offset, include_self=include_self,
+                         parallel=settings.parallel, block_rows=settings.block_rows, regions=settings.regions,
+                         rerank=rerank, whiten=whiten, under=under)
 
 
 TOP_K = (SOURCE_OF["top_k"].low or 1, SOURCE_OF["top_k"].high or 1)  # what `query -k` and IMGSEARCH_TOP_K take
@@ -195,8 +238,17 @@ def shown(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def vector_of(vector: object, dim: int) -> np.ndarray:
+    if not isinstance(vector, np.ndarray) or vector.shape != (dim,) or not np.isfinite(vector).all():
+        raise ImgsearchError(f"a vector query is {dim} finite numbers of the searched extractor, not {shown(vector)}")
+    return vector.astype(np.float32)
+
+
 def photo_of(photo: object) -> QueryPhoto:
-    """A query photo from a file's bytes or RGB pixels; anything else is an error."""
+    """A query photo from a file's bytes or RGB pixels (or one decoded already); anything
+    else is an error."""
+    if isinstance(photo, QueryPhoto):
+        return photo
     if isinstance(photo, bytes):
         try:
             return photo_of_bytes(photo)

@@ -24,12 +24,12 @@ from imgsearch.index.walk import folder_prefix
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display
 from imgsearch.plan import SearchPlan
-from imgsearch.rerank.query import LocalSource, QueryContext, QueryLocal, graph_notes, has_local_features
+from imgsearch.rerank.query import LocalSource, QueryContext, QueryLocal, graph_notes
 from imgsearch.rerank.registry import DEFAULT_VERIFY, GRAPH, parse_reranking
-from imgsearch.scan.kernel import ScanResult, pair_scores
+from imgsearch.scan.kernel import RowFilter, ScanResult, pair_scores
 from imgsearch.scan.store_scan import Scanner, StoreScan
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore, check_same_params
-from imgsearch.store.graph_tables import find_graph
+from imgsearch.store.catalog import Catalog, read_catalog
 from imgsearch.store.records import ExtractorRow
 
 
@@ -58,6 +58,7 @@ class QueryResult:
     # verified); None where unknown (no calibration, or a re-ranking's own score scale).
     close_match: bool | None = None
     rerank: str | None = None  # the re-ranking that ordered the results (its default included), None: the metric
+    total: int = 0  # the images searched (those under the folder asked for), the query's own row left out
 
     def as_json(self) -> dict:
         """The `query --json` object (the service's answer adds to it)."""
@@ -77,15 +78,17 @@ NOT_SEARCHED = {
 }
 
 
-def stored_row(store: FeatureStore, name: str) -> ExtractorRow:
-    """The stored extractor row of this name, refusing one that was never built."""
-    row = store.find_extractor(name)
-    if not store.extractors() or (row is not None and not store.has_vectors(row)):
+def stored_row(store: FeatureStore, name: str, catalog: Catalog | None = None) -> ExtractorRow:
+    """The stored extractor row of this name (from the search's catalog where it has one),
+    refusing one that was never built."""
+    extractors = catalog.extractors if catalog is not None else tuple(store.extractors())
+    row = next((e for e in extractors if e.name == name), None)
+    if not extractors or (row is not None and not store.has_vectors(row)):
         raise NotFoundError("nothing indexed yet: run `imgsearch build FOLDER` first")
     if row is not None and row.kind != "vector":
         raise ImgsearchError(f"{name} {NOT_SEARCHED[row.kind]}, it is not searched; search with cnn-spoc or another descriptor")
     if row is None:
-        built = ", ".join(e.name for e in store.extractors())
+        built = ", ".join(e.name for e in extractors)
         raise NotFoundError(f"extractor {name!r} was never built in this database (built: {built})",
                              f"run `imgsearch build --extractor {name}`")
     return row
@@ -194,38 +197,54 @@ def _own_row_id(store: FeatureStore, path: Path) -> int | None:
 
 
 @dataclass(frozen=True)
-class Request:
-    """A search as every entry point (the command line, the library, the service) hands
-    it to the scan: the stored extractor, the plan with its default re-ranking, the query
-    vector, the query's own stored row, its label, and its local features."""
+class Planned:
+    """A search plan as the index can run it, read once (store.catalog): the stored row it
+    searches, the plan with its default re-ranking, and the catalog its stages read."""
 
     row: ExtractorRow
     plan: SearchPlan
+    catalog: Catalog
+
+
+@dataclass(frozen=True)
+class Request:
+    """A search as every entry point (the command line, the library, the service) hands
+    it to the scan: what was planned, the query vector, the query's own stored row, its
+    label, and its local features."""
+
+    planned: Planned
     vector: np.ndarray
     own_id: int | None
     label: str
     local: LocalSource | None = None
 
+    @property
+    def row(self) -> ExtractorRow:
+        return self.planned.row
 
-def planned(store: FeatureStore, plan: SearchPlan) -> tuple[ExtractorRow, SearchPlan]:
-    """The stored row the plan searches, and the plan with its default re-ranking (which
-    decides a photo's regions: before anything is extracted)."""
-    row = stored_row(store, plan.extractor)
-    return row, with_default_rerank(store, row, plan)
+    @property
+    def plan(self) -> SearchPlan:
+        return self.planned.plan
 
 
-def photo_request(row: ExtractorRow, plan: SearchPlan, photo: QueryPhoto, label: str,
-                  own_id: int | None = None) -> Request:
+def planned(store: FeatureStore, plan: SearchPlan) -> Planned:
+    """The stored row the plan searches and the plan with its default re-ranking (which
+    decides a photo's regions: before anything is extracted), from one read of the catalog."""
+    catalog = read_catalog(store, plan.extractor, plan.metric.name)
+    return Planned(stored_row(store, plan.extractor, catalog), with_default_rerank(catalog, plan), catalog)
+
+
+def photo_request(planned: Planned, photo: QueryPhoto, label: str, own_id: int | None = None) -> Request:
     """The search for a query photo: its descriptor (or its regions') and local features."""
-    vector = photo_vector(extractor_of(row), photo.pixels, plan.photo_regions)
-    return Request(row, plan, vector, own_id, label, photo_local(photo))
+    vector = photo_vector(extractor_of(planned.row), photo.pixels, planned.plan.photo_regions)
+    return Request(planned, vector, own_id, label, photo_local(photo))
 
 
-def name_request(store: FeatureStore, row: ExtractorRow, plan: SearchPlan, name: str) -> Request:
+def name_request(store: FeatureStore, planned: Planned, name: str) -> Request:
     """The search for an indexed image by its relative path or file name: its stored
     vector and local features are the query; itself is left out."""
-    vector, own_id = indexed_vector(store, row, name)
-    return Request(row, plan, vector, own_id, name, indexed_local(store, own_id))
+    vector, own_id = indexed_vector(store, planned.row, name)
+    return Request(planned, vector, own_id, name, indexed_local(store, own_id))
 
 
 def is_photo_file(image: str) -> bool:
@@ -241,23 +260,23 @@ def is_photo_file(image: str) -> bool:
     return os.path.isfile(image)
 
 
-def run_query(store: FeatureStore, image: str, plan: SearchPlan) -> QueryResult:
+def run_query(store: FeatureStore, image: str, plan: SearchPlan, scanner: Scanner | None = None) -> QueryResult:
     """`imgsearch query`: IMAGE -> the top-K. IMAGE is a file path (its vector, or its
     regions' matrix, is extracted), else the relative path or file name of an indexed image
     (the demo's `query 45.jpg`, whose stored vector is the query); a name shared by several
     images is an error listing them."""
     started = time.perf_counter()
-    row, plan = planned(store, plan)
     if not is_photo_file(image):
-        return search(store, name_request(store, row, plan, image), started)
+        return search(store, name_request(store, planned(store, plan), image), started, scanner)
     try:
         photo = photo_of_bytes(read_bytes(image))
     except SkippedFile as e:
         raise ImgsearchError(f"cannot use {image} as a query: {e}") from None
-    return search(store, photo_request(row, plan, photo, image, _own_row_id(store, Path(image))), started)
+    return search(store, photo_request(planned(store, plan), photo, image, _own_row_id(store, Path(image))), started,
+                  scanner)
 
 
-def with_default_rerank(store: FeatureStore, row: ExtractorRow, plan: SearchPlan) -> SearchPlan:
+def with_default_rerank(catalog: Catalog, plan: SearchPlan) -> SearchPlan:
     """The plan with the default re-ranking where none was asked for: DEFAULT_RERANK
     (verified images first, the rest by DBA-AQE) of what the index keeps: verify where it
     has local features, dba-aqe where the extractor's graph under the plan's metric keeps
@@ -265,11 +284,11 @@ def with_default_rerank(store: FeatureStore, row: ExtractorRow, plan: SearchPlan
     collection's, of the unmapped vectors)."""
     if plan.rerank is not None or not plan.rerank_by_default:
         return plan
-    graph = find_graph(store, row, plan.metric.name)
+    graph = catalog.graph
     stages = []
     if graph is not None and graph.dba and plan.under is None and not plan.whiten:
         stages.append(f"dba-aqe:{graph.dba}")
-    if has_local_features(store):
+    if catalog.local is not None:
         stages.append(DEFAULT_VERIFY)
     return dataclasses.replace(plan, rerank=parse_reranking("+".join(stages))) if stages else plan
 
@@ -312,9 +331,10 @@ def search(store: FeatureStore, request: Request, started: float | None = None,
     row, plan = request.row, request.plan
     metric = learned_metric(store, row, plan.metric, plan.whiten) if plan.whiten else plan.metric
     scanner = scanner or StoreScan(store, plan.block_rows, plan.parallel)
-    ctx = QueryContext(scanner, row, metric, request.vector, request.own_id, plan.include_self, plan.wanted,
+    catalog = request.planned.catalog
+    ctx = QueryContext(scanner, row, metric, request.vector, request.own_id, plan.include_self, plan.wanted, catalog,
                        request.local, allowed_ids(store, plan.under))
-    notes = graph_notes(store, row, metric) if plan.rerank and GRAPH in plan.rerank.needs else []
+    notes = graph_notes(store, row, metric, catalog.graph) if plan.rerank and GRAPH in plan.rerank.needs else []
 
     def scanned() -> ScanResult:
         if plan.rerank:
@@ -322,9 +342,12 @@ def search(store: FeatureStore, request: Request, started: float | None = None,
         return scanner.top_k(row, metric, request.vector, plan.wanted, ctx.rows)
 
     result, matches = named_with_retry(functools.partial(named, store), scanned)
+    own = int(request.own_id is not None and not plan.include_self and RowFilter((), ctx.allowed).admits(request.own_id))
+    searched = len(ctx.allowed) if ctx.allowed is not None else result.rows_scanned
     found = QueryResult(request.label, row.name, plan.metric.name, time.perf_counter() - started, matches, notes,
                         result.rows_scanned, result.state, result.extras, result.timings,
-                        rerank=plan.rerank.text if plan.rerank else None)
+                        rerank=plan.rerank.text if plan.rerank else None,
+                        total=max(searched - own, 0) if searched else len(matches))
     return with_close_match(store, found, request)
 
 

@@ -10,6 +10,7 @@ import pytest
 from cli_runner import imgsearch
 from photos import write_collection
 
+from imgsearch.config import Settings
 from imgsearch.evaluate import evaluate, labelled_images
 from imgsearch.plan import SearchPlan
 from imgsearch.query import run_query
@@ -56,7 +57,7 @@ def test_a_registered_toy_reranking_runs_in_query_eval_and_the_service(toy, tmp_
     assert toy_eval["n_queries"] == plain_eval["n_queries"] == len(images.paths)
     assert toy_eval["P@1"] != plain_eval["P@1"]
 
-    service = Service(ServeConfig(url, ("rgb",), ("cosine",), "rgb", "cosine", thumbnails=tmp_path / "thumbs"))
+    service = Service(ServeConfig(url, ("rgb",), ("cosine",), Settings(extractor="rgb", metric="cosine"), thumbnails=tmp_path / "thumbs"))
 
     async def ask(body: dict) -> httpx.Response:
         app = create_app(service)

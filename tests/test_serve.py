@@ -14,7 +14,7 @@ from cli_runner import imgsearch
 from photos import photo, variant, write_collection
 from served import serving
 
-from imgsearch.plan import SearchPlan
+from imgsearch.config import Settings
 from imgsearch.serve.config import ServeConfig
 from imgsearch.serve.service import Service
 from imgsearch.store import open_store
@@ -112,7 +112,7 @@ def test_answers_during_a_build_and_packs_are_whole_batch_states(db_url) -> None
         if b % 4 == 3:
             state += 1  # a pack step: the same vectors in another layout
             expected[state] = ranking(b + 1)
-    service = Service(ServeConfig(url, ("rgb",), ("pearson",), "rgb", "pearson"))
+    service = Service(ServeConfig(url, ("rgb",), ("pearson",), Settings(extractor="rgb", metric="pearson")))
     done, failures = threading.Event(), []
 
     def writer() -> None:
@@ -134,11 +134,11 @@ def test_answers_during_a_build_and_packs_are_whole_batch_states(db_url) -> None
         thread.start()
         seen = set()
         while not done.is_set() or not seen:
-            answer = service.search_vector(row, q, None, "q", SearchPlan.of("rgb", "pearson", k=7))
+            answer = service.search({"extractor": "rgb", "metric": "pearson", "k": 7}, vector=q)
             assert [r["name"] for r in answer["results"]] == expected[answer["state"]], answer["state"]
             seen.add(answer["state"])
         thread.join()
-        final = service.search_vector(row, q, None, "q", SearchPlan.of("rgb", "pearson", k=7))
+        final = service.search({"extractor": "rgb", "metric": "pearson", "k": 7}, vector=q)
         assert final["state"] == state and [r["name"] for r in final["results"]] == expected[state]
         assert len(seen) > 1, "no answer was given while the writer ran"
     finally:

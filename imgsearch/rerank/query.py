@@ -22,14 +22,8 @@ from imgsearch.scan.kernel import RowFilter, ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import Scanner
 from imgsearch.store.base import FeatureStore
-from imgsearch.store.graph_tables import (
-    GraphRow,
-    NeighbourList,
-    dba_extractor,
-    find_graph,
-    graph_is_behind,
-    neighbour_lists,
-)
+from imgsearch.store.catalog import Catalog
+from imgsearch.store.graph_tables import GraphRow, NeighbourList, graph_is_behind, neighbour_lists
 from imgsearch.store.records import ExtractorRow
 
 Ranking = list[tuple[int, float]]
@@ -60,6 +54,7 @@ class QueryContext:
     own_id: int | None  # the query's own stored row, None when it is not indexed
     include_self: bool
     k: int
+    catalog: Catalog  # what the search read of the index when it was planned (its graph, its local features)
     local: LocalSource | None = None  # how to get the query's local features, when it has them
 
     allowed: np.ndarray | None = None  # only these images (a folder's), sorted ids; None: all
@@ -82,8 +77,8 @@ class QueryContext:
         return self.scanner.store
 
 
-def required_graph(store: FeatureStore, extractor: ExtractorRow, metric: Metric, name: str, k: int) -> GraphRow:
-    graph = find_graph(store, extractor, metric.name)
+def required_graph(ctx: QueryContext, name: str, k: int) -> GraphRow:
+    graph, extractor, metric = ctx.catalog.graph, ctx.row, ctx.metric
     if graph is None:
         raise NotKeptError(
             f"re-ranking {name} reads the collection's k-NN graph, and there is none for {extractor.name}/{metric.name}",
@@ -118,7 +113,7 @@ def on_graph_shortlist(ctx: QueryContext, name: str, k: int, shortlist: int, kee
     scores)); the result has the scan's rows and state. `keep_own`: the query's own row
     stays in the shortlist (diffusion seeds its walk there, as in eval); otherwise it is
     never in it (k-reciprocal puts the query itself first in its universe instead)."""
-    graph = required_graph(ctx.store, ctx.row, ctx.metric, name, k)
+    graph = required_graph(ctx, name, k)
     rows = RowFilter((), ctx.allowed) if keep_own else ctx.rows
     scanned = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, max(ctx.k, shortlist), rows)
     ids = np.array([i for i, _ in scanned.ranking], dtype=np.int64)
@@ -164,11 +159,11 @@ def k_reciprocal_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     return on_graph_shortlist(ctx, "k-reciprocal", k1, int(values["shortlist"]), False, reorder)
 
 
-def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: int) -> ExtractorRow:
+def augmented_set(ctx: QueryContext, n_db: int) -> ExtractorRow:
     """The stored database-side augmented vectors of the extractor's graph under the
     metric (unit vectors in the metric's space: they are scanned by cosine)."""
-    graph = find_graph(store, row, metric.name)
-    derived = dba_extractor(store, row, graph) if graph is not None and graph.dba == n_db else None
+    row, metric, graph = ctx.row, ctx.metric, ctx.catalog.graph
+    derived = ctx.catalog.augmented(row) if graph is not None and graph.dba == n_db else None
     if derived is None:
         raise NotKeptError(
             f"re-ranking dba-aqe:{n_db} scans the vectors augmented with their {n_db} nearest, which are kept with "
@@ -180,7 +175,7 @@ def augmented_set(store: FeatureStore, row: ExtractorRow, metric: Metric, n_db: 
 def dba_aqe_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     """DBA then query expansion at query time: alpha-QE over the stored augmented vectors
     (unit vectors in the metric's space, scanned by cosine) with the prepared query."""
-    augmented, cosine = augmented_set(ctx.store, ctx.row, ctx.metric, int(values["n_db"])), get_metric("cosine")
+    augmented, cosine = augmented_set(ctx, int(values["n_db"])), get_metric("cosine")
     expanded = expanded_query(ctx.scanner, augmented, ctx.metric.prepare_one(ctx.vector), cosine, ctx.expanding,
                               {"n": values["n_query"], "alpha": values["alpha"]})
     return ctx.scanner.top_k(augmented, cosine, expanded, ctx.k, ctx.rows, query_is_prepared=True)
@@ -214,16 +209,11 @@ def pure_on_shortlist(function: Callable[..., np.ndarray]) -> Callable[[QueryCon
     return run
 
 
-def has_local_features(store: FeatureStore) -> bool:
-    return any(row.kind == "local" and store.has_vectors(row) for row in store.extractors())
-
-
-def local_extractor(store: FeatureStore) -> ExtractorRow:
-    found = [row for row in store.extractors() if row.kind == "local" and store.has_vectors(row)]
-    if not found:
+def local_extractor(catalog: Catalog) -> ExtractorRow:
+    if catalog.local is None:
         raise NotKeptError("re-ranking verify compares local features, and this index has none",
-                             "run `imgsearch build` again (local features are in its default; the other extractors are kept)")
-    return found[0]
+                           "run `imgsearch build` again (local features are in its default; the other extractors are kept)")
+    return catalog.local
 
 
 class Stopwatch:
@@ -248,7 +238,7 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     result the time of each stage. A query with no local features (a flat photo) keeps
     the scan's order."""
     clock = Stopwatch()
-    row = local_extractor(ctx.store)
+    row = local_extractor(ctx.catalog)
     shortlist = max(ctx.k, int(values["shortlist"]))
     if ctx.previous is None:
         scanned, extra = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, shortlist, ctx.rows), []
@@ -303,8 +293,7 @@ def _verified(result: Verification | None) -> bool:
     return result is not None and result.corners is not None
 
 
-def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric) -> list[str]:
-    graph = find_graph(store, row, metric.name)
+def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric, graph: GraphRow | None) -> list[str]:
     if graph is None or not graph_is_behind(store, graph, row):
         return []
     return [f"the {row.name}/{metric.name} graph does not reflect the latest added, changed or deleted images; "

@@ -27,7 +27,6 @@ from imgsearch import __version__
 from imgsearch.duplicates import CopyRules
 from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError, NotKeptError
 from imgsearch.index.images import SkippedFile
-from imgsearch.plan import SearchPlan
 from imgsearch.serve.files import IndexedFileResponse, thumbnail
 from imgsearch.serve.service import Service
 from imgsearch.serve.spec import (
@@ -168,11 +167,11 @@ def create_app(service: Service) -> FastAPI:
         (with an upload: "x,y,width,height" in its pixels, to search for what is inside)."""
         try:
             upload, fields = await _read_request(request)
-            search = _search_request(fields.only(SEARCH_FIELD_NAMES), service)
+            search = _search_request(fields.only(SEARCH_FIELD_NAMES))
             if upload is not None:
                 answer = await run_in_threadpool(service.search_upload, upload, search, _box(fields))
             elif name := _text(fields, "name"):
-                answer = await run_in_threadpool(service.search_name, name, search)
+                answer = await run_in_threadpool(lambda: service.search(search, name=name))
             else:
                 return error(400, "send an image in the multipart field `image`, or JSON {\"name\": ...}")
         except BodyTooLarge:
@@ -401,14 +400,12 @@ def _not_a_number(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _search_request(fields: Fields, service: Service) -> SearchPlan:
-    config = service.config
-    return SearchPlan.of(
-        _text(fields, "extractor") or config.default_extractor, _text(fields, "metric") or config.default_metric,
-        k=_whole(fields, "k", 10, 1, MAX_K), offset=_whole(fields, "offset", 0, 0, MAX_OFFSET),
-        include_self=_flag(fields, "include_self"), parallel=config.parallel, block_rows=config.block_rows,
-        regions=_text(fields, "regions") or config.regions, rerank=_text(fields, "rerank"),
-        whiten=_text(fields, "whiten"), under=_folder(fields, "under"))
+def _search_request(fields: Fields) -> dict[str, Any]:
+    """What a search request asks for, as library.search_plan takes it (None: the default)."""
+    return {"extractor": _text(fields, "extractor"), "metric": _text(fields, "metric"),
+            "k": _whole(fields, "k", 10, 1, MAX_K), "offset": _whole(fields, "offset", 0, 0, MAX_OFFSET),
+            "include_self": _flag(fields, "include_self"), "regions": _text(fields, "regions"),
+            "rerank": _text(fields, "rerank"), "whiten": _text(fields, "whiten"), "under": _folder(fields, "under")}
 
 
 def _box(fields: dict[str, Any]) -> tuple[int, int, int, int] | None:

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgsearch.config import Settings
 from imgsearch.errors import ImgsearchError
 from imgsearch.index.watch import WatchPlan
 from imgsearch.serve.decodes import DEFAULT_DECODE_MEMORY, DEFAULT_UPLOAD_PIXELS
@@ -26,12 +27,10 @@ class ServeConfig:
     url: DatabaseUrl
     extractors: tuple[str, ...] = ()  # held resident; () = every extractor of the index
     metrics: tuple[str, ...] = ("pearson",)  # prepared copies kept in memory per extractor
-    default_extractor: str = "cnn-spoc"
-    default_metric: str = "pearson"
+    # what a request leaves out takes from these, as `query` does: extractor, metric,
+    # regions, block_rows, parallel
+    settings: Settings = Settings()
     max_memory: int = 4 * 2**30  # bytes of resident vectors in all
-    block_rows: int = 1024
-    parallel: int = 1
-    regions: str = "crops"  # an upload's regions unless the request says otherwise
     replica: DatabaseUrl | None = None  # read here, after catching up with `url` (the primary) at every request
     replica_wait: float = 10
     upload_pixels: int = DEFAULT_UPLOAD_PIXELS  # an upload declaring more is refused before decoding

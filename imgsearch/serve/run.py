@@ -97,8 +97,8 @@ def run_service(config: ServeConfig) -> None:
         sock.close()
         raise
     try:
-        if config.default_extractor not in service.resident and service.resident:
-            service.config = replace(config, default_extractor=next(iter(service.resident)))
+        if config.settings.extractor not in service.resident and service.resident:
+            service.config = replace(config, settings=config.settings.with_flags(extractor=next(iter(service.resident))))
         app = create_app(service)
         reading = f" read from the replica {config.replica.redacted()}" if config.replica else ""
         held = ", ".join(f"{name}: {'resident' if index else 'streamed'}" for name, index in service.resident.items())

@@ -7,30 +7,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
-
-from imgsearch.duplicates import CopyRules
+from imgsearch.duplicates import DEFAULT_EXTRACTOR, CopyRules, as_json
 from imgsearch.errors import BusyError, NotFoundError, TooMuchWork
 from imgsearch.index.walk import FOLLOWED_LINKS_KEY, CollectionFolder
+from imgsearch.library import Index, search_plan
 from imgsearch.plan import SearchPlan
-from imgsearch.query import (
-    Match,
-    QueryResult,
-    Request,
-    allowed_ids,
-    name_request,
-    named,
-    named_with_retry,
-    photo_of_bytes,
-    photo_request,
-    planned,
-    search,
-    with_close_match,
-)
-from imgsearch.scan.kernel import RowFilter, ScanResult, prepare_query
+from imgsearch.query import photo_of_bytes
 from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.serve.config import ServeConfig
@@ -39,7 +25,7 @@ from imgsearch.serve.pool import ConnectionPool
 from imgsearch.serve.resident import ResidentIndex, ResidentScan
 from imgsearch.store import open_store
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
-from imgsearch.store.records import ExtractorRow, StoredImage
+from imgsearch.store.records import StoredImage
 from imgsearch.store.replica import ReplicaReads
 
 log = logging.getLogger("imgsearch.serve")
@@ -141,81 +127,41 @@ class Service:
         with self._pool.connection() as store:
             yield store
 
-    def search_upload(self, data: bytes, plan: SearchPlan, box: tuple[int, int, int, int] | None = None) -> dict:
+    def index(self, store: FeatureStore) -> Index:
+        """The library's one entrance over a connection of this request's, scanning the
+        resident copies where they hold what a scan reads (ResidentScan), else the store."""
+        settings = self.config.settings
+        return Index(store, settings, ResidentScan(store, {**self.resident, **self.augmented},
+                                                   StoreScan(store, settings.block_rows, settings.parallel)))
+
+    def search_upload(self, data: bytes, asked: dict[str, Any], box: tuple[int, int, int, int] | None = None) -> dict:
         """The answer for an uploaded photo, or for the part of it inside `box` (x, y, width,
-        height in its pixels): that crop is the query photo, its regions and all."""
+        height in its pixels): that crop is the query photo, its regions and all. asked:
+        what Index.plan takes."""
         self._caught_up()
-        with self.db() as store:
-            row, plan = planned(store, plan)
+        plan = search_plan(self.config.settings, **asked)  # a bad field refused before the photo is decoded
         with self.decodes.hold(data):  # SkippedFile: too many pixels; BusyError: no room now
             photo = photo_of_bytes(data, box)  # SkippedFile: not an image, or a decompression bomb
             self.decodes.check_decoded(photo.height, photo.width)
-            request = photo_request(row, plan, photo, "upload")
-        return self._answer(request)
+        return self._search(plan, photo=photo, label="upload")
 
-    def search_name(self, name: str, plan: SearchPlan) -> dict:
+    def search(self, asked: dict[str, Any], **query: Any) -> dict:
+        """The answer for an indexed image (name=...) or a vector (vector=...)."""
         self._caught_up()
-        with self.db() as store:
-            row, plan = planned(store, plan)
-            request = name_request(store, row, plan, name)
-        return self._answer(request)
+        return self._search(search_plan(self.config.settings, **asked), **query)
 
-    def search_vector(self, row: ExtractorRow, vector: np.ndarray, own_id: int | None, label: str,
-                      plan: SearchPlan) -> dict:
-        self._caught_up()
+    def _search(self, plan: SearchPlan, **query: Any) -> dict:
+        """The library's answer, and what the service says besides: the results after the
+        offset, how many images were searched, and whether the resident copy served it."""
         with self.db() as store:
-            _, plan = planned(store, plan)
-        return self._answer(Request(row, plan, vector, own_id, label))
-
-    def _answer(self, request: Request) -> dict:
-        """The answer for a request (query.Request: the same as the command line's and the
-        library's), from the resident copy where it holds what the plan scans."""
-        started = time.perf_counter()
-        row, plan, own_id = request.row, request.plan, request.own_id
-        index = self.resident.get(row.name)
-        allowed = None
-        if plan.under is not None:
-            with self.db() as store:
-                allowed = allowed_ids(store, plan.under)
-        if index is None or plan.whiten or plan.metric.name not in self.config.metrics:
-            with self.db() as store:
-                result = search(store, request, started)
-            served = "streamed"
-        elif plan.rerank:
-            with self.db() as store:  # the re-ranking's scans answered by the resident copy
-                scanner = ResidentScan(store, {**self.resident, **self.augmented},
-                                       StoreScan(store, plan.block_rows, plan.parallel))
-                result = search(store, request, started, scanner)
-            served = "resident"
-        else:
-            result = self._resident_search(index, request, started, allowed)
-            with self.db() as store:
-                result = with_close_match(store, result, request)
-            served = "resident"
+            result = self.index(store).answer(plan, **query)
+        index = self.resident.get(plan.extractor)
+        resident = index is not None and not plan.whiten and plan.metric.name in self.config.metrics
         answer = result.as_json()
         answer["results"] = answer["results"][plan.offset :]
-        own = 1 if own_id is not None and not plan.include_self and RowFilter((), allowed).admits(own_id) else 0
-        searched = len(allowed) if allowed is not None else result.rows_scanned
-        answer.update(total=max(searched - own, 0) if searched else len(result.matches), under=plan.under,
-                      offset=plan.offset, served=served)
+        answer.update(total=result.total, under=plan.under, offset=plan.offset,
+                      served="resident" if resident else "streamed")
         return answer
-
-    def _resident_search(self, index: ResidentIndex, request: Request, started: float,
-                         allowed: np.ndarray | None) -> QueryResult:
-        plan = request.plan
-        prepared = prepare_query(plan.metric, request.vector)
-        rows = RowFilter.of_query(request.own_id, plan.include_self, allowed)
-
-        def scanned() -> ScanResult:
-            return index.current().top_k(plan.metric.name, prepared, plan.wanted, rows)
-
-        def name(ranking: list[tuple[int, float]]) -> list[Match] | None:
-            with self.db() as store:  # the connection only for the names: scans run side by side
-                return named(store, ranking)
-
-        result, matches = named_with_retry(name, scanned)
-        return QueryResult(request.label, request.row.name, plan.metric.name, time.perf_counter() - started, matches,
-                           [], result.rows_scanned, result.state)
 
     def image(self, image_id: int) -> StoredImage:
         self._caught_up()
@@ -259,31 +205,20 @@ class Service:
                 "syncs": index.syncs if index else 0,
             }
         return {"images": images, "extractors": served, "metrics": list(self.config.metrics),
-                "default_extractor": self.config.default_extractor, "default_metric": self.config.default_metric,
+                "default_extractor": self.config.settings.extractor, "default_metric": self.config.settings.metric,
                 "database": self.config.url.scheme, "cache_advice": advice,
                 "replica": self.config.replica.redacted() if self.config.replica else None,
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def compare(self, upload: bytes | None, a: str | None, b: str) -> dict:
         """The uploaded photo (else the indexed image named a) against the indexed image b."""
-        from imgsearch.compare import compare, side_of_bytes, side_of_name
-
         self._caught_up()
-        with self.db() as store:
-            right = side_of_name(store, b)
-            left = None if upload is not None else side_of_name(store, a or "")
-        if upload is not None:
-            with self.decodes.hold(upload):
-                left = side_of_bytes("upload", upload)
-        assert left is not None
-        with self.db() as store:
-            return compare(store, left, right).as_json()
+        with self.decodes.hold(upload) if upload is not None else nullcontext(), self.db() as store:
+            return self.index(store).compare(upload if upload is not None else a or "", b).as_json()
 
     def duplicates(self, extractor: str | None, rules: CopyRules, reference: str | None) -> dict:
         """The duplicates report, one at a time (BusyError while another is made), within
         the configured pairs and seconds (TooMuchWork past them)."""
-        from imgsearch.duplicates import DEFAULT_EXTRACTOR, as_json, find_duplicates
-
         if not self._reports.acquire(blocking=False):
             raise BusyError("another duplicates report is being made; try again when it is done")
         try:
@@ -296,8 +231,8 @@ class Service:
                                       f"{total}) and was stopped: narrow its rules (a higher threshold)")
 
             with self.db() as store:
-                report = find_duplicates(store, extractor or DEFAULT_EXTRACTOR, "cosine", rules, reference,
-                                         self.config.block_rows, progress=within_time, max_pairs=self.config.max_pairs)
+                report = self.index(store).duplicates(extractor or DEFAULT_EXTRACTOR, rules, reference,
+                                                      progress=within_time, max_pairs=self.config.max_pairs)
         finally:
             self._reports.release()
         answer = as_json(report)

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError, NotFoundError
+from imgsearch.errors import ImgsearchError, NotFoundError, SkippedFile
 from imgsearch.hashes import BITS, dihedral_variants, hamming
 from imgsearch.index.extraction import cached_extractor
-from imgsearch.index.images import SkippedFile, read_bytes
+from imgsearch.index.images import read_bytes
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.names import display
 from imgsearch.query import extraction_scale, is_photo_file, photo_of_bytes

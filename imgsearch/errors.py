@@ -39,3 +39,17 @@ class NotKeptError(ImgsearchError):
     """A well-formed request this index cannot answer as it stands: it keeps no k-NN graph,
     no local features or no map of what the request names for it, or the request's fields
     ask for two things that do not go together (the service answers 409)."""
+
+
+class SkippedFile(ImgsearchError):
+    """A file (or an upload) that is no image this tool can use; the message is the reason
+    shown to the user (a build counts it and goes on; the service answers 415).
+
+    looked: the build read what the path holds and it is no image it can index (bytes that
+    do not decode, an empty file, a folder): a row stored for that path describes what was
+    there before, and goes. False where the build could not look (permission, an I/O
+    error): the row stays until it can."""
+
+    def __init__(self, reason: str, *, looked: bool = True) -> None:
+        super().__init__(reason)
+        self.looked = looked

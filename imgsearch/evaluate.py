@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, SkippedFile
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.extraction import ExtractorSpec, cached_extractor, extract_all, fit_on_folder, map_in_workers, spec_of
-from imgsearch.index.images import SkippedFile, has_image_suffix, load_image
+from imgsearch.index.images import has_image_suffix, load_image
 from imgsearch.index.walk import FoundFile, walk_collection
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.whiten import WHITENINGS, fit_map

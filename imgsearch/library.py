@@ -34,9 +34,8 @@ from imgsearch.duplicates import (
     Progress,
     find_duplicates,
 )
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, SkippedFile
 from imgsearch.index.build import build as build_folder
-from imgsearch.index.images import SkippedFile
 from imgsearch.names import display
 from imgsearch.plan import SearchPlan
 from imgsearch.query import (
@@ -190,7 +189,7 @@ class Index:
         """Every stored descriptor's verdict on two images (files, indexed names, or a's
         bytes): .text() as `imgsearch compare` prints it, .as_json() as with --json."""
         for key, side, kinds in (("a", a, (str, os.PathLike, bytes)), ("b", b, (str, os.PathLike))):
-            if not isinstance(side, kinds) or not (side if isinstance(side, bytes) else str(side).strip()):
+            if not isinstance(side, kinds) or not (isinstance(side, bytes) or str(side).strip()):
                 raise ImgsearchError(f"{key} must be a file or an indexed image's name, not {shown(side)}")
         left = side_of_bytes("upload", a) if isinstance(a, bytes) else side_of(self._store, str(a))
         return compare_sides(self._store, left, side_of(self._store, str(b)))

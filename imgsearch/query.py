@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imgsearch.errors import ImgsearchError, NotFoundError
+from imgsearch.errors import ImgsearchError, NotFoundError, SkippedFile
 from imgsearch.features.base import Extractor
 from imgsearch.features.cnn import CnnExtractor
 from imgsearch.features.regions import REGION_CHOICES, REGIONS
 from imgsearch.index.calibration import stored_calibration
 from imgsearch.index.extraction import cached_extractor
-from imgsearch.index.images import SkippedFile, decode_to_side, jpeg_size, read_bytes, shrunk_to_side
+from imgsearch.index.images import decode_to_side, jpeg_size, read_bytes, shrunk_to_side
 from imgsearch.index.walk import folder_prefix
 from imgsearch.learn.stored import learned_metric
 from imgsearch.names import display

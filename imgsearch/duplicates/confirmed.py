@@ -23,7 +23,8 @@ from imgsearch.duplicates.aligned import (
     small_grey,
     with_detail,
 )
-from imgsearch.index.images import SkippedFile, decode_to_side, read_bytes
+from imgsearch.errors import SkippedFile
+from imgsearch.index.images import decode_to_side, read_bytes
 from imgsearch.rerank.verify import Evidence, verify_all
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow, StoredImage

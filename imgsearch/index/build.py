@@ -32,13 +32,13 @@ import numpy as np
 from tqdm import tqdm
 
 from imgsearch.decoding import decode_side_of
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, SkippedFile
 from imgsearch.features.registry import CnnOptions, make_extractor
 from imgsearch.index.calibration import update_calibration
 from imgsearch.index.decode_rule import RuleChange, bring_to_decode_rule
 from imgsearch.index.extraction import ExtractorSpec, extract_all, fit_on_folder, map_in_workers
 from imgsearch.index.graph import keep_default_graph, update_graphs
-from imgsearch.index.images import SkippedFile, decode_to_side, has_image_suffix, read_bytes
+from imgsearch.index.images import decode_to_side, has_image_suffix, read_bytes
 from imgsearch.index.moves import Move, find_moves
 from imgsearch.index.shards import Shard, in_shard
 from imgsearch.index.walk import (

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 from loky import ProcessPoolExecutor
 
-from imgsearch.errors import ImgsearchError
+from imgsearch.errors import ImgsearchError, SkippedFile
 from imgsearch.features.base import Extractor
 from imgsearch.features.registry import make_extractor
-from imgsearch.index.images import SkippedFile, load_image
+from imgsearch.index.images import load_image
 from imgsearch.keypoints import LocalFeatures
 
 T = TypeVar("T")

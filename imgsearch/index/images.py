@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from imgsearch import MAX_PIXELS
+from imgsearch.errors import SkippedFile
 
 MAX_FILE_BYTES = int(os.environ.get("IMGSEARCH_MAX_FILE_BYTES", 512 * 1024 * 1024))
 
@@ -28,19 +29,6 @@ IMAGE_SUFFIXES = frozenset(
 class DecodedImage:
     pixels: np.ndarray  # H x W x 3, uint8, BGR, EXIF orientation applied
     sha256: str
-
-
-class SkippedFile(Exception):
-    """A file that cannot be indexed; str(self) is the reason shown to the user.
-
-    looked: the build read what the path holds and it is no image it can index (bytes that
-    do not decode, an empty file, a folder): a row stored for that path describes what was
-    there before, and goes. False where the build could not look (permission, an I/O
-    error): the row stays until it can."""
-
-    def __init__(self, reason: str, *, looked: bool = True) -> None:
-        super().__init__(reason)
-        self.looked = looked
 
 
 def has_image_suffix(path: str | os.PathLike) -> bool:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from imgsearch.index.images import SkippedFile, read_bytes
+from imgsearch.errors import SkippedFile
+from imgsearch.index.images import read_bytes
 from imgsearch.index.walk import FoundFile
 from imgsearch.store.records import ImageRecord, StoredImage
 

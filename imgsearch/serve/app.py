@@ -1,19 +1,18 @@
-"""The HTTP side of `imgsearch serve`: a FastAPI app over a Service.
+"""The HTTP side of `imgsearch serve`: a FastAPI app that translates requests into the
+Service's calls (bodies parsed by serve.requests' models) and its errors into answers.
 
-Errors are JSON `{"error": "..."}` with the status that fits: 400 malformed request, 401
-missing or wrong token, 404 unknown id or name, 413 upload over the limit (counted while
-it is read), 415 not an image, 422 bad parameter, 503 database unreachable. No client
+Errors are JSON `{"error": "..."}` with the status that fits, mapped in one place
+(STATUS_OF): 400 malformed request, 401 missing or wrong token, 404 unknown id or name, 409
+what the index does not keep, 413 upload over the limit (counted while it is read), 415 not
+an image, 422 bad parameter or too much work, 503 database unreachable or busy. No client
 input ever reaches a traceback; no path ever comes from the client."""
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
-import re
 from importlib import resources
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as FastApiPath
@@ -25,31 +24,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsearch import __version__
 from imgsearch.duplicates import CopyRules
-from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError, NotKeptError
-from imgsearch.index.images import SkippedFile
+from imgsearch.errors import BusyError, DatabaseError, ImgsearchError, NotFoundError, NotKeptError, SkippedFile
 from imgsearch.serve.files import IndexedFileResponse, thumbnail
-from imgsearch.serve.service import Service
-from imgsearch.serve.spec import (
-    BOX,
-    COMPARE_BODY,
-    COMPARE_FIELD_NAMES,
-    FORM_PATTERNS,
-    MAX_K,
-    MAX_OFFSET,
-    SEARCH_BODY,
-    SEARCH_FIELD_NAMES,
-    SEARCH_FIELDS,
-    errors,
-    image_response,
+from imgsearch.serve.requests import (
+    OVER_LIMIT,
+    BadRequest,
+    BodyTooLarge,
+    CompareForm,
+    CompareNames,
+    Extractor,
+    SearchByName,
+    SearchForm,
+    folder,
+    parsed,
+    read_body,
 )
+from imgsearch.serve.service import Service
+from imgsearch.serve.spec import COMPARE_BODY, SEARCH_BODY, errors, image_response
 
 log = logging.getLogger("imgsearch.serve")
 TOKEN_COOKIE = "imgsearch_token"
-OVER_LIMIT = "imgsearch.over_limit"  # set in the ASGI scope when a body passed the limit
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class BodyLimit:
@@ -118,16 +112,14 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message.encode("utf-8", "backslashreplace").decode("utf-8")}, status_code=status)
 
 
-def status_of(e: Exception) -> int:
-    if isinstance(e, SkippedFile):
-        return 415
-    if isinstance(e, (DatabaseError, BusyError)):
-        return 503
-    if isinstance(e, NotFoundError):
-        return 404
-    if isinstance(e, NotKeptError):
-        return 409
-    return 422
+# The first class an error is an instance of gives its status; ImgsearchError last.
+STATUS_OF: tuple[tuple[type[ImgsearchError], int], ...] = (
+    (SkippedFile, 415), (DatabaseError, 503), (BusyError, 503), (NotFoundError, 404), (NotKeptError, 409),
+    (ImgsearchError, 422))
+
+
+def status_of(e: ImgsearchError) -> int:
+    return next(status for kind, status in STATUS_OF if isinstance(e, kind))
 
 
 def create_app(service: Service) -> FastAPI:
@@ -135,7 +127,11 @@ def create_app(service: Service) -> FastAPI:
     # without internet (FastAPI's own pages fetch both from a CDN)
     app = FastAPIOffline(title="imgsearch", version=__version__, favicon_url="/favicon.svg",
                          description="Exact query-by-example image search over MySQL/MariaDB or SQLite.")
-    upload_limit, token, cache = service.config.upload_limit, service.config.token, service.config.thumbnail_cache
+    _answer_errors(app, service)
+    _search_routes(app, service)
+    _image_routes(app, service)
+    _page_routes(app)
+    token = service.config.token
 
     @app.middleware("http")
     async def authorise(request: Request, call_next: Any) -> Response:
@@ -145,6 +141,36 @@ def create_app(service: Service) -> FastAPI:
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return error(401, "a valid bearer token is required")
         return await call_next(request)
+
+    @app.middleware("http")
+    async def database_answers(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/api/") and response.status_code not in (401, 503):
+            service.watch.answered()  # a 401 never reached the database
+        return response
+
+    app.add_middleware(BodyLimit, limit=service.config.upload_limit)
+    return app
+
+
+def _answer_errors(app: FastAPI, service: Service) -> None:
+    """Every error an endpoint raises, answered in one place."""
+    @app.exception_handler(ImgsearchError)
+    async def refused(request: Request, e: ImgsearchError) -> JSONResponse:
+        if isinstance(e, DatabaseError):
+            service.watch.failed(str(e))
+        if isinstance(e, SkippedFile):
+            log.warning("imgsearch: refused an upload: %s", e)
+            return error(415, f"not a usable image: {e}")
+        return error(status_of(e), service.public(e.problem))
+
+    @app.exception_handler(BadRequest)
+    async def unreadable(request: Request, e: BadRequest) -> JSONResponse:
+        return error(400, str(e))
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, e: BodyTooLarge) -> JSONResponse:
+        return error(413, f"the upload is over the limit of {service.config.upload_limit} bytes")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -157,48 +183,41 @@ def create_app(service: Service) -> FastAPI:
         log.exception("unexpected error on %s", request.url.path)
         return error(500, "internal error; the server log has the details")
 
+
+def _search_routes(app: FastAPI, service: Service) -> None:
     @app.post("/api/search", responses={200: {"description": "the ranked matches"},
                                         **errors(400, 404, 409, 413, 415, 422)}, openapi_extra=SEARCH_BODY)
-    async def search_endpoint(request: Request) -> JSONResponse:
+    async def search(request: Request) -> JSONResponse:
         """Multipart: the image in the field `image`, parameters as fields. JSON:
         {"name": "45.jpg", ...} names an indexed image as `query` takes it. Parameters:
         extractor, metric, k (1-1000), offset, rerank, whiten, include_self, under (a folder
         of the collection, relative to its root: the top k among the images under it), box
         (with an upload: "x,y,width,height" in its pixels, to search for what is inside)."""
-        try:
-            upload, fields = await _read_request(request)
-            search = _search_request(fields.only(SEARCH_FIELD_NAMES))
-            if upload is not None:
-                answer = await run_in_threadpool(service.search_upload, upload, search, _box(fields))
-            elif name := _text(fields, "name"):
-                answer = await run_in_threadpool(lambda: service.search(search, name=name))
-            else:
-                return error(400, "send an image in the multipart field `image`, or JSON {\"name\": ...}")
-        except BodyTooLarge:
-            return error(413, f"the upload is over the limit of {upload_limit} bytes")
-        except SkippedFile as e:
-            log.warning("imgsearch: refused an upload: %s", e)
-            return error(415, f"not a usable image: {e}")
-        except ImgsearchError as e:
-            return failure(e)
-        except _BadRequest as e:
-            return error(400, str(e))
-        return JSONResponse(answer)
+        upload, fields = await read_body(request)
+        if upload is not None:
+            form = parsed(SearchForm, fields)
+            return JSONResponse(await run_in_threadpool(service.search_upload, upload, form.asked(), form.box_tuple()))
+        if not fields.get("name"):
+            raise BadRequest("send an image in the multipart field `image`, or JSON {\"name\": ...}")
+        named = parsed(SearchByName, fields)
+        return JSONResponse(await run_in_threadpool(lambda: service.search(named.asked(), name=named.name)))
 
-    @app.get("/api/images/{image_id}", responses=errors(404, 422))
-    def image_metadata(image_id: ImageId) -> JSONResponse:
-        return guarded(lambda: _image_json(service.image(image_id)))
-
-    @app.get("/api/images/{image_id}/file", response_class=Response,
-             responses={**image_response("image/*"), **errors(404, 422)})
-    def image_file(image_id: ImageId) -> Response:
-        return guarded(lambda: IndexedFileResponse(*service.image_on_disk(image_id)))
-
-    @app.get("/api/images/{image_id}/thumbnail", response_class=Response,
-             responses={**image_response("image/jpeg"), **errors(404, 422)})
-    def image_thumbnail(image_id: ImageId) -> Response:
-        return guarded(lambda: FileResponse(thumbnail(*service.image_on_disk(image_id), cache),
-                                             media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}))
+    @app.post("/api/compare", responses={200: {"description": "the two images through every stored descriptor"},
+                                         **errors(400, 404, 413, 415, 422)}, openapi_extra=COMPARE_BODY)
+    async def compare(request: Request) -> JSONResponse:
+        """Two images through every stored descriptor: each vector's score under each
+        metric, perceptual hashes' bits apart, local features' verified inliers (and b's
+        outline in a). Multipart: a photo in the field `image` is a, `b` names an indexed
+        image; JSON: {"a": name, "b": name}."""
+        upload, fields = await read_body(request)
+        if not fields.get("b") or (upload is None and not fields.get("a")):
+            raise BadRequest("give b (an indexed image) and a (an indexed image, or a photo in `image`)")
+        if upload is not None:
+            b, a = parsed(CompareForm, fields).b, None
+        else:
+            names = parsed(CompareNames, fields)
+            a, b = names.a, names.b
+        return JSONResponse(await run_in_threadpool(service.compare, upload, a, b))
 
     @app.get("/api/duplicates", responses=errors(404, 422))
     def duplicates(extractor: Descriptor = None, threshold: Threshold = None, hash_bits: HashBits = None,
@@ -206,43 +225,41 @@ def create_app(service: Service) -> FastAPI:
         """Groups of exact and near copies, as `imgsearch duplicates --json` (without the
         collection's path). reference is a folder of the collection, relative to its root;
         hash_bits and min_inliers -1 leave that source out."""
-        try:
-            folder = _folder(Fields({"reference": reference}, from_form=True), "reference")
-        except ImgsearchError as e:
-            return failure(e)
         rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
-        return guarded(lambda: JSONResponse(service.duplicates(extractor, rules, folder)))
+        return JSONResponse(service.duplicates(extractor, rules, folder(reference, "reference")))
 
-    @app.post("/api/compare", responses={200: {"description": "the two images through every stored descriptor"},
-                                         **errors(400, 404, 413, 415, 422)}, openapi_extra=COMPARE_BODY)
-    async def compare_endpoint(request: Request) -> JSONResponse:
-        """Two images through every stored descriptor: each vector's score under each
-        metric, perceptual hashes' bits apart, local features' verified inliers (and b's
-        outline in a). Multipart: a photo in the field `image` is a, `b` names an indexed
-        image; JSON: {"a": name, "b": name}."""
-        try:
-            upload, fields = await _read_request(request)
-            fields.only(COMPARE_FIELD_NAMES)
-            b = _text(fields, "b")
-            a = _text(fields, "a")
-            if b is None or (upload is None and a is None):
-                raise _BadRequest("give b (an indexed image) and a (an indexed image, or a photo in `image`)")
-            return JSONResponse(await run_in_threadpool(service.compare, upload, a, b))
-        except BodyTooLarge:
-            return error(413, f"the upload is over the limit of {upload_limit} bytes")
-        except _BadRequest as e:
-            return error(400, str(e))
-        except (ImgsearchError, SkippedFile) as e:
-            return failure(e)
+
+def _image_routes(app: FastAPI, service: Service) -> None:
+    cache = service.config.thumbnail_cache
+
+    @app.get("/api/images/{image_id}", responses=errors(404, 422))
+    def image_metadata(image_id: ImageId) -> JSONResponse:
+        return _image_json(service.image(image_id))
+
+    @app.get("/api/images/{image_id}/file", response_class=Response,
+             responses={**image_response("image/*"), **errors(404, 422)})
+    def image_file(image_id: ImageId) -> Response:
+        return IndexedFileResponse(*service.image_on_disk(image_id))
+
+    @app.get("/api/images/{image_id}/thumbnail", response_class=Response,
+             responses={**image_response("image/jpeg"), **errors(404, 422)})
+    def image_thumbnail(image_id: ImageId) -> Response:
+        return FileResponse(thumbnail(*service.image_on_disk(image_id), cache), media_type="image/jpeg",
+                            headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/stats", responses=errors())
     def stats() -> JSONResponse:
-        return guarded(lambda: JSONResponse(service.stats()))
+        return JSONResponse(service.stats())
 
     @app.get("/api/health", responses=errors())
     def health() -> JSONResponse:
-        return guarded(lambda: JSONResponse(service.health()))
+        return JSONResponse(service.health())
 
+
+STATIC_KINDS = {"app.js": "text/javascript", "style.css": "text/css", "duplicates.js": "text/javascript"}
+
+
+def _page_routes(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
         return HTMLResponse(_static("index.html"))
@@ -258,173 +275,17 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
-        kinds = {"app.js": "text/javascript", "style.css": "text/css", "duplicates.js": "text/javascript"}
-        if name not in kinds:  # a fixed list: nothing the client names is looked up on disk
+        if name not in STATIC_KINDS:  # a fixed list: nothing the client names is looked up on disk
             return error(404, "no such file")
-        return Response(_static(name), media_type=kinds[name])
-
-    def failure(e: ImgsearchError | SkippedFile) -> JSONResponse:
-        if isinstance(e, DatabaseError):
-            service.watch.failed(str(e))
-        return error(status_of(e), service.public(e.problem if isinstance(e, ImgsearchError) else str(e)))
-
-    def guarded(make: Any) -> Any:
-        try:
-            return make()
-        except (ImgsearchError, SkippedFile) as e:
-            return failure(e)
-
-    @app.middleware("http")
-    async def database_answers(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith("/api/") and response.status_code not in (401, 503):
-            service.watch.answered()  # a 401 never reached the database
-        return response
-
-    app.add_middleware(BodyLimit, limit=upload_limit)
-    return app
+        return Response(_static(name), media_type=STATIC_KINDS[name])
 
 
 # Ids are BIGINT UNSIGNED in MySQL and 64-bit signed in SQLite: a larger number is no id.
 ImageId = Annotated[int, FastApiPath(ge=1, le=2**63 - 1)]
-Descriptor = Annotated[str | None, Query(pattern=f"^(?:{'|'.join(SEARCH_FIELDS['extractor']['enum'][1:])})$",
-                                         description="a stored descriptor (default cnn-spoc)")]
+Descriptor = Annotated[Extractor | None, Query(description="a stored descriptor (default cnn-spoc)")]
 Threshold = Annotated[float | None, Query(ge=-1, le=1, allow_inf_nan=False)]
 HashBits = Annotated[int | None, Query(ge=-1, le=63)]
 MinInliers = Annotated[int | None, Query(ge=-1)]
-
-
-class _BadRequest(Exception):
-    pass
-
-
-async def _read_request(request: Request) -> tuple[bytes | None, Fields]:
-    kind = request.headers.get("content-type", "")
-    if kind.startswith("multipart/form-data"):
-        try:
-            form = await request.form(max_files=1, max_fields=20)
-        except Exception as e:  # the multipart parser's own errors: a malformed or cut-off body
-            if request.scope.get(OVER_LIMIT):
-                raise BodyTooLarge() from None
-            raise _BadRequest(f"malformed multipart body: {e}") from None
-        upload = form.get("image")
-        if upload is None or isinstance(upload, str):
-            raise _BadRequest("the multipart body has no file in the field `image`")
-        data = await upload.read()
-        return data, Fields({k: v for k, v in form.items() if k != "image"}, from_form=True)
-    if kind.startswith("application/json"):
-        try:
-            fields = json.loads(await request.body() or b"{}", parse_constant=_not_a_number)
-        except Exception:
-            if request.scope.get(OVER_LIMIT):
-                raise BodyTooLarge() from None
-            raise _BadRequest("the body is not valid JSON") from None
-        if not isinstance(fields, dict):
-            raise _BadRequest("the JSON body must be an object")
-        return None, Fields(fields, from_form=False)
-    raise _BadRequest("send multipart/form-data (an image) or application/json (a name)")
-
-
-TRUE = ("true", "1")
-
-
-class Fields(dict):
-    """A request's fields, and how they came: a JSON body's values keep their JSON types
-    (k an integer, include_self a boolean: "3" and "yes" are refused there), a form's are
-    text to parse (k "3", include_self "true" or "1")."""
-
-    def __init__(self, values: dict[str, Any], from_form: bool) -> None:
-        super().__init__(values)
-        self.from_form = from_form
-
-    def only(self, allowed: frozenset[str]) -> Fields:
-        unknown = sorted(set(self) - allowed)
-        if unknown:
-            raise ImgsearchError(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                                 f"this endpoint takes {', '.join(sorted(allowed))}")
-        return self
-
-
-def _whole(fields: Fields, key: str, default: int, low: int, high: int) -> int:
-    """A whole number: from JSON an integer (1.0 is one: JSON has one number type), never a
-    bool or text; from a form, its pattern's digits ("" for the default)."""
-    raw = fields.get(key, default)
-    if isinstance(raw, bool) or (isinstance(raw, str) and not fields.from_form):
-        _refused(key, raw, low, high)
-    if isinstance(raw, float) and raw.is_integer() and not fields.from_form:
-        value = int(raw)
-    elif isinstance(raw, int):
-        value = raw
-    elif isinstance(raw, str) and re.fullmatch(FORM_PATTERNS[key], raw):
-        value = int(raw) if raw else default
-    else:
-        raise ImgsearchError(f"{key} must be a whole number from {low} to {high}, not {_shown(raw)}")
-    if not low <= value <= high:
-        raise ImgsearchError(f"{key} must be from {low} to {high}, not {value}")
-    return value
-
-
-def _text(fields: dict[str, Any], key: str) -> str | None:
-    value = fields.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ImgsearchError(f"{key} must be text")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not text
-        raise ImgsearchError(f"{key} must be valid Unicode text (it holds a lone surrogate)") from None
-    return value
-
-
-def _refused(key: str, raw: Any, low: int, high: int) -> NoReturn:
-    raise ImgsearchError(f"{key} must be a whole number from {low} to {high}, not {_shown(raw)}")
-
-
-def _flag(fields: Fields, key: str) -> bool:
-    """true or false: from JSON a boolean, from a form "true", "false", "1", "0" or empty."""
-    value = fields.get(key, False)
-    if isinstance(value, bool):
-        return value
-    if fields.from_form and isinstance(value, str) and re.fullmatch(FORM_PATTERNS[key], value):
-        return value in TRUE
-    raise ImgsearchError(f"{key} must be true or false, not {_shown(value)}")
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _not_a_number(constant: str) -> None:
-    raise ValueError(f"{constant} is not a JSON number")
-
-
-def _search_request(fields: Fields) -> dict[str, Any]:
-    """What a search request asks for, as library.search_plan takes it (None: the default)."""
-    return {"extractor": _text(fields, "extractor"), "metric": _text(fields, "metric"),
-            "k": _whole(fields, "k", 10, 1, MAX_K), "offset": _whole(fields, "offset", 0, 0, MAX_OFFSET),
-            "include_self": _flag(fields, "include_self"), "regions": _text(fields, "regions"),
-            "rerank": _text(fields, "rerank"), "whiten": _text(fields, "whiten"), "under": _folder(fields, "under")}
-
-
-def _box(fields: dict[str, Any]) -> tuple[int, int, int, int] | None:
-    """`box` as "x,y,width,height" (whole pixels of the uploaded photo), or None."""
-    text = _text(fields, "box")
-    if text is None:
-        return None
-    if not re.fullmatch(BOX, text):
-        raise ImgsearchError(f"box must be x,y,width,height in whole pixels, not {_shown(text)}")
-    x, y, width, height = (int(p) for p in text.split(","))
-    return x, y, width, height
-
-
-def _folder(fields: dict[str, Any], key: str) -> str | None:
-    """A folder of the collection, relative to its root: no client names a path outside it."""
-    folder = _text(fields, key)
-    if folder is not None and (folder.startswith("/") or ".." in Path(folder).parts):
-        raise NotFoundError(f"{key}: no such folder in the collection (a folder of it is named relative to its root)")
-    return folder
 
 
 def _image_json(image: Any) -> JSONResponse:

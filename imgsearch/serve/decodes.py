@@ -16,8 +16,7 @@ from contextlib import contextmanager
 
 from PIL import Image
 
-from imgsearch.errors import BusyError
-from imgsearch.index.images import SkippedFile
+from imgsearch.errors import BusyError, SkippedFile
 
 # Bytes held per pixel from decoding to the end of extraction, measured here: the decoded
 # BGR image (3), the decoder's own buffers while it runs (3) and the resized and cropped

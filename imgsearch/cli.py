@@ -145,11 +145,12 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
     Unreadable, corrupt and non-image files are skipped and counted. A stored file whose
     path now holds no image (bytes that do not decode, an empty file, a broken link, a
     folder) loses its row, named in the summary; one the build may not read keeps it."""
-    from imgsearch.features.registry import without_local
+    from imgsearch.features.registry import without_kind
     from imgsearch.index.build import build as run_build
     from imgsearch.index.shards import parse_shard
     from imgsearch.names import display
     from imgsearch.store import index_exists, remove_if_empty
+    from imgsearch.store.kinds import LOCAL
 
     settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size,
                                    cnn_max_side=max_side, cnn_multiscale=multiscale)
@@ -157,7 +158,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
     if settings.folder is None and not index_exists(url):
         raise ImgsearchError("no FOLDER given, none configured ([collection] folder in config.ini), "
                              "and no index here to update: run `imgsearch build FOLDER`")
-    names = without_local(settings.build_extractors) if no_local_features else settings.build_extractors
+    names = without_kind(settings.build_extractors, LOCAL.name) if no_local_features else settings.build_extractors
     if not names:
         raise ImgsearchError("--no-local-features leaves no extractor to build; name one with -e")
     new_file = url.scheme == "sqlite" and not index_exists(url)

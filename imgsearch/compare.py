@@ -22,6 +22,7 @@ from imgsearch.rerank.query import verification_fields
 from imgsearch.rerank.verify import verify_all
 from imgsearch.scan.metrics import METRICS
 from imgsearch.store.base import FeatureStore
+from imgsearch.store.kinds import HASH, LOCAL, VECTOR, RowKind
 from imgsearch.store.records import ExtractorRow
 
 
@@ -39,15 +40,8 @@ class Side:
     def features(self, store: FeatureStore, row: ExtractorRow) -> Any:
         """Its row of this extractor: a vector, an ImageHash's bits, or LocalFeatures."""
         if self.image_id is None:
-            extracted = cached_extractor(row.name, row.params).extract(self.pixels)
-            if row.kind == "local":
-                return extracted.scaled(1 / self.scale)  # in the file's own pixels, as stored ones are
-            return extracted.bits if row.kind == "hash" else extracted
-        if row.kind == "vector":
-            return store.vector(row, self.image_id)
-        if row.kind == "local":
-            return store.local_features(row, [self.image_id]).get(self.image_id)
-        return store.image_hash(row, self.image_id)
+            return row.kind.as_stored(cached_extractor(row.name, row.params).extract(self.pixels), self.scale)
+        return row.kind.read_one(store, row, self.image_id)
 
 
 @dataclass
@@ -111,7 +105,7 @@ def _local(found: Comparison, row: ExtractorRow, left: LocalFeatures, right: Loc
     found.verified[row.name] = verification_fields(result)
 
 
-COMPARE_KIND: dict[str, Callable[..., None]] = {"vector": _vectors, "hash": _hashes, "local": _local}
+COMPARE_KIND: dict[RowKind, Callable[..., None]] = {VECTOR: _vectors, HASH: _hashes, LOCAL: _local}
 
 
 def side_of_file(path: str) -> Side:

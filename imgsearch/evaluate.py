@@ -20,7 +20,7 @@ from imgsearch.index.images import has_image_suffix, load_image
 from imgsearch.index.walk import FoundFile, walk_collection
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.learn.whiten import WHITENINGS, fit_map
-from imgsearch.query import NOT_SEARCHED, photo_vector
+from imgsearch.query import photo_vector
 from imgsearch.rerank.registry import (
     DEFAULT_RERANK,
     LOCAL_EXTRACTOR,
@@ -32,6 +32,7 @@ from imgsearch.rerank.registry import (
 from imgsearch.scan.kernel import prepared_scores
 from imgsearch.scan.metrics import get_metric
 from imgsearch.specs import Spec, parse_spec
+from imgsearch.store.kinds import KINDS
 
 CUTOFFS = (1, 10, 20, 100)
 
@@ -86,9 +87,9 @@ def extract_dataset(
     image of the dataset. An extractor that learns from the collection (PWA) is fitted on
     a sample of the dataset, unlabelled."""
     extractor = make_extractor(extractor_name, options=options)
-    if extractor.kind != "vector":
-        raise ImgsearchError(f"{extractor_name} {NOT_SEARCHED[extractor.kind]}; eval measures a descriptor that "
-                             "is searched")
+    kind = KINDS[extractor.kind]
+    if not kind.searched:
+        raise ImgsearchError(f"{extractor_name} {kind.not_searched}; eval measures a descriptor that is searched")
     if extractor.needs_fit:
         extractor = fit_on_folder(extractor, images.paths)
     spec = spec_of(extractor)

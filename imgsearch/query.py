@@ -72,12 +72,6 @@ class QueryResult:
         }
 
 
-NOT_SEARCHED = {
-    "local": "holds local features: they verify the matches of a descriptor (re-ranking verify)",
-    "hash": "holds perceptual hashes: they find copies (`imgsearch duplicates`)",
-}
-
-
 def stored_row(store: FeatureStore, name: str, catalog: Catalog | None = None) -> ExtractorRow:
     """The stored extractor row of this name (from the search's catalog where it has one),
     refusing one that was never built."""
@@ -85,8 +79,9 @@ def stored_row(store: FeatureStore, name: str, catalog: Catalog | None = None) -
     row = next((e for e in extractors if e.name == name), None)
     if not extractors or (row is not None and not store.has_vectors(row)):
         raise NotFoundError("nothing indexed yet: run `imgsearch build FOLDER` first")
-    if row is not None and row.kind != "vector":
-        raise ImgsearchError(f"{name} {NOT_SEARCHED[row.kind]}, it is not searched; search with cnn-spoc or another descriptor")
+    if row is not None and not row.kind.searched:
+        raise ImgsearchError(f"{name} {row.kind.not_searched}, it is not searched; search with cnn-spoc or another "
+                             "descriptor")
     if row is None:
         built = ", ".join(e.name for e in extractors)
         raise NotFoundError(f"extractor {name!r} was never built in this database (built: {built})",

@@ -14,6 +14,7 @@ from imgsearch.rerank.registry import parse_reranking
 from imgsearch.scan.metrics import METRICS
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.graph_tables import graph_lag, graphs_of, neighbour_lists
+from imgsearch.store.kinds import HASH, LOCAL, VECTOR
 from imgsearch.store.records import ExtractorRow
 
 SUMMARY_VALUES = 8  # the first values `show` prints without --values
@@ -72,7 +73,7 @@ def _hash_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, val
     return [f"{extractor.name:<8} {found:016x} (63 bits), params {extractor.params}"]
 
 
-DESCRIBE_KIND = {"vector": _vector_lines, "local": _local_lines, "hash": _hash_lines}
+DESCRIBE_KIND = {VECTOR: _vector_lines, LOCAL: _local_lines, HASH: _hash_lines}
 
 
 def _graph_neighbours(store: FeatureStore, extractor: ExtractorRow, image_id: int) -> list[str]:

@@ -42,6 +42,7 @@ from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import prepared_rows
 from imgsearch.store.base import COLLECTION_ROOT_KEY, FeatureStore
 from imgsearch.store.graph_tables import find_graph, graph_is_behind, iter_lists, list_capacity
+from imgsearch.store.kinds import RowKind
 from imgsearch.store.records import ExtractorRow, StoredImage
 
 DEFAULT_EXTRACTOR = "cnn-spoc"
@@ -217,11 +218,11 @@ class PairRequest:
 
 @dataclass(frozen=True)
 class PairSource:
-    """One way of finding pairs of copies. kind: the kind of extractor rows it reads
-    (Extractor.kind; "vector" is the report's descriptor itself)."""
+    """One way of finding pairs of copies, and the extractor rows it reads (None: the index
+    has none)."""
 
     reason: str
-    kind: str
+    rows: Callable[[FeatureStore, ExtractorRow], ExtractorRow | None]  # (store, the report's descriptor)
     enabled: Callable[[CopyRules], bool]
     find: Callable[[PairRequest, ExtractorRow], Pairs]
     notes: str
@@ -234,12 +235,15 @@ def _descriptor_pairs(request: PairRequest, row: ExtractorRow) -> Pairs:
 
 
 PAIR_SOURCES: list[PairSource] = [
-    PairSource("near", "vector", lambda rules: True, _descriptor_pairs, "descriptor score >= threshold"),
-    PairSource("hash", "hash", lambda rules: rules.hash_bits is not None,
+    PairSource("near", lambda store, descriptor: descriptor, lambda rules: True, _descriptor_pairs,
+               "descriptor score >= threshold"),
+    PairSource("hash", lambda store, descriptor: _stored(store, lambda kind: kind.finds_copies),
+               lambda rules: rules.hash_bits is not None,
                lambda request, row: hash_pairs(request.store, row, int(request.rules.hash_bits or 0),
                                                request.advance("hashes"), request.max_pairs),
                "perceptual hashes at most hash_bits apart, in any of 8 orientations"),
-    PairSource("verified", "local", lambda rules: rules.min_inliers is not None,
+    PairSource("verified", lambda store, descriptor: _stored(store, lambda kind: kind.verifies),
+               lambda rules: rules.min_inliers is not None,
                lambda request, row: verified_pairs(request.store, request.row, request.metric, row,
                                                    int(request.rules.min_inliers or 0), request.block_rows,
                                                    request.advance("verifying neighbours")),
@@ -247,10 +251,9 @@ PAIR_SOURCES: list[PairSource] = [
 ]
 
 
-def _rows_of_kind(store: FeatureStore, descriptor: ExtractorRow, kind: str) -> ExtractorRow | None:
-    if kind == "vector":
-        return descriptor
-    return next((e for e in store.extractors() if e.kind == kind and store.has_vectors(e)), None)
+def _stored(store: FeatureStore, wanted: Callable[[RowKind], bool]) -> ExtractorRow | None:
+    """The first extractor with rows of a kind wanted."""
+    return next((e for e in store.extractors() if wanted(e.kind) and store.has_vectors(e)), None)
 
 
 def find_duplicates(
@@ -272,9 +275,9 @@ def find_duplicates(
     request = PairRequest(store, row, metric, rules, block_rows, from_graph, progress, max_pairs)
     reasons: dict[tuple[int, int], str] = {}
     used = []
-    local_row = _rows_of_kind(store, row, "local")
+    local_row = _stored(store, lambda kind: kind.verifies)
     for source in PAIR_SOURCES:
-        source_row = _rows_of_kind(store, row, source.kind)
+        source_row = source.rows(store, row)
         if source_row is None or not source.enabled(rules):
             continue
         used.append(source.reason)

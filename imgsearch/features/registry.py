@@ -47,9 +47,9 @@ def names_of_kind(kind: str) -> tuple[str, ...]:
     return tuple(sorted(name for name, make in EXTRACTORS.items() if make(CnnOptions()).kind == kind))
 
 
-def without_local(names: tuple[str, ...]) -> tuple[str, ...]:
-    """The names less those of local-feature extractors (build --no-local-features)."""
-    return tuple(name for name in names if EXTRACTORS[name](CnnOptions()).kind != "local")
+def without_kind(names: tuple[str, ...], kind: str) -> tuple[str, ...]:
+    """The names less those of extractors whose rows are of this kind (build --no-local-features)."""
+    return tuple(name for name in names if name not in names_of_kind(kind))
 
 
 def make_extractor(name: str, stored_params: str | None = None, options: CnnOptions = CnnOptions()) -> Extractor:

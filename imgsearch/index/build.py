@@ -229,7 +229,7 @@ def build(
         report.repacked += store.pack(row, pack_rows).vectors_moved
         report.upkeep += update_graphs(store, row, block_rows, pack_rows, progress)
         report.upkeep += update_calibration(store, row)
-        if row.kind == "local":
+        if row.kind.verifies:  # its visual words, which shortlist what verification checks
             report.upkeep += update_words(store, row, progress)
     report.seconds = time.perf_counter() - started
     return report

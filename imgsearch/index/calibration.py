@@ -65,7 +65,7 @@ def forget_calibration(store: FeatureStore, extractor: str) -> None:
 def update_calibration(store: FeatureStore, row: ExtractorRow) -> list[str]:
     """Measure the cut of each metric for a vector extractor whose collection is new or has
     changed size by RECALIBRATE_CHANGE; a line saying so."""
-    if row.kind != "vector":
+    if not row.kind.searched:
         return []
     ids = sorted(store.image_ids_with_features(row))
     known = stored_calibration(store, row.name, next(iter(METRICS)))

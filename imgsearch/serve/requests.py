@@ -32,6 +32,7 @@ from imgsearch.features.regions import REGION_CHOICES
 from imgsearch.features.registry import names_of_kind
 from imgsearch.rerank.registry import reranking_pattern
 from imgsearch.scan.metrics import METRICS
+from imgsearch.store.kinds import VECTOR
 
 MAX_K = 1000
 MAX_OFFSET = 100_000
@@ -85,7 +86,7 @@ class OneOf:
 
 StrictStr = Annotated[_StrictStr, AfterValidator(_unicode)]
 Name = Annotated[_StrictStr, Field(min_length=1), AfterValidator(_unicode)]
-Extractor = Annotated[StrictStr, OneOf(("", *names_of_kind("vector")))]
+Extractor = Annotated[StrictStr, OneOf(("", *names_of_kind(VECTOR.name)))]
 Metric = Annotated[StrictStr, OneOf(("", *METRICS))]
 Regions = Annotated[StrictStr, OneOf(("", *REGION_CHOICES))]
 Count = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_json_whole)]

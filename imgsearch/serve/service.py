@@ -80,7 +80,7 @@ class Service:
         budget = self.config.max_memory
         metrics = [get_metric(m) for m in self.config.metrics]
         searched = [row for row in rows if (row.name in self.config.extractors if self.config.extractors
-                                            else row.kind == "vector" and not row.derived)]
+                                            else row.kind.searched and not row.derived)]
         # a searched extractor's graph vectors, which the default re-ranking scans by cosine
         augmented = [row for row in rows if row.derived_from in {r.name for r in searched}
                      and row not in searched]

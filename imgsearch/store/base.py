@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -22,7 +22,8 @@ from imgsearch.decoding import without_decode_rule
 from imgsearch.errors import DatabaseError, ImgsearchError
 from imgsearch.hashes import ImageHash
 from imgsearch.keypoints import LocalFeatures
-from imgsearch.store import packed as packing  # not `packed`: stream_blocks has a parameter of that name
+from imgsearch.store import packed as packing
+from imgsearch.store.kinds import KINDS, VECTOR, kind_of_value  # not `packed`: stream_blocks has a parameter of that name
 from imgsearch.store.packed import DEFAULT_PACK_ROWS, PackReport, Snapshot
 from imgsearch.store.records import (
     VECTOR_DTYPE,
@@ -42,13 +43,11 @@ CORE_TABLES = {"meta", "images", "extractors", "features"}
 # `build` to upgrade.
 LATER_TABLES = {"packed_blocks", "packed_stale", "whitenings", "graphs", "graph_nodes", "graph_removed"}
 LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
-# Where the rows of each kind of extractor (Extractor.kind) are kept.
-TABLE_OF_KIND = {"vector": "features", "local": "local_features", "hash": "image_hashes"}
 ExtractedValue = np.ndarray | LocalFeatures | ImageHash
 # The visual words of a local extractor's images (words_tables).
 WORD_TABLES = ("visual_words", "word_images")
 # Every table of rows derived from one image's content: dropped when the content changes.
-IMAGE_ROW_TABLES = (*TABLE_OF_KIND.values(), *WORD_TABLES)
+IMAGE_ROW_TABLES = (*(kind.table for kind in KINDS.values()), *WORD_TABLES)
 COLLECTION_ROOT_KEY = "collection_root"
 WRITE_ATTEMPTS = 6  # a transaction the server rolled back to break a deadlock, run again
 T = TypeVar("T")
@@ -338,7 +337,7 @@ class FeatureStore(ABC):
 
     @staticmethod
     def _table_of(extractor: ExtractorRow) -> str:
-        return TABLE_OF_KIND[extractor.kind]
+        return extractor.kind.table
 
     def image_hashes(self, extractor: ExtractorRow) -> tuple[np.ndarray, np.ndarray]:
         """(image ids int64, hashes uint64) of every image with this hash extractor's row, by id."""
@@ -387,23 +386,20 @@ class FeatureStore(ABC):
             [(i.path, i.name, i.bytes, i.mtime_ns, i.sha256, i.width, i.height) for i, _ in items],
         )
         ids = self._ids_of_paths([i.path for i, _ in items])
-        by_extractor: dict[int, dict[int, np.ndarray]] = {}
-        local_rows, hash_rows = [], []
+        vectors: dict[int, dict[int, np.ndarray]] = {}
+        rows: dict[str, list[tuple]] = {}  # insert statement -> its rows
         for image, values in items:
             for extractor_id, value in values.items():
-                if isinstance(value, LocalFeatures):
-                    local_rows.append((extractor_id, ids[image.path], len(value), *value.blobs()))
-                elif isinstance(value, ImageHash):
-                    hash_rows.append((extractor_id, ids[image.path], value.bits))
+                kind = kind_of_value(value)
+                if kind.row_values is None:
+                    vectors.setdefault(extractor_id, {})[ids[image.path]] = cast(np.ndarray, value)
                 else:
-                    by_extractor.setdefault(extractor_id, {})[ids[image.path]] = value
-        for extractor_id, written in by_extractor.items():
+                    rows.setdefault(kind.insert_sql, []).append((extractor_id, ids[image.path],
+                                                                 *kind.row_values(value)))
+        for extractor_id, written in vectors.items():
             self._replace_vectors(extractor_id, written)
-        if local_rows:
-            self.executemany("REPLACE INTO local_features (extractor_id, image_id, n, keypoints, descriptors) "
-                             "VALUES (?, ?, ?, ?, ?)", local_rows)
-        if hash_rows:
-            self.executemany("REPLACE INTO image_hashes (extractor_id, image_id, hash) VALUES (?, ?, ?)", hash_rows)
+        for statement, values_of_rows in rows.items():
+            self.executemany(statement, values_of_rows)
 
     def replace_vectors(self, extractor: ExtractorRow, vectors: dict[int, np.ndarray]) -> None:
         """Write vectors of existing images (derived sets: the graph's augmented vectors)."""
@@ -540,8 +536,8 @@ class FeatureStore(ABC):
         """Rows per extractor: images with its vector, local features or hash."""
         counts: dict[int, int] = {}
         # a table of a kind no extractor has may be missing (an index of an older imgsearch)
-        for kind in {e.kind for e in self.extractors()} | {"vector"}:
-            rows = self.execute(f"SELECT extractor_id, COUNT(*) FROM {TABLE_OF_KIND[kind]} GROUP BY extractor_id")
+        for table in {e.kind.table for e in self.extractors()} | {VECTOR.table}:
+            rows = self.execute(f"SELECT extractor_id, COUNT(*) FROM {table} GROUP BY extractor_id")
             counts.update({int(e): int(n) for e, n in rows})
         return counts
 

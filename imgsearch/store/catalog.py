@@ -32,5 +32,5 @@ def read_catalog(store: FeatureStore, extractor: str, metric: str) -> Catalog:
     extractor is not stored)."""
     extractors = tuple(store.extractors())
     row = next((e for e in extractors if e.name == extractor), None)
-    local = next((e for e in extractors if e.kind == "local" and store.has_vectors(e)), None)
+    local = next((e for e in extractors if e.kind.verifies and store.has_vectors(e)), None)
     return Catalog(extractors, find_graph(store, row, metric) if row is not None else None, local)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgsearch.store.kinds import KINDS, VECTOR, RowKind
+
 Block = tuple[np.ndarray, np.ndarray]  # (image ids int64 [n], vectors float32 [n, dim])
 
 VECTOR_DTYPE = np.dtype("<f4")  # the binary layout of MySQL 9 / MariaDB 11.7 VECTOR
@@ -40,9 +42,9 @@ class ExtractorRow:
     dim: int
 
     @property
-    def kind(self) -> str:
-        """What its rows are (Extractor.kind): "vector", "local" or "hash"."""
-        return str(json.loads(self.params).get("kind", "vector"))
+    def kind(self) -> RowKind:
+        """What its rows are (store.kinds; Extractor.kind names it)."""
+        return KINDS[str(json.loads(self.params).get("kind", VECTOR.name))]
 
     @property
     def derived_from(self) -> str | None:

@@ -151,6 +151,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
     from imgsearch.names import display
     from imgsearch.store import index_exists, remove_if_empty
     from imgsearch.store.kinds import LOCAL
+    from imgsearch.store.url import scheme_of
 
     settings = settings.with_flags(folder=folder, build_extractors=extractors, workers=workers, batch_size=batch_size,
                                    cnn_max_side=max_side, cnn_multiscale=multiscale)
@@ -161,7 +162,7 @@ def build(settings: Settings, folder: str | None, extractors: tuple[str, ...], n
     names = without_kind(settings.build_extractors, LOCAL.name) if no_local_features else settings.build_extractors
     if not names:
         raise ImgsearchError("--no-local-features leaves no extractor to build; name one with -e")
-    new_file = url.scheme == "sqlite" and not index_exists(url)
+    new_file = scheme_of(url).embedded and not index_exists(url)
     try:
         with open_settings_store(settings, create=True) as store:
             report = run_build(store, settings.folder, names, settings.workers,

@@ -16,7 +16,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.features.regions import REGION_CHOICES
 from imgsearch.features.registry import EXTRACTORS
 from imgsearch.scan.metrics import METRICS
-from imgsearch.store.url import DEFAULT_READ_TIMEOUT, DatabaseUrl, parse_database_url
+from imgsearch.store.url import DEFAULT_READ_TIMEOUT, DatabaseUrl, parse_database_url, scheme_of
 
 DEFAULT_CONFIG_FILE = "config.ini"
 
@@ -167,7 +167,7 @@ def database_url(settings: Settings, url: str | None = None) -> DatabaseUrl:
     timeout, and the password given apart when the URL names none."""
     parsed = parse_database_url(settings.db_url if url is None else url)
     parsed = dataclasses.replace(parsed, read_timeout=settings.read_timeout)
-    password = settings.password() if parsed.scheme == "mysql" and not parsed.password else None
+    password = settings.password() if scheme_of(parsed).password_apart and not parsed.password else None
     return dataclasses.replace(parsed, password=password) if password else parsed
 
 

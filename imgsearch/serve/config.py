@@ -12,7 +12,7 @@ from imgsearch.config import Settings
 from imgsearch.errors import ImgsearchError
 from imgsearch.index.watch import WatchPlan
 from imgsearch.serve.decodes import DEFAULT_DECODE_MEMORY, DEFAULT_UPLOAD_PIXELS
-from imgsearch.store.url import DatabaseUrl
+from imgsearch.store.url import DatabaseUrl, scheme_of
 
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$", re.I)
 DEFAULT_UPLOAD_LIMIT = 20 * 2**20
@@ -67,5 +67,5 @@ def half_the_memory() -> int:
 
 def thumbnail_folder(url: DatabaseUrl) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    index = str(Path(url.path).resolve()) if url.scheme == "sqlite" else url.redacted()
+    index = scheme_of(url).identity(url)
     return base / "imgsearch" / "thumbnails" / hashlib.sha256(index.encode()).hexdigest()[:16]

@@ -124,6 +124,11 @@ def database_exists(url: DatabaseUrl) -> bool:
         close_quietly(conn)
 
 
+def remove_if_empty(url: DatabaseUrl) -> bool:
+    """A server's database is the administrator's, never removed here."""
+    return False
+
+
 def _is_local(url: DatabaseUrl) -> bool:
     return bool(url.unix_socket) or url.host in ("localhost", "::1") or url.host.startswith("127.")
 
@@ -358,3 +363,6 @@ def buffer_pool_advice(packed_bytes: int, pool_bytes: int) -> str | None:
             f"would be slower still). For the packed speed, set innodb_buffer_pool_size to at "
             f"least {wanted // 2**20:,} MiB ([mysqld] in the server's my.cnf, or SET GLOBAL innodb_buffer_pool_size "
             f"= {wanted} on MySQL 5.7+ / MariaDB 10.2+)")
+
+
+STORE = MySqlStore

@@ -7,7 +7,7 @@ from imgsearch.errors import ImgsearchError
 from imgsearch.store import with_schema
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.mysql import MySqlStore, PrimaryClock
-from imgsearch.store.url import DatabaseUrl
+from imgsearch.store.url import DatabaseUrl, scheme_of
 
 
 class ReplicaReads:
@@ -15,7 +15,7 @@ class ReplicaReads:
     every `catch_up`."""
 
     def __init__(self, primary: DatabaseUrl, replica: DatabaseUrl, timeout: float) -> None:
-        if primary.scheme != "mysql" or replica.scheme != "mysql":
+        if not (scheme_of(primary).replicas and scheme_of(replica).replicas):
             raise ImgsearchError("replicas are MySQL / MariaDB servers: both the database and the replica need "
                                  "mysql:// URLs")
         self.replica = replica

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from imgsearch.errors import DatabaseError, ImgsearchError
@@ -149,3 +149,28 @@ class SqliteStore(FeatureStore):
             raise DatabaseError(f"the scan of {self.path} failed: {e}") from None
         finally:
             conn.close()
+
+
+STORE = SqliteStore
+
+
+def database_exists(url: DatabaseUrl) -> bool:
+    return Path(url.path).expanduser().exists()
+
+
+def remove_if_empty(url: DatabaseUrl) -> bool:
+    """Delete the SQLite file of `url` (and its journal files) when it holds no image: what a
+    build that failed before indexing anything made. Whether it did."""
+    path = Path(url.path).expanduser()
+    if not path.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(path)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "images" in tables and conn.execute("SELECT 1 FROM images LIMIT 1").fetchone():
+                return False
+    except sqlite3.DatabaseError:
+        return False  # not ours to judge: a file we cannot read is left as it is
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return True

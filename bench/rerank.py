@@ -77,8 +77,8 @@ def main() -> None:
         report = update_graph(store, graph, row, metric, BLOCK_ROWS)
         print(f"(b) {ADDED} images added: {report.nodes_added} new lists, {report.lists_extended} older lists took "
               f"them in, {report.seconds:.1f} s (a scan of the collection per {2048} new images)")
-        added = [img.id for path, img in store.stored_images().items() if path.startswith(b"added/")]
-        store.delete_images(added)
+        store.delete_images_at({img.id: path for path, img in store.stored_images().items()
+                                if path.startswith(b"added/")})
         store.pack(row)
         report = update_graph(store, graph, row, metric, BLOCK_ROWS)
         print(f"    and deleted again: {report.lists_trimmed} lists that held them trimmed, "

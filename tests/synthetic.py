@@ -21,3 +21,10 @@ def fill(store, rows: int, dim: int, seed: int = 0, pack: bool = False) -> Extra
     if pack:
         store.pack(extractor)
     return extractor
+
+
+def delete_images(store, ids) -> int:
+    """Delete these images as a build deletes vanished files (FeatureStore.delete_images_at,
+    each at its stored path)."""
+    rows = store.images_by_ids([int(i) for i in ids])
+    return store.delete_images_at({image_id: row.path for image_id, row in rows.items()})

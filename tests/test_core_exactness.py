@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cli_runner import imgsearch
 from photos import write_collection
-from synthetic import record
+from synthetic import delete_images, record
 from test_graph import check_exact_up_to_ties
 
 from imgsearch.scan.kernel import scan
@@ -148,7 +148,7 @@ def test_every_write_that_changes_a_scan_moves_the_counter_and_nothing_else_does
         seen.append(state())
         store.write_batch([(record("x.jpg"), {other.id: rng.random(DIM)})])  # another extractor only
         seen.append(state())
-        store.delete_images([store.stored_images()[b"5.jpg"].id])
+        delete_images(store, [store.stored_images()[b"5.jpg"].id])
         seen.append(state())
         assert seen == [0, 1, 2, 2, 3, 3, 4]
         assert state(other) == 1
@@ -175,7 +175,7 @@ def test_a_10240_d_extractor_packs_on_a_server_with_default_max_allowed_packet(m
         packed = scan(store.stream_blocks(row, 64), query, metric, 10)
         per_row = scan(store.stream_blocks(row, 64, packed=False), query, metric, 10)
         assert [i for i, _ in packed.ranking] == [i for i, _ in per_row.ranking] and packed.rows_scanned == n
-        store.delete_images([store.stored_images()[b"7.jpg"].id])  # a stale entry: the block is rewritten
+        delete_images(store, [store.stored_images()[b"7.jpg"].id])  # a stale entry: the block is rewritten
         assert store.pack(row).blocks_removed == 1
         assert scan(store.stream_blocks(row, 64), query, metric, 10).rows_scanned == n - 1
 

@@ -5,7 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
-from synthetic import record
+from synthetic import delete_images, record
 
 from imgsearch.index.graph import update_graph
 from imgsearch.plan import SearchPlan
@@ -102,7 +102,7 @@ def test_incremental_updates_stay_exact(store, metric_name):
     check_exact(store, extractor, graph, metric)
 
     images = sorted(store.stored_images().values(), key=lambda i: i.id)
-    store.delete_images([images[0].id, images[10].id])
+    delete_images(store, [images[0].id, images[10].id])
     store.write_batch([(ImageRecord(images[20].path, images[20].name, 1, 1, "0" * 64, 1, 1),
                         {extractor.id: rng.standard_normal(DIM)})])
     assert graph_lag(store, graph, extractor) > 0
@@ -113,7 +113,7 @@ def test_incremental_updates_stay_exact(store, metric_name):
     # Deleting more members than a list's slack leaves it shorter than k: recomputed.
     victim = sorted(store.stored_images().values(), key=lambda i: i.id)[5].id
     held = neighbour_lists(store, graph, [victim])[victim].ids[:6].tolist()
-    store.delete_images(held)
+    delete_images(store, held)
     report = update_graph(store, graph, extractor, metric, block_rows=5)
     assert report.lists_recomputed >= 1 and victim in neighbour_lists(store, graph, [victim])
     check_exact(store, extractor, graph, metric)
@@ -264,7 +264,7 @@ def test_augmented_vectors_follow_every_change(store):
     check()
     add(store, extractor, rng, 7)
     images = sorted(store.stored_images().values(), key=lambda i: i.id)
-    store.delete_images([images[3].id])
+    delete_images(store, [images[3].id])
     store.write_batch([(ImageRecord(images[8].path, images[8].name, 1, 1, "0" * 64, 1, 1),
                         {extractor.id: rng.standard_normal(DIM)})])
     update_graph(store, graph, extractor, metric, block_rows=8, chunk_rows=3)
@@ -321,7 +321,7 @@ def test_query_says_when_the_graph_lags_behind(store):
     assert "graph -e rgb -m cosine" in run_query(store, "0.jpg", diffusion).notes[0]
     update_graph(store, graph, row, metric, block_rows=8)
     assert run_query(store, "0.jpg", k_reciprocal).notes == []
-    store.delete_images([store.find_images(b"3.jpg")[0].id])
+    delete_images(store, [store.find_images(b"3.jpg")[0].id])
     assert run_query(store, "0.jpg", k_reciprocal).notes
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from cli_runner import imgsearch
 from conftest import admin_connection
 from photos import photo, write_collection
-from synthetic import record
+from synthetic import delete_images, record
 from test_cli_errors import assert_clean_failure
 
 from imgsearch.store import open_store
@@ -81,7 +81,7 @@ def test_id_and_path_lists_longer_than_any_parameter_limit(tmp_path) -> None:
         assert len(store.images_by_ids(ids)) == n and len(store.vectors(row, ids)) == n
         store.write_batch([(r, {row.id: np.zeros(2)}) for r in records], replaced_ids=ids)
         store.pack(row)
-        store.delete_images(ids)
+        delete_images(store, ids)
         assert store.count_images() == 0
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mysql_server import fresh_database
-from synthetic import record
+from synthetic import delete_images, record
 
 from imgsearch.plan import SearchPlan
 from imgsearch.scan.kernel import scan
@@ -60,7 +60,7 @@ def apply(store, extractor, ops, rng) -> None:
             replaced = [image.id] if op == "replace" else []
             store.write_batch([(record(image.path.decode()), {extractor.id: rng.random(DIM)})], replaced_ids=replaced)
         elif op == "delete" and paths:
-            store.delete_images([store.stored_images()[paths[arg % len(paths)]].id])
+            delete_images(store, [store.stored_images()[paths[arg % len(paths)]].id])
         elif op == "pack":
             store.pack(extractor, pack_rows=arg)
         check_packed_equals_rows(store, extractor)
@@ -139,7 +139,7 @@ def test_a_killed_pack_leaves_exact_results(db_url, fraction) -> None:
         store.write_batch([(record(f"{i}.jpg"), {synthetic.id: rng.random(DIM)}) for i in range(4000)])
         store.pack(synthetic, pack_rows=50)
         images = list(store.stored_images().values())
-        store.delete_images([img.id for img in images[::7]])
+        delete_images(store, [img.id for img in images[::7]])
         store.write_batch([(record(f"new{i}.jpg"), {synthetic.id: rng.random(DIM)}) for i in range(3000)])
         store.write_batch([(record(img.path.decode()), {synthetic.id: rng.random(DIM)}) for img in images[1::5]])
         truth = contents(store, synthetic, packed=False)
@@ -199,7 +199,7 @@ def test_parallel_query_equals_the_single_connection_one(db_url, parallel) -> No
         store.write_batch([(record(f"{i}.jpg"), {row.id: rng.random(512)}) for i in range(300)])
         store.pack(row, pack_rows=16)
         store.write_batch([(record(f"tail{i}.jpg"), {row.id: rng.random(512)}) for i in range(40)])
-        store.delete_images([img.id for img in list(store.stored_images().values())[::9]])
+        delete_images(store, [img.id for img in list(store.stored_images().values())[::9]])
         single = run_query(store, "tail3.jpg", SearchPlan.of("rgb", "cosine", k=25, block_rows=7))
         split = run_query(store, "tail3.jpg", SearchPlan.of("rgb", "cosine", k=25, block_rows=7, parallel=parallel))
     assert [m.path for m in split.matches] == [m.path for m in single.matches]

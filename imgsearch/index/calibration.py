@@ -80,8 +80,7 @@ def update_calibration(store: FeatureStore, row: ExtractorRow) -> list[str]:
     cuts = {name: float(np.percentile(found, PERCENTILE)) for name, found in best.items()}
     for name, cut in cuts.items():
         store.set_meta(key(row.name, name), json.dumps({"cut": round(cut, 6), "images": len(ids),
-                                                        "sample": len(best[name]), "best_of": len(ids) - 1,
-                                                        "percentile": PERCENTILE}))
+                                                        "sample": len(best[name]), "best_of": len(ids) - 1}))
     shown = ", ".join(f"{name} {cut:.3f}" for name, cut in cuts.items())
     return [f"{row.name}: unrelated photos' best match scores about {shown} (median best of {len(ids) - 1:,} "
             f"for {len(chosen)} sampled images)"]

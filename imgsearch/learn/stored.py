@@ -41,7 +41,7 @@ def learn_map(
     X = metric.prepare_rows(np.vstack([b[1] for b in blocks])).astype(np.float64)
     labels = folder_labels(store, ids) if WHITENINGS[spec.name].supervised else np.zeros(len(ids), dtype=int)
     learned = fit_map(spec, X, labels)
-    store.save_linear_map(extractor, name, spec.text, metric.name, len(ids), learned.mean.astype(np.float32),
+    store.save_linear_map(extractor, name, spec.text, metric.name, learned.mean.astype(np.float32),
                           learned.projection.astype(np.float32))
     return len(ids), int(learned.projection.shape[0])
 

@@ -79,7 +79,6 @@ CREATE TABLE IF NOT EXISTS whitenings (
     method       TEXT NOT NULL,
     metric       VARCHAR(32) CHARACTER SET ascii NOT NULL DEFAULT '',
     dim_out      INTEGER NOT NULL,
-    trained_on   INTEGER NOT NULL,
     mean         LONGBLOB NOT NULL,
     projection   LONGBLOB NOT NULL,
     UNIQUE (extractor_id, name),
@@ -201,8 +200,6 @@ CREATE TABLE IF NOT EXISTS visual_words (
 CREATE TABLE IF NOT EXISTS word_images (
     extractor_id SMALLINT UNSIGNED NOT NULL,
     image_id     INT UNSIGNED NOT NULL,
-    norm         DOUBLE NOT NULL,
-    words        MEDIUMBLOB NOT NULL,
     PRIMARY KEY (extractor_id, image_id),
     KEY ix_word_images_image (image_id),
     CONSTRAINT fk_word_images_image FOREIGN KEY (image_id) REFERENCES images (id) ON DELETE CASCADE,

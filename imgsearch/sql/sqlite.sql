@@ -67,7 +67,6 @@ CREATE TABLE IF NOT EXISTS whitenings (
     method       TEXT NOT NULL,
     metric       TEXT NOT NULL DEFAULT '',
     dim_out      INTEGER NOT NULL,
-    trained_on   INTEGER NOT NULL,
     mean         BLOB NOT NULL,
     projection   BLOB NOT NULL,
     UNIQUE (extractor_id, name)
@@ -153,8 +152,6 @@ CREATE INDEX IF NOT EXISTS ix_visual_words_image ON visual_words (image_id)
 CREATE TABLE IF NOT EXISTS word_images (
     extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
     image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
-    norm         REAL NOT NULL,
-    words        BLOB NOT NULL,
     PRIMARY KEY (extractor_id, image_id)
 ) WITHOUT ROWID
 ;;

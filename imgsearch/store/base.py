@@ -43,6 +43,8 @@ CORE_TABLES = {"meta", "images", "extractors", "features"}
 # `build` to upgrade.
 LATER_TABLES = {"packed_blocks", "packed_stale", "whitenings", "graphs", "graph_nodes", "graph_removed"}
 LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
+# Columns an older imgsearch wrote that nothing reads: a build drops them (ensure_schema).
+DROPPED_COLUMNS = (("whitenings", "trained_on"), ("word_images", "norm"), ("word_images", "words"))
 ExtractedValue = np.ndarray | LocalFeatures | ImageHash
 # The visual words of a local extractor's images (words_tables).
 WORD_TABLES = ("visual_words", "word_images")
@@ -260,9 +262,18 @@ class FeatureStore(ABC):
         for (table, column), alter in self.upgrade_columns.items():
             if table in tables and not self.has_column(table, column):
                 self.execute(alter)
+        for table, column in DROPPED_COLUMNS:
+            if table in tables and self.has_column(table, column):
+                self._drop_column(table, column)
+        self._run_schema()
+
+    def _run_schema(self) -> None:
         with self.transaction():
             for statement in schema_statements(self.dialect):
                 self.execute(statement)
+
+    def _drop_column(self, table: str, column: str) -> None:
+        self.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
 
     def require_schema(self) -> None:
         tables = self.existing_tables()
@@ -460,10 +471,6 @@ class FeatureStore(ABC):
             found += self.execute(f"SELECT id, path, sha256 FROM images WHERE id IN ({marks}){self.for_update}", chunk)
         return found
 
-    def delete_images(self, ids: list[int]) -> None:
-        for chunk, marks in id_chunks(ids):
-            self.write(functools.partial(self._delete_chunk, chunk, marks))
-
     def delete_images_at(self, paths: dict[int, bytes]) -> int:
         """Delete each image still at the path given for it (a concurrent build may have
         moved it since it was read); how many were deleted."""
@@ -542,16 +549,14 @@ class FeatureStore(ABC):
         return counts
 
     # -- learned maps -------------------------------------------------------------------
-    def save_linear_map(
-        self, extractor: ExtractorRow, name: str, method: str, metric: str, trained_on: int, mean: np.ndarray,
-        projection: np.ndarray,
-    ) -> None:
+    def save_linear_map(self, extractor: ExtractorRow, name: str, method: str, metric: str, mean: np.ndarray,
+                        projection: np.ndarray) -> None:
         with self.transaction():
             self.execute("DELETE FROM whitenings WHERE extractor_id = ? AND name = ?", (extractor.id, name))
             self.execute(
-                "INSERT INTO whitenings (extractor_id, name, method, metric, dim_out, trained_on, mean, projection) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (extractor.id, name, method, metric, int(projection.shape[0]), trained_on, vector_to_bytes(mean),
+                "INSERT INTO whitenings (extractor_id, name, method, metric, dim_out, mean, projection) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (extractor.id, name, method, metric, int(projection.shape[0]), vector_to_bytes(mean),
                  vector_to_bytes(projection.ravel())),
             )
 

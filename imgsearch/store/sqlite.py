@@ -86,6 +86,21 @@ class SqliteStore(FeatureStore):
         ("whitenings", "metric"): "ALTER TABLE whitenings ADD COLUMN metric TEXT NOT NULL DEFAULT ''",
     }
 
+    def _drop_column(self, table: str, column: str) -> None:
+        try:
+            super()._drop_column(table, column)
+        except DatabaseError:  # SQLite before 3.35 drops no column, nor one an index covers: made again
+            self.execute(f"ALTER TABLE {table} RENAME TO {table}_before_upgrade")
+            self._run_schema()  # the table as the schema has it now (its indexes come with the next run)
+            kept = ", ".join(c for c in self._columns(table) if c in self._columns(f"{table}_before_upgrade"))
+            with self.transaction():
+                self.execute(f"INSERT INTO {table} ({kept}) SELECT {kept} FROM {table}_before_upgrade")
+                self.execute(f"DROP TABLE {table}_before_upgrade")
+
+    def _columns(self, table: str) -> list[str]:
+        # PRAGMA takes no bound parameters; table is one of ours, never user input.
+        return [str(r[1]) for r in self.execute(f"PRAGMA table_info({table})")]
+
     def describe_error(self, error: Exception) -> str:
         return f"SQLite error in {self.path}: {error}"
 
@@ -101,8 +116,7 @@ class SqliteStore(FeatureStore):
         return {str(r[0]) for r in self.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def has_column(self, table: str, column: str) -> bool:
-        # PRAGMA takes no bound parameters; table is one of ours, never user input.
-        return any(r[1] == column for r in self.execute(f"PRAGMA table_info({table})"))
+        return column in self._columns(table)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())

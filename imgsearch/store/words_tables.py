@@ -11,7 +11,6 @@ from imgsearch.store.records import ExtractorRow, id_chunks
 from imgsearch.store.session import SqlSession
 
 POSTING_ROWS = 20_000  # postings per INSERT batch
-WORD_DTYPE = np.dtype("<u4")  # a keypoint's word in word_images.words
 # Postings a query reads, about: a cost that stays flat as the collection grows (the rarest
 # of its words first). 30,000 is a quarter to a half of what a 1,000-keypoint photo's words
 # hold among 9,039 images (bench/instance.py).
@@ -68,23 +67,23 @@ def images_without_words(session: SqlSession, extractor: ExtractorRow) -> list[i
 
 
 def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, np.ndarray]) -> None:
-    """Each image's words (one per keypoint) as postings and a norm, in one transaction.
-    An image deleted meanwhile is skipped (its postings would have no image)."""
+    """Each image's words (one per keypoint) as postings, and its row in word_images (it
+    has its words), in one transaction. An image deleted meanwhile is skipped (its postings
+    would have no image)."""
     def work() -> None:
         present: set[int] = set()
         for chunk, marks in id_chunks(sorted(words)):
             present.update(int(r[0]) for r in session.execute(f"SELECT id FROM images WHERE id IN ({marks})", chunk))
-        postings, norms = [], []
+        postings = []
         for image_id in sorted(present):
             found, counts = np.unique(words[image_id], return_counts=True)
             norm = float(np.sqrt((counts.astype(np.float64) ** 2).sum()))
             postings += [(extractor.id, int(w), image_id, int(n), n / norm) for w, n in zip(found, counts)]
-            norms.append((extractor.id, image_id, norm, np.asarray(words[image_id], WORD_DTYPE).tobytes()))
         for start in range(0, len(postings), POSTING_ROWS):
             session.executemany("REPLACE INTO visual_words (extractor_id, word, image_id, n, tf) VALUES (?, ?, ?, ?, ?)",
                                 postings[start : start + POSTING_ROWS])
-        session.executemany("REPLACE INTO word_images (extractor_id, image_id, norm, words) VALUES (?, ?, ?, ?)",
-                            norms)
+        session.executemany("REPLACE INTO word_images (extractor_id, image_id) VALUES (?, ?)",
+                            [(extractor.id, image_id) for image_id in sorted(present)])
     session.write(work)
 
 

@@ -482,8 +482,8 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
 
     from imgsearch.duplicates import DEFAULT_EXTRACTOR, CopyRules, csv_rows
     from imgsearch.duplicates import as_json as report_json
+    from imgsearch.duplicates import text as report_text
     from imgsearch.library import Index
-    from imgsearch.names import display
 
     rules = CopyRules.chosen(threshold, hash_bits, min_inliers)
     with Index(open_settings_store(settings), settings) as index, tqdm(unit="img", disable=None, file=sys.stderr) as bar:
@@ -513,21 +513,7 @@ def duplicates(settings: Settings, extractor: str | None, metric: str, threshold
         out.flush()
         out.detach()
         return
-    copies = sum(len(g.members) for g in report.groups)
-    click.echo(f"{len(report.groups)} groups, {copies} copies ({'; '.join(report.describe())})")
-    for n, group in enumerate(report.groups, start=1):
-        click.echo(f"\ngroup {n} ({group.reason}): keep {display(group.representative.path)} "
-                   f"({group.representative.width} x {group.representative.height})")
-        for m in group.members:
-            click.echo(f"  {m.reason:<8}  {m.score:.4f}  {display(m.image.path)}")
-    if report.scenes:
-        click.echo(f"\n{len(report.scenes)} groups of photographs of one scene: found as pairs, but none is a copy "
-                   "of another once aligned (another moment or view): keep them all")
-    for n, group in enumerate(report.scenes, start=len(report.groups) + 1):
-        click.echo(f"\ngroup {n} (same scene): {display(group.representative.path)} "
-                   f"({group.representative.width} x {group.representative.height})")
-        for m in group.members:
-            click.echo(f"  {m.score:.4f}  {display(m.image.path)}")
+    click.echo(report_text(report))
 
 
 @cli.command()

@@ -36,6 +36,7 @@ from imgsearch.duplicates.hashed import DEFAULT_HASH_BITS, hash_pairs
 from imgsearch.duplicates.verified import DEFAULT_MIN_INLIERS, verified_pairs
 from imgsearch.errors import ImgsearchError, NotFoundError, TooMuchWork
 from imgsearch.index.walk import folder_prefix
+from imgsearch.names import display
 from imgsearch.query import stored_row
 from imgsearch.scan.kernel import pair_scores
 from imgsearch.scan.metrics import Metric, get_metric
@@ -404,3 +405,22 @@ def csv_rows(report: DuplicateReport) -> list[list]:
         rows.append([n, kept, g.reason, "", os.fsdecode(g.representative.path)])
         rows += [[n, other, m.reason, f"{m.score:.6f}", os.fsdecode(m.image.path)] for m in g.members]
     return rows
+
+
+def text(report: DuplicateReport) -> str:
+    """The report as `imgsearch duplicates` prints it: each group of copies with the image
+    kept, then the groups of photographs of one scene (every one of them kept)."""
+    copies = sum(len(g.members) for g in report.groups)
+    lines = [f"{len(report.groups)} groups, {copies} copies ({'; '.join(report.describe())})"]
+    for n, group in enumerate(report.groups, start=1):
+        lines += [f"\ngroup {n} ({group.reason}): keep {display(group.representative.path)} "
+                  f"({group.representative.width} x {group.representative.height})",
+                  *(f"  {m.reason:<8}  {m.score:.4f}  {display(m.image.path)}" for m in group.members)]
+    if report.scenes:
+        lines.append(f"\n{len(report.scenes)} groups of photographs of one scene: found as pairs, but none is a "
+                     "copy of another once aligned (another moment or view): keep them all")
+    for n, group in enumerate(report.scenes, start=len(report.groups) + 1):
+        lines += [f"\ngroup {n} (same scene): {display(group.representative.path)} "
+                  f"({group.representative.width} x {group.representative.height})",
+                  *(f"  {m.score:.4f}  {display(m.image.path)}" for m in group.members)]
+    return "\n".join(lines)

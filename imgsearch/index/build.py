@@ -168,71 +168,111 @@ def build(
     links = CollectionFolder.links_to_meta(report.followed)
     if store.get_meta(FOLLOWED_LINKS_KEY) != links:
         store.set_meta(FOLLOWED_LINKS_KEY, links)
-    # A sharded build removes only its own shard's vanished files; a file moved here from
-    # another shard is claimed from that shard's vanished rows (see write_moves).
-    gone, stale = vanished(root, {p: r for p, r in stored.items() if in_shard(p, shard)}, walked.present, report)
-    stale += walked.stale
-    # a row is claimed by a move where its path holds something else now, too: another
-    # file (its size changed), no image, or no file
-    changed = [t.stored for t in walked.tasks if t.stored is not None and t.stored.bytes != t.found.size]
-    claimable = gone + [s.row for s in stale] + changed
-    if shard is not None:
-        claimable += vanished(root, {p: r for p, r in stored.items() if not in_shard(p, shard)}, walked.present,
-                              BuildReport())[0]
-    moves, _ = find_moves([t.found for t in walked.tasks if t.stored is None], claimable, progress)
-    moves = write_moves(store, moves, batch_size, report)
-    moved_paths = {m.record.path for m in moves}
-    moved_ids = {m.image_id for m in moves}
-    # the old path of a moved row holds another file: a new one there
-    tasks = [Task(t.found, t.all_specs, t.all_specs, None) if t.stored is not None and t.stored.id in moved_ids else t
-             for t in walked.tasks if t.found.relpath not in moved_paths]
-
-    batch: list[Outcome] = []
-    outcomes = map_in_workers(process, tasks, workers)
-    for outcome in tqdm(outcomes, total=len(tasks), unit="img", disable=not progress or None,
-                        desc="build", smoothing=0.1):
-        report.verified += outcome.task.verify
-        report.caught += outcome.task.verify and outcome.content_changed
-        if outcome.skipped is not None:
-            report.skipped.append((outcome.task.found.relpath, str(outcome.skipped)))
-            if outcome.task.stored is not None and outcome.skipped.looked:
-                stale.append(Stale(outcome.task.stored, str(outcome.skipped)))
-            continue
-        if outcome.record is None:
-            report.unchanged += 1
-            continue
-        batch.append(outcome)
-        if len(batch) >= batch_size:
-            _write(store, batch, rows, report)
-            batch = []
-            if should_stop():
-                report.stopped = True
-                outcomes.close()  # the workers' queued files are dropped, not waited for
-                break
-    if batch:
-        _write(store, batch, rows, report)
-    if report.stopped:
-        report.seconds = time.perf_counter() - started
-        return report
-    # a vanished row of the size of a new file in another shard is left for that shard's
-    # build to claim; deleted by this shard's next build if it did not
-    removed = [row for row in gone if row.id not in moved_ids and row.bytes not in walked.elsewhere]
-    dropped = [s for s in stale if s.row.id not in moved_ids and s.row.bytes not in walked.elsewhere]
-    if folder_identity(root) != identity:  # unmounted or swapped while walked: what it saw proves nothing
-        raise ImgsearchError(f"collection folder {root} went away or was replaced during the build: "
-                             "nothing was removed; build again")
-    report.removed = store.delete_images_at({row.id: row.path for row in removed + [s.row for s in dropped]})
-    report.dropped = [(s.row.path, s.why) for s in dropped]
-    if default_graph is not None and default_graph[0] in rows:
-        keep_default_graph(store, rows[default_graph[0]], default_graph[1])
-    for row in rows.values():
-        report.repacked += store.pack(row, pack_rows).vectors_moved
-        report.upkeep += update_graphs(store, row, block_rows, pack_rows, progress)
-        report.upkeep += update_calibration(store, row)
-        if row.kind.verifies:  # its visual words, which shortlist what verification checks
-            report.upkeep += update_words(store, row, progress)
+    run = _Run(store, report, rows, batch_size, progress)
+    changes = run.moves_first(root, stored, walked, shard)
+    run.extract_and_write(changes, workers, should_stop)
+    if not report.stopped:
+        run.remove(root, identity, changes, walked.elsewhere)
+        run.upkeep(default_graph, pack_rows, block_rows)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@dataclass
+class Changes:
+    """What the walk found against the stored rows, once the moves were written."""
+
+    tasks: list[Task]  # the files to read
+    gone: list[StoredImage]  # rows of files gone from disk
+    stale: list[Stale]  # rows whose path holds no image now (more come from reading the files)
+    moved: set[int]  # rows that kept their id at a new path
+
+
+@dataclass
+class _Run:
+    """One build's steps and what they share."""
+
+    store: FeatureStore
+    report: BuildReport
+    rows: dict[str, ExtractorRow]
+    batch_size: int
+    progress: bool
+
+    def moves_first(self, root: Path, stored: dict[bytes, StoredImage], walked: WalkPlan,
+                    shard: Shard | None) -> Changes:
+        """Write the moves before anything is read: a moved file is not extracted again. A
+        sharded build removes only its own shard's vanished files; a file moved here from
+        another shard is claimed from that shard's vanished rows (see write_moves)."""
+        gone, stale = vanished(root, {p: r for p, r in stored.items() if in_shard(p, shard)}, walked.present,
+                               self.report)
+        stale += walked.stale
+        # a row is claimed by a move where its path holds something else now, too: another
+        # file (its size changed), no image, or no file
+        changed = [t.stored for t in walked.tasks if t.stored is not None and t.stored.bytes != t.found.size]
+        claimable = gone + [s.row for s in stale] + changed
+        if shard is not None:
+            claimable += vanished(root, {p: r for p, r in stored.items() if not in_shard(p, shard)}, walked.present,
+                                  BuildReport())[0]
+        moves, _ = find_moves([t.found for t in walked.tasks if t.stored is None], claimable, self.progress)
+        moves = write_moves(self.store, moves, self.batch_size, self.report)
+        moved_paths, moved_ids = {m.record.path for m in moves}, {m.image_id for m in moves}
+        # the old path of a moved row holds another file: a new one there
+        tasks = [Task(t.found, t.all_specs, t.all_specs, None) if t.stored is not None and t.stored.id in moved_ids
+                 else t for t in walked.tasks if t.found.relpath not in moved_paths]
+        return Changes(tasks, gone, stale, moved_ids)
+
+    def extract_and_write(self, changes: Changes, workers: int, should_stop: Callable[[], bool]) -> None:
+        """Read, decode and extract in the workers; write whole batches, asking should_stop
+        after each."""
+        report, batch = self.report, []
+        outcomes = map_in_workers(process, changes.tasks, workers)
+        for outcome in tqdm(outcomes, total=len(changes.tasks), unit="img", disable=not self.progress or None,
+                            desc="build", smoothing=0.1):
+            report.verified += outcome.task.verify
+            report.caught += outcome.task.verify and outcome.content_changed
+            if outcome.skipped is not None:
+                report.skipped.append((outcome.task.found.relpath, str(outcome.skipped)))
+                if outcome.task.stored is not None and outcome.skipped.looked:
+                    changes.stale.append(Stale(outcome.task.stored, str(outcome.skipped)))
+                continue
+            if outcome.record is None:
+                report.unchanged += 1
+                continue
+            batch.append(outcome)
+            if len(batch) >= self.batch_size:
+                _write(self.store, batch, self.rows, report)
+                batch = []
+                if should_stop():
+                    report.stopped = True
+                    outcomes.close()  # the workers' queued files are dropped, not waited for
+                    break
+        if batch:
+            _write(self.store, batch, self.rows, report)
+
+    def remove(self, root: Path, identity: tuple[int, int] | None, changes: Changes, elsewhere: set[int]) -> None:
+        """Delete the rows of files gone and of paths that hold no image now. A vanished row
+        of the size of a new file in another shard is left for that shard's build to claim
+        (deleted by this shard's next build if it did not)."""
+        removed = [row for row in changes.gone if row.id not in changes.moved and row.bytes not in elsewhere]
+        dropped = [s for s in changes.stale if s.row.id not in changes.moved and s.row.bytes not in elsewhere]
+        if folder_identity(root) != identity:  # unmounted or swapped while walked: what it saw proves nothing
+            raise ImgsearchError(f"collection folder {root} went away or was replaced during the build: "
+                                 "nothing was removed; build again")
+        self.report.removed = self.store.delete_images_at({row.id: row.path
+                                                           for row in removed + [s.row for s in dropped]})
+        self.report.dropped = [(s.row.path, s.why) for s in dropped]
+
+    def upkeep(self, default_graph: tuple[str, str] | None, pack_rows: int, block_rows: int) -> None:
+        """Pack what changed, and keep each extractor's graphs, calibration and words."""
+        store, report = self.store, self.report
+        if default_graph is not None and default_graph[0] in self.rows:
+            keep_default_graph(store, self.rows[default_graph[0]], default_graph[1])
+        for row in self.rows.values():
+            report.repacked += store.pack(row, pack_rows).vectors_moved
+            report.upkeep += update_graphs(store, row, block_rows, pack_rows, self.progress)
+            report.upkeep += update_calibration(store, row)
+            if row.kind.verifies:  # its visual words, which shortlist what verification checks
+                report.upkeep += update_words(store, row, self.progress)
 
 
 def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOptions,

@@ -20,6 +20,7 @@ from imgsearch.query import photo_of_bytes
 from imgsearch.scan.metrics import get_metric
 from imgsearch.scan.store_scan import StoreScan
 from imgsearch.serve.config import ServeConfig
+from imgsearch.serve.database_watch import DatabaseWatch
 from imgsearch.serve.decodes import DecodeBudget
 from imgsearch.serve.pool import ConnectionPool
 from imgsearch.serve.resident import ResidentIndex, ResidentScan
@@ -33,29 +34,6 @@ log = logging.getLogger("imgsearch.serve")
 # Memory per resident row beyond its prepared vectors: the id, and room for one
 # compaction (the base matrix is rebuilt beside the old one).
 COMPACTION_HEADROOM = 2.0
-
-
-class DatabaseWatch:
-    """Says once when the database stops answering the service, and once when it answers
-    again: an outage is two log lines, not one per request."""
-
-    def __init__(self) -> None:
-        self._down_since: float | None = None
-        self._lock = threading.Lock()
-
-    def failed(self, message: str) -> None:
-        with self._lock:
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-                log.warning("imgsearch: the database stopped answering: %s", message)
-
-    def answered(self) -> None:
-        if self._down_since is None:
-            return
-        with self._lock:
-            if self._down_since is not None:
-                log.warning("imgsearch: the database answers again (down %.1f s)", time.monotonic() - self._down_since)
-                self._down_since = None
 
 
 @dataclass

@@ -17,15 +17,10 @@ from imgsearch.config import Settings, database_url, flag_range, load_settings
 from imgsearch.errors import ImgsearchError
 from imgsearch.features.regions import REGION_CHOICES, REGIONS
 from imgsearch.features.registry import EXTRACTORS
+from imgsearch.features.registry import help_text as extractor_help
 from imgsearch.rerank.registry import help_text as rerank_help
 from imgsearch.scan.metrics import METRICS
 
-EXTRACTOR_HELP = (
-    "Descriptor: rgb, hsv72 (colour histograms of the demo); cnn-spoc (sum, Babenko 2015), "
-    "cnn-mac (max, Tolias 2016), cnn-rmac (regional max, Tolias 2016), cnn-gem (generalized mean, "
-    "Radenovic 2018), cnn-crow (cross-dimensional weights, Kalantidis 2016), cnn-pwa (part-based "
-    "weights, Xu 2018), cnn-cam (class-weighted, Jimenez 2017) pooled from EfficientNet-Lite0."
-)
 WHITEN_HELP = (
     "Learned linear map, fitted on the training folds: pca[:dims,power,shrinkage] (PCA-whitening, Jegou & "
     "Chum, ECCV 2012; full whitening hurts small collections: try pca:32,0.25) or lw[:dims,shrinkage] "
@@ -39,7 +34,7 @@ METRIC_HELP = "; ".join(f"{m.name}: {m.description}" for m in METRICS.values()) 
 def extractor_option(default: str) -> Callable[..., Any]:
     """--extractor / -e, once for every command that reads one extractor's vectors."""
     return click.option("--extractor", "-e", type=click.Choice(sorted(EXTRACTORS)),
-                        help=f"{EXTRACTOR_HELP} Default: {default}.")
+                        help=f"{extractor_help()} Default: {default}.")
 
 
 def metric_option(fn: Callable[..., Any]) -> Callable[..., Any]:

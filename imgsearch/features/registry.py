@@ -1,4 +1,5 @@
-"""Names -> extractor factories. A new descriptor is one module plus one entry here."""
+"""Names -> extractor factories, each with what it is for a person (the command line's help).
+A new descriptor is one module plus one entry here."""
 from __future__ import annotations
 
 import json
@@ -25,26 +26,40 @@ class CnnOptions:
         return {"max_side": self.max_side, "scales": MULTI_SCALES if self.multiscale else (1.0,)}
 
 
-def _colour(cls: type[Extractor]) -> Callable[[CnnOptions], Extractor]:
-    return lambda options: cls()
+@dataclass(frozen=True)
+class Registered:
+    make: Callable[[CnnOptions], Extractor]
+    description: str
 
 
-def _cnn(pooling: str) -> Callable[[CnnOptions], Extractor]:
-    return lambda options: CnnExtractor(pooling, **options.kwargs(), **DEFAULT_POOLING_PARAMS[pooling])
+def _cnn(pooling: str, description: str) -> Registered:
+    return Registered(lambda options: CnnExtractor(pooling, **options.kwargs(), **DEFAULT_POOLING_PARAMS[pooling]),
+                      description)
 
 
-EXTRACTORS: dict[str, Callable[[CnnOptions], Extractor]] = {
-    "rgb": _colour(RgbHistogram),
-    "hsv72": _colour(Hsv72Histogram),
-    **{f"cnn-{pooling}": _cnn(pooling) for pooling in DEFAULT_POOLING_PARAMS},
-    "sift": lambda options: SiftExtractor(),
-    "phash": lambda options: PerceptualHash(),
+EXTRACTORS: dict[str, Registered] = {
+    "rgb": Registered(lambda options: RgbHistogram(), "the demo's RGB colour histogram"),
+    "hsv72": Registered(lambda options: Hsv72Histogram(), "the demo's 72-bin HSV colour histogram"),
+    "cnn-spoc": _cnn("spoc", "sum, Babenko 2015"),
+    "cnn-mac": _cnn("mac", "max, Tolias 2016"),
+    "cnn-rmac": _cnn("rmac", "regional max, Tolias 2016"),
+    "cnn-gem": _cnn("gem", "generalized mean, Radenovic 2018"),
+    "cnn-crow": _cnn("crow", "cross-dimensional weights, Kalantidis 2016"),
+    "cnn-pwa": _cnn("pwa", "part-based weights, Xu 2018"),
+    "cnn-cam": _cnn("cam", "class-weighted, Jimenez 2017"),
+    "sift": Registered(lambda options: SiftExtractor(), "SIFT local features: they verify matches, not searched"),
+    "phash": Registered(lambda options: PerceptualHash(), "a perceptual hash: it finds copies, not searched"),
 }
+
+
+def help_text() -> str:
+    return ("Descriptor: " + "; ".join(f"{name} ({entry.description})" for name, entry in EXTRACTORS.items())
+            + ". The cnn-* pool EfficientNet-Lite0's last feature map.")
 
 
 def names_of_kind(kind: str) -> tuple[str, ...]:
     """The registered extractors whose rows are of this kind (Extractor.kind), sorted."""
-    return tuple(sorted(name for name, make in EXTRACTORS.items() if make(CnnOptions()).kind == kind))
+    return tuple(sorted(name for name, entry in EXTRACTORS.items() if entry.make(CnnOptions()).kind == kind))
 
 
 def without_kind(names: tuple[str, ...], kind: str) -> tuple[str, ...]:
@@ -56,7 +71,7 @@ def make_extractor(name: str, stored_params: str | None = None, options: CnnOpti
     """A new extractor of that name, or, given the params stored with its vectors, the
     one that made them (fitted state included)."""
     try:
-        extractor = EXTRACTORS[name](options)
+        extractor = EXTRACTORS[name].make(options)
     except KeyError:
         raise ImgsearchError(
             f"unknown extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}"

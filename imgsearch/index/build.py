@@ -24,7 +24,8 @@ import stat
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,7 @@ class BuildReport:
     followed: list[FollowedLink] = field(default_factory=list)
     links_not_followed: list[Problem] = field(default_factory=list)  # each named in the summary
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds of each step of the build, by name
     stopped: bool = False  # told to stop: the batches written are whole, the rest is the next build's
 
     def summary(self) -> str:
@@ -169,10 +171,14 @@ def build(
     if store.get_meta(FOLLOWED_LINKS_KEY) != links:
         store.set_meta(FOLLOWED_LINKS_KEY, links)
     run = _Run(store, report, rows, batch_size, progress)
-    changes = run.moves_first(root, stored, walked, shard)
-    run.extract_and_write(changes, workers, should_stop)
+    report.phases["walk"] = time.perf_counter() - started
+    with run.timed("moves"):
+        changes = run.moves_first(root, stored, walked, shard)
+    with run.timed("extraction"):
+        run.extract_and_write(changes, workers, should_stop)
     if not report.stopped:
-        run.remove(root, identity, changes, walked.elsewhere)
+        with run.timed("removals"):
+            run.remove(root, identity, changes, walked.elsewhere)
         run.upkeep(default_graph, pack_rows, block_rows)
     report.seconds = time.perf_counter() - started
     return report
@@ -265,14 +271,27 @@ class _Run:
     def upkeep(self, default_graph: tuple[str, str] | None, pack_rows: int, block_rows: int) -> None:
         """Pack what changed, and keep each extractor's graphs, calibration and words."""
         store, report = self.store, self.report
-        if default_graph is not None and default_graph[0] in self.rows:
-            keep_default_graph(store, self.rows[default_graph[0]], default_graph[1])
+        with self.timed("graph"):
+            if default_graph is not None and default_graph[0] in self.rows:
+                keep_default_graph(store, self.rows[default_graph[0]], default_graph[1])
         for row in self.rows.values():
-            report.repacked += store.pack(row, pack_rows).vectors_moved
-            report.upkeep += update_graphs(store, row, block_rows, pack_rows, self.progress)
-            report.upkeep += update_calibration(store, row)
+            with self.timed("packing"):
+                report.repacked += store.pack(row, pack_rows).vectors_moved
+            with self.timed("graph"):
+                report.upkeep += update_graphs(store, row, block_rows, pack_rows, self.progress)
+            with self.timed("calibration"):
+                report.upkeep += update_calibration(store, row)
             if row.kind.verifies:  # its visual words, which shortlist what verification checks
-                report.upkeep += update_words(store, row, self.progress)
+                with self.timed("words"):
+                    report.upkeep += update_words(store, row, self.progress)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.report.phases[phase] = self.report.phases.get(phase, 0.0) + time.perf_counter() - started
 
 
 def prepare_extractor(store: FeatureStore, name: str, root: Path, options: CnnOptions,

@@ -44,6 +44,17 @@ def test_multiscale_descriptor_is_the_normalised_mean_of_scales() -> None:
     np.testing.assert_allclose(both, mean / np.linalg.norm(mean), atol=1e-5)
 
 
+@pytest.mark.parametrize("pooling", ["gem", "cam"])
+def test_a_batch_of_images_gets_each_image_s_own_descriptor(pooling) -> None:
+    """extract_many runs same-shaped inputs as one batch: each row must still be its own
+    image's extract(), the class-weighted pooling's logits included."""
+    extractor = CnnExtractor(pooling, max_side=256, scales=(1.0, 0.5))
+    cat, coffee = photo("chelsea.png"), photo("coffee.png")
+    images = [cat, coffee, 255 - cat, cat[50:250, 100:400].copy(), 255 - coffee]  # pairs of one shape
+    np.testing.assert_allclose(extractor.extract_many(images), np.stack([extractor.extract(i) for i in images]),
+                               atol=1e-5)
+
+
 def test_pwa_fits_part_channels_and_round_trips_through_params() -> None:
     images = [photo(n) for n in PHOTOS[:5]]
     fitted = CnnExtractor("pwa", n_parts=4).fit(images)

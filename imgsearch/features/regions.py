@@ -47,13 +47,13 @@ def map_regions(extractor: CnnExtractor, bgr: np.ndarray, levels: int = 3,
 def crop_regions(extractor: CnnExtractor, bgr: np.ndarray, grid: tuple[tuple[float, int], ...] = CROP_GRID) -> np.ndarray:
     """The whole-photo descriptor, then one per crop of the grid, each crop extracted anew."""
     h, w = bgr.shape[:2]
-    rows = [extractor.extract(bgr)]
+    crops = [bgr]
     for share, count in grid:
         ch, cw = max(32, round(h * share)), max(32, round(w * share))
         for top in np.linspace(0, h - ch, count).round().astype(int):
             for left in np.linspace(0, w - cw, count).round().astype(int):
-                rows.append(extractor.extract(np.ascontiguousarray(bgr[top : top + ch, left : left + cw])))
-    return np.vstack(rows).astype(np.float32)
+                crops.append(np.ascontiguousarray(bgr[top : top + ch, left : left + cw]))
+    return extractor.extract_many(crops).astype(np.float32)
 
 
 REGIONS: dict[str, Callable[[CnnExtractor, np.ndarray], np.ndarray]] = {

@@ -8,8 +8,9 @@ SMVS dev covers, Corel-1k, flowers102, and bench/distractors.py's images up to N
   - upload p50 / p90 of the dev phone photos (uploaded as a client would, top 100) with the
     median of each stage, and their R@1 / R@10 per phone;
   - a name query's p50, and Corel-1k's class P@10 among the N (100 Corel photos by name).
-The built index of each N is kept in WORKDIR (a cache folder outside the repository): a later
-run only measures. Nothing of this runs in CI.
+The built index of each N is kept in WORKDIR (a cache folder outside the repository), and
+what was measured as WORKDIR/measured-N-SCHEME.json: a later run only measures. Nothing of
+this runs in CI.
 
     python bench/scale.py ../shared/data ~/.cache/imgsearch-bench/scale --sizes 10000,30000,100000 \\
         [--db mysql://root@127.0.0.1:3306/] [--phones Droid,Palm]
@@ -110,13 +111,14 @@ def served(db: str, data: Path, phones: list[str], corel: list[str]) -> dict:
     from imgsearch.serve.service import Service
     from imgsearch.store.url import parse_database_url
 
-    before = rss_kib()
+    before, started = rss_kib(), time.perf_counter()
     service = Service(ServeConfig(parse_database_url(db), settings=Settings()))
+    loaded = time.perf_counter() - started
     try:
         held = sum(index.state.nbytes for index in [*service.resident.values(), *service.augmented.values()]
                    if index is not None)
         rss = rss_kib()
-        uploads, stages, ranks = [], {}, {phone: [] for phone in phones}
+        uploads, stages, ranks, lists = [], {}, {phone: [] for phone in phones}, {phone: [] for phone in phones}
         for phone in phones:
             for photo in sorted((data / "smvs_dvd_dev" / phone).glob("*.jpg")):
                 upload = photo.read_bytes()
@@ -125,21 +127,27 @@ def served(db: str, data: Path, phones: list[str], corel: list[str]) -> dict:
                 uploads.append(time.perf_counter() - started)
                 for stage, seconds in answer.get("stages_s", {}).items():
                     stages.setdefault(stage, []).append(seconds)
-                paths = [r["path"] for r in answer["results"]]
-                right = f"covers/{photo.name}"
-                ranks[phone].append(paths.index(right) + 1 if right in paths else None)
+                right = [r for r in answer["results"] if r["path"] == f"covers/{photo.name}"]
+                ranks[phone].append(right[0]["rank"] if right else None)
+                lists[phone].append(right[0].get("found_by", []) if right else [])
         names, precision = [], []
         for path in corel:
             started = time.perf_counter()
             answer = service.search({"k": 10}, name=path)
             names.append(time.perf_counter() - started)
             folder = path.split("/")[1]
-            precision.append(np.mean([r["path"].startswith(f"corel1k/{folder}/") for r in answer["results"]]))
+            precision.append(np.mean([original(r["path"]).startswith(f"corel1k/{folder}/") for r in answer["results"]]))
     finally:
         service.close()
-    return {"resident_bytes": held, "rss_kib_before": before, "rss_kib": rss, "uploads": uploads,
-            "stages": {s: statistics.median(v) for s, v in stages.items()}, "ranks": ranks, "names": names,
-            "corel_p10": float(np.mean(precision))}
+    return {"load_s": loaded, "resident_bytes": held, "rss_kib_before": before, "rss_kib": rss, "uploads": uploads,
+            "stages": {s: statistics.median(v) for s, v in stages.items()}, "ranks": ranks, "found_by": lists,
+            "names": names,
+            "corel_p10": float(np.mean(precision)) if precision else None}
+
+
+def original(path: str) -> str:
+    """The path of the photo a simulated image was cloned from (bench/simulate.py)."""
+    return path.split("/", 2)[2] if path.startswith("simulated/") else path
 
 
 def rss_kib() -> int:
@@ -160,16 +168,33 @@ def report(n: int, db: str, built: dict, sizes: dict[str, int], found: dict) -> 
           + ", ".join(f"{phase} {seconds / built['seconds']:.0%}" for phase, seconds in built["phases"].items()))
     print(f"database: {total / n / 1024:.1f} KiB an image: " + ", ".join(
         f"{table} {size / n / 1024:.1f}" for table, size in sorted(sizes.items(), key=lambda x: -x[1]) if size > n))
-    print(f"service: resident vectors {found['resident_bytes'] / 2**20:.0f} MiB; the process grew "
+    report_served(found)
+
+
+def report_served(found: dict) -> None:
+    print(f"service: loaded in {found.get('load_s', float('nan')):.1f} s; resident vectors "
+          f"{found['resident_bytes'] / 2**20:.0f} MiB; the process grew "
           f"{(found['rss_kib'] - found['rss_kib_before']) / 1024:.0f} MiB when it started "
           f"(to {found['rss_kib'] / 1024:.0f} MiB)")
     print(f"upload: p50 {percentile(found['uploads'], 50):.0f} ms, p90 {percentile(found['uploads'], 90):.0f} ms; "
           "stages " + ", ".join(f"{s} {v * 1000:.0f}" for s, v in found["stages"].items()))
+    found_by = found.get("found_by", {})
     for phone, ranks in found["ranks"].items():
         r1 = np.mean([r == 1 for r in ranks])
         r10 = np.mean([r is not None and r <= 10 for r in ranks])
-        print(f"{phone}: R@1 {r1:.3f}, R@10 {r10:.3f} ({len(ranks)} photos)")
-    print(f"name query: p50 {percentile(found['names'], 50):.0f} ms; Corel-1k class P@10 {found['corel_p10']:.3f}")
+        lists = found_by.get(phone) or [[]] * len(ranks)
+        print(f"{phone}: R@1 {r1:.3f}, R@10 {r10:.3f} ({len(ranks)} photos); the right cover shortlisted by "
+              + ", ".join(f"{stage} {np.mean([stage in f for f in lists]):.3f}" for stage in ("photo", "regions", "words"))
+              + f", by none {np.mean([not f for f in lists]):.3f}")
+    if found["names"]:
+        print(f"name query: p50 {percentile(found['names'], 50):.0f} ms; Corel-1k class P@10 {found['corel_p10']:.3f}")
+
+
+def corel_sample(data: Path) -> list[str]:
+    """100 Corel-1k photos, the same on every run."""
+    rng = np.random.default_rng(38)
+    corel = sorted(f"corel1k/{p.parent.name}/{p.name}" for p in (data / "corel1k").rglob("*.jpg"))
+    return [corel[i] for i in sorted(rng.choice(len(corel), 100, replace=False))]
 
 
 def main() -> None:
@@ -181,14 +206,15 @@ def main() -> None:
     parser.add_argument("--phones", default="Droid,Palm")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(38)
-    corel = sorted(f"corel1k/{p.parent.name}/{p.name}" for p in (args.data / "corel1k").rglob("*.jpg"))
-    corel = [corel[i] for i in sorted(rng.choice(len(corel), 100, replace=False))]
+    corel = corel_sample(args.data)
     for n in (int(s) for s in args.sizes.split(",")):
         folder = collection(args.data, args.workdir, n)
         db = database(args.db, args.workdir, n)
         built = build_once(folder, db, args.workdir, n)
-        report(n, db, built, bytes_by_table(db), served(db, args.data, args.phones.split(","), corel))
+        sizes, found = bytes_by_table(db), served(db, args.data, args.phones.split(","), corel)
+        report(n, db, built, sizes, found)
+        kept = args.workdir / f"measured-{n}-{db.split(':')[0]}.json"  # what docs/scaling.md's curves are drawn from
+        kept.write_text(json.dumps({"n": n, "built": built, "bytes_by_table": sizes, "served": found}))
 
 
 if __name__ == "__main__":

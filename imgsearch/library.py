@@ -61,7 +61,8 @@ Photo = str | os.PathLike | bytes | np.ndarray  # a file, its bytes, or RGB pixe
 class Hit:
     """One result, as `query --json` prints it: `inliers`, `matches`, `significance` and
     `corners` where the photo was verified against the image (corners: its outline in the
-    photo, when verified)."""
+    photo, when verified), and `found_by`: the first-stage lists that brought it ("photo":
+    the whole photo's ranking, "regions": its regions' scan, "words": the visual words)."""
 
     rank: int
     id: int
@@ -72,6 +73,7 @@ class Hit:
     matches: int | None = None
     significance: float | None = None
     corners: list[list[float]] | None = None
+    found_by: list[str] | None = None
 
     @property
     def verified(self) -> bool:

@@ -106,6 +106,7 @@ def test_the_word_stage_finds_a_small_tilted_print_the_global_shortlist_misses(d
     verified = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1", "--regions", "none", "--json", "-k", "1")
     first = verified.json()["results"][0]
     assert first["name"] == "coffee.jpg" and first["inliers"] >= 15  # only the words brought it in
+    assert first["found_by"] == ["words"]  # and the answer says so
 
 
 def test_an_index_from_before_visual_words_verifies_and_the_next_build_gives_it_words(db_url, tmp_path) -> None:

@@ -234,8 +234,9 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     images the visual-word first stage finds (rerank.first_stage, where the index has
     words): verified images first, by inlier count; the rest below in the scan's order
     (an image only the words found is shown only when it verifies). Each image gets its
-    inlier count, a verified one the corners of its outline in the query photo, and the
-    result the time of each stage. A query with no local features (a flat photo) keeps
+    inlier count, the first-stage lists that brought it (found_by: the whole photo's
+    ranking, the regions' scan, the visual words), a verified one the corners of its
+    outline in the query photo, and the result the time of each stage. A query with no local features (a flat photo) keeps
     the scan's order."""
     clock = Stopwatch()
     row = local_extractor(ctx.catalog)
@@ -274,7 +275,9 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     kept = [i for i in candidates if i in score or _verified(results.get(i))]
     keys = verified_keys(np.array([score.get(i, 0.0) for i in kept]), [results.get(i) for i in kept])
     order = [kept[n] for n in np.argsort(-keys, kind="stable")][: ctx.k]
-    extras = {i: verification_fields(results.get(i)) for i in order}
+    lists = {"photo": set(ids), "regions": set(extra), "words": set(from_words)}
+    extras = {i: {**verification_fields(results.get(i)), "found_by": [name for name, members in lists.items()
+                                                                       if i in members]} for i in order}
     return replace(scanned, ranking=[(i, score.get(i, 0.0)) for i in order], extras=extras, timings=clock.laps)
 
 

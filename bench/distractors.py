@@ -39,6 +39,12 @@ def sources(data: Path) -> list[Path]:
     return sorted(p for folder in SOURCES for p in (data / folder).rglob("*.jpg"))
 
 
+def made_from(data: Path, i: int, photos: list[Path] | None = None) -> Path:
+    """The photo distractor i's main window is cut from (a mosaic's other parts aside)."""
+    photos = photos or sources(data)
+    return photos[i % len(photos)]
+
+
 def window(photo: np.ndarray, slot: int, scale: float | None = None) -> np.ndarray:
     """The slot-th window of the photo on a 3 x 4 grid of positions: scale 0.7 of each side
     for the first 12 slots, 0.5 for the next (neighbouring windows overlap by less than
@@ -83,7 +89,7 @@ def make(job: tuple[int, list[str], str]) -> None:
     i, paths, out = job
     rng = np.random.default_rng([SEED, i])
     n = len(paths)
-    # window i // n of photo i % n: every window of every photo once before any repeats
+    # window i // n of photo i % n (made_from): every window of every photo once before any repeats
     first, slot = i % n, (i // n) % WINDOWS_PER_PHOTO
     parts = [window(cv2.imread(paths[first]), slot)]
     if rng.random() < 0.3:  # a mosaic: the other parts small windows of other photos

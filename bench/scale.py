@@ -7,7 +7,8 @@ SMVS dev covers, Corel-1k, flowers102, and bench/distractors.py's images up to N
   - the service's resident bytes (vectors and augmented vectors) and its process' RSS;
   - upload p50 / p90 of the dev phone photos (uploaded as a client would, top 100) with the
     median of each stage, and their R@1 / R@10 per phone;
-  - a name query's p50, and Corel-1k's class P@10 among the N (100 Corel photos by name).
+  - a name query's p50, and Corel-1k's class P@10 among the N (100 Corel photos by name; a
+    distractor counts in the class of the Corel photo it was cut from).
 The built index of each N is kept in WORKDIR (a cache folder outside the repository), and
 what was measured as WORKDIR/measured-N-SCHEME.json: a later run only measures. Nothing of
 this runs in CI.
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from distractors import write_distractors
+from distractors import made_from, sources, write_distractors
 
 SETS = {"covers": "smvs_dvd_dev/Reference", "corel1k": "corel1k", "flowers102": "flowers102/jpg"}
 SHARED = 9289  # the photos of SETS
@@ -130,24 +131,30 @@ def served(db: str, data: Path, phones: list[str], corel: list[str]) -> dict:
                 right = [r for r in answer["results"] if r["path"] == f"covers/{photo.name}"]
                 ranks[phone].append(right[0]["rank"] if right else None)
                 lists[phone].append(right[0].get("found_by", []) if right else [])
-        names, precision = [], []
+        names, precision, top10 = [], [], {}
+        photos = sources(data)
         for path in corel:
             started = time.perf_counter()
             answer = service.search({"k": 10}, name=path)
             names.append(time.perf_counter() - started)
             folder = path.split("/")[1]
-            precision.append(np.mean([original(r["path"]).startswith(f"corel1k/{folder}/") for r in answer["results"]]))
+            top10[path] = [r["path"] for r in answer["results"]]
+            precision.append(np.mean([original(p, data, photos).startswith(f"corel1k/{folder}/") for p in top10[path]]))
     finally:
         service.close()
     return {"load_s": loaded, "resident_bytes": held, "rss_kib_before": before, "rss_kib": rss, "uploads": uploads,
             "stages": {s: statistics.median(v) for s, v in stages.items()}, "ranks": ranks, "found_by": lists,
-            "names": names,
-            "corel_p10": float(np.mean(precision)) if precision else None}
+            "names": names, "corel_top10": top10, "corel_p10": float(np.mean(precision)) if precision else None}
 
 
-def original(path: str) -> str:
-    """The path of the photo a simulated image was cloned from (bench/simulate.py)."""
-    return path.split("/", 2)[2] if path.startswith("simulated/") else path
+def original(path: str, data: Path, photos: list[Path]) -> str:
+    """The shared-set photo an image stands for: a simulated image's source (bench/simulate.py)
+    and a distractor's main photo (distractors.made_from; its class is that photo's: a window
+    of a Corel photo of horses shows horses)."""
+    path = path.split("/", 2)[2] if path.startswith("simulated/") else path
+    if path.startswith("distractors/"):
+        return made_from(data, int(Path(path).stem), photos).relative_to(data).as_posix()
+    return path
 
 
 def rss_kib() -> int:

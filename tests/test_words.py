@@ -13,11 +13,14 @@ from imgsearch.rerank.verify import root_sift
 from imgsearch.rerank.words import (
     BRANCHING,
     DESCRIPTORS_PER_WORD,
+    MAX_SAMPLE,
     MIN_BRANCHING,
     SAMPLE,
+    SAMPLE_PER_IMAGE,
     Vocabulary,
     branching_for,
     learn_vocabulary,
+    sample_size,
 )
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
@@ -54,8 +57,17 @@ def test_the_vocabulary_is_sized_to_the_descriptors_it_learns_from() -> None:
     sample = descriptors()
     words = learn_vocabulary(sample).size
     assert len(sample) / (2 * DESCRIPTORS_PER_WORD) <= words <= 2 * len(sample) / DESCRIPTORS_PER_WORD
-    assert branching_for(34_000) == 53 and branching_for(SAMPLE) == BRANCHING
-    assert branching_for(10) == MIN_BRANCHING
+    assert branching_for(34_000) == 53 and branching_for(10) == MIN_BRANCHING
+
+
+def test_the_vocabulary_grows_with_the_collection_so_that_a_posting_list_stays_about_as_long() -> None:
+    """Learned from SAMPLE descriptors up to SAMPLE / SAMPLE_PER_IMAGE images, then from
+    SAMPLE_PER_IMAGE an image: at 40,000 images four times the words of 10,000; capped where
+    the tree is full."""
+    assert sample_size(1_000) == sample_size(SAMPLE // SAMPLE_PER_IMAGE) == SAMPLE
+    small, large = branching_for(sample_size(10_000)) ** 2, branching_for(sample_size(40_000)) ** 2
+    assert 3.6 <= large / small <= 4.4
+    assert sample_size(10**8) == MAX_SAMPLE and branching_for(MAX_SAMPLE) <= BRANCHING
 
 
 def test_the_inverted_file_holds_every_keypoint_and_follows_the_collection(db_url, tmp_path) -> None:
@@ -82,7 +94,7 @@ def test_the_inverted_file_holds_every_keypoint_and_follows_the_collection(db_ur
         (image_id,) = [i.id for i in store.stored_images().values() if i.path.endswith(paths[0].name.encode())]
         (n,) = store.execute("SELECT SUM(n) FROM visual_words WHERE image_id = ?", (image_id,))[0]
         assert int(n) == len(words)
-    # grown four times: the vocabulary is learned again, every image's words with it
+    # doubled (7 to 28): the vocabulary is learned again, every image's words with it
     for k in range(21):
         cv2.imwrite(str(folder / f"copy{k}.jpg"), cv2.resize(photo(PHOTOS[k % 9]), None, fx=0.9 - k / 100,
                                                              fy=0.9 - k / 100))

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 from tqdm import tqdm
 
-from imgsearch.rerank.words import SAMPLE, SEED, Vocabulary, learn_vocabulary
+from imgsearch.rerank.words import SEED, Vocabulary, learn_vocabulary, sample_size
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
 from imgsearch.store.words_tables import (
@@ -22,7 +22,10 @@ from imgsearch.store.words_tables import (
     write_words,
 )
 
-RELEARN_GROWTH = 4  # a vocabulary learned on n images is learned again at 4 n
+# A vocabulary learned on n images is learned again at 2 n: a posting list stays within
+# twice what the vocabulary was sized for (rerank.words.sample_size), and every posting is
+# rewritten then, so a growing collection writes about twice its final postings in all.
+RELEARN_GROWTH = 2
 CHUNK = 500  # images whose features are read and whose words are written per transaction
 
 
@@ -47,7 +50,7 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
         line = ""
         known: dict[int, np.ndarray] = {}
         if found is None or len(images) >= RELEARN_GROWTH * found.trained_images:
-            vocabulary, used, known = _learn(store, extractor, images)
+            vocabulary, used, known = learned_from(store, extractor, images, sample_size(len(images)))
             save_vocabulary(store, extractor, vocabulary.branching, used, len(images), vocabulary.to_bytes())
             line = f"visual words: learned {vocabulary.size} words from {used} descriptors of {len(images)} images; "
         else:
@@ -65,27 +68,27 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
         return [f"{line or 'visual words: '}{len(missing)} images given their words"] if line or missing else []
 
 
-def _learn(store: FeatureStore, extractor: ExtractorRow,
-           images: list[int]) -> tuple[Vocabulary, int, dict[int, np.ndarray]]:
-    """The tree from up to SAMPLE descriptors of images drawn at random (a fixed seed), each
+def learned_from(store: FeatureStore, extractor: ExtractorRow, images: list[int],
+                 sample: int) -> tuple[Vocabulary, int, dict[int, np.ndarray]]:
+    """The tree from up to `sample` descriptors of images drawn at random (a fixed seed), each
     word's share of those images, and their words (written as they are, not assigned twice).
     The draw follows the images' content and paths, not their ids: ids follow the order in
     which a build's workers finished, so two builds of one folder learn the same words."""
     stored = store.images_by_ids(images)
     by_content = sorted(images, key=lambda i: (stored[i].sha256, stored[i].path))
     order = np.random.default_rng(SEED).permutation(by_content).tolist()
-    sample: dict[int, np.ndarray] = {}
+    drawn: dict[int, np.ndarray] = {}
     total = 0
     for start in range(0, len(order), CHUNK):
         chunk = order[start : start + CHUNK]
         found = store.local_features(extractor, chunk)
         for image in (i for i in chunk if i in found):
-            sample[image] = found[image].descriptors
+            drawn[image] = found[image].descriptors
             total += len(found[image].descriptors)
-        if total >= SAMPLE:
+        if total >= sample:
             break
-    chosen = list(sample.values())
-    descriptors = np.vstack(chosen)[:SAMPLE] if chosen else np.empty((0, extractor.dim), np.uint8)
+    chosen = list(drawn.values())
+    descriptors = np.vstack(chosen)[:sample] if chosen else np.empty((0, extractor.dim), np.uint8)
     vocabulary = learn_vocabulary(descriptors)
-    words = dict(zip(sample, vocabulary.words_of_images(chosen)))
+    words = dict(zip(drawn, vocabulary.words_of_images(chosen)))
     return vocabulary.with_shares(list(words.values())), len(descriptors), words

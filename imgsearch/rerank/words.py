@@ -13,8 +13,19 @@ from scipy.sparse import csr_matrix
 
 from imgsearch.rerank.verify import root_sift
 
-BRANCHING = 200  # at most 200 x 200 = 40,000 words: a posting list per word of ~1/40,000 of the descriptors
-SAMPLE = 500_000  # descriptors the tree is learned from: about 12 per word at full size
+BRANCHING = 600  # at most 600 x 600 = 360,000 words
+# Descriptors the tree is learned from: SAMPLE up to 10,000 images, then SAMPLE_PER_IMAGE an
+# image, so that the vocabulary grows with the collection (Nister & Stewenius 2006, Philbin
+# et al. 2007: a million words for a million images) and a word's posting list stays about
+# as long as where the words' postings budget was set (about 75 postings a word at 10,000
+# images of ~300 keypoints: 12 descriptors a word, so 50 descriptors an image). With 41,616
+# words at 30,000 images the lists were 2.6 times as long and the budget reached 29 % of a
+# photo's words: the right cover was among the words' first 50 for 151 of 200 dev phone
+# photos; with 125,316 for 184 (bench/vocabulary.py, docs/scaling.md). Capped at MAX_SAMPLE
+# (about 100,000 images: 333,000 words, 2 GB of RootSIFT while the tree is learned).
+SAMPLE = 500_000
+SAMPLE_PER_IMAGE = 50
+MAX_SAMPLE = 4_000_000
 # The tree is sized to what it learns from: about this many of the sample's descriptors per
 # word (SAMPLE / BRANCHING^2), so 100 images (40,000 descriptors) learn 3,364 words, not one
 # word per descriptor, where two views of one point would never share a word.
@@ -28,6 +39,7 @@ LEAF_ITERATIONS = 6
 # below 39 and caps at 256): more only costs time; a top cell only routes to its words.
 POINTS_PER_TOP_CENTRE = 100
 SEED = 20261127
+ROWS_A_PRODUCT = 65_536  # descriptors against the centres in one matrix product
 CENTRE_DTYPE = np.dtype("<f4")
 
 
@@ -67,7 +79,8 @@ class Vocabulary:
         if not len(descriptors):
             return np.empty(0, np.int64)
         x = root_sift(descriptors)
-        cells = np.argmax(x @ self.top.T, axis=1)
+        cells = np.concatenate([np.argmax(x[start : start + ROWS_A_PRODUCT] @ self.top.T, axis=1)
+                                for start in range(0, len(x), ROWS_A_PRODUCT)])
         words = cells.astype(np.int64) * self.leaves.shape[1]
         for cell in np.unique(cells):
             members = np.flatnonzero(cells == cell)
@@ -87,6 +100,11 @@ class Vocabulary:
                    np.frombuffer(shares, CENTRE_DTYPE))
 
 
+def sample_size(images: int) -> int:
+    """Descriptors a vocabulary of a collection of this many images is learned from."""
+    return int(np.clip(images * SAMPLE_PER_IMAGE, SAMPLE, MAX_SAMPLE))
+
+
 def branching_for(descriptors: int) -> int:
     """The tree's branching for a sample of this many descriptors: about
     DESCRIPTORS_PER_WORD of them per word, between MIN_BRANCHING and BRANCHING."""
@@ -103,15 +121,15 @@ def learn_vocabulary(descriptors: np.ndarray) -> Vocabulary:
     top, _ = _kmeans(subsample, branching, rng)
     cells = _nearest(x, top)
     dim = x.shape[1]
-    leaves = np.full((branching, branching, dim), -1.0)
+    leaves = np.full((branching, branching, dim), -1.0, np.float32)
     for cell in range(len(top)):
         members = x[cells == cell]
         if len(members):
             centres, _ = _kmeans(members, min(branching, len(members)), rng, leaf=True)
             leaves[cell, : len(centres)] = centres
-    padded_top = np.full((branching, dim), -1.0)
+    padded_top = np.full((branching, dim), -1.0, np.float32)
     padded_top[: len(top)] = top
-    return Vocabulary(padded_top.astype(np.float32), leaves.astype(np.float32))
+    return Vocabulary(padded_top, leaves)
 
 
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, leaf: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -153,5 +171,8 @@ def _plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Each row's nearest centre: the largest x.c - |c|^2 / 2, its squared Euclidean distance
-    less |x|^2 / 2, from one product."""
-    return np.argmax(x @ centres.T - 0.5 * np.einsum("kd,kd->k", centres, centres)[None, :], axis=1)
+    less |x|^2 / 2, from one product a block of rows (a sample of millions against hundreds
+    of centres would otherwise hold gigabytes of products)."""
+    half = 0.5 * np.einsum("kd,kd->k", centres, centres)[None, :]
+    return np.concatenate([np.argmax(x[start : start + ROWS_A_PRODUCT] @ centres.T - half, axis=1)
+                           for start in range(0, len(x), ROWS_A_PRODUCT)]) if len(x) else np.empty(0, np.int64)

@@ -87,6 +87,17 @@ def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, n
     session.write(work)
 
 
+def query_word_weights(words: np.ndarray, shares: np.ndarray, images: int,
+                       budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
+    """(word, weight) of the query words scored_by_words looks up: its rarest words up to
+    about `budget` postings (share x images each), each weighing count_query x idf^2."""
+    found, counts = np.unique(words, return_counts=True)
+    rarest = np.lexsort((found, shares[found]))
+    expected = np.cumsum(shares[found][rarest].astype(np.float64) * max(images, 1))
+    used = rarest[: max(1, int(np.searchsorted(expected, budget, side="right")))]
+    return [(int(found[i]), float(counts[i] * np.log(float(shares[found[i]])) ** 2)) for i in used]
+
+
 def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndarray, shares: np.ndarray,
                     images: int, n: int, excluded: list[int], budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
     """The n images whose words best match the query's (one word per query keypoint), by
@@ -98,11 +109,7 @@ def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndar
     weights: only the n best rows come back."""
     if not len(words) or n <= 0:
         return []
-    found, counts = np.unique(words, return_counts=True)
-    rarest = np.lexsort((found, shares[found]))
-    expected = np.cumsum(shares[found][rarest].astype(np.float64) * max(images, 1))
-    used = rarest[: max(1, int(np.searchsorted(expected, budget, side="right")))]
-    weights = [(int(found[i]), float(counts[i] * np.log(float(shares[found[i]])) ** 2)) for i in used]
+    weights = query_word_weights(words, shares, images, budget)
     session.execute("CREATE TEMPORARY TABLE IF NOT EXISTS query_words (word BIGINT PRIMARY KEY, weight DOUBLE)")
     session.execute("DELETE FROM query_words")
     session.executemany("INSERT INTO query_words (word, weight) VALUES (?, ?)", weights)

@@ -39,12 +39,6 @@ def sources(data: Path) -> list[Path]:
     return sorted(p for folder in SOURCES for p in (data / folder).rglob("*.jpg"))
 
 
-def made_from(data: Path, i: int, photos: list[Path] | None = None) -> Path:
-    """The photo distractor i's main window is cut from (a mosaic's other parts aside)."""
-    photos = photos or sources(data)
-    return photos[i % len(photos)]
-
-
 def window(photo: np.ndarray, slot: int, scale: float | None = None) -> np.ndarray:
     """The slot-th window of the photo on a 3 x 4 grid of positions: scale 0.7 of each side
     for the first 12 slots, 0.5 for the next (neighbouring windows overlap by less than
@@ -84,21 +78,31 @@ def mosaic(parts: list[np.ndarray]) -> np.ndarray:
     return np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
 
 
-def make(job: tuple[int, list[str], str]) -> None:
-    """Image i (its windows follow from i alone: the same i, the same image)."""
-    i, paths, out = job
+def layout(i: int, n: int) -> tuple[list[tuple[int, int, float | None]], np.random.Generator]:
+    """Image i's parts as (photo, window slot, scale: None for the slot's own) among n photos,
+    and its generator, drawn on to restyle it (its parts follow from i alone)."""
     rng = np.random.default_rng([SEED, i])
-    n = len(paths)
     # window i // n of photo i % n (made_from): every window of every photo once before any repeats
-    first, slot = i % n, (i // n) % WINDOWS_PER_PHOTO
-    parts = [window(cv2.imread(paths[first]), slot)]
+    first = i % n
+    parts: list[tuple[int, int, float | None]] = [(first, (i // n) % WINDOWS_PER_PHOTO, None)]
     if rng.random() < 0.3:  # a mosaic: the other parts small windows of other photos
         for _ in range(int(rng.choice([1, 3]))):
-            other = (first + 1 + int(rng.integers(n - 1))) % n
-            parts.append(window(cv2.imread(paths[other]), int(rng.integers(12)), SMALL))
-        pixels = mosaic(parts)
-    else:
-        pixels = parts[0]
+            parts.append(((first + 1 + int(rng.integers(n - 1))) % n, int(rng.integers(12)), SMALL))
+    return parts, rng
+
+
+def parts_from(data: Path, i: int, photos: list[Path] | None = None) -> list[Path]:
+    """The photos distractor i holds a window of, its main one first."""
+    photos = photos or sources(data)
+    return [photos[photo] for photo, _, _ in layout(i, len(photos))[0]]
+
+
+def make(job: tuple[int, list[str], str]) -> None:
+    """Image i (the same i, the same image)."""
+    i, paths, out = job
+    parts, rng = layout(i, len(paths))
+    windows = [window(cv2.imread(paths[photo]), slot, scale) for photo, slot, scale in parts]
+    pixels = mosaic(windows) if len(windows) > 1 else windows[0]
     target = Path(out) / f"{i // 1000:04d}" / f"{i:07d}.jpg"
     target.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(target), restyled(pixels, rng), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 96))])

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from distractors import made_from, sources, write_distractors
+from distractors import parts_from, sources, write_distractors
 
 SETS = {"covers": "smvs_dvd_dev/Reference", "corel1k": "corel1k", "flowers102": "flowers102/jpg"}
 SHARED = 9289  # the photos of SETS
@@ -137,9 +137,8 @@ def served(db: str, data: Path, phones: list[str], corel: list[str]) -> dict:
             started = time.perf_counter()
             answer = service.search({"k": 10}, name=path)
             names.append(time.perf_counter() - started)
-            folder = path.split("/")[1]
             top10[path] = [r["path"] for r in answer["results"]]
-            precision.append(np.mean([original(p, data, photos).startswith(f"corel1k/{folder}/") for p in top10[path]]))
+            precision.append(np.mean([in_class(path, p, data, photos) for p in top10[path]]))
     finally:
         service.close()
     return {"load_s": loaded, "resident_bytes": held, "rss_kib_before": before, "rss_kib": rss, "uploads": uploads,
@@ -147,14 +146,16 @@ def served(db: str, data: Path, phones: list[str], corel: list[str]) -> dict:
             "names": names, "corel_top10": top10, "corel_p10": float(np.mean(precision)) if precision else None}
 
 
-def original(path: str, data: Path, photos: list[Path]) -> str:
-    """The shared-set photo an image stands for: a simulated image's source (bench/simulate.py)
-    and a distractor's main photo (distractors.made_from; its class is that photo's: a window
-    of a Corel photo of horses shows horses)."""
+def in_class(query: str, path: str, data: Path, photos: list[Path]) -> bool:
+    """Whether an answer to a Corel photo counts for its class: a Corel photo of the class, or
+    a distractor cut from one (a window of a photo of horses shows horses) or holding a window
+    of the query photo itself (a mosaic's small part: the same picture, found); a simulated
+    image as the image it was cloned from (bench/simulate.py)."""
     path = path.split("/", 2)[2] if path.startswith("simulated/") else path
     if path.startswith("distractors/"):
-        return made_from(data, int(Path(path).stem), photos).relative_to(data).as_posix()
-    return path
+        parts = [p.relative_to(data).as_posix() for p in parts_from(data, int(Path(path).stem), photos)]
+        return parts[0].startswith(query.rsplit("/", 1)[0] + "/") or query in parts
+    return path.startswith(query.rsplit("/", 1)[0] + "/")
 
 
 def rss_kib() -> int:

@@ -22,6 +22,15 @@ def test_the_advice_names_a_pool_that_holds_the_vectors() -> None:
     assert "innodb_buffer_pool_size to at least 768 MiB" in advice
 
 
+def test_the_advice_counts_the_local_features_every_verified_upload_reads() -> None:
+    """At 10,000 images the local features are 580 MiB: with the installed 128 MiB pool an
+    upload read them from disk for 2.5 s (bench/scale.py); the pool named holds both."""
+    assert buffer_pool_advice(50 * 2**20, 1024 * 2**20, local_bytes=580 * 2**20) is None
+    advice = buffer_pool_advice(50 * 2**20, 128 * 2**20, local_bytes=580 * 2**20)
+    assert advice is not None and "local features that verify uploads (580 MiB)" in advice
+    assert "innodb_buffer_pool_size to at least 896 MiB" in advice and "per-row table" not in advice
+
+
 @pytest.fixture(scope="module")
 def small_pool_server():
     server = ServerProcess(own_server_binary("this test starts a server with a small buffer pool"),

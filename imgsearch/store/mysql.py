@@ -272,7 +272,10 @@ class MySqlStore(FeatureStore):
         return int(rows[0][0])
 
     def cache_advice(self) -> str | None:
-        return buffer_pool_advice(*self._packed_and_pool())
+        rows = self.execute(
+            "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name = 'local_features'")
+        return buffer_pool_advice(*self._packed_and_pool(), local_bytes=int(rows[0][0]))
 
     def scans_rows(self) -> bool:
         # Read again at most every POOL_CHECK_S: two small statements, not one per query.
@@ -349,18 +352,28 @@ def close_quietly(conn: pymysql.connections.Connection) -> None:
         pass
 
 
-def buffer_pool_advice(packed_bytes: int, pool_bytes: int) -> str | None:
-    """What to tell a user whose packed vectors do not fit in the server's buffer pool: a
-    query then reads them from disk, page by page (InnoDB reads a BLOB's off-page chain a
-    page at a time), slower than the per-row scan (bench/buffer_pool.py at 100k x 512: 1,220 ms
-    packed against 497 ms per row with the installed 128 MiB; 107 ms packed with 2 GiB)."""
-    if packed_bytes <= POOL_SHARE_FOR_VECTORS * pool_bytes:
+def buffer_pool_advice(packed_bytes: int, pool_bytes: int, local_bytes: int = 0) -> str | None:
+    """What to tell a user whose packed vectors or local features do not fit in the server's
+    buffer pool. The packed vectors are then read from disk page by page (InnoDB reads a BLOB's
+    off-page chain a page at a time), slower than the per-row scan (bench/buffer_pool.py at
+    100k x 512: 1,220 ms packed against 497 ms per row with the installed 128 MiB; 107 ms
+    packed with 2 GiB). The local features are what every verified upload reads, about 150
+    candidates' rows at random: at 10,000 images on MariaDB (bench/scale.py) reading them
+    took 2,478 ms an upload with 128 MiB and 17 ms with 2 GiB."""
+    needed = packed_bytes + local_bytes
+    if needed <= POOL_SHARE_FOR_VECTORS * pool_bytes:
         return None
     chunk = 128 * 2**20
-    wanted = -(-int(packed_bytes / POOL_SHARE_FOR_VECTORS) // chunk) * chunk
-    return (f"the packed vectors ({packed_bytes / 2**20:,.0f} MiB) do not fit in the server's InnoDB buffer pool "
-            f"({pool_bytes / 2**20:,.0f} MiB), so queries read the per-row table (read from disk, the packed blocks "
-            f"would be slower still). For the packed speed, set innodb_buffer_pool_size to at "
+    wanted = -(-int(needed / POOL_SHARE_FOR_VECTORS) // chunk) * chunk
+    held = [f"the packed vectors ({packed_bytes / 2**20:,.0f} MiB)"] if packed_bytes else []
+    held += [f"the local features that verify uploads ({local_bytes / 2**20:,.0f} MiB)"] if local_bytes else []
+    slow = []
+    if packed_bytes > POOL_SHARE_FOR_VECTORS * pool_bytes:
+        slow.append("queries read the per-row table (read from disk, the packed blocks would be slower still)")
+    if local_bytes:
+        slow.append("each verified upload reads its candidates' local features from disk (seconds, not milliseconds)")
+    return (f"{' and '.join(held)} do not fit in the server's InnoDB buffer pool ({pool_bytes / 2**20:,.0f} MiB), "
+            f"so {'; '.join(slow) or 'queries read them from disk'}. Set innodb_buffer_pool_size to at "
             f"least {wanted // 2**20:,} MiB ([mysqld] in the server's my.cnf, or SET GLOBAL innodb_buffer_pool_size "
             f"= {wanted} on MySQL 5.7+ / MariaDB 10.2+)")
 

@@ -16,8 +16,15 @@ matplotlib.use("Agg")  # no screen: a file
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+
+def build_rate(m: dict) -> float:
+    """Images built a second, less the seconds the build was paused (SIGSTOP, noted as
+    paused_s beside the figures) while another measurement had the cores."""
+    return m["built"]["images"] / (m["built"]["seconds"] - m["built"].get("paused_s", 0.0))
+
+
 PANELS = (
-    ("build images/s", lambda m: m["built"]["images"] / m["built"]["seconds"]),
+    ("build images/s", build_rate),
     ("database KiB an image", lambda m: sum(m["bytes_by_table"].values()) / m["n"] / 1024),
     ("upload p50 ms", lambda m: float(np.percentile(m["served"]["uploads"], 50)) * 1000),
     ("resident MiB (vectors)", lambda m: m["served"]["resident_bytes"] / 2**20),
@@ -60,12 +67,60 @@ def _has(point: dict, value) -> bool:
     return True
 
 
+def table(series: dict[str, list[dict]]) -> str:
+    """The measured points as the Markdown table of docs/scaling.md, a column each."""
+    points = [(f"{p['n']:,} {name}", p) for name, found in series.items() if name != "simulated" for p in found]
+
+    def row(title: str, cell) -> str:
+        return f"| {title} | " + " | ".join(cell(p) for _, p in points) + " |"
+
+    def phases(p: dict) -> str:
+        share = {k: v / sum(p["built"]["phases"].values()) for k, v in p["built"]["phases"].items()}
+        return " / ".join(f"{100 * share.get(k, 0):.0f}" for k in ("extraction", "words", "graph", "packing"))
+
+    def kib(p: dict, *tables: str) -> str:
+        return f"{sum(p['bytes_by_table'].get(t, 0) for t in tables) / p['n'] / 1024:.1f}"
+
+    def recall(p: dict, at: int) -> str:
+        ranks = p["served"]["ranks"]
+        return " / ".join(f"{np.mean([r is not None and r <= at for r in ranks[phone]]):.3f}" for phone in ranks)
+
+    def words(p: dict) -> str:
+        lists = p["served"]["found_by"]
+        return " / ".join(f"{np.mean(['words' in f for f in lists[phone]]):.2f}" for phone in lists)
+
+    stages = ("global", "query features", "words", "reading features", "matching and ransac")
+    return "\n".join([
+        "| | " + " | ".join(name for name, _ in points) + " |",
+        "|---|" + "---|" * len(points),
+        row("build images/s (extraction / words / graph / packing %)", lambda p: f"{build_rate(p):.1f} ({phases(p)})"),
+        row("database KiB an image", lambda p: kib(p, *p["bytes_by_table"])),
+        row("  local features / features / packed / visual words / vocabulary", lambda p: " / ".join(
+            kib(p, t) for t in ("local_features", "features", "packed_blocks", "visual_words", "vocabulary_cells"))),
+        row("service resident MiB (RSS after start)",
+            lambda p: f"{p['served']['resident_bytes'] / 2**20:.0f} ({p['served']['rss_kib'] / 1024:.0f})"),
+        row("upload p50 / p90 ms", lambda p: " / ".join(
+            f"{1000 * np.percentile(p['served']['uploads'], q):.0f}" for q in (50, 90))),
+        row("  " + " / ".join(stages) + " ms", lambda p: " / ".join(
+            f"{1000 * p['served']['stages'].get(s, 0):.0f}" for s in stages)),
+        row("R@1 Droid / Palm", lambda p: recall(p, 1)),
+        row("R@100 Droid / Palm", lambda p: recall(p, 100)),
+        row("right cover from the words' list, Droid / Palm", words),
+        row("name query p50 ms", lambda p: f"{1000 * np.median(p['served']['names']):.0f}"),
+        row("Corel-1k class P@10", lambda p: f"{p['served']['corel_p10']:.3f}"),
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--table", action="store_true", help="also print the Markdown table of the measured points")
     args = parser.parse_args()
-    draw(measured(args.workdir), args.out)
+    series = measured(args.workdir)
+    draw(series, args.out)
+    if args.table:
+        print(table(series))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,18 @@ def build_rate(m: dict) -> float:
     return m["built"]["images"] / (m["built"]["seconds"] - m["built"].get("paused_s", 0.0))
 
 
+def worse_phone(m: dict, at: int) -> float:
+    ranks = m["served"]["ranks"].values()
+    return min(float(np.mean([r is not None and r <= at for r in phone])) for phone in ranks)
+
+
 PANELS = (
     ("build images/s", build_rate),
     ("database KiB an image", lambda m: sum(m["bytes_by_table"].values()) / m["n"] / 1024),
     ("upload p50 ms", lambda m: float(np.percentile(m["served"]["uploads"], 50)) * 1000),
     ("resident MiB (vectors)", lambda m: m["served"]["resident_bytes"] / 2**20),
+    ("R@1 of the dev phone photos, the worse phone", lambda m: worse_phone(m, 1)),
+    ("R@100, the worse phone", lambda m: worse_phone(m, 100)),
 )
 
 
@@ -43,7 +50,7 @@ def measured(workdir: Path) -> dict[str, list[dict]]:
 
 
 def draw(series: dict[str, list[dict]], out: Path) -> None:
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7))
+    figure, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (title, value) in zip(axes.flat, PANELS):
         for name, points in series.items():
             shown = [(p["n"], value(p)) for p in points if _has(p, value)]

@@ -82,7 +82,8 @@ def test_a_copied_photo_is_indexed_and_a_burst_is_a_few_builds(tmp_path, db_url)
         (folder / "import").rename(folder / "trip")
         watcher.wait_for(lambda: any(p.startswith("trip/") for p in indexed(db_url))
                          and not any(p.startswith("import/") for p in indexed(db_url)), "the renamed folder")
-        assert any("moved 500" in line for line in watcher.builds()), watcher.builds()
+        # the build's line is printed after its transaction commits: wait for it too
+        watcher.wait_for(lambda: any("moved 500" in line for line in watcher.builds()), "the move reported")
     finally:
         assert watcher.stop() == 0, "\n".join(watcher.lines)
 

@@ -27,15 +27,15 @@ SAMPLE = 500_000
 SAMPLE_PER_IMAGE = 50
 MAX_SAMPLE = 4_000_000
 # The tree is sized to what it learns from: about this many of the sample's descriptors per
-# word (SAMPLE / BRANCHING^2), so 100 images (40,000 descriptors) learn 3,364 words, not one
+# word, so 100 images (40,000 descriptors) learn 3,364 words, not one
 # word per descriptor, where two views of one point would never share a word.
 DESCRIPTORS_PER_WORD = 12
 MIN_BRANCHING = 8
 KMEANS_ITERATIONS = 12
 # A cell's words hold about 10 descriptors each: their clusters settle within a few
-# iterations, and the leaves are where the time goes (every descriptor against 200 words).
+# iterations, and the leaves are where the time goes (every descriptor against its cell's words).
 LEAF_ITERATIONS = 6
-# The top level's 200 centres are learned from at most 100 descriptors each (faiss warns
+# The top level's centres are learned from at most 100 descriptors each (faiss warns
 # below 39 and caps at 256): more only costs time; a top cell only routes to its words.
 POINTS_PER_TOP_CENTRE = 100
 SEED = 20261127

@@ -79,8 +79,7 @@ class Vocabulary:
         if not len(descriptors):
             return np.empty(0, np.int64)
         x = root_sift(descriptors)
-        cells = np.concatenate([np.argmax(x[start : start + ROWS_A_PRODUCT] @ self.top.T, axis=1)
-                                for start in range(0, len(x), ROWS_A_PRODUCT)])
+        cells = _best(x, self.top, np.zeros(len(self.top), x.dtype))
         words = cells.astype(np.int64) * self.leaves.shape[1]
         for cell in np.unique(cells):
             members = np.flatnonzero(cells == cell)
@@ -173,6 +172,12 @@ def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Each row's nearest centre: the largest x.c - |c|^2 / 2, its squared Euclidean distance
     less |x|^2 / 2, from one product a block of rows (a sample of millions against hundreds
     of centres would otherwise hold gigabytes of products)."""
-    half = 0.5 * np.einsum("kd,kd->k", centres, centres)[None, :]
-    return np.concatenate([np.argmax(x[start : start + ROWS_A_PRODUCT] @ centres.T - half, axis=1)
-                           for start in range(0, len(x), ROWS_A_PRODUCT)]) if len(x) else np.empty(0, np.int64)
+    return _best(x, centres, 0.5 * np.einsum("kd,kd->k", centres, centres))
+
+
+def _best(x: np.ndarray, centres: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Each row's argmax of x.c - bias over the centres, ROWS_A_PRODUCT rows a product."""
+    if not len(x):
+        return np.empty(0, np.int64)
+    return np.concatenate([np.argmax(x[start : start + ROWS_A_PRODUCT] @ centres.T - bias[None, :], axis=1)
+                           for start in range(0, len(x), ROWS_A_PRODUCT)])

@@ -272,10 +272,8 @@ class MySqlStore(FeatureStore):
         return int(rows[0][0])
 
     def cache_advice(self) -> str | None:
-        rows = self.execute(
-            "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables "
-            "WHERE table_schema = DATABASE() AND table_name = 'local_features'")
-        return buffer_pool_advice(*self._packed_and_pool(), local_bytes=int(rows[0][0]))
+        packed, pool = self._packed_and_pool()
+        return buffer_pool_advice(packed, pool, local_bytes=self._table_bytes("local_features"))
 
     def scans_rows(self) -> bool:
         # Read again at most every POOL_CHECK_S: two small statements, not one per query.
@@ -286,10 +284,13 @@ class MySqlStore(FeatureStore):
         return self._rows_checked[1]
 
     def _packed_and_pool(self) -> tuple[int, int]:
+        return self._table_bytes("packed_blocks"), int(self.execute("SELECT @@innodb_buffer_pool_size")[0][0])
+
+    def _table_bytes(self, table: str) -> int:
         rows = self.execute(
             "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables "
-            "WHERE table_schema = DATABASE() AND table_name = 'packed_blocks'")
-        return int(rows[0][0]), int(self.execute("SELECT @@innodb_buffer_pool_size")[0][0])
+            "WHERE table_schema = DATABASE() AND table_name = ?", (table,))
+        return int(rows[0][0])
 
     def max_row_bytes(self) -> int:
         return int(self.execute("SELECT @@max_allowed_packet")[0][0]) // 3

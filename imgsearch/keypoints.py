@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KEYPOINT_DTYPE = np.dtype("<f4")  # x, y, size, angle per keypoint
+# x, y, size, angle per keypoint, stored as float16: 8 bytes a keypoint instead of 16. Its
+# 11 bits put a point within 1/2048 of its coordinate (2 px at 4,000 px, a third of a pixel
+# at the 640 px the features are found at, where RANSAC allows 8), an angle within 0.25
+# degrees. Indexes built before hold float32 rows; from_blobs tells them by their length.
+KEYPOINT_DTYPE = np.dtype("<f2")
+KEYPOINT_DTYPES = (KEYPOINT_DTYPE, np.dtype("<f4"))
 DESCRIPTOR_DTYPE = np.dtype("u1")
 
 
@@ -35,5 +40,6 @@ class LocalFeatures:
 
     @classmethod
     def from_blobs(cls, keypoints: bytes, descriptors: bytes, dim: int) -> LocalFeatures:
-        points = np.frombuffer(keypoints, KEYPOINT_DTYPE).reshape(-1, 4)
-        return cls(points, np.frombuffer(descriptors, DESCRIPTOR_DTYPE).reshape(len(points), dim))
+        rows = np.frombuffer(descriptors, DESCRIPTOR_DTYPE).reshape(-1, dim)
+        stored = next(t for t in KEYPOINT_DTYPES if len(keypoints) == len(rows) * 4 * t.itemsize)
+        return cls(np.frombuffer(keypoints, stored).reshape(-1, 4).astype(np.float32), rows)

@@ -177,6 +177,15 @@ def test_local_features_follow_the_images(indexed) -> None:
         kept = store.local_features(row, [image.id])[image.id]
     expected = make_extractor("sift").extract(cv2.imread(str(folder / "b" / "coffee.jpg")))
     np.testing.assert_array_equal(kept.descriptors, expected.descriptors)
+    # keypoints stored in float16: within half a unit of its last place of each value
+    np.testing.assert_allclose(kept.keypoints, expected.keypoints, rtol=2.0**-11)
+    assert kept.keypoints.dtype == np.float32
+    # an index written before float16 holds float32 keypoints: they read back as stored
+    with open_store(url) as store, store.transaction():
+        store.execute("UPDATE local_features SET keypoints = ? WHERE image_id = ?",
+                      (expected.keypoints.astype("<f4").tobytes(), image.id))
+    with open_store(url) as store:
+        np.testing.assert_array_equal(store.local_features(row, [image.id])[image.id].keypoints, expected.keypoints)
 
 
 def test_queries_verify_by_default_where_local_features_are_stored(indexed, tmp_path) -> None:

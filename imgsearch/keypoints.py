@@ -12,20 +12,50 @@ import numpy as np
 # degrees. Indexes built before hold float32 rows; from_blobs tells them by their length.
 KEYPOINT_DTYPE = np.dtype("<f2")
 KEYPOINT_DTYPES = (KEYPOINT_DTYPE, np.dtype("<f4"))
-DESCRIPTOR_DTYPE = np.dtype("u1")
+# A SIFT descriptor is stored in DESCRIPTOR_BITS bits a dimension (64 bytes, was 128):
+# its square root, the RootSIFT the matching compares (Arandjelovic & Zisserman 2012), in
+# 2**bits - 1 even steps up to SQRT_TOP (a value of 144: OpenCV's SIFT writes larger ones
+# for 1 % of the dimensions, which the top level clips as SIFT clips its own at 0.2).
+# Rounding the root is rounding where distances are taken; measured on the 200 dev phone
+# photos against the 100 covers, it verified what the full bytes verify (docs/scaling.md).
+# Indexes built before hold the full bytes; from_blobs tells them by their length.
+DESCRIPTOR_BITS = 4
+SQRT_TOP = 12.0
+RAW_DESCRIPTOR_DTYPE = np.dtype("u1")
+
+
+def descriptor_levels(descriptors: np.ndarray) -> np.ndarray:
+    """The stored level of each dimension (0 .. 2**DESCRIPTOR_BITS - 1) of SIFT values."""
+    top = 2**DESCRIPTOR_BITS - 1
+    roots = np.sqrt(np.asarray(descriptors, np.float32))
+    return np.clip(np.rint(roots * (top / SQRT_TOP)), 0, top).astype(np.uint8)
+
+
+def level_values(levels: np.ndarray) -> np.ndarray:
+    """The SIFT values the levels stand for (float32: squares of the levels' roots)."""
+    return np.square(levels.astype(np.float32) * (SQRT_TOP / (2**DESCRIPTOR_BITS - 1)))
+
+
+def packed_levels(levels: np.ndarray) -> bytes:
+    rows, dim = levels.shape
+    bits = np.unpackbits(levels[:, :, None], axis=2)[:, :, 8 - DESCRIPTOR_BITS:]
+    return np.packbits(bits.reshape(rows, dim * DESCRIPTOR_BITS), axis=1).tobytes()
+
+
+def unpacked_levels(blob: bytes, rows: int, dim: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(blob, np.uint8).reshape(rows, -1), axis=1)
+    weights = 1 << np.arange(DESCRIPTOR_BITS - 1, -1, -1, dtype=np.uint8)
+    return (bits.reshape(rows, dim, DESCRIPTOR_BITS) * weights).sum(axis=2, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
 class LocalFeatures:
     keypoints: np.ndarray  # n x 4 float32: x, y in the original image's pixels, size, angle (degrees)
-    descriptors: np.ndarray  # n x d uint8
+    # n x d SIFT values: uint8 as extracted, float32 as stored (level_values)
+    descriptors: np.ndarray
 
     def __len__(self) -> int:
         return len(self.keypoints)
-
-    @property
-    def nbytes(self) -> int:
-        return self.keypoints.nbytes + self.descriptors.nbytes
 
     def scaled(self, factor: float) -> LocalFeatures:
         """The same features with positions and sizes multiplied by `factor` (into another
@@ -36,10 +66,15 @@ class LocalFeatures:
 
     def blobs(self) -> tuple[bytes, bytes]:
         return (np.ascontiguousarray(self.keypoints, KEYPOINT_DTYPE).tobytes(),
-                np.ascontiguousarray(self.descriptors, DESCRIPTOR_DTYPE).tobytes())
+                packed_levels(descriptor_levels(self.descriptors)))
 
     @classmethod
-    def from_blobs(cls, keypoints: bytes, descriptors: bytes, dim: int) -> LocalFeatures:
-        rows = np.frombuffer(descriptors, DESCRIPTOR_DTYPE).reshape(-1, dim)
-        stored = next(t for t in KEYPOINT_DTYPES if len(keypoints) == len(rows) * 4 * t.itemsize)
-        return cls(np.frombuffer(keypoints, stored).reshape(-1, 4).astype(np.float32), rows)
+    def from_blobs(cls, keypoints: bytes, descriptors: bytes, dim: int, rows: int) -> LocalFeatures:
+        """The features of a stored row of `rows` keypoints, in either width of either part."""
+        if not rows:
+            return cls(np.empty((0, 4), np.float32), np.empty((0, dim), np.float32))
+        stored = next(t for t in KEYPOINT_DTYPES if len(keypoints) == rows * 4 * t.itemsize)
+        points = np.frombuffer(keypoints, stored).reshape(rows, 4).astype(np.float32)
+        if len(descriptors) == rows * dim * RAW_DESCRIPTOR_DTYPE.itemsize:
+            return cls(points, np.frombuffer(descriptors, RAW_DESCRIPTOR_DTYPE).reshape(rows, dim))
+        return cls(points, level_values(unpacked_levels(descriptors, rows, dim)))

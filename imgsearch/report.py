@@ -59,9 +59,11 @@ def _local_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, va
     found = store.local_features(extractor, [image_id]).get(image_id)
     if found is None:
         return [f"{extractor.name:<8} (not extracted)"]
-    lines = [f"{extractor.name:<8} {len(found)} keypoints, {found.nbytes} bytes, params {extractor.params}"]
-    if values:
-        lines += [f"  x {x:.1f}  y {y:.1f}  size {size:.1f}  angle {angle:.0f}  {' '.join(map(str, d.tolist()))}"
+    stored = sum(map(len, found.blobs()))
+    lines = [f"{extractor.name:<8} {len(found)} keypoints, {stored} bytes stored, params {extractor.params}"]
+    if values:  # SIFT values; as stored, each the square of one of 2**DESCRIPTOR_BITS steps
+        lines += [f"  x {x:.1f}  y {y:.1f}  size {size:.1f}  angle {angle:.0f}  "
+                  + " ".join(f"{v:g}" for v in np.round(d.astype(np.float64), 1))
                   for (x, y, size, angle), d in zip(found.keypoints.tolist(), found.descriptors)]
     return lines
 

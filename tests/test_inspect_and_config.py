@@ -77,7 +77,7 @@ def test_every_ready_query_of_inspect_sql_runs_on_a_built_index(mysql_url, tmp_p
         assert cur.fetchall() == (("hsv72", "pearson", 3, 2, 10, 0, 0),)
         cur.execute(statements[-4])
         (name, _, images, keypoints, size), = cur.fetchall()
-        cur.execute("SELECT AVG(n) * (8 + 128) FROM local_features")
+        cur.execute("SELECT AVG(n) * (8 + 64) FROM local_features")
         assert (name, images) == ("sift", 10) and 50 < keypoints <= 400 and float(size) == float(cur.fetchone()[0])
         # the stored hashes are the extractor's, and the ready query's pairs are theirs
         cur.execute("SELECT CAST(i.path AS CHAR), h.hash FROM image_hashes h JOIN images i ON i.id = h.image_id")

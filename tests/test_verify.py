@@ -11,7 +11,7 @@ from photos import PHOTOS, photo, write_collection
 from served import serving
 
 from imgsearch.features.registry import make_extractor
-from imgsearch.keypoints import LocalFeatures
+from imgsearch.keypoints import DESCRIPTOR_BITS, SQRT_TOP, LocalFeatures, descriptor_levels, level_values
 from imgsearch.rerank.verify import (
     ORIENTATION_DEGREES,
     Evidence,
@@ -176,16 +176,22 @@ def test_local_features_follow_the_images(indexed) -> None:
         image = store.find_images(b"b/coffee.jpg")[0]
         kept = store.local_features(row, [image.id])[image.id]
     expected = make_extractor("sift").extract(cv2.imread(str(folder / "b" / "coffee.jpg")))
-    np.testing.assert_array_equal(kept.descriptors, expected.descriptors)
+    # descriptors stored in DESCRIPTOR_BITS a dimension: their roots within half a step
+    np.testing.assert_array_equal(kept.descriptors, level_values(descriptor_levels(expected.descriptors)))
+    step = SQRT_TOP / (2**DESCRIPTOR_BITS - 1)
+    roots = np.minimum(np.sqrt(expected.descriptors.astype(np.float32)), SQRT_TOP)
+    assert np.all(np.abs(np.sqrt(kept.descriptors) - roots) <= step / 2 + 1e-5)
     # keypoints stored in float16: within half a unit of its last place of each value
     np.testing.assert_allclose(kept.keypoints, expected.keypoints, rtol=2.0**-11)
     assert kept.keypoints.dtype == np.float32
-    # an index written before float16 holds float32 keypoints: they read back as stored
+    # an index written before holds float32 keypoints and whole SIFT bytes: read as stored
     with open_store(url) as store, store.transaction():
-        store.execute("UPDATE local_features SET keypoints = ? WHERE image_id = ?",
-                      (expected.keypoints.astype("<f4").tobytes(), image.id))
+        store.execute("UPDATE local_features SET keypoints = ?, descriptors = ? WHERE image_id = ?",
+                      (expected.keypoints.astype("<f4").tobytes(), expected.descriptors.tobytes(), image.id))
     with open_store(url) as store:
-        np.testing.assert_array_equal(store.local_features(row, [image.id])[image.id].keypoints, expected.keypoints)
+        before = store.local_features(row, [image.id])[image.id]
+    np.testing.assert_array_equal(before.keypoints, expected.keypoints)
+    np.testing.assert_array_equal(before.descriptors, expected.descriptors)
 
 
 def test_queries_verify_by_default_where_local_features_are_stored(indexed, tmp_path) -> None:

@@ -367,11 +367,12 @@ class FeatureStore(ABC):
         """The stored local features of these images (those that have them)."""
         found = {}
         for chunk, marks in id_chunks(sorted(set(ids))):
-            for image_id, keypoints, descriptors in self.execute(
-                f"SELECT image_id, keypoints, descriptors FROM local_features WHERE extractor_id = ? "
+            for image_id, n, keypoints, descriptors in self.execute(
+                f"SELECT image_id, n, keypoints, descriptors FROM local_features WHERE extractor_id = ? "
                 f"AND image_id IN ({marks})", (extractor.id, *chunk),
             ):
-                found[int(image_id)] = LocalFeatures.from_blobs(bytes(keypoints), bytes(descriptors), extractor.dim)
+                found[int(image_id)] = LocalFeatures.from_blobs(bytes(keypoints), bytes(descriptors), extractor.dim,
+                                                                int(n))
         return found
 
     def write_batch(

@@ -1,7 +1,7 @@
 """Local features for verifying that two photos show the same object: SIFT keypoints and
 descriptors (Lowe, IJCV 2004) on the image at a bounded size, the strongest `features`
-kept. Descriptors are stored as SIFT's own bytes; matching turns them into RootSIFT
-(Arandjelovic & Zisserman, CVPR 2012)."""
+kept. Matching turns descriptors into RootSIFT (Arandjelovic & Zisserman, CVPR 2012); the
+store keeps the roots in 4 bits a dimension (imgsearch.keypoints)."""
 from __future__ import annotations
 
 from typing import Any

@@ -59,7 +59,8 @@ SELECT e.name, g.metric, g.k, g.dba,
 FROM graphs g JOIN extractors e ON e.id = g.extractor_id;
 
 -- Local features (build -e sift): images that have them, keypoints and bytes per image.
--- keypoints: n x (x, y, size, angle) float16 LE (float32 in indexes built before 0.2.0); descriptors: n x dim uint8.
+-- keypoints: n x (x, y, size, angle) float16 LE; descriptors: n x dim 4-bit levels, two a byte
+-- (indexes built before 0.2.0: float32 keypoints, dim bytes of SIFT values).
 SELECT e.name, e.params, COUNT(*) AS images, AVG(l.n) AS keypoints_per_image,
        AVG(LENGTH(l.keypoints) + LENGTH(l.descriptors)) AS bytes_per_image
 FROM local_features l JOIN extractors e ON e.id = l.extractor_id

@@ -127,8 +127,10 @@ CREATE TABLE IF NOT EXISTS graph_removed (
 ) ENGINE=InnoDB
 ;;
 -- Local features of a local extractor (sift): per image n keypoints (x, y in the
--- original's pixels, size, angle: float32 LE, 16 bytes each) and their descriptors
--- (uint8, dim bytes each), written in the same transaction as the image's vectors. They
+-- original's pixels, size, angle: float16 LE, 8 bytes each) and their descriptors (the
+-- square root of each SIFT value in 4 bits, two to a byte: dim / 2 bytes each; see
+-- imgsearch/keypoints.py), written in the same transaction as the image's vectors.
+-- Indexes built before 0.2.0 hold float32 keypoints and dim bytes of SIFT values. They
 -- verify a candidate geometrically (--rerank verify); they are never scanned.
 CREATE TABLE IF NOT EXISTS local_features (
     extractor_id SMALLINT UNSIGNED NOT NULL,

@@ -32,8 +32,8 @@ CREATE TABLE IF NOT EXISTS extractors (
 -- features and local_features are rowid tables, not WITHOUT ROWID: a WITHOUT ROWID row
 -- keeps at most about a quarter of a page in place and spills the rest to overflow pages
 -- whose last one is part empty, so a 5,120-byte vector took two and a half 4 KiB pages
--- (22.3 KiB an image for 12.6 KB of vectors); a rowid row fills its overflow pages whole
--- (15.3 KiB; local features 49.5 -> 47.1 KiB). Databases made before keep theirs.
+-- (22.3 KiB an image for 12.6 KB of vectors on Corel-1k); a rowid row fills its overflow
+-- pages whole (15.3 KiB). Databases made before keep theirs.
 CREATE TABLE IF NOT EXISTS features (
     extractor_id INTEGER NOT NULL REFERENCES extractors (id) ON DELETE CASCADE,
     image_id     INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,

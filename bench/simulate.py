@@ -49,23 +49,22 @@ def copy_index(source: Path, target: Path) -> None:
 
 
 def word_order(con: sqlite3.Connection, extractor: int) -> np.ndarray:
-    """The extractor's words from the rarest to the most frequent (by images holding them)."""
-    count = int(con.execute("SELECT COALESCE(MAX(word), -1) + 1 FROM visual_words WHERE extractor_id = ?",
-                            (extractor,)).fetchone()[0])
-    shares = np.zeros(count)
-    for word, images in con.execute("SELECT word, COUNT(*) FROM visual_words WHERE extractor_id = ? GROUP BY word",
-                                    (extractor,)):
-        shares[word] = images
-    return np.argsort(shares, kind="stable")
+    """The extractor's words that have postings, from the rarest to the most frequent (by
+    images holding them); numbered as visual_words numbers them (from the vocabulary's base)."""
+    rows = con.execute("SELECT word, COUNT(*) FROM visual_words WHERE extractor_id = ? GROUP BY word",
+                       (extractor,)).fetchall()
+    words = np.array([word for word, _ in rows], np.int64)
+    return words[np.argsort(np.array([images for _, images in rows]), kind="stable")]
 
 
-def renamed_words(order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A permutation of the word ids within groups of WORD_GROUP words of about the same share."""
-    permutation = np.arange(len(order))
+def renamed_words(order: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(word, its new name): a permutation of the words within groups of WORD_GROUP words of
+    about the same share."""
+    pairs: list[tuple[int, int]] = []
     for start in range(0, len(order), WORD_GROUP):
         group = order[start : start + WORD_GROUP]
-        permutation[group] = rng.permutation(group)
-    return permutation
+        pairs += zip(group.tolist(), rng.permutation(group).tolist())
+    return pairs
 
 
 def clone(con: sqlite3.Connection, shift: int, cloned: np.ndarray, orders: dict[int, np.ndarray],
@@ -98,9 +97,8 @@ def clone(con: sqlite3.Connection, shift: int, cloned: np.ndarray, orders: dict[
         if arriving:
             return
         for extractor, order in orders.items():
-            permutation = renamed_words(order, rng)
             con.execute("DELETE FROM renamed")
-            con.executemany("INSERT INTO renamed (old, new) VALUES (?, ?)", enumerate(permutation.tolist()))
+            con.executemany("INSERT INTO renamed (old, new) VALUES (?, ?)", renamed_words(order, rng))
             con.execute("INSERT INTO visual_words (extractor_id, word, image_id, n, tf) "
                         "SELECT v.extractor_id, r.new, v.image_id + ?, v.n, v.tf FROM visual_words v "
                         "JOIN renamed r ON r.old = v.word WHERE v.extractor_id = ? "

@@ -24,7 +24,14 @@ from imgsearch.rerank.words import (
 )
 from imgsearch.store import open_store
 from imgsearch.store.url import parse_database_url
-from imgsearch.store.words_tables import vocabulary_centres, vocabulary_row
+from imgsearch.store.words_tables import (
+    WORD_RANGE,
+    drop_postings,
+    spare_word_base,
+    switch_vocabulary,
+    vocabulary_centres,
+    vocabulary_row,
+)
 
 SMALL_CORNERS = np.float32([[1000, 120], [1480, 170], [1450, 560], [980, 520]])  # 11 % of the photo, tilted
 
@@ -165,3 +172,73 @@ def test_two_builds_of_one_folder_learn_the_same_words_whatever_order_their_ids_
     assert n_once == n_steps == len(paths)
     assert sorted(ids_once, key=ids_once.get) != sorted(ids_steps, key=ids_steps.get)  # other ids, other order
     assert centres_once == centres_steps
+
+
+def _postings_per_image(store, row) -> dict[int, int]:
+    return {int(i): int(n) for i, n in store.execute(
+        "SELECT image_id, SUM(n) FROM visual_words WHERE extractor_id = ? GROUP BY image_id", (row.id,))}
+
+
+def _keypoints_per_image(store, row) -> dict[int, int]:
+    return {int(i): int(n) for i, n in store.execute(
+        "SELECT image_id, n FROM local_features WHERE extractor_id = ? AND n > 0", (row.id,))}
+
+
+def test_a_vocabulary_learned_again_is_written_beside_the_current_one_and_switched_to_whole(db_url, tmp_path) -> None:
+    """A search beside the relearning reads the old inverted file whole, never half of it."""
+    from imgsearch.index.words import give_words, learned_from
+    from imgsearch.rerank.first_stage import query_words
+
+    folder = tmp_path / "photos"
+    write_collection(folder, PHOTOS[:6])
+    assert imgsearch("build", folder, "--db", db_url, "-e", "sift").code == 0
+    query = make_extractor("sift").for_query().extract(printed(photo(PHOTOS[2]), photo(PHOTOS[7])))
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        current = vocabulary_row(store, row)
+        before = query_words(store, row, query).candidates(store, row, [])
+        assert before and current.word_base == 0
+        images = sorted(store.image_ids_with_features(row))
+        # the new vocabulary's words, all written, not yet current
+        base = spare_word_base(current)
+        vocabulary, used, known = learned_from(store, row, images, 1_000)
+        written = give_words(store, row, vocabulary, base, images, known, False, False)
+        assert vocabulary_row(store, row) == current
+        assert query_words(store, row, query).candidates(store, row, []) == before
+        assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 6
+        # switched to in one transaction, then the old postings dropped
+        switch_vocabulary(store, row, vocabulary.branching, used, len(images), vocabulary.to_bytes(), base, written)
+        drop_postings(store, row, current.word_base)
+        switched = vocabulary_row(store, row)
+        assert switched.token != current.token and switched.word_base == base == WORD_RANGE
+        words = query_words(store, row, query)
+        assert words.vocabulary.to_bytes() == vocabulary.to_bytes()
+        assert words.candidates(store, row, [])[0][0] == before[0][0]  # the same image found first
+        assert store.execute("SELECT MIN(word) FROM visual_words")[0][0] >= WORD_RANGE
+        assert _postings_per_image(store, row) == _keypoints_per_image(store, row)
+        assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 6
+
+
+def test_a_relearning_cut_short_leaves_the_current_words_and_the_next_one_clears_what_it_wrote(db_url, tmp_path) -> None:
+    from imgsearch.index.words import give_words, learned_from
+
+    folder = tmp_path / "photos"
+    write_collection(folder, PHOTOS[:6])
+    assert imgsearch("build", folder, "--db", db_url, "-e", "sift").code == 0
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        current = vocabulary_row(store, row)
+        images = sorted(store.image_ids_with_features(row))
+        vocabulary, _, known = learned_from(store, row, images, 1_000)
+        give_words(store, row, vocabulary, spare_word_base(current), images[:3], known, False, False)  # then killed
+        assert store.execute("SELECT COUNT(*) FROM visual_words WHERE word >= ?", (WORD_RANGE,))[0][0] > 0
+    for k in range(7):  # doubled: the next build learns again
+        cv2.imwrite(str(folder / f"copy{k}.jpg"), cv2.resize(photo(PHOTOS[k]), None, fx=0.8, fy=0.8))
+    run = imgsearch("build", folder, "--db", db_url, "-e", "sift")
+    assert run.code == 0 and "13 images given their words" in run.out + run.err, run.out + run.err
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        assert vocabulary_row(store, row).word_base == WORD_RANGE
+        assert store.execute("SELECT MIN(word) FROM visual_words")[0][0] >= WORD_RANGE  # the cut one cleared first
+        assert _postings_per_image(store, row) == _keypoints_per_image(store, row)
+        assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 13

@@ -15,8 +15,11 @@ from imgsearch.rerank.words import SEED, Vocabulary, learn_vocabulary, sample_si
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
 from imgsearch.store.words_tables import (
+    VocabularyRow,
+    drop_postings,
     images_without_words,
-    save_vocabulary,
+    spare_word_base,
+    switch_vocabulary,
     vocabulary_centres,
     vocabulary_row,
     write_words,
@@ -47,25 +50,53 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
         if not images:
             return []
         found = vocabulary_row(store, extractor)
-        line = ""
-        known: dict[int, np.ndarray] = {}
+        line, given = "", 0
         if found is None or len(images) >= RELEARN_GROWTH * found.trained_images:
-            vocabulary, used, known = learned_from(store, extractor, images, sample_size(len(images)))
-            save_vocabulary(store, extractor, vocabulary.branching, used, len(images), vocabulary.to_bytes())
+            vocabulary, base, used, given = relearned(store, extractor, found, images, progress)
             line = f"visual words: learned {vocabulary.size} words from {used} descriptors of {len(images)} images; "
         else:
-            vocabulary = Vocabulary.from_bytes(*vocabulary_centres(store, extractor), extractor.dim)
-        missing = images_without_words(store, extractor)
-        with tqdm(total=len(missing), unit="img", desc=f"words {extractor.name}", disable=not progress or None) as bar:
-            for start in range(0, len(missing), CHUNK):
-                chunk = missing[start : start + CHUNK]
-                local = store.local_features(extractor, [i for i in chunk if i not in known])
-                ids = list(local)
-                words = dict(zip(ids, vocabulary.words_of_images([local[i].descriptors for i in ids])))
-                write_words(store, extractor, {i: known[i] if i in known else words[i] for i in chunk
-                                               if i in known or i in words})
-                bar.update(len(chunk))
-        return [f"{line or 'visual words: '}{len(missing)} images given their words"] if line or missing else []
+            vocabulary, base = Vocabulary.from_bytes(*vocabulary_centres(store, extractor), extractor.dim), found.word_base
+        given += len(give_words(store, extractor, vocabulary, base, images_without_words(store, extractor), {}, True,
+                                progress))
+        return [f"{line or 'visual words: '}{given} images given their words"] if line or given else []
+
+
+def relearned(store: FeatureStore, extractor: ExtractorRow, current: VocabularyRow | None, images: list[int],
+              progress: bool) -> tuple[Vocabulary, int, int, int]:
+    """Learn the vocabulary again and write every image's words under it beside the current
+    ones (in the spare range of word numbers, cleared first of what an interrupted relearning
+    left there), then make it current in one transaction and delete the old postings: a
+    search meanwhile reads the old inverted file whole, then the new one whole. The vocabulary,
+    its word base, the descriptors it was learned from and the images given their words."""
+    base = spare_word_base(current)
+    drop_postings(store, extractor, base)
+    vocabulary, used, known = learned_from(store, extractor, images, sample_size(len(images)))
+    written = give_words(store, extractor, vocabulary, base, images, known, False, progress)
+    switch_vocabulary(store, extractor, vocabulary.branching, used, len(images), vocabulary.to_bytes(), base, written)
+    if current is not None:
+        drop_postings(store, extractor, current.word_base)
+    return vocabulary, base, used, len(written)
+
+
+def give_words(store: FeatureStore, extractor: ExtractorRow, vocabulary: Vocabulary, word_base: int,
+               images: list[int], known: dict[int, np.ndarray], marked: bool, progress: bool) -> dict[int, str]:
+    """Write the images' words (`known` where already assigned) numbered from word_base, CHUNK
+    images a transaction; `marked`: each image is then one that has its words. The images
+    written (those with local features, still there), each with the content (sha256) its
+    words are of: read before its features, so a file changed meanwhile shows another."""
+    written: dict[int, str] = {}
+    with tqdm(total=len(images), unit="img", desc=f"words {extractor.name}", disable=not progress or None) as bar:
+        for start in range(0, len(images), CHUNK):
+            chunk = images[start : start + CHUNK]
+            contents = {i: record.sha256 for i, record in store.images_by_ids(chunk).items()}
+            local = store.local_features(extractor, [i for i in chunk if i not in known])
+            ids = list(local)
+            words = dict(zip(ids, vocabulary.words_of_images([local[i].descriptors for i in ids])))
+            done = write_words(store, extractor, {i: known[i] if i in known else words[i] for i in chunk
+                                                  if (i in known or i in words) and i in contents}, word_base, marked)
+            written.update((i, contents[i]) for i in done)
+            bar.update(len(chunk))
+    return written
 
 
 def learned_from(store: FeatureStore, extractor: ExtractorRow, images: list[int],

@@ -13,7 +13,7 @@ from imgsearch.keypoints import LocalFeatures
 from imgsearch.rerank.words import Vocabulary
 from imgsearch.store.base import FeatureStore
 from imgsearch.store.records import ExtractorRow
-from imgsearch.store.words_tables import scored_by_words, vocabulary_centres, vocabulary_row
+from imgsearch.store.words_tables import VocabularyRow, scored_by_words, vocabulary_centres, vocabulary_row
 
 # images the word stage adds to the global shortlist (at most): on real phone photos the
 # right image was within the words' first 50 or the global first 100 every time (issue 29)
@@ -23,9 +23,9 @@ CACHED = 4  # vocabularies a process keeps (a service reads one once, not at eve
 _cache: OrderedDict[int, Vocabulary] = OrderedDict()
 
 
-def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> tuple[Vocabulary, int] | None:
-    """The extractor's vocabulary tree and the images it was learned at, None when the index
-    has none; kept by its token."""
+def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> tuple[Vocabulary, VocabularyRow] | None:
+    """The extractor's vocabulary tree and its row (the images it was learned at, where its
+    words are numbered), None when the index has none; the tree kept by its token."""
     if "visual_vocabularies" not in store.existing_tables():
         return None  # an index of an imgsearch before visual words: its next build adds them
     row = vocabulary_row(store, extractor)
@@ -36,7 +36,7 @@ def stored_vocabulary(store: FeatureStore, extractor: ExtractorRow) -> tuple[Voc
         while len(_cache) > CACHED:
             _cache.popitem(last=False)
     _cache.move_to_end(row.token)
-    return _cache[row.token], row.trained_images
+    return _cache[row.token], row
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,12 @@ class QueryWords:
 
     words: np.ndarray  # one per query keypoint
     vocabulary: Vocabulary
-    trained_images: int  # the collection's size when the vocabulary was learned
+    row: VocabularyRow  # the vocabulary's row: the collection's size it was learned at, its word numbers
 
     def candidates(self, store: FeatureStore, extractor: ExtractorRow, excluded: list[int],
                    n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
         """(image id, tf-idf score) of the n best images by these words."""
-        return scored_by_words(store, extractor, self.words, self.vocabulary.shares, self.trained_images, n, excluded)
+        return scored_by_words(store, extractor, self.row, self.words, self.vocabulary.shares, n, excluded)
 
 
 def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures) -> QueryWords | None:
@@ -58,5 +58,5 @@ def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatur
     found = stored_vocabulary(store, extractor)
     if found is None:
         return None
-    vocabulary, trained_images = found
-    return QueryWords(vocabulary.words(query.descriptors), vocabulary, trained_images)
+    vocabulary, row = found
+    return QueryWords(vocabulary.words(query.descriptors), vocabulary, row)

@@ -176,6 +176,7 @@ CREATE TABLE IF NOT EXISTS visual_vocabularies (
     token          BIGINT NOT NULL,
     centres        MEDIUMBLOB NOT NULL,
     shares         MEDIUMBLOB NOT NULL,
+    word_base      INT UNSIGNED NOT NULL DEFAULT 0,
     CONSTRAINT fk_vocabulary_extractor FOREIGN KEY (extractor_id) REFERENCES extractors (id) ON DELETE CASCADE
 ) ENGINE=InnoDB
 ;;

@@ -133,7 +133,8 @@ CREATE TABLE IF NOT EXISTS visual_vocabularies (
     trained_images INTEGER NOT NULL,
     token          INTEGER NOT NULL,
     centres        BLOB NOT NULL,
-    shares         BLOB NOT NULL
+    shares         BLOB NOT NULL,
+    word_base      INTEGER NOT NULL DEFAULT 0
 )
 ;;
 CREATE TABLE IF NOT EXISTS vocabulary_cells (

@@ -42,7 +42,9 @@ CORE_TABLES = {"meta", "images", "extractors", "features"}
 # Tables and columns added after the first release: an index without them needs one
 # `build` to upgrade.
 LATER_TABLES = {"packed_blocks", "packed_stale", "whitenings", "graphs", "graph_nodes", "graph_removed"}
-LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"))
+# (table, column) added since; a table an index may lack altogether (the visual words'
+# before they came) is checked only where it is.
+LATER_COLUMNS = (("features", "packed_block"), ("whitenings", "metric"), ("visual_vocabularies", "word_base"))
 # Columns an older imgsearch wrote that nothing reads: a build drops them (ensure_schema).
 DROPPED_COLUMNS = (("whitenings", "trained_on"), ("word_images", "norm"), ("word_images", "words"))
 ExtractedValue = np.ndarray | LocalFeatures | ImageHash
@@ -279,7 +281,7 @@ class FeatureStore(ABC):
         tables = self.existing_tables()
         if not CORE_TABLES <= tables:
             raise ImgsearchError("this database holds no index yet; run `imgsearch build FOLDER` first")
-        if not LATER_TABLES <= tables or not all(self.has_column(t, c) for t, c in LATER_COLUMNS):
+        if not LATER_TABLES <= tables or not all(self.has_column(t, c) for t, c in LATER_COLUMNS if t in tables):
             raise ImgsearchError("this index was made by an older imgsearch; run `imgsearch build` once to upgrade it")
 
     # -- meta and extractors ----------------------------------------------------------

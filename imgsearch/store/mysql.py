@@ -236,6 +236,8 @@ class MySqlStore(FeatureStore):
         ("features", "packed_block"):
             "ALTER TABLE features ADD COLUMN packed_block INT UNSIGNED NULL, ADD KEY ix_features_tail (extractor_id, packed_block)",
         ("whitenings", "metric"): "ALTER TABLE whitenings ADD COLUMN metric VARCHAR(32) CHARACTER SET ascii NOT NULL DEFAULT ''",
+        ("visual_vocabularies", "word_base"):
+            "ALTER TABLE visual_vocabularies ADD COLUMN word_base INT UNSIGNED NOT NULL DEFAULT 0",
     }
 
     def describe_error(self, error: Exception) -> str:

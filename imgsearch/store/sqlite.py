@@ -84,6 +84,8 @@ class SqliteStore(FeatureStore):
     upgrade_columns = {
         ("features", "packed_block"): "ALTER TABLE features ADD COLUMN packed_block INTEGER NULL",
         ("whitenings", "metric"): "ALTER TABLE whitenings ADD COLUMN metric TEXT NOT NULL DEFAULT ''",
+        ("visual_vocabularies", "word_base"):
+            "ALTER TABLE visual_vocabularies ADD COLUMN word_base INTEGER NOT NULL DEFAULT 0",
     }
 
     def _drop_column(self, table: str, column: str) -> None:

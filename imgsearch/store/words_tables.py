@@ -3,6 +3,7 @@ FeatureStore: the vocabulary tree's centres, the inverted file, and tf-idf scori
 query's words in SQL, so that a first stage reads only the postings of the query's words."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,23 +18,14 @@ POSTING_ROWS = 20_000  # postings per INSERT batch
 POSTINGS_BUDGET = 30_000
 
 
-def save_vocabulary(session: SqlSession, extractor: ExtractorRow, branching: int, trained_on: int,
-                    trained_images: int, centres: tuple[bytes, list[bytes], bytes]) -> None:
-    """Store a (new) vocabulary; the words of every image under an older one are dropped
-    with it, in the same transaction (they are not comparable)."""
-    def work() -> None:
-        session.execute("DELETE FROM visual_words WHERE extractor_id = ?", (extractor.id,))
-        session.execute("DELETE FROM word_images WHERE extractor_id = ?", (extractor.id,))
-        session.execute("DELETE FROM visual_vocabularies WHERE extractor_id = ?", (extractor.id,))
-        session.execute("DELETE FROM vocabulary_cells WHERE extractor_id = ?", (extractor.id,))
-        top, cells, shares = centres
-        session.execute("INSERT INTO visual_vocabularies (extractor_id, branching, trained_on, trained_images, token, "
-                        "centres, shares) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (extractor.id, branching, trained_on, trained_images, session.fresh_token(), top, shares))
-        for cell, words in enumerate(cells):
-            session.execute("INSERT INTO vocabulary_cells (extractor_id, cell, centres) VALUES (?, ?, ?)",
-                            (extractor.id, cell, words))
-    session.write(work)
+# Two ranges of word numbers take turns. A vocabulary learned again writes its postings in
+# the range the current one does not use, and becomes current only once they are all
+# written (switch_vocabulary, one transaction): a search running beside the relearning reads
+# the old inverted file whole until then, and the new one whole after. 2**22 is above the
+# largest tree (rerank.words.BRANCHING**2 = 360,000 words) and keeps a word's number within
+# SQLite's 3-byte integers.
+WORD_RANGE = 2**22
+WORDS_DROPPED_PER_STEP = 1_024  # one transaction deletes the postings of this many words
 
 
 @dataclass(frozen=True)
@@ -41,12 +33,60 @@ class VocabularyRow:
     branching: int
     trained_images: int
     token: int  # new with each vocabulary: (token) names its centres
+    word_base: int  # its words are numbered from here in visual_words (0 or WORD_RANGE)
 
 
 def vocabulary_row(session: SqlSession, extractor: ExtractorRow) -> VocabularyRow | None:
-    rows = session.execute("SELECT branching, trained_images, token FROM visual_vocabularies WHERE extractor_id = ?",
-                           (extractor.id,))
+    rows = session.execute("SELECT branching, trained_images, token, word_base FROM visual_vocabularies "
+                           "WHERE extractor_id = ?", (extractor.id,))
     return VocabularyRow(*(int(v) for v in rows[0])) if rows else None
+
+
+def spare_word_base(current: VocabularyRow | None) -> int:
+    """Where the postings of a vocabulary learned next go: the range the current one leaves."""
+    return WORD_RANGE if current is not None and current.word_base == 0 else 0
+
+
+def drop_postings(session: SqlSession, extractor: ExtractorRow, word_base: int) -> None:
+    """Delete every posting numbered in the range from word_base (a replaced vocabulary's, or
+    what an interrupted relearning left there), a bounded number of words a transaction."""
+    end = word_base + WORD_RANGE
+    while True:
+        left = session.execute("SELECT MIN(word) FROM visual_words WHERE extractor_id = ? AND word >= ? AND word < ?",
+                               (extractor.id, word_base, end))[0][0]
+        if left is None:
+            return
+        session.write(functools.partial(
+            session.execute, "DELETE FROM visual_words WHERE extractor_id = ? AND word >= ? AND word < ?",
+            (extractor.id, int(left), min(int(left) + WORDS_DROPPED_PER_STEP, end))))
+
+
+def switch_vocabulary(session: SqlSession, extractor: ExtractorRow, branching: int, trained_on: int,
+                      trained_images: int, centres: tuple[bytes, list[bytes], bytes], word_base: int,
+                      images: dict[int, str]) -> None:
+    """Make a vocabulary current, in one transaction: its centres replace the old ones, and
+    the images whose words were written under word_base (id -> the sha256 of the content
+    they are of) are the ones that have their words, where that is still their content
+    (a file changed meanwhile is given its words again). The old vocabulary's postings are
+    left for drop_postings."""
+    def work() -> None:
+        session.execute("DELETE FROM word_images WHERE extractor_id = ?", (extractor.id,))
+        session.execute("DELETE FROM visual_vocabularies WHERE extractor_id = ?", (extractor.id,))
+        session.execute("DELETE FROM vocabulary_cells WHERE extractor_id = ?", (extractor.id,))
+        top, cells, shares = centres
+        session.execute("INSERT INTO visual_vocabularies (extractor_id, branching, trained_on, trained_images, token, "
+                        "centres, shares, word_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (extractor.id, branching, trained_on, trained_images, session.fresh_token(), top, shares,
+                         word_base))
+        for cell, words in enumerate(cells):
+            session.execute("INSERT INTO vocabulary_cells (extractor_id, cell, centres) VALUES (?, ?, ?)",
+                            (extractor.id, cell, words))
+        for chunk, marks in id_chunks(sorted(images)):
+            same = [int(i) for i, sha256 in session.execute(f"SELECT id, sha256 FROM images WHERE id IN ({marks})",
+                                                             chunk) if sha256 == images[int(i)]]
+            session.executemany("INSERT INTO word_images (extractor_id, image_id) VALUES (?, ?)",
+                                [(extractor.id, image_id) for image_id in same])
+    session.write(work)
 
 
 def vocabulary_centres(session: SqlSession, extractor: ExtractorRow) -> tuple[bytes, list[bytes], bytes]:
@@ -66,10 +106,13 @@ def images_without_words(session: SqlSession, extractor: ExtractorRow) -> list[i
     return [int(r[0]) for r in rows]
 
 
-def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, np.ndarray]) -> None:
-    """Each image's words (one per keypoint) as postings, and its row in word_images (it
-    has its words), in one transaction. An image deleted meanwhile is skipped (its postings
-    would have no image)."""
+def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, np.ndarray], word_base: int,
+                marked: bool = True) -> list[int]:
+    """Each image's words (one per keypoint) as postings numbered from word_base, and, when
+    `marked`, its row in word_images (it has its words), in one transaction; the images
+    written. An image deleted meanwhile is skipped (its postings would have no image)."""
+    written: list[int] = []
+
     def work() -> None:
         present: set[int] = set()
         for chunk, marks in id_chunks(sorted(words)):
@@ -78,13 +121,16 @@ def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, n
         for image_id in sorted(present):
             found, counts = np.unique(words[image_id], return_counts=True)
             norm = float(np.sqrt((counts.astype(np.float64) ** 2).sum()))
-            postings += [(extractor.id, int(w), image_id, int(n), n / norm) for w, n in zip(found, counts)]
+            postings += [(extractor.id, word_base + int(w), image_id, int(n), n / norm) for w, n in zip(found, counts)]
         for start in range(0, len(postings), POSTING_ROWS):
             session.executemany("REPLACE INTO visual_words (extractor_id, word, image_id, n, tf) VALUES (?, ?, ?, ?, ?)",
                                 postings[start : start + POSTING_ROWS])
-        session.executemany("REPLACE INTO word_images (extractor_id, image_id) VALUES (?, ?)",
-                            [(extractor.id, image_id) for image_id in sorted(present)])
+        if marked:
+            session.executemany("REPLACE INTO word_images (extractor_id, image_id) VALUES (?, ?)",
+                                [(extractor.id, image_id) for image_id in sorted(present)])
+        written[:] = sorted(present)
     session.write(work)
+    return written
 
 
 def query_word_weights(words: np.ndarray, shares: np.ndarray, images: int,
@@ -98,8 +144,9 @@ def query_word_weights(words: np.ndarray, shares: np.ndarray, images: int,
     return [(int(found[i]), float(counts[i] * np.log(float(shares[found[i]])) ** 2)) for i in used]
 
 
-def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndarray, shares: np.ndarray,
-                    images: int, n: int, excluded: list[int], budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
+def scored_by_words(session: SqlSession, extractor: ExtractorRow, vocabulary: VocabularyRow, words: np.ndarray,
+                    shares: np.ndarray, n: int, excluded: list[int],
+                    budget: int = POSTINGS_BUDGET) -> list[tuple[int, float]]:
     """The n images whose words best match the query's (one word per query keypoint), by
     tf-idf (Sivic & Zisserman 2003): score = sum over shared words of count_query * tf *
     idf^2, tf = the image's count over the L2 norm of its counts, idf = -log(share), the
@@ -109,7 +156,8 @@ def scored_by_words(session: SqlSession, extractor: ExtractorRow, words: np.ndar
     weights: only the n best rows come back."""
     if not len(words) or n <= 0:
         return []
-    weights = query_word_weights(words, shares, images, budget)
+    weights = [(vocabulary.word_base + word, weight)
+               for word, weight in query_word_weights(words, shares, vocabulary.trained_images, budget)]
     session.execute("CREATE TEMPORARY TABLE IF NOT EXISTS query_words (word BIGINT PRIMARY KEY, weight DOUBLE)")
     session.execute("DELETE FROM query_words")
     session.executemany("INSERT INTO query_words (word, weight) VALUES (?, ?)", weights)

@@ -242,3 +242,24 @@ def test_a_relearning_cut_short_leaves_the_current_words_and_the_next_one_clears
         assert store.execute("SELECT MIN(word) FROM visual_words")[0][0] >= WORD_RANGE  # the cut one cleared first
         assert _postings_per_image(store, row) == _keypoints_per_image(store, row)
         assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 13
+
+
+def test_an_index_from_before_the_word_ranges_is_upgraded_by_build_and_keeps_its_words(db_url, tmp_path) -> None:
+    folder = tmp_path / "photos"
+    write_collection(folder, tuple(name for name in PHOTOS if name != "astronaut.png"))
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift").code == 0
+    with open_store(parse_database_url(db_url)) as store:  # as the previous release left it
+        store.execute("ALTER TABLE visual_vocabularies DROP COLUMN word_base")
+        store.conn.commit()
+        postings = store.execute("SELECT COUNT(*) FROM visual_words")[0][0]
+    query = tmp_path / "phone.jpg"
+    cv2.imwrite(str(query), printed(photo("coffee.png"), photo("astronaut.png"), SMALL_CORNERS))
+    run = imgsearch("query", query, "--db", db_url, "--json", "-k", "1")
+    assert run.code != 0 and "older imgsearch" in run.err
+    run = imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift")
+    assert run.code == 0 and "given their words" not in run.out + run.err  # nothing to do but the column
+    with open_store(parse_database_url(db_url)) as store:
+        assert vocabulary_row(store, store.find_extractor("sift")).word_base == 0
+        assert store.execute("SELECT COUNT(*) FROM visual_words")[0][0] == postings
+    run = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1", "--regions", "none", "--json", "-k", "1")
+    assert run.json()["results"][0]["found_by"] == ["words"]

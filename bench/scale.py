@@ -99,6 +99,8 @@ def bytes_by_table(db: str) -> dict[str, int]:
                               or str(name) == t or str(name).startswith(f"sqlite_autoindex_{t}_")), str(name))
                 found[owner] = found.get(owner, 0) + int(size)
             return found
+        for table in sorted(store.existing_tables()):  # InnoDB's sizes are statistics, updated lazily
+            store.execute(f"ANALYZE TABLE {table}")
         rows = store.execute("SELECT table_name, data_length + index_length FROM information_schema.tables "
                              "WHERE table_schema = DATABASE()")
         return {str(t): int(s) for t, s in rows}

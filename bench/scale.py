@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from distractors import parts_from, sources, write_distractors
 
+from imgsearch.serve.config import ServeConfig
+
 SETS = {"covers": "smvs_dvd_dev/Reference", "corel1k": "corel1k", "flowers102": "flowers102/jpg"}
 SHARED = 9289  # the photos of SETS
 TOP = 100
@@ -106,16 +108,17 @@ def bytes_by_table(db: str) -> dict[str, int]:
         return {str(t): int(s) for t, s in rows}
 
 
-def served(db: str, data: Path, phones: list[str], corel: list[str]) -> dict:
-    """The service over the index: resident bytes, RSS, the phone photos' uploads and the
-    Corel photos' name queries."""
+def served(db: str, data: Path, phones: list[str], corel: list[str], extractors: tuple[str, ...] = (),
+           max_memory: int = ServeConfig.max_memory) -> dict:
+    """The service over the index (`extractors` held resident, () every one, within
+    max_memory bytes): resident bytes, RSS, the phone photos' uploads and the Corel photos'
+    name queries."""
     from imgsearch.config import Settings
-    from imgsearch.serve.config import ServeConfig
     from imgsearch.serve.service import Service
     from imgsearch.store.url import parse_database_url
 
     before, started = rss_kib(), time.perf_counter()
-    service = Service(ServeConfig(parse_database_url(db), settings=Settings()))
+    service = Service(ServeConfig(parse_database_url(db), extractors, settings=Settings(), max_memory=max_memory))
     loaded = time.perf_counter() - started
     try:
         held = sum(index.state.nbytes for index in [*service.resident.values(), *service.augmented.values()]

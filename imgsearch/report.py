@@ -8,6 +8,7 @@ import numpy as np
 
 from imgsearch.errors import ImgsearchError
 from imgsearch.index.calibration import stored_calibration
+from imgsearch.keypoints import DESCRIPTOR_BITS, descriptor_levels
 from imgsearch.names import display
 from imgsearch.query import QueryResult
 from imgsearch.rerank.registry import parse_reranking
@@ -59,12 +60,12 @@ def _local_lines(store: FeatureStore, extractor: ExtractorRow, image_id: int, va
     found = store.local_features(extractor, [image_id]).get(image_id)
     if found is None:
         return [f"{extractor.name:<8} (not extracted)"]
-    stored = sum(map(len, found.blobs()))
-    lines = [f"{extractor.name:<8} {len(found)} keypoints, {stored} bytes stored, params {extractor.params}"]
-    if values:  # SIFT values; as stored, each the square of one of 2**DESCRIPTOR_BITS steps
-        lines += [f"  x {x:.1f}  y {y:.1f}  size {size:.1f}  angle {angle:.0f}  "
-                  + " ".join(f"{v:g}" for v in np.round(d.astype(np.float64), 1))
-                  for (x, y, size, angle), d in zip(found.keypoints.tolist(), found.descriptors)]
+    lines = [f"{extractor.name:<8} {len(found)} keypoints, {store.local_features_bytes(extractor, image_id)} bytes "
+             f"stored, params {extractor.params}"]
+    if values:
+        lines.append(f"  descriptors: the square root of each SIFT value in {2**DESCRIPTOR_BITS} steps, as stored")
+        lines += [f"  x {x:.1f}  y {y:.1f}  size {size:.1f}  angle {angle:.0f}  {' '.join(map(str, levels.tolist()))}"
+                  for (x, y, size, angle), levels in zip(found.keypoints.tolist(), descriptor_levels(found.descriptors))]
     return lines
 
 

@@ -123,3 +123,15 @@ def test_sqlite_keeps_vectors_and_local_features_without_half_empty_pages(tmp_pa
         pages = dict(conn.execute("SELECT name, SUM(pgsize) * 1.0 / SUM(payload) FROM dbstat "
                                   "WHERE name IN ('features', 'local_features') GROUP BY name").fetchall())
     assert pages["features"] < 1.4 and pages["local_features"] < 1.1, pages
+
+
+def test_show_prints_the_local_features_as_stored(db_url, tmp_path) -> None:
+    write_collection(tmp_path / "photos", ("coffee.png", "rocket.jpg"))
+    assert imgsearch("build", tmp_path / "photos", "--db", db_url, "-e", "sift").code == 0
+    run = imgsearch("show", "coffee.jpg", "--db", db_url, "--values")
+    assert run.code == 0, run.err
+    (head,) = [line for line in run.out.splitlines() if line.startswith("sift ")]
+    keypoints, stored = int(head.split()[1]), int(head.split()[3])
+    assert stored == keypoints * (8 + 64)  # float16 keypoints, two 4-bit levels a byte
+    rows = [line.split()[8:] for line in run.out.splitlines() if line.startswith("  x ")]
+    assert len(rows) == keypoints and all(len(r) == 128 and all(0 <= int(v) <= 15 for v in r) for r in rows)

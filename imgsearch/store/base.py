@@ -365,6 +365,12 @@ class FeatureStore(ABC):
                             (extractor.id, image_id))
         return int(rows[0][0]) if rows else None
 
+    def local_features_bytes(self, extractor: ExtractorRow, image_id: int) -> int:
+        """The bytes an image's local features take as stored (either form, old or new)."""
+        rows = self.execute("SELECT LENGTH(keypoints) + LENGTH(descriptors) FROM local_features "
+                            "WHERE extractor_id = ? AND image_id = ?", (extractor.id, image_id))
+        return int(rows[0][0]) if rows else 0
+
     def local_features(self, extractor: ExtractorRow, ids: list[int]) -> dict[int, LocalFeatures]:
         """The stored local features of these images (those that have them)."""
         found = {}

@@ -111,9 +111,7 @@ def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, n
     """Each image's words (one per keypoint) as postings numbered from word_base, and, when
     `marked`, its row in word_images (it has its words), in one transaction; the images
     written. An image deleted meanwhile is skipped (its postings would have no image)."""
-    written: list[int] = []
-
-    def work() -> None:
+    def work() -> list[int]:
         present: set[int] = set()
         for chunk, marks in id_chunks(sorted(words)):
             present.update(int(r[0]) for r in session.execute(f"SELECT id FROM images WHERE id IN ({marks})", chunk))
@@ -128,9 +126,8 @@ def write_words(session: SqlSession, extractor: ExtractorRow, words: dict[int, n
         if marked:
             session.executemany("REPLACE INTO word_images (extractor_id, image_id) VALUES (?, ?)",
                                 [(extractor.id, image_id) for image_id in sorted(present)])
-        written[:] = sorted(present)
-    session.write(work)
-    return written
+        return sorted(present)
+    return session.write(work)
 
 
 def query_word_weights(words: np.ndarray, shares: np.ndarray, images: int,

@@ -263,3 +263,25 @@ def test_an_index_from_before_the_word_ranges_is_upgraded_by_build_and_keeps_its
         assert store.execute("SELECT COUNT(*) FROM visual_words")[0][0] == postings
     run = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1", "--regions", "none", "--json", "-k", "1")
     assert run.json()["results"][0]["found_by"] == ["words"]
+
+
+def test_a_build_that_learns_nothing_clears_what_a_relearning_cut_short_left(db_url, tmp_path) -> None:
+    from imgsearch.index.words import give_words, learned_from
+
+    folder = tmp_path / "photos"
+    write_collection(folder, PHOTOS[:6])
+    assert imgsearch("build", folder, "--db", db_url, "-e", "sift").code == 0
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        current = vocabulary_row(store, row)
+        images = sorted(store.image_ids_with_features(row))
+        vocabulary, _, known = learned_from(store, row, images, 1_000)
+        give_words(store, row, vocabulary, spare_word_base(current), images[:3], known, False, False)  # then killed
+    cv2.imwrite(str(folder / "extra.jpg"), photo(PHOTOS[6]))  # one more: not doubled, nothing learned
+    run = imgsearch("build", folder, "--db", db_url, "-e", "sift")
+    assert run.code == 0 and "1 images given their words" in run.out + run.err, run.out + run.err
+    with open_store(parse_database_url(db_url)) as store:
+        row = store.find_extractor("sift")
+        assert vocabulary_row(store, row).token == current.token
+        assert store.execute("SELECT MAX(word) FROM visual_words")[0][0] < WORD_RANGE
+        assert _postings_per_image(store, row) == _keypoints_per_image(store, row)

@@ -50,6 +50,8 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
         if not images:
             return []
         found = vocabulary_row(store, extractor)
+        # what a relearning cut short wrote, or the old postings a switch left undeleted
+        drop_postings(store, extractor, spare_word_base(found))
         line, given = "", 0
         if found is None or len(images) >= RELEARN_GROWTH * found.trained_images:
             vocabulary, base, used, given = relearned(store, extractor, found, images, progress)
@@ -64,12 +66,11 @@ def update_words(store: FeatureStore, extractor: ExtractorRow, progress: bool = 
 def relearned(store: FeatureStore, extractor: ExtractorRow, current: VocabularyRow | None, images: list[int],
               progress: bool) -> tuple[Vocabulary, int, int, int]:
     """Learn the vocabulary again and write every image's words under it beside the current
-    ones (in the spare range of word numbers, cleared first of what an interrupted relearning
-    left there), then make it current in one transaction and delete the old postings: a
-    search meanwhile reads the old inverted file whole, then the new one whole. The vocabulary,
-    its word base, the descriptors it was learned from and the images given their words."""
+    ones (in the spare range of word numbers, which update_words has cleared), then make it
+    current in one transaction and delete the old postings: a search meanwhile reads the old
+    inverted file whole, then the new one whole. The vocabulary, its word base, the
+    descriptors it was learned from and the images given their words."""
     base = spare_word_base(current)
-    drop_postings(store, extractor, base)
     vocabulary, used, known = learned_from(store, extractor, images, sample_size(len(images)))
     written = give_words(store, extractor, vocabulary, base, images, known, False, progress)
     switch_vocabulary(store, extractor, vocabulary.branching, used, len(images), vocabulary.to_bytes(), base, written)

@@ -219,7 +219,9 @@ def test_a_vocabulary_learned_again_is_written_beside_the_current_one_and_switch
         assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 6
 
 
-def test_a_relearning_cut_short_leaves_the_current_words_and_the_next_one_clears_what_it_wrote(db_url, tmp_path) -> None:
+def _cut_short_relearning(db_url: str, tmp_path) -> tuple:
+    """Six photos built, then a relearning killed after writing three images' words in the
+    spare range: the folder and the vocabulary row that stayed current."""
     from imgsearch.index.words import give_words, learned_from
 
     folder = tmp_path / "photos"
@@ -230,8 +232,13 @@ def test_a_relearning_cut_short_leaves_the_current_words_and_the_next_one_clears
         current = vocabulary_row(store, row)
         images = sorted(store.image_ids_with_features(row))
         vocabulary, _, known = learned_from(store, row, images, 1_000)
-        give_words(store, row, vocabulary, spare_word_base(current), images[:3], known, False, False)  # then killed
+        give_words(store, row, vocabulary, spare_word_base(current), images[:3], known, False, False)
         assert store.execute("SELECT COUNT(*) FROM visual_words WHERE word >= ?", (WORD_RANGE,))[0][0] > 0
+    return folder, current
+
+
+def test_a_relearning_cut_short_leaves_the_current_words_and_the_next_one_clears_what_it_wrote(db_url, tmp_path) -> None:
+    folder, _ = _cut_short_relearning(db_url, tmp_path)
     for k in range(7):  # doubled: the next build learns again
         cv2.imwrite(str(folder / f"copy{k}.jpg"), cv2.resize(photo(PHOTOS[k]), None, fx=0.8, fy=0.8))
     run = imgsearch("build", folder, "--db", db_url, "-e", "sift")
@@ -266,17 +273,7 @@ def test_an_index_from_before_the_word_ranges_is_upgraded_by_build_and_keeps_its
 
 
 def test_a_build_that_learns_nothing_clears_what_a_relearning_cut_short_left(db_url, tmp_path) -> None:
-    from imgsearch.index.words import give_words, learned_from
-
-    folder = tmp_path / "photos"
-    write_collection(folder, PHOTOS[:6])
-    assert imgsearch("build", folder, "--db", db_url, "-e", "sift").code == 0
-    with open_store(parse_database_url(db_url)) as store:
-        row = store.find_extractor("sift")
-        current = vocabulary_row(store, row)
-        images = sorted(store.image_ids_with_features(row))
-        vocabulary, _, known = learned_from(store, row, images, 1_000)
-        give_words(store, row, vocabulary, spare_word_base(current), images[:3], known, False, False)  # then killed
+    folder, current = _cut_short_relearning(db_url, tmp_path)
     cv2.imwrite(str(folder / "extra.jpg"), photo(PHOTOS[6]))  # one more: not doubled, nothing learned
     run = imgsearch("build", folder, "--db", db_url, "-e", "sift")
     assert run.code == 0 and "1 images given their words" in run.out + run.err, run.out + run.err

@@ -14,15 +14,17 @@ what was measured as WORKDIR/measured-N-SCHEME.json: a later run only measures. 
 this runs in CI.
 
     python bench/scale.py ../shared/data ~/.cache/imgsearch-bench/scale --sizes 10000,30000,100000 \\
-        [--db mysql://root@127.0.0.1:3306/] [--phones Droid,Palm]
+        [--db mysql://root@127.0.0.1:3306/] [--phones Droid,Palm] [--grow]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,53 @@ def collection(data: Path, workdir: Path, n: int) -> Path:
 
 def database(base: str | None, workdir: Path, n: int) -> str:
     return f"{base}imgsearch_scale_{n}" if base else f"sqlite:///{workdir / f'index-{n}.sqlite3'}"
+
+
+def grown_from(smaller: str, db: str, folder: Path) -> None:
+    """Start the index of `db` as a copy of the smaller one's, its collection folder this
+    size's (a library that grew: the build then adds what is new, as a user's next build
+    does; the smaller collection's files are all in the larger one). Only where `db` does
+    not exist yet."""
+    from imgsearch.store import open_store
+    from imgsearch.store.base import COLLECTION_ROOT_KEY
+    from imgsearch.store.url import parse_database_url
+
+    url = parse_database_url(db)
+    if url.scheme == "sqlite":
+        target = Path(url.path)
+        if target.exists():
+            return
+        with closing(sqlite3.connect(parse_database_url(smaller).path)) as source, \
+                closing(sqlite3.connect(target)) as copy:
+            source.backup(copy)
+    else:
+        with open_store(parse_database_url(smaller)) as store:
+            if store.execute(f"SHOW DATABASES LIKE '{url.database}'"):
+                return
+            store.execute(f"CREATE DATABASE {url.database}")
+            for table in sorted(store.existing_tables()):
+                store.execute(f"CREATE TABLE {url.database}.{table} LIKE {table}")
+                store.execute(f"INSERT INTO {url.database}.{table} SELECT * FROM {table}")
+            store.conn.commit()
+    with open_store(url) as store:
+        store.set_meta(COLLECTION_ROOT_KEY, str(folder.resolve()))
+
+
+def copied_from(sqlite: str, db: str, workdir: Path, n: int) -> None:
+    """The MySQL index of `db` filled from the SQLite index of the same size (once); its
+    build figures are the SQLite build's, marked as such."""
+    from copy_index import copy_index
+
+    from imgsearch.store import index_exists
+    from imgsearch.store.url import parse_database_url
+
+    kept = workdir / f"build-{n}-mysql.json"
+    if index_exists(parse_database_url(db)) and kept.exists():
+        return
+    started = time.perf_counter()
+    copy_index(sqlite, db)
+    built = json.loads((workdir / f"build-{n}-sqlite.json").read_text())
+    kept.write_text(json.dumps({**built, "copied_from": "sqlite", "copy_seconds": time.perf_counter() - started}))
 
 
 def build_once(folder: Path, db: str, workdir: Path, n: int) -> dict:
@@ -177,6 +226,8 @@ def report(n: int, db: str, built: dict, sizes: dict[str, int], found: dict) -> 
     images = max(built["images"], 1)
     total = sum(sizes.values())
     print(f"\n== {n:,} images, {db.split(':')[0]}")
+    if built.get("copied_from"):
+        print(f"index copied from {built['copied_from']} in {built['copy_seconds']:.0f} s; that build's figures:")
     print(f"build: {built['images']:,} images in {built['seconds']:.0f} s = {images / built['seconds']:.1f} images/s; "
           + ", ".join(f"{phase} {seconds / built['seconds']:.0%}" for phase, seconds in built["phases"].items()))
     print(f"database: {total / n / 1024:.1f} KiB an image: " + ", ".join(
@@ -217,12 +268,23 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,30000,100000")
     parser.add_argument("--db", help="a MySQL server URL ending in / (a database per size is made); default: SQLite")
     parser.add_argument("--phones", default="Droid,Palm")
+    parser.add_argument("--copy-from-sqlite", action="store_true",
+                        help="with --db: fill each size's MySQL index from the SQLite index of that size in "
+                             "WORKDIR (bench/copy_index.py) instead of building it; its build figures are SQLite's")
+    parser.add_argument("--grow", action="store_true",
+                        help="start each size's index as a copy of the one before it (the build adds the rest)")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     corel = corel_sample(args.data)
+    smaller = None
     for n in (int(s) for s in args.sizes.split(",")):
         folder = collection(args.data, args.workdir, n)
         db = database(args.db, args.workdir, n)
+        if args.copy_from_sqlite and args.db:
+            copied_from(database(None, args.workdir, n), db, args.workdir, n)
+        elif args.grow and smaller:
+            grown_from(smaller, db, folder)
+        smaller = db
         built = build_once(folder, db, args.workdir, n)
         sizes, found = bytes_by_table(db), served(db, args.data, args.phones.split(","), corel)
         report(n, db, built, sizes, found)

@@ -18,6 +18,8 @@ from imgsearch.rerank.verify import (
     Verification,
     inlier_chance,
     log10_false_alarms,
+    ratio_matches,
+    root_sift,
     verify,
     verify_all,
 )
@@ -70,6 +72,28 @@ def test_degenerate_geometry_never_counts() -> None:
     on_a_line[:, 1] = 2 * on_a_line[:, 0] / 4  # every point on one line
     assert verify(on_a_line, on_a_line, matches, (300, 400), 1.0, (300, 400)).corners is None
     assert verify(points, points, matches, (300, 400), 1.0, (300, 400)).corners is not None  # the same points do
+
+
+def test_batched_matching_finds_what_each_candidate_alone_finds() -> None:
+    """Candidates of many lengths, grouped into products in length order: each gets its own
+    ratio-test matches, computed here one candidate at a time by plain distances."""
+    rng = np.random.default_rng(7)
+    query = root_sift(rng.random((300, 128)) ** 3)
+    lengths = [500, 1, 40, 0, 3000, 120, 2, 400, 700, 60]  # one longer than a product, two too short to match
+    candidates = [root_sift(rng.random((n, 128)) ** 3) for n in lengths]
+    for j in (2, 5, 7):  # some true matches: noisy copies of query rows
+        candidates[j][:20] = root_sift(query[j: j + 20] ** 2 + 0.002 * rng.random((20, 128)))
+    found = ratio_matches(query, candidates)
+    for candidate, (q, c) in zip(candidates, found):
+        if len(candidate) < 2:
+            assert len(q) == 0
+            continue
+        distances = np.sqrt(((query[:, None, :] - candidate[None, :, :]) ** 2).sum(axis=2))
+        nearest = np.sort(distances, axis=1)
+        expected = np.flatnonzero(nearest[:, 0] < 0.8 * nearest[:, 1])
+        assert q.tolist() == expected.tolist()
+        assert c.tolist() == np.argmin(distances[expected], axis=1).tolist()
+    assert sum(len(q) for q, _ in found) >= 60
 
 
 def test_chance_explains_more_inliers_among_more_matches() -> None:

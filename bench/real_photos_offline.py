@@ -30,7 +30,7 @@ SETS = ((300, 100), (100, 50))  # (global, words) candidates verified
 
 def candidates(data: Path, workdir: Path, phones: list[str], regions: str) -> list[dict]:
     from imgsearch.query import photo_local, photo_of_bytes, photo_vector, stored_extractor
-    from imgsearch.rerank.first_stage import query_words
+    from imgsearch.rerank.first_stage import word_candidates
     from imgsearch.rerank.query import local_extractor
     from imgsearch.rerank.verify import Evidence, verify_all
     from imgsearch.scan.metrics import get_metric
@@ -51,8 +51,7 @@ def candidates(data: Path, workdir: Path, phones: list[str], regions: str) -> li
                 vector = photo_vector(extractor, photo.pixels, None if regions == "none" else regions)
                 global_ = [i for i, _ in scan.top_k(row, metric, vector, GLOBAL).ranking]
                 query = photo_local(photo)(local_row)
-                words = query_words(store, local_row, query.features)
-                by_words = [i for i, _ in words.candidates(store, local_row, [], WORDS)] if words else []
+                by_words = [i for i, _ in word_candidates(store, local_row, query.features, [], WORDS)]
                 ids = list(dict.fromkeys(global_ + by_words))
                 stored = store.local_features(local_row, ids)
                 images = store.images_by_ids(ids)

@@ -187,7 +187,7 @@ def _keypoints_per_image(store, row) -> dict[int, int]:
 def test_a_vocabulary_learned_again_is_written_beside_the_current_one_and_switched_to_whole(db_url, tmp_path) -> None:
     """A search beside the relearning reads the old inverted file whole, never half of it."""
     from imgsearch.index.words import give_words, learned_from
-    from imgsearch.rerank.first_stage import query_words
+    from imgsearch.rerank.first_stage import query_words, word_candidates
 
     folder = tmp_path / "photos"
     write_collection(folder, PHOTOS[:6])
@@ -207,13 +207,18 @@ def test_a_vocabulary_learned_again_is_written_beside_the_current_one_and_switch
         assert query_words(store, row, query).candidates(store, row, []) == before
         assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 6
         # switched to in one transaction, then the old postings dropped
+        read_before = query_words(store, row, query)
         switch_vocabulary(store, row, vocabulary.branching, used, len(images), vocabulary.to_bytes(), base, written)
         drop_postings(store, row, current.word_base)
         switched = vocabulary_row(store, row)
         assert switched.token != current.token and switched.word_base == base == WORD_RANGE
+        # a words stage that read the vocabulary before the switch and its postings after it
+        # does not answer from them (they were being deleted): it takes the words again
+        assert read_before.candidates(store, row, []) is None
+        assert word_candidates(store, row, query, [])[0][0] == before[0][0]  # the same image found first
         words = query_words(store, row, query)
         assert words.vocabulary.to_bytes() == vocabulary.to_bytes()
-        assert words.candidates(store, row, [])[0][0] == before[0][0]  # the same image found first
+        assert words.candidates(store, row, [])[0][0] == before[0][0]
         assert store.execute("SELECT MIN(word) FROM visual_words")[0][0] >= WORD_RANGE
         assert _postings_per_image(store, row) == _keypoints_per_image(store, row)
         assert store.execute("SELECT COUNT(*) FROM word_images")[0][0] == 6

@@ -19,6 +19,7 @@ from imgsearch.store.words_tables import VocabularyRow, scored_by_words, vocabul
 # right image was within the words' first 50 or the global first 100 every time (issue 29)
 WORD_CANDIDATES = 50
 CACHED = 4  # vocabularies a process keeps (a service reads one once, not at every query)
+SWITCHES_FOLLOWED = 3  # vocabularies a words stage tries when each was replaced while it read
 
 _cache: OrderedDict[int, Vocabulary] = OrderedDict()
 
@@ -48,9 +49,13 @@ class QueryWords:
     row: VocabularyRow  # the vocabulary's row: the collection's size it was learned at, its word numbers
 
     def candidates(self, store: FeatureStore, extractor: ExtractorRow, excluded: list[int],
-                   n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
-        """(image id, tf-idf score) of the n best images by these words."""
-        return scored_by_words(store, extractor, self.row, self.words, self.vocabulary.shares, n, excluded)
+                   n: int = WORD_CANDIDATES) -> list[tuple[int, float]] | None:
+        """(image id, tf-idf score) of the n best images by these words; None when another
+        vocabulary became current meanwhile (a build's relearning switched: the postings
+        read may have been this one's, being deleted)."""
+        found = scored_by_words(store, extractor, self.row, self.words, self.vocabulary.shares, n, excluded)
+        now = vocabulary_row(store, extractor)
+        return found if now is not None and now.token == self.row.token else None
 
 
 def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures) -> QueryWords | None:
@@ -60,3 +65,19 @@ def query_words(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatur
         return None
     vocabulary, row = found
     return QueryWords(vocabulary.words(query.descriptors), vocabulary, row)
+
+
+def word_candidates(store: FeatureStore, extractor: ExtractorRow, query: LocalFeatures, excluded: list[int],
+                    n: int = WORD_CANDIDATES) -> list[tuple[int, float]]:
+    """The words stage: (image id, score) of the n best images by the query's words under
+    the vocabulary that is current when the postings have been read (its words taken again
+    when a relearning switched meanwhile); [] when the index has no vocabulary, or when it
+    kept switching (the stage only adds candidates)."""
+    for _ in range(SWITCHES_FOLLOWED):
+        words = query_words(store, extractor, query)
+        if words is None:
+            return []
+        found = words.candidates(store, extractor, excluded, n)
+        if found is not None:
+            return found
+    return []

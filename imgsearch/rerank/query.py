@@ -15,7 +15,7 @@ import numpy as np
 from imgsearch.errors import NotKeptError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
-from imgsearch.rerank.first_stage import query_words
+from imgsearch.rerank.first_stage import word_candidates
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.rerank.verify import Evidence, Verification, verified_keys, verify_all
 from imgsearch.scan.kernel import RowFilter, ScanResult
@@ -256,11 +256,10 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     ids = [i for i, _ in scanned.ranking]
     if query is None or not len(query.features) or not ids:
         return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
-    words = query_words(ctx.store, row, query.features)
     # the word stage's best outside the folder are dropped: it adds candidates, the global
     # stage's shortlist stays the exact top within it
-    from_words = [] if words is None else [i for i, _ in words.candidates(ctx.store, row, list(ctx.rows.excluded))
-                                          if ctx.rows.admits(i)]
+    from_words = [i for i, _ in word_candidates(ctx.store, row, query.features, list(ctx.rows.excluded))
+                  if ctx.rows.admits(i)]
     clock.lap("words")
     candidates = list(dict.fromkeys(ids + extra + from_words))
     images = ctx.store.images_by_ids(candidates)

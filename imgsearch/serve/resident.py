@@ -14,11 +14,12 @@ the whole matrix, the shape a bare numpy scan has.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from imgsearch.scan.kernel import EVERY_ROW, RowFilter, ScanResult, TopK, kept, prepare_query, prepared_scores
 from imgsearch.scan.metrics import Metric
@@ -63,6 +64,47 @@ def concatenate(parts: list[Part], metrics: list[str], dim: int) -> Part:
                 {m: np.concatenate([p.prepared[m] for p in parts]) for m in metrics})
 
 
+class ScanThreads:
+    """The BLAS threads of the resident scans: all of BLAS's own (a thread a core) while one
+    scan runs alone (one user's upload: a 100,000 x 1,280 matrix times a vector took 17 ms
+    on two threads, 35 on one), one each while scans of requests side by side overlap, so
+    that they share the cores instead of oversubscribing them. BLAS's thread count is the
+    process's, so it is set here under one lock and put back when the last scan ends (a
+    limit restored by each scan on its way out leaves the process at one thread when two
+    overlapping scans end in the order they began)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._lock = threading.Lock()
+        self._controller: ThreadpoolController | None = None
+        self._all = 1
+
+    def _set(self, threads: int | None) -> None:
+        """`threads` for BLAS; None: all of them."""
+        if self._controller is None:  # made at the first scan: numpy's BLAS is loaded by then
+            self._controller = ThreadpoolController()
+            self._all = max([1, *(int(info["num_threads"]) for info in self._controller.select(user_api="blas").info())])
+        self._controller.limit(limits=self._all if threads is None else threads, user_api="blas")
+
+    @contextmanager
+    def held(self) -> Iterator[int]:
+        """Around one scan; yields the threads it was given."""
+        with self._lock:
+            self.running += 1
+            self._set(None if self.running == 1 else 1)
+            threads = self._all if self.running == 1 else 1
+        try:
+            yield threads
+        finally:
+            with self._lock:
+                self.running -= 1
+                if self.running == 0:
+                    self._set(None)
+
+
+SCAN_THREADS = ScanThreads()
+
+
 @dataclass(frozen=True)
 class ResidentState:
     """One immutable state of the copy: queries read it while a sync builds the next."""
@@ -88,8 +130,7 @@ class ResidentState:
 
     def top_k(self, metric: str, prepared_query: np.ndarray, k: int, rows: RowFilter = EVERY_ROW) -> ScanResult:
         top = TopK(k)
-        # Queries run in the server's threads side by side: one BLAS thread each.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with SCAN_THREADS.held():
             for ids, matrix, dead in self._parts(metric):
                 top.add(*kept(ids, prepared_scores(matrix, prepared_query), rows,
                               ~dead if dead is not None else None))

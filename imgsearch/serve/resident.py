@@ -65,13 +65,13 @@ def concatenate(parts: list[Part], metrics: list[str], dim: int) -> Part:
 
 
 class ScanThreads:
-    """The BLAS threads of the resident scans: all of BLAS's own (a thread a core) while one
-    scan runs alone (one user's upload: a 100,000 x 1,280 matrix times a vector took 17 ms
-    on two threads, 35 on one), one each while scans of requests side by side overlap, so
-    that they share the cores instead of oversubscribing them. BLAS's thread count is the
-    process's, so it is set here under one lock and put back when the last scan ends (a
-    limit restored by each scan on its way out leaves the process at one thread when two
-    overlapping scans end in the order they began)."""
+    """The BLAS threads around the resident scans: one while any scan runs (queries run in
+    the server's threads side by side; and alone, a second BLAS thread left spinning after
+    a scan slowed the photo's SIFT that follows from 47 to 73 ms at 30,000 images, more
+    than it saved), all of BLAS's own again when the last scan ends, for the verification's
+    matching. BLAS's thread count is the process's, so it is set here under one lock: a
+    limit restored by each scan on its way out left the process at one thread for good
+    when two overlapping scans ended in the order they began."""
 
     def __init__(self) -> None:
         self.running = 0
@@ -87,14 +87,14 @@ class ScanThreads:
         self._controller.limit(limits=self._all if threads is None else threads, user_api="blas")
 
     @contextmanager
-    def held(self) -> Iterator[int]:
-        """Around one scan; yields the threads it was given."""
+    def held(self) -> Iterator[None]:
+        """Around one scan."""
         with self._lock:
             self.running += 1
-            self._set(None if self.running == 1 else 1)
-            threads = self._all if self.running == 1 else 1
+            if self.running == 1:
+                self._set(1)
         try:
-            yield threads
+            yield
         finally:
             with self._lock:
                 self.running -= 1

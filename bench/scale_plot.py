@@ -19,7 +19,10 @@ import numpy as np  # noqa: E402
 
 def build_rate(m: dict) -> float:
     """Images built a second, less the seconds the build was paused (SIGSTOP, noted as
-    paused_s beside the figures) while another measurement had the cores."""
+    paused_s beside the figures) while another measurement had the cores; none where the
+    build shared the cores without a record of it (noted as contended: the reason)."""
+    if m["built"].get("contended"):
+        raise ValueError(m["built"]["contended"])
     return m["built"]["images"] / (m["built"]["seconds"] - m["built"].get("paused_s", 0.0))
 
 
@@ -100,7 +103,8 @@ def table(series: dict[str, list[dict]]) -> str:
     return "\n".join([
         "| | " + " | ".join(name for name, _ in points) + " |",
         "|---|" + "---|" * len(points),
-        row("build images/s (extraction / words / graph / packing %)", lambda p: f"{build_rate(p):.1f} ({phases(p)})"),
+        row("build images/s (extraction / words / graph / packing %)",
+            lambda p: f"{build_rate(p):.1f} ({phases(p)})" if _has(p, build_rate) else f"not comparable ({phases(p)})"),
         row("database KiB an image", lambda p: kib(p, *p["bytes_by_table"])),
         row("  local features / features / packed / visual words / vocabulary", lambda p: " / ".join(
             kib(p, t) for t in ("local_features", "features", "packed_blocks", "visual_words", "vocabulary_cells"))),

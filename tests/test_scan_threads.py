@@ -1,4 +1,4 @@
-"""The resident scans' BLAS threads: one while any scan runs, and the process back at all of
+"""The scans' BLAS threads: one while any scan runs, and the process back at all of
 them when the last one ends, whatever the order they end in (a limit each scan restored on
 its way out left it at one thread for good)."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from imgsearch.serve.resident import ScanThreads
+from imgsearch.linalg import BlasThreads
 
 
 def blas_threads() -> int:
@@ -16,11 +16,11 @@ def blas_threads() -> int:
 def test_overlapping_scans_give_the_process_its_blas_threads_back_in_any_order() -> None:
     np.ones(4) @ np.ones(4)  # BLAS loaded
     with threadpool_limits(limits=2, user_api="blas"):  # the process's own count, on any machine
-        threads = ScanThreads()
-        with threads.held():
+        threads = BlasThreads()
+        with threads.one():
             assert blas_threads() == 1
         assert blas_threads() == 2
-        first, second = threads.held(), threads.held()
+        first, second = threads.one(), threads.one()
         first.__enter__()
         second.__enter__()
         first.__exit__(None, None, None)  # the first to begin ends first
@@ -31,9 +31,9 @@ def test_overlapping_scans_give_the_process_its_blas_threads_back_in_any_order()
 
 def test_a_scan_that_fails_gives_the_threads_back() -> None:
     with threadpool_limits(limits=2, user_api="blas"):
-        threads = ScanThreads()
+        threads = BlasThreads()
         try:
-            with threads.held():
+            with threads.one():
                 raise ValueError("a scan failed")
         except ValueError:
             pass

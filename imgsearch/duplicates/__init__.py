@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from threadpoolctl import threadpool_limits
 
 from imgsearch.duplicates.confirmed import confirm_copies
 from imgsearch.duplicates.hashed import DEFAULT_HASH_BITS, hash_pairs
 from imgsearch.duplicates.verified import DEFAULT_MIN_INLIERS, verified_pairs
 from imgsearch.errors import ImgsearchError, NotFoundError, TooMuchWork
 from imgsearch.index.walk import folder_prefix
+from imgsearch.linalg import one_blas_thread
 from imgsearch.names import display
 from imgsearch.query import stored_row
 from imgsearch.scan.kernel import pair_scores
@@ -142,7 +142,7 @@ def self_join_pairs(
         chunk_ids, prepared = prepared_rows(store, row, metric, chunk)
         if not len(chunk_ids):
             continue
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             for block_ids, block in store.stream_blocks(row, block_rows):
                 product = pair_scores(metric, block, prepared)  # block x chunk
                 r, c = np.nonzero((product >= threshold) & (block_ids[:, None] > chunk_ids[None, :]))

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from imgsearch.linalg import one_blas_thread
 from imgsearch.scan.metrics import Metric
 from imgsearch.store.records import Block
 
@@ -136,8 +136,7 @@ def scan(
     prepared_query = query if query_is_prepared else prepare_query(metric, query)
     top = TopK(k)
     scanned = 0
-    # On a small machine a multi-threaded BLAS fights the database server for the cores.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         for ids, vectors in blocks:
             scanned += len(ids)
             top.add(*kept(ids, best_region_scores(metric, vectors, prepared_query), rows))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from imgsearch.linalg import one_blas_thread
 from imgsearch.scan.kernel import EVERY_ROW, RowFilter, ScanResult, pair_scores, parallel_scan, prefetched, scan
 from imgsearch.scan.metrics import Metric
 from imgsearch.store.base import FeatureStore
@@ -93,7 +93,7 @@ def nearest_of_rows(
     prepared = {m.name: m.prepare_rows(queries) for m in metrics}
     best = {m.name: (np.full((neighbours, len(kept)), -np.inf, np.float32), np.full((neighbours, len(kept)), -1, np.int64))
             for m in metrics}
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         for block_ids, block in store.stream_blocks(extractor, block_rows):
             own = block_ids[:, None] == kept[None, :]
             for m in metrics:

@@ -14,13 +14,12 @@ the whole matrix, the shape a bare numpy scan has.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from imgsearch.linalg import one_blas_thread
 from imgsearch.scan.kernel import EVERY_ROW, RowFilter, ScanResult, TopK, kept, prepare_query, prepared_scores
 from imgsearch.scan.metrics import Metric
 from imgsearch.scan.store_scan import StoreScan
@@ -64,47 +63,6 @@ def concatenate(parts: list[Part], metrics: list[str], dim: int) -> Part:
                 {m: np.concatenate([p.prepared[m] for p in parts]) for m in metrics})
 
 
-class ScanThreads:
-    """The BLAS threads around the resident scans: one while any scan runs (queries run in
-    the server's threads side by side; and alone, a second BLAS thread left spinning after
-    a scan slowed the photo's SIFT that follows from 47 to 73 ms at 30,000 images, more
-    than it saved), all of BLAS's own again when the last scan ends, for the verification's
-    matching. BLAS's thread count is the process's, so it is set here under one lock: a
-    limit restored by each scan on its way out left the process at one thread for good
-    when two overlapping scans ended in the order they began."""
-
-    def __init__(self) -> None:
-        self.running = 0
-        self._lock = threading.Lock()
-        self._controller: ThreadpoolController | None = None
-        self._all = 1
-
-    def _set(self, threads: int | None) -> None:
-        """`threads` for BLAS; None: all of them."""
-        if self._controller is None:  # made at the first scan: numpy's BLAS is loaded by then
-            self._controller = ThreadpoolController()
-            self._all = max([1, *(int(info["num_threads"]) for info in self._controller.select(user_api="blas").info())])
-        self._controller.limit(limits=self._all if threads is None else threads, user_api="blas")
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """Around one scan."""
-        with self._lock:
-            self.running += 1
-            if self.running == 1:
-                self._set(1)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.running -= 1
-                if self.running == 0:
-                    self._set(None)
-
-
-SCAN_THREADS = ScanThreads()
-
-
 @dataclass(frozen=True)
 class ResidentState:
     """One immutable state of the copy: queries read it while a sync builds the next."""
@@ -130,7 +88,7 @@ class ResidentState:
 
     def top_k(self, metric: str, prepared_query: np.ndarray, k: int, rows: RowFilter = EVERY_ROW) -> ScanResult:
         top = TopK(k)
-        with SCAN_THREADS.held():
+        with one_blas_thread():
             for ids, matrix, dead in self._parts(metric):
                 top.add(*kept(ids, prepared_scores(matrix, prepared_query), rows,
                               ~dead if dead is not None else None))

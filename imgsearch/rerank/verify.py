@@ -101,8 +101,8 @@ def ratio_matches(query: np.ndarray, candidates: list[np.ndarray]) -> list[tuple
     rows are non-negative, so a zero row scores 0, never above a real row's best."""
     found: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.int64), np.empty(0, np.int64))] * len(candidates)
     # grouped shortest first, so that a group's rows are of about one length and little of
-    # the product is padding (candidates of 100 to 400 keypoints in arrival order padded a
-    # third of it)
+    # the product is padding (stored images hold a few to 400 keypoints; in arrival order
+    # each group was padded to its longest)
     usable = sorted((j for j, c in enumerate(candidates) if len(c) >= 2), key=lambda j: len(candidates[j])) \
         if len(query) else []
     start = 0

@@ -14,6 +14,7 @@ PCA forms learn their basis from RootSIFT of `--learn` photos of Corel-1k and fl
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -24,7 +25,9 @@ import numpy as np
 
 from imgsearch.features.local import SiftExtractor
 from imgsearch.keypoints import descriptor_levels, level_values
+from imgsearch.query import photo_local, photo_of_bytes
 from imgsearch.rerank.verify import SEARCH_EVIDENCE, ratio_matches, root_sift, verify
+from imgsearch.store.records import ExtractorRow
 
 Form = Callable[[np.ndarray], np.ndarray]  # SIFT values -> the rows matching compares (unit rows)
 
@@ -58,20 +61,20 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--phones", default="Droid,Palm")
     parser.add_argument("--learn", type=int, default=300)
+    parser.add_argument("--forms", help="only the forms whose name holds one of these (comma-separated), e.g. now,PCA-64 4")
     args = parser.parse_args()
     dev = args.data / "smvs_dvd_dev"
     covers = sorted((dev / "Reference").glob("*.jpg"))
     photos = [p for phone in args.phones.split(",") for p in sorted((dev / phone).glob("*.jpg"))]
-    stored_extractor, query_extractor = SiftExtractor(), SiftExtractor().for_query()
+    stored_extractor = SiftExtractor()
     stored, sizes = [], []
-    for p in covers:
+    for p in covers:  # 500 px: a build decodes them whole
         image = cv2.imread(str(p))
         stored.append(stored_extractor.extract(image))
         sizes.append(image.shape[:2])
-    queries = []
-    for p in photos:
-        image = cv2.imread(str(p))
-        queries.append((query_extractor.extract(image), min(1.0, 640 / max(image.shape[:2])), image.shape[:2]))
+    # each photo's features as a search takes them: decoded as an upload is, then its local features
+    row = ExtractorRow(0, stored_extractor.name, json.dumps(stored_extractor.params), stored_extractor.dim)
+    queries = [photo_local(photo_of_bytes(p.read_bytes()))(row) for p in photos]
     learn = sorted((args.data / "corel1k").rglob("*.jpg")) + sorted((args.data / "flowers102" / "jpg").glob("*.jpg"))
     learn = learn[:: max(1, len(learn) // args.learn)][: args.learn]
     mean, basis = learned_basis(learn, 128)
@@ -84,15 +87,18 @@ def main() -> None:
         full = pca_form(mean, b, None, None)
         forms[f"PCA-{dims} float32"] = (full, full, dims * 4)
         forms[f"PCA-{dims} 4-bit"] = (full, pca_form(mean, b, 4, spread), dims // 2)
+    wanted = [w for w in (args.forms or "").split(",") if w]
     for name, (query_form, stored_form, nbytes) in forms.items():
+        if wanted and not any(w in name for w in wanted):
+            continue
         candidates = [stored_form(f.descriptors) for f in stored]
         right_first = all_right = wrong = 0
         inliers, seconds = [], 0.0
-        for (features, scale, size), photo in zip(queries, photos):
+        for query, photo in zip(queries, photos):
             started = time.perf_counter()
-            pairs = matched(query_form(features.descriptors), candidates)
+            pairs = matched(query_form(query.features.descriptors), candidates)
             seconds += time.perf_counter() - started
-            found = [verify(features.keypoints, f.keypoints, m, s, scale, size, SEARCH_EVIDENCE)
+            found = [verify(query.features.keypoints, f.keypoints, m, s, query.scale, query.size, SEARCH_EVIDENCE)
                      for f, s, m in zip(stored, sizes, pairs)]
             right = next(i for i, p in enumerate(covers) if p.name == photo.name)
             verified = [i for i, v in enumerate(found) if v.corners is not None]

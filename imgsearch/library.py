@@ -61,8 +61,11 @@ Photo = str | os.PathLike | bytes | np.ndarray  # a file, its bytes, or RGB pixe
 class Hit:
     """One result, as `query --json` prints it: `inliers`, `matches`, `significance` and
     `corners` where the photo was verified against the image (corners: its outline in the
-    photo, when verified), and `found_by`: the first-stage lists that brought it ("photo":
-    the whole photo's ranking, "regions": its regions' scan, "words": the visual words)."""
+    photo, when verified), `match`: what a verified image shares with the photo ("object":
+    the thing the photo shows, "scene": only its surroundings, as another photo taken on the
+    same desk; None where not verified), and `found_by`: the first-stage lists that brought
+    it ("photo": the whole photo's ranking, "regions": its regions' scan, "words": the
+    visual words, "expansion": the words of the photo expanded by its best object match)."""
 
     rank: int
     id: int
@@ -73,6 +76,7 @@ class Hit:
     matches: int | None = None
     significance: float | None = None
     corners: list[list[float]] | None = None
+    match: str | None = None
     found_by: list[str] | None = None
 
     @property

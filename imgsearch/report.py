@@ -124,6 +124,10 @@ def describe_store(store: FeatureStore) -> str:
     return "\n".join(lines)
 
 
+# what a verified match is called (rerank.scene): the photo's object, or only the place it was taken
+MATCH_WORDS = {"object": "same object", "scene": "same scene only"}
+
+
 def answer_lines(result: QueryResult) -> list[str]:
     """`query`'s answer as a person reads it: how it was ranked and what the score is, "no
     close match" where even the best is only as alike as unrelated photos, a line per match
@@ -137,7 +141,7 @@ def answer_lines(result: QueryResult) -> list[str]:
         lines.append("no close match: even the best score is in the range of unrelated photos of this index")
     for m in result.matches:
         found = result.extras.get(m.id, {})
-        verified = f"  same object: {found['inliers']} of {found['matches']} points agree" \
+        verified = f"  {MATCH_WORDS[found['match']]}: {found['inliers']} of {found['matches']} points agree" \
             if found.get("corners") is not None else ""
         lines.append(f"{m.rank:4d}  {display(m.path)}  {m.score:.6f}{verified}")
     return [*lines, f"spend {result.elapsed_s:.3f} s"]

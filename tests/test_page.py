@@ -180,6 +180,28 @@ def test_a_verified_result_is_marked_and_outlined_on_the_query_photo(browser, tm
         page.wait_for_function("document.querySelector('#outline-shape').getAttribute('points') === ''")
 
 
+def test_a_photo_of_another_object_on_the_same_desk_is_badged_same_scene_only(browser, tmp_path) -> None:
+    from test_scene import write_desk_photos
+
+    folder, query = tmp_path / "photos", tmp_path / "desk-astronaut.jpg"
+    write_desk_photos(folder, query)
+    db = f"sqlite:///{tmp_path / 'desk.sqlite3'}"
+    assert imgsearch("build", folder, "--db", db).code == 0
+    with serving(db, tmp_path) as served:
+        page = search_page(browser, served)
+        page.set_input_files("#file", str(query))
+        page.wait_for_selector("#results li button.hit.scene")
+        first = page.locator("#results li button.hit").first
+        assert first.get_attribute("data-path") == "sofa-astronaut.jpg" and "verified" in first.get_attribute("class")
+        assert "same object" in first.inner_text()
+        scene = page.locator("#results li button.hit.scene")
+        assert scene.count() == 1 and scene.get_attribute("data-path") == "desk-coffee.jpg"
+        assert "same scene only" in scene.inner_text() and "same object" not in scene.inner_text()
+        page.screenshot(path=str(tmp_path / "scene.png"))
+        if os.environ.get("SCREENSHOT_DIR"):
+            shutil.copy(tmp_path / "scene.png", Path(os.environ["SCREENSHOT_DIR"]) / "scene-page.png")
+
+
 def offline(page) -> list[str]:
     """Every request to anywhere but this machine fails, as without internet; the list of
     what was tried, each as "resource-type URL"."""

@@ -267,7 +267,7 @@ def test_the_command_lines_text_marks_the_verified_match_and_says_what_the_score
                      "points agree")
     assert len(rest) == 2 and not any("same object" in line for line in rest) and spent.startswith("spend ")
     assert set(best) == {"rank", "id", "name", "path", "score", "inliers", "matches", "significance", "corners",
-                         "found_by"}
+                         "match", "found_by"} and best["match"] == "object"
     plain = imgsearch("query", query, "--db", db_url, "-k", "3", "--rerank", "none").out.splitlines()
     assert plain[:2] == ["ranked by score", "score: pearson similarity of the cnn-spoc descriptors, 1 the most alike"]
     assert all("same object" not in line for line in plain)

@@ -15,9 +15,11 @@ import numpy as np
 from imgsearch.errors import NotKeptError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
+from imgsearch.rerank.expansion import EXPANDED_CANDIDATES, object_query
 from imgsearch.rerank.first_stage import word_candidates
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
-from imgsearch.rerank.verify import Evidence, Verification, verified_keys, verify_all
+from imgsearch.rerank.scene import OBJECT
+from imgsearch.rerank.verify import Evidence, Verification, is_verified, match_kinds_of, verified_keys, verify_all
 from imgsearch.scan.kernel import RowFilter, ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import Scanner
@@ -266,18 +268,50 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     stored = ctx.store.local_features(row, candidates)
     checked = [i for i in candidates if i in stored and i in images]
     clock.lap("reading features")
+    evidence = Evidence(float(values["false_alarms"]))
     results = dict(zip(checked, verify_all(query.features, query.scale, query.size,
                                            [(stored[i], (images[i].height, images[i].width)) for i in checked],
-                                           Evidence(float(values["false_alarms"])))))
+                                           evidence)))
     clock.lap("matching and ransac")
+    kinds = dict(zip(checked, match_kinds_of([results[i] for i in checked], query.features.keypoints, query.size)))
+    again, from_expansion = expand_at_query(ctx, row, query, [(i, results[i], kinds[i], stored[i]) for i in checked],
+                                            int(values["expand"]), evidence)
+    clock.lap("expansion")
     score = dict(scanned.ranking)
-    kept = [i for i in candidates if i in score or _verified(results.get(i))]
-    keys = verified_keys(np.array([score.get(i, 0.0) for i in kept]), [results.get(i) for i in kept])
+    kept = [i for i in dict.fromkeys(candidates + from_expansion)
+            if i in score or is_verified(results.get(i)) or is_verified(again.get(i))]
+    keys = verified_keys(np.array([score.get(i, 0.0) for i in kept]), [results.get(i) for i in kept],
+                         [kinds.get(i) for i in kept], [again.get(i) for i in kept])
     order = [kept[n] for n in np.argsort(-keys, kind="stable")][: ctx.k]
-    lists = {"photo": set(ids), "regions": set(extra), "words": set(from_words)}
-    extras = {i: {**verification_fields(results.get(i)), "found_by": [name for name, members in lists.items()
-                                                                       if i in members]} for i in order}
+    lists = {"photo": set(ids), "regions": set(extra), "words": set(from_words), "expansion": set(from_expansion)}
+    # the expansion checks only images the first pass did not: each image has one verification
+    extras = {i: {**verification_fields(results.get(i, again.get(i))),
+                  "match": kinds.get(i) or (OBJECT if is_verified(again.get(i)) else None),
+                  "found_by": [name for name, members in lists.items() if i in members]} for i in order}
     return replace(scanned, ranking=[(i, score.get(i, 0.0)) for i in order], extras=extras, timings=clock.laps)
+
+
+def expand_at_query(ctx: QueryContext, row: ExtractorRow, query: QueryLocal,
+                    checked: list[tuple[int, Verification, str | None, LocalFeatures]], anchors: int,
+                    evidence: Evidence) -> tuple[dict[int, Verification], list[int]]:
+    """Verified query expansion (rerank.expansion): the words stage again with the query
+    expanded by its best object matches, and what it finds that did not verify yet,
+    verified against the expanded query. Returns those verifications by image and the
+    images the expanded words found."""
+    model = object_query(query.features, [found for _, found, _, _ in checked], [kind for _, _, kind, _ in checked],
+                           [features for *_, features in checked], anchors)
+    if model is None:
+        return {}, []
+    # what the first pass checked against the photo is left out: the expansion is for the
+    # photos of the object the first stages did not bring
+    found = [i for i, _ in word_candidates(ctx.store, row, model, list(ctx.rows.excluded) + [i for i, *_ in checked],
+                                           EXPANDED_CANDIDATES) if ctx.rows.admits(i)]
+    images = ctx.store.images_by_ids(found)
+    stored = ctx.store.local_features(row, found)
+    again = [i for i in found if i in stored and i in images]
+    return dict(zip(again, verify_all(model, query.scale, query.size,
+                                      [(stored[i], (images[i].height, images[i].width)) for i in again],
+                                      evidence))), found
 
 
 def verification_fields(found: Verification | None) -> dict:
@@ -289,10 +323,6 @@ def verification_fields(found: Verification | None) -> dict:
     return {"inliers": found.inliers, "matches": found.matches,
             "significance": round(found.significance, 1) if math.isfinite(found.significance) else None,
             "corners": found.corners.round(1).tolist() if found.corners is not None else None}
-
-
-def _verified(result: Verification | None) -> bool:
-    return result is not None and result.corners is not None
 
 
 def graph_notes(store: FeatureStore, row: ExtractorRow, metric: Metric, graph: GraphRow | None) -> list[str]:

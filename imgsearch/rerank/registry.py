@@ -28,7 +28,7 @@ from imgsearch.rerank.query import (
     query_expansion_at_query,
     verify_at_query,
 )
-from imgsearch.rerank.verify import verified_scores
+from imgsearch.rerank.verified import verified_scores
 from imgsearch.scan.kernel import ScanResult
 from imgsearch.specs import FRACTION, OPEN_FRACTION, POSITIVE_FRACTION, Check, Method, number_below, parse_spec, spec_pattern, whole_below
 
@@ -221,10 +221,12 @@ DEFAULT_VERIFY = "verify"
 DEFAULT_RERANK = "dba-aqe+verify"
 
 register(Reranking("verify", Method.of(
-    verified_scores, "geometric verification of the top shortlist by local features, shortlist, false_alarms "
-                     "(RootSIFT, ratio test, RANSAC homography, Philbin et al., CVPR 2007; verified when chance "
-                     "explains fewer than false_alarms such models, Moisan & Stival 2004)",
-    {"shortlist": NEIGHBOURS, "false_alarms": POSITIVE_FRACTION}),
+    verified_scores, "geometric verification of the top shortlist by local features, shortlist, false_alarms, "
+                     "expand (RootSIFT, ratio test, RANSAC homography, Philbin et al., CVPR 2007; verified when "
+                     "chance explains fewer than false_alarms such models, Moisan & Stival 2004; the query expanded "
+                     "by its expand best matches on its object, Chum et al., ICCV 2007; 0: not expanded)",
+    {"shortlist": NEIGHBOURS, "false_alarms": POSITIVE_FRACTION, "expand": NEIGHBOURS}),
     verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True, follows=True,
     orders="the same object first (verified: its points agree with the photo's; most agreeing points first), "
+           "then photos sharing only its surroundings (verified away from the photo's object), "
            "then the rest by score"))

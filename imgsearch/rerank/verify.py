@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 from scipy.special import gammaln
 
-from imgsearch.features.local import DEFAULT_MAX_SIDE
 from imgsearch.keypoints import LocalFeatures
+from imgsearch.rerank.scene import OBJECT, match_kinds
 
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 8.0  # reprojection error allowed, in pixels of the query at its extraction size
@@ -42,6 +42,10 @@ class Verification:
     # log10 of the false alarms chance gives a model this good (log10_false_alarms); inf
     # where no homography passed the geometric checks
     significance: float = math.inf
+    # which of the query's keypoints are the agreeing inliers (indices): where in the query
+    # photo the image matched
+    query_inliers: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    homography: np.ndarray | None = None  # 3 x 3, the stored image's pixels to the query's, when verified
 
 
 @dataclass(frozen=True)
@@ -163,22 +167,30 @@ def verify(query_points: np.ndarray, candidate_points: np.ndarray, matches: tupl
     if (not cv2.isContourConvex(corners.astype(np.float32)) or cv2.contourArea(corners) <= 0
             or cv2.contourArea(hull) < MIN_HULL_SHARE * width * height):
         return Verification(inliers, None, n)
-    agreeing = int(agrees_in_orientation(H, candidate_points[c[inlying]], query_points[q[inlying]]).sum())
+    agrees = agrees_in_orientation(H, candidate_points[c[inlying]], query_points[q[inlying]])
+    agreeing = int(agrees.sum())
     chance = inlier_chance(threshold, corners, query_size) * 2 * ORIENTATION_DEGREES / 360
-    found = Verification(agreeing, corners, n, log10_false_alarms(agreeing, n, chance))
+    found = Verification(agreeing, corners, n, log10_false_alarms(agreeing, n, chance), q[inlying][agrees], H)
     return found if evidence.accepts(found) else replace(found, corners=None)
+
+
+def carried(H: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """Keypoint rows (x, y, size, angle) carried by the homography H into the other image:
+    the point mapped, the angle and size those of a short step along it, mapped."""
+    angle = np.deg2rad(keypoints[:, 3].astype(np.float64))
+    start = keypoints[:, :2].astype(np.float64)
+    ahead = start + 8.0 * np.column_stack([np.cos(angle), np.sin(angle)])
+    mapped = cv2.perspectiveTransform(np.stack([start, ahead], axis=1).reshape(1, -1, 2), H).reshape(-1, 2, 2)
+    step = mapped[:, 1] - mapped[:, 0]
+    return np.column_stack([mapped[:, 0], keypoints[:, 2] * np.hypot(step[:, 0], step[:, 1]) / 8.0,
+                            np.rad2deg(np.arctan2(step[:, 1], step[:, 0]))])
 
 
 def agrees_in_orientation(H: np.ndarray, stored: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Per correspondence (keypoint rows x, y, size, angle of the stored image and of the
     query), whether the query keypoint's orientation is within ORIENTATION_DEGREES of the
-    stored one's carried by H at its point (a short step along it, mapped)."""
-    angle = np.deg2rad(stored[:, 3].astype(np.float64))
-    start = stored[:, :2].astype(np.float64)
-    ahead = start + 8.0 * np.column_stack([np.cos(angle), np.sin(angle)])
-    mapped = cv2.perspectiveTransform(np.stack([start, ahead], axis=1).reshape(1, -1, 2), H).reshape(-1, 2, 2)
-    step = mapped[:, 1] - mapped[:, 0]
-    predicted = np.rad2deg(np.arctan2(step[:, 1], step[:, 0]))
+    stored one's carried by H at its point."""
+    predicted = carried(H, stored)[:, 3]
     return np.abs((query[:, 3] - predicted + 180.0) % 360.0 - 180.0) <= ORIENTATION_DEGREES
 
 
@@ -193,34 +205,40 @@ def verify_all(query: LocalFeatures, query_scale: float, query_size: tuple[int, 
             for (f, size), m in zip(listed, matched)]
 
 
-# Verified images rank above every plain score (unit vectors: at most 1 in magnitude).
+# Verified images rank above every plain score (unit vectors: at most 1 in magnitude): those
+# showing the query's object first, then those the expanded query verified on it
+# (rerank.expansion), then those sharing only the query's surroundings (rerank.scene);
+# inlier counts stay far below OBJECT_ABOVE.
 VERIFIED = 10.0
+OBJECT_ABOVE = 1e6
 
 
-def verified_keys(scores: np.ndarray, results: list[Verification | None]) -> np.ndarray:
-    """The one ranking rule of verification, for query and eval alike: verified images
-    first, by inlier count, then by their plain score; the rest by their plain score
-    (`results[i]` None: not checked). Sorting by these keys (stable) keeps the plain order
-    wherever nothing verifies."""
-    verified = np.array([r is not None and r.corners is not None for r in results], dtype=bool)
-    inliers = np.array([r.inliers if r is not None else 0 for r in results], dtype=np.float64)
+def is_verified(found: Verification | None) -> bool:
+    return found is not None and found.corners is not None
+
+
+def match_kinds_of(results: Sequence[Verification | None], query_points: np.ndarray,
+                   size: tuple[int, int]) -> list[str | None]:
+    """Each result's part of the query photo (rerank.scene): OBJECT, SCENE, None where not
+    verified. query_points, size: the query's keypoints and its (height, width)."""
+    return match_kinds(query_points, size, [r.query_inliers if is_verified(r) else None for r in results])  # type: ignore[union-attr]
+
+
+def verified_keys(scores: np.ndarray, results: Sequence[Verification | None], kinds: Sequence[str | None],
+                  expanded: Sequence[Verification | None] | None = None) -> np.ndarray:
+    """The one ranking rule of verification, for query and eval alike: images verified on
+    the query's object first (kinds, match_kinds_of), then those only the expanded query
+    verified (`expanded`: the second pass, None where not checked), then those verified on
+    the query's surroundings only, each by inlier count, then by their plain score; the rest
+    by their plain score (`results[i]` None: not checked). Sorting by these keys (stable)
+    keeps the plain order wherever nothing verifies."""
+    second = expanded if expanded is not None else [None] * len(results)
     plain = np.asarray(scores, dtype=np.float64)
-    # plain / 4 stays within (-0.25, 0.25): it orders equal inlier counts, never crosses one
-    return np.where(verified, VERIFIED + inliers + plain / 4, plain)
-
-
-def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[int, int]]], shortlist: int = 100,
-                    false_alarms: float = DEFAULT_FALSE_ALARMS, *, queries: Sequence[int] | None = None) -> np.ndarray:
-    """eval's verification: each image (a query, with its own stored local features) is
-    verified against its top `shortlist` by the scores before (itself left out) and scored
-    by verified_keys, as query ranks them. local: each image's features and (height, width).
-    queries: only these rows (a benchmark's sample; the others keep their scores)."""
-    out = np.array(scores, dtype=np.float64, copy=True)
-    for i in range(len(scores)) if queries is None else queries:
-        order = np.argsort(-scores[i], kind="stable")
-        order = order[order != i][: int(shortlist)]
-        features, (height, width) = local[i]
-        results = verify_all(features, min(1.0, DEFAULT_MAX_SIDE / max(height, width, 1)), (height, width),
-                             [local[j] for j in order], Evidence(float(false_alarms)))
-        out[i, order] = verified_keys(scores[i, order], list(results))
-    return out
+    keys = plain.copy()
+    for i, (first, kind, again) in enumerate(zip(results, kinds, second)):
+        # plain / 4 stays within (-0.25, 0.25): it orders equal inlier counts, never crosses one
+        if is_verified(first):
+            keys[i] = VERIFIED + (2 * OBJECT_ABOVE if kind == OBJECT else 0.0) + first.inliers + plain[i] / 4  # type: ignore[union-attr]
+        elif is_verified(again):
+            keys[i] = VERIFIED + OBJECT_ABOVE + again.inliers + plain[i] / 4  # type: ignore[union-attr]
+    return keys

@@ -115,13 +115,15 @@ function card(hit) {
   name.textContent = hit.path;
   button.append(img, meta, name);
   if (hit.corners) {
-    // Verified: the same object. Hovering or focusing it draws where it is in the query photo.
-    button.classList.add("verified");
+    // Verified: the same object, or only the same place (another thing photographed on the
+    // same desk). Hovering or focusing it draws where it is in the query photo.
+    const scene = hit.match === "scene";
+    button.classList.add(scene ? "scene" : "verified");
     const badge = document.createElement("span");
     badge.className = "badge";
-    badge.textContent = `same object · ${hit.inliers} of ${hit.matches} points agree`;
+    badge.textContent = `${scene ? "same scene only" : "same object"} · ${hit.inliers} of ${hit.matches} points agree`;
     button.append(badge);
-    button.title += " (same object as in your photo)";
+    button.title += scene ? " (the same place as your photo, not its object)" : " (same object as in your photo)";
     for (const on of ["mouseenter", "focus"]) button.addEventListener(on, () => drawOutline(hit.corners));
     for (const off of ["mouseleave", "blur"]) button.addEventListener(off, () => drawOutline(null));
   }

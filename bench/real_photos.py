@@ -26,8 +26,9 @@ top 2), how often both are in the top 2, how often a photo of another cover by t
 phone (the same desk: a same-scene match) is in the top 2, and each right answer missed from
 the top 2 by class: lost (not in the top 100), unverified, outranked by a photo holding the
 cover too (the cover's own search verifies it there: a photo of one cover often shows
-another beside or beneath it, which the ground truth does not count), outranked by a
-same-scene match (a photo of another cover by the same phone), outranked by another
+another beside or beneath it, which the ground truth does not count), outranked by a cover
+the photo holds besides its own (a cover verified on the photo's object, or a photo of one),
+outranked by a same-scene match (a photo of another cover by the same phone), outranked by another
 verified image.
 """
 from __future__ import annotations
@@ -155,8 +156,7 @@ def photo_to_photo(data: Path, workdir: Path, phones: list[str], rerank: str | N
                 answer = service.search({"k": TOP, "rerank": rerank}, name=f"{PHONE_FOLDER[phone]}/{photo.name}")
                 seconds = time.perf_counter() - started
                 right = [f"covers/{photo.name}", *(f"{folder}/{photo.name}" for folder in others)]
-                rows.append({**judge_photo(phone, photo.name, answer["results"], right, seconds,
-                                           holders.get(photo.name, set())),
+                rows.append({**judge_photo(phone, photo.name, answer["results"], right, seconds, holders),
                              "stages": answer.get("stages_s", {})})
         report_photos(rows, phones)
     finally:
@@ -176,16 +176,18 @@ def photos_holding_each_cover(service, rerank: str | None) -> dict[str, set[str]
 
 
 def judge_photo(phone: str, name: str, results: list[dict], right: list[str], seconds: float,
-                holders: set[str]) -> dict:
+                holders: dict[str, set[str]]) -> dict:
     """One photo's answer against its right images: AP, how many of them are in the top
     len(right), whether a same-scene photo is there, and each right image missing from the
-    top by class (`holders`: the other photos the cover's own search verified on it)."""
+    top by class (`holders`: per cover, the photos its own search verified on it)."""
     paths = [r["path"] for r in results]
     mine = PHONE_FOLDER[phone] + "/"
     same_scene = [i for i, p in enumerate(paths) if p.startswith(mine) and p not in right]
     ranks = sorted(paths.index(r) + 1 for r in right if r in paths)
     ap = sum((n + 1) / rank for n, rank in enumerate(ranks)) / len(right)
     top = len(right)
+    # the covers verified on the photo's object: it holds them (its photos follow them up)
+    held = {p.split("/")[1] for p, r in zip(paths, results) if p.startswith("covers/") and r.get("match") == "object"}
     misses = []
     for r in right:
         if r in paths and paths.index(r) < top:
@@ -198,7 +200,9 @@ def judge_photo(phone: str, name: str, results: list[dict], right: list[str], se
             misses.append(("unverified", r, f"at {at + 1} with {results[at].get('inliers')} inliers"))
             continue
         above = [i for i in range(at) if paths[i] not in right]
-        kind = ("outranked by a photo holding the cover too" if any(paths[i] in holders for i in above)
+        kind = ("outranked by a photo holding the cover too" if any(paths[i] in holders.get(name, set()) for i in above)
+                else "outranked by another cover the photo holds" if any(
+                    paths[i].split("/")[1] in held for i in above)
                 else "outranked by same scene" if any(i in same_scene for i in above) else "outranked by another")
         misses.append((kind, r, f"at {at + 1} with {results[at].get('inliers')} inliers; above it "
                               + ", ".join(f"{paths[i]} ({results[i].get('inliers')}, {results[i].get('match', '-')})"

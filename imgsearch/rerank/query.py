@@ -284,8 +284,7 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
                          [kinds.get(i) for i in kept], [again.get(i) for i in kept])
     order = [kept[n] for n in np.argsort(-keys, kind="stable")][: ctx.k]
     lists = {"photo": set(ids), "regions": set(extra), "words": set(from_words), "expansion": set(from_expansion)}
-    # the expansion checks only images the first pass did not: each image has one verification
-    extras = {i: {**verification_fields(results.get(i, again.get(i))),
+    extras = {i: {**verification_fields(again[i] if is_verified(again.get(i)) else results.get(i)),
                   "match": kinds.get(i) or (OBJECT if is_verified(again.get(i)) else None),
                   "found_by": [name for name, members in lists.items() if i in members]} for i in order}
     return replace(scanned, ranking=[(i, score.get(i, 0.0)) for i in order], extras=extras, timings=clock.laps)
@@ -302,9 +301,11 @@ def expand_at_query(ctx: QueryContext, row: ExtractorRow, query: QueryLocal,
                            [features for *_, features in checked], anchors)
     if model is None:
         return {}, []
-    # what the first pass checked against the photo is left out: the expansion is for the
-    # photos of the object the first stages did not bring
-    found = [i for i, _ in word_candidates(ctx.store, row, model, list(ctx.rows.excluded) + [i for i, *_ in checked],
+    # the verified are left out; an image the first pass did not verify gets a second chance
+    # against the expanded query (a photo sharing more matches with the photo's object than
+    # chance explains only with the other views' features)
+    verified = [i for i, found, _, _ in checked if is_verified(found)]
+    found = [i for i, _ in word_candidates(ctx.store, row, model, list(ctx.rows.excluded) + verified,
                                            EXPANDED_CANDIDATES) if ctx.rows.admits(i)]
     images = ctx.store.images_by_ids(found)
     stored = ctx.store.local_features(row, found)

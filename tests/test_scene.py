@@ -4,6 +4,7 @@ another object on the same desk, though the desk gives that one more inliers, an
 says which is which."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -102,6 +103,14 @@ def test_another_object_on_the_same_desk_is_said_to_share_only_the_scene(tmp_pat
     assert text[2].endswith(f"same object: {elsewhere['inliers']} of {elsewhere['matches']} points agree")
     assert text[3].endswith(f"same scene only: {same_desk['inliers']} of {same_desk['matches']} points agree")
 
+    # the photo itself in the collection (a user searching with a photo they keep): its copy
+    # matches the whole photo, object and desk, and tells no part from the other
+    shutil.copy(query, folder / "desk-astronaut.jpg")
+    assert imgsearch("build", folder, "--db", db_url).code == 0
+    again = imgsearch("query", query, "--db", db_url, "-k", "5", "--json").json()["results"]
+    assert [(r["path"], r["match"]) for r in again if r["corners"] is not None] == [
+        ("desk-astronaut.jpg", "object"), ("sofa-astronaut.jpg", "object"), ("desk-coffee.jpg", "scene")]
+
 
 def test_the_expanded_query_is_the_object_of_the_photo_and_of_its_best_object_match_carried_into_it() -> None:
     rng = np.random.default_rng(6)
@@ -115,7 +124,7 @@ def test_the_expanded_query_is_the_object_of_the_photo_and_of_its_best_object_ma
     corners = np.zeros((4, 2), np.float32)
     results = [Verification(30, corners, 60, -12.0, middle[:30], back), Verification(80, corners, 90, -30.0, border[:80],
                                                                                       np.eye(3))]
-    model = object_query(query, results, [OBJECT, SCENE], [stored, stored])
+    model = object_query(query, SIZE, results, [stored, stored])
     assert model is not None
     # the object: where its matches' inliers are (the hull of the 30)
     outline = cv2.convexHull(points[middle[:30]].astype(np.float32))
@@ -126,8 +135,8 @@ def test_the_expanded_query_is_the_object_of_the_photo_and_of_its_best_object_ma
     carried_back = model.keypoints[on_object.sum():]
     np.testing.assert_allclose(carried_back[:, :2], points[:100][on_object[:100]], atol=1e-3)
     np.testing.assert_allclose(carried_back[:, 2:], [[4.0, 90.0]] * len(carried_back), atol=1e-3)
-    assert object_query(query, results, [SCENE, SCENE], [stored, stored]) is None
-    assert object_query(query, results, [OBJECT, SCENE], [stored, stored], anchors=0) is None
+    assert object_query(query, SIZE, [Verification(3, None, 40), None], [stored, stored]) is None  # nothing verified
+    assert object_query(query, SIZE, results, [stored, stored], anchors=0) is None
 
 
 def test_what_only_the_expanded_query_verified_ranks_between_the_object_and_the_scene() -> None:

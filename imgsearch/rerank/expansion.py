@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from imgsearch.keypoints import LocalFeatures
-from imgsearch.rerank.scene import OBJECT
-from imgsearch.rerank.verify import Verification, carried
+from imgsearch.rerank.scene import views_of_object
+from imgsearch.rerank.verify import Verification, carried, is_verified
 
 # The object matches (most inliers first) whose features join the query (Chum et al. took
 # the best verified results). On the development photos (bench/real_photos.py --protocol
@@ -29,18 +29,21 @@ def _inside(outline: np.ndarray, points: np.ndarray) -> np.ndarray:
                     dtype=bool)
 
 
-def object_query(query: LocalFeatures, results: Sequence[Verification | None], kinds: Sequence[str | None],
-                   stored: Sequence[LocalFeatures | None], anchors: int = EXPANSION) -> LocalFeatures | None:
-    """The query's features within its object (the hull of every object match's inliers)
-    and those of its `anchors` best object matches (stored[i], carried by results[i]'s
-    homography) that land there; None when nothing verified on the object."""
-    objects = [i for i, kind in enumerate(kinds) if kind == OBJECT and results[i] is not None]
-    if not objects or anchors <= 0:
+def object_query(query: LocalFeatures, size: tuple[int, int], results: Sequence[Verification | None],
+                 stored: Sequence[LocalFeatures | None], anchors: int = EXPANSION) -> LocalFeatures | None:
+    """The query's features within its object (the hull of the inliers of every object match
+    but copies of the whole photo) and those of its `anchors` best such matches (stored[i],
+    carried by results[i]'s homography) that land there; None when no other view verified
+    on the object. size: the query's (height, width)."""
+    # a copy of the photo (in the collection too, or a burst) adds no view of the object
+    views = [i for i, view in enumerate(views_of_object(query.keypoints, size, [
+        r.query_inliers if is_verified(r) else None for r in results])) if view]  # type: ignore[union-attr]
+    if not views or anchors <= 0:
         return None
-    matched = np.vstack([query.keypoints[results[i].query_inliers, :2] for i in objects])  # type: ignore[union-attr]
+    matched = np.vstack([query.keypoints[results[i].query_inliers, :2] for i in views])  # type: ignore[union-attr]
     outline = cv2.convexHull(matched.astype(np.float32))
     parts = [query]
-    for i in sorted(objects, key=lambda i: -results[i].inliers)[:anchors]:  # type: ignore[union-attr]
+    for i in sorted(views, key=lambda i: -results[i].inliers)[:anchors]:  # type: ignore[union-attr]
         features, H = stored[i], results[i].homography  # type: ignore[union-attr]
         if features is not None and H is not None and len(features):
             parts.append(LocalFeatures(carried(H, features.keypoints).astype(np.float32), features.descriptors))

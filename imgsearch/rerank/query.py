@@ -274,7 +274,7 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
                                            evidence)))
     clock.lap("matching and ransac")
     kinds = dict(zip(checked, match_kinds_of([results[i] for i in checked], query.features.keypoints, query.size)))
-    again, from_expansion = expand_at_query(ctx, row, query, [(i, results[i], kinds[i], stored[i]) for i in checked],
+    again, from_expansion = expand_at_query(ctx, row, query, [(i, results[i], stored[i]) for i in checked],
                                             int(values["expand"]), evidence)
     clock.lap("expansion")
     score = dict(scanned.ranking)
@@ -291,20 +291,20 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
 
 
 def expand_at_query(ctx: QueryContext, row: ExtractorRow, query: QueryLocal,
-                    checked: list[tuple[int, Verification, str | None, LocalFeatures]], anchors: int,
+                    checked: list[tuple[int, Verification, LocalFeatures]], anchors: int,
                     evidence: Evidence) -> tuple[dict[int, Verification], list[int]]:
     """Verified query expansion (rerank.expansion): the words stage again with the query
     expanded by its best object matches, and what it finds that did not verify yet,
     verified against the expanded query. Returns those verifications by image and the
     images the expanded words found."""
-    model = object_query(query.features, [found for _, found, _, _ in checked], [kind for _, _, kind, _ in checked],
-                           [features for *_, features in checked], anchors)
+    model = object_query(query.features, query.size, [found for _, found, _ in checked],
+                         [features for *_, features in checked], anchors)
     if model is None:
         return {}, []
     # the verified are left out; an image the first pass did not verify gets a second chance
     # against the expanded query (a photo sharing more matches with the photo's object than
     # chance explains only with the other views' features)
-    verified = [i for i, found, _, _ in checked if is_verified(found)]
+    verified = [i for i, found, _ in checked if is_verified(found)]
     found = [i for i, _ in word_candidates(ctx.store, row, model, list(ctx.rows.excluded) + verified,
                                            EXPANDED_CANDIDATES) if ctx.rows.admits(i)]
     images = ctx.store.images_by_ids(found)

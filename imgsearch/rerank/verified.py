@@ -31,7 +31,7 @@ def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[i
         scale = min(1.0, DEFAULT_MAX_SIDE / max(height, width, 1))
         results = verify_all(features, scale, (height, width), [local[j] for j in order], evidence)
         kinds = match_kinds_of(results, features.keypoints, (height, width))
-        model = object_query(features, results, kinds, [local[j][0] for j in order], int(expand))
+        model = object_query(features, (height, width), results, [local[j][0] for j in order], int(expand))
         again: list = [None] * len(order)
         if model is not None:
             unverified = [n for n, found in enumerate(results) if not is_verified(found)]

@@ -85,7 +85,8 @@ def classify(paths: list[str], extras: list[dict], right: str) -> tuple[int | No
     return rank, ("beaten" if mine.get("corners") else "unverified"), detail
 
 
-def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None, sets: list[str]) -> None:
+def served_index(data: Path, workdir: Path, sets: list[str]):
+    """A Service over WORKDIR/index.sqlite3, the collection of `sets` built into it first."""
     from imgsearch.config import Settings
     from imgsearch.serve.config import ServeConfig
     from imgsearch.serve.service import Service
@@ -93,7 +94,12 @@ def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None, se
 
     db = f"sqlite:///{workdir / 'index.sqlite3'}"
     build_index(collection(data, workdir, sets), db)
-    service = Service(ServeConfig(parse_database_url(db), ("cnn-spoc",), ("pearson",), Settings(extractor="cnn-spoc", metric="pearson")))
+    return Service(ServeConfig(parse_database_url(db), ("cnn-spoc",), ("pearson",),
+                               Settings(extractor="cnn-spoc", metric="pearson")))
+
+
+def measure(data: Path, workdir: Path, phones: list[str], rerank: str | None, sets: list[str]) -> None:
+    service = served_index(data, workdir, sets)
     rows = []
     try:
         asked = {"k": TOP, "rerank": rerank}
@@ -138,14 +144,7 @@ def report(rows: list[tuple], phones: list[str]) -> None:
 
 
 def photo_to_photo(data: Path, workdir: Path, phones: list[str], rerank: str | None, sets: list[str]) -> None:
-    from imgsearch.config import Settings
-    from imgsearch.serve.config import ServeConfig
-    from imgsearch.serve.service import Service
-    from imgsearch.store.url import parse_database_url
-
-    db = f"sqlite:///{workdir / 'index.sqlite3'}"
-    build_index(collection(data, workdir, sets), db)
-    service = Service(ServeConfig(parse_database_url(db), ("cnn-spoc",), ("pearson",), Settings(extractor="cnn-spoc", metric="pearson")))
+    service = served_index(data, workdir, sets)
     rows = []
     try:
         holders = photos_holding_each_cover(service, rerank)

@@ -13,9 +13,9 @@ from cli_runner import imgsearch
 from photos import photo
 
 from imgsearch.keypoints import LocalFeatures
-from imgsearch.rerank.expansion import object_query
-from imgsearch.rerank.scene import OBJECT, SCENE, match_kinds
-from imgsearch.rerank.verify import Verification, match_kinds_of, verified_keys
+from imgsearch.rerank.expansion import second_query
+from imgsearch.rerank.scene import OBJECT, SCENE, match_kinds, unexplained
+from imgsearch.rerank.verify import Verification, inlier_points, verified_keys
 
 SIZE = (1000, 1000)  # height, width
 
@@ -31,16 +31,18 @@ def scattered(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndar
 def test_the_matches_nearest_the_centre_are_the_object_and_the_others_the_scene() -> None:
     rng = np.random.default_rng(3)
     points, middle, border = scattered(rng)
-    inliers = [middle[:30], None, border[:80], middle[100:125], border[120:180]]
-    assert match_kinds(points, SIZE, inliers) == [OBJECT, None, SCENE, OBJECT, SCENE]
+    inliers = [points[middle[:30]], None, points[border[:80]], points[middle[100:125]], points[border[120:180]]]
+    assert match_kinds(SIZE, inliers) == [OBJECT, None, SCENE, OBJECT, SCENE]
     # what matched, not how much: the scene's larger groups change nothing
-    assert match_kinds(points, SIZE, [border[:150], middle[:20]]) == [SCENE, OBJECT]
+    assert match_kinds(SIZE, [points[border[:150]], points[middle[:20]]]) == [SCENE, OBJECT]
+    # a copy of the whole photo matched the object and more: it shows the object
+    assert match_kinds(SIZE, [points, points[border[:80]], points[middle[:30]]]) == [OBJECT, SCENE, OBJECT]
 
 
 def test_matches_of_one_part_of_the_photo_are_the_object_wherever_it_lies() -> None:
     points, _, border = scattered(np.random.default_rng(4))
-    assert match_kinds(points, SIZE, [border[:40], border[40:100]]) == [OBJECT, OBJECT]
-    assert match_kinds(points, SIZE, [None, None]) == [None, None]
+    assert match_kinds(SIZE, [points[border[:40]], points[border[40:100]]]) == [OBJECT, OBJECT]
+    assert match_kinds(SIZE, [None, None]) == [None, None]
 
 
 def test_the_object_ranks_above_the_scene_with_more_inliers_and_both_above_the_unverified() -> None:
@@ -48,7 +50,7 @@ def test_the_object_ranks_above_the_scene_with_more_inliers_and_both_above_the_u
     corners = np.zeros((4, 2), np.float32)
     results = [Verification(60, corners, 100, -20.0, border[:60]), Verification(25, corners, 90, -9.0, middle[:25]),
                None, Verification(3, None, 40)]
-    kinds = match_kinds_of(results, points, SIZE)
+    kinds = match_kinds(SIZE, [inlier_points(r, points) for r in results])
     assert kinds == [SCENE, OBJECT, None, None]
     keys = verified_keys(np.array([0.2, 0.1, 0.9, 0.8]), results, kinds)
     assert list(np.argsort(-keys, kind="stable")) == [1, 0, 2, 3]
@@ -124,7 +126,7 @@ def test_the_expanded_query_is_the_object_of_the_photo_and_of_its_best_object_ma
     corners = np.zeros((4, 2), np.float32)
     results = [Verification(30, corners, 60, -12.0, middle[:30], back), Verification(80, corners, 90, -30.0, border[:80],
                                                                                       np.eye(3))]
-    model = object_query(query, SIZE, results, [stored, stored])
+    model = second_query(query, SIZE, results, [stored, stored])
     assert model is not None
     # the object: where its matches' inliers are (the hull of the 30)
     outline = cv2.convexHull(points[middle[:30]].astype(np.float32))
@@ -135,8 +137,8 @@ def test_the_expanded_query_is_the_object_of_the_photo_and_of_its_best_object_ma
     carried_back = model.keypoints[on_object.sum():]
     np.testing.assert_allclose(carried_back[:, :2], points[:100][on_object[:100]], atol=1e-3)
     np.testing.assert_allclose(carried_back[:, 2:], [[4.0, 90.0]] * len(carried_back), atol=1e-3)
-    assert object_query(query, SIZE, [Verification(3, None, 40), None], [stored, stored]) is None  # nothing verified
-    assert object_query(query, SIZE, results, [stored, stored], anchors=0) is None
+    assert second_query(query, SIZE, [Verification(3, None, 40), None], [stored, stored]) is None  # nothing verified
+    assert second_query(query, SIZE, results, [stored, stored], anchors=0) is None
 
 
 def test_what_only_the_expanded_query_verified_ranks_between_the_object_and_the_scene() -> None:
@@ -144,7 +146,21 @@ def test_what_only_the_expanded_query_verified_ranks_between_the_object_and_the_
     corners = np.zeros((4, 2), np.float32)
     results = [Verification(70, corners, 100, -20.0, border[:70]), Verification(20, corners, 90, -9.0, middle[:20]),
                Verification(2, None, 30), None]
-    kinds = match_kinds_of(results, points, SIZE)
     again = [None, None, Verification(90, corners, 120, -25.0, middle[:90]), None]
+    kinds = match_kinds(SIZE, [inlier_points(r, points) for r in results[:2]] + [points[middle[:90]], None])
     keys = verified_keys(np.array([0.5, 0.1, 0.2, 0.9]), results, kinds, again)
     assert list(np.argsort(-keys, kind="stable")) == [1, 2, 0, 3]
+
+
+def test_where_only_the_surroundings_verified_the_second_query_is_what_they_left_unexplained() -> None:
+    rng = np.random.default_rng(8)
+    points, middle, border = scattered(rng)
+    query = LocalFeatures(np.column_stack([points, np.full(400, 4.0), np.zeros(400)]).astype(np.float32),
+                          rng.integers(0, 255, (400, 128)).astype(np.uint8))
+    desk = Verification(150, np.zeros((4, 2), np.float32), 200, -60.0, border[:150], np.eye(3))
+    stored = LocalFeatures(query.keypoints[:100], query.descriptors[:100].astype(np.float32))
+    model = second_query(query, SIZE, [desk], [stored])
+    left = unexplained(points, SIZE, [points[border[:150]]])
+    assert model is not None and left[middle].all() and left.sum() < 400
+    # the photo's own features there, none of the desk photo's
+    np.testing.assert_array_equal(model.keypoints, query.keypoints[left])

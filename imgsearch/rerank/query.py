@@ -15,11 +15,11 @@ import numpy as np
 from imgsearch.errors import NotKeptError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
-from imgsearch.rerank.expansion import EXPANDED_CANDIDATES, object_query
+from imgsearch.rerank.expansion import EXPANDED_CANDIDATES, second_query
 from imgsearch.rerank.first_stage import word_candidates
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
-from imgsearch.rerank.scene import OBJECT
-from imgsearch.rerank.verify import Evidence, Verification, is_verified, match_kinds_of, verified_keys, verify_all
+from imgsearch.rerank.scene import match_kinds
+from imgsearch.rerank.verify import Evidence, Verification, inlier_points, is_verified, verified_keys, verify_all
 from imgsearch.scan.kernel import RowFilter, ScanResult
 from imgsearch.scan.metrics import Metric, get_metric
 from imgsearch.scan.store_scan import Scanner
@@ -273,10 +273,13 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
                                            [(stored[i], (images[i].height, images[i].width)) for i in checked],
                                            evidence)))
     clock.lap("matching and ransac")
-    kinds = dict(zip(checked, match_kinds_of([results[i] for i in checked], query.features.keypoints, query.size)))
-    again, from_expansion = expand_at_query(ctx, row, query, [(i, results[i], stored[i]) for i in checked],
-                                            int(values["expand"]), evidence)
+    again, from_expansion, second_points = expand_at_query(ctx, row, query, [(i, results[i], stored[i]) for i in checked],
+                                                           int(values["expand"]), evidence)
     clock.lap("expansion")
+    # which part of the photo each verified image matched, over both passes: the second may
+    # find the object where the first found only its surroundings
+    points = {**{i: inlier_points(results[i], query.features.keypoints) for i in checked}, **second_points}
+    kinds = dict(zip(points, match_kinds(query.size, list(points.values()))))
     score = dict(scanned.ranking)
     kept = [i for i in dict.fromkeys(candidates + from_expansion)
             if i in score or is_verified(results.get(i)) or is_verified(again.get(i))]
@@ -285,22 +288,22 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     order = [kept[n] for n in np.argsort(-keys, kind="stable")][: ctx.k]
     lists = {"photo": set(ids), "regions": set(extra), "words": set(from_words), "expansion": set(from_expansion)}
     extras = {i: {**verification_fields(again[i] if is_verified(again.get(i)) else results.get(i)),
-                  "match": kinds.get(i) or (OBJECT if is_verified(again.get(i)) else None),
+                  "match": kinds.get(i) if is_verified(results.get(i)) or is_verified(again.get(i)) else None,
                   "found_by": [name for name, members in lists.items() if i in members]} for i in order}
     return replace(scanned, ranking=[(i, score.get(i, 0.0)) for i in order], extras=extras, timings=clock.laps)
 
 
 def expand_at_query(ctx: QueryContext, row: ExtractorRow, query: QueryLocal,
                     checked: list[tuple[int, Verification, LocalFeatures]], anchors: int,
-                    evidence: Evidence) -> tuple[dict[int, Verification], list[int]]:
-    """Verified query expansion (rerank.expansion): the words stage again with the query
-    expanded by its best object matches, and what it finds that did not verify yet,
-    verified against the expanded query. Returns those verifications by image and the
-    images the expanded words found."""
-    model = object_query(query.features, query.size, [found for _, found, _ in checked],
+                    evidence: Evidence) -> tuple[dict[int, Verification], list[int], dict[int, np.ndarray | None]]:
+    """The second pass (rerank.expansion): the words stage again with the second query,
+    and what it finds that did not verify yet, verified against it. Returns those
+    verifications by image, the images its words found, and where in the photo the
+    inliers of those it verified lie."""
+    model = second_query(query.features, query.size, [found for _, found, _ in checked],
                          [features for *_, features in checked], anchors)
     if model is None:
-        return {}, []
+        return {}, [], {}
     # the verified are left out; an image the first pass did not verify gets a second chance
     # against the expanded query (a photo sharing more matches with the photo's object than
     # chance explains only with the other views' features)
@@ -309,10 +312,11 @@ def expand_at_query(ctx: QueryContext, row: ExtractorRow, query: QueryLocal,
                                            EXPANDED_CANDIDATES) if ctx.rows.admits(i)]
     images = ctx.store.images_by_ids(found)
     stored = ctx.store.local_features(row, found)
-    again = [i for i in found if i in stored and i in images]
-    return dict(zip(again, verify_all(model, query.scale, query.size,
-                                      [(stored[i], (images[i].height, images[i].width)) for i in again],
-                                      evidence))), found
+    readable = [i for i in found if i in stored and i in images]
+    again = dict(zip(readable, verify_all(model, query.scale, query.size,
+                                          [(stored[i], (images[i].height, images[i].width)) for i in readable],
+                                          evidence)))
+    return again, found, {i: inlier_points(v, model.keypoints) for i, v in again.items() if is_verified(v)}
 
 
 def verification_fields(found: Verification | None) -> dict:

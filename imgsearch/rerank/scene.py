@@ -28,15 +28,20 @@ GRID = 12  # cells a side: where in the photo inliers lie, coarse enough that tw
 SHARED = 0.5  # share of inliers in cells another match holds that makes the two matches of one part
 
 
-def _cells(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """How many of the points fall in each of the GRID x GRID cells of a photo (height, width)."""
+def _cell_of(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The GRID x GRID cell of a photo (height, width) each point (x, y first) lies in."""
     height, width = size
     x = np.clip((points[:, 0] / max(width, 1) * GRID).astype(np.int64), 0, GRID - 1)
     y = np.clip((points[:, 1] / max(height, 1) * GRID).astype(np.int64), 0, GRID - 1)
-    return np.bincount(y * GRID + x, minlength=GRID * GRID)
+    return y * GRID + x
 
 
-def _off_centre(points: np.ndarray, size: tuple[int, int]) -> float:
+def _cells(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """How many of the points fall in each of the GRID x GRID cells of a photo (height, width)."""
+    return np.bincount(_cell_of(points, size), minlength=GRID * GRID)
+
+
+def off_centre(points: np.ndarray, size: tuple[int, int]) -> float:
     """The points' mean distance from the photo's centre, in shares of its width and height."""
     if not len(points):
         return float("inf")
@@ -50,11 +55,10 @@ def _held(counts: np.ndarray, cells: np.ndarray) -> float:
     return float(counts[cells > 0].sum()) / max(int(counts.sum()), 1)
 
 
-def _parts(query_points: np.ndarray, size: tuple[int, int],
-           inliers: Sequence[np.ndarray | None]) -> tuple[list[str | None], list[float]]:
+def _parts(size: tuple[int, int], inliers: Sequence[np.ndarray | None]) -> tuple[list[str | None], list[float]]:
     """match_kinds, and each verified image's share of inliers on the object's cells."""
     verified = sorted((i for i, found in enumerate(inliers) if found is not None), key=lambda i: -len(inliers[i]))
-    cells = {i: _cells(query_points[inliers[i], :2], size) for i in verified}  # type: ignore[index]
+    cells = {i: _cells(inliers[i], size) for i in verified}  # type: ignore[arg-type]
     groups: list[tuple[np.ndarray, list[int]]] = []  # (inliers per cell, members)
     for i in verified:
         # both ways: a copy of the whole photo holds every part's cells, and no part holds its
@@ -70,32 +74,38 @@ def _parts(query_points: np.ndarray, size: tuple[int, int],
     if not groups:
         return kinds, inside
 
-    def off_centre(members: list[int]) -> float:
-        return _off_centre(query_points[np.concatenate([inliers[i] for i in members]), :2], size)  # type: ignore[misc]
+    def group_off_centre(members: list[int]) -> float:
+        return off_centre(np.vstack([inliers[i] for i in members]), size)  # type: ignore[misc]
 
-    aimed = groups[min(range(len(groups)), key=lambda g: off_centre(groups[g][1]))][0]
+    aimed = groups[min(range(len(groups)), key=lambda g: group_off_centre(groups[g][1]))][0]
     for i in verified:
         inside[i] = _held(cells[i], aimed)
         kinds[i] = OBJECT if inside[i] >= SHARED or _held(aimed, cells[i]) >= SHARED else SCENE
     return kinds, inside
 
 
-def match_kinds(query_points: np.ndarray, size: tuple[int, int],
-                inliers: Sequence[np.ndarray | None]) -> list[str | None]:
-    """Per image, OBJECT or SCENE where it is verified (`inliers`: the indices of the query
-    keypoints it matched), None where not. The verified are taken most inliers first; each
+def match_kinds(size: tuple[int, int], inliers: Sequence[np.ndarray | None]) -> list[str | None]:
+    """Per image, OBJECT or SCENE where it is verified (`inliers`: where in the query photo
+    its inliers lie, n x 2), None where not. The verified are taken most inliers first; each
     joins the group whose inliers and its own lie, SHARED of each, in cells the other holds
     (a copy of the whole photo holds every part's cells, but no part holds most of its), else
     starts a group. The group nearest the centre holds the object: an image with SHARED of
     its inliers in that group's cells, or in whose cells SHARED of that group's inliers lie
-    (a copy, a burst: the object and more), shows the object. query_points: the query's
-    keypoints (x, y first), size: its (height, width)."""
-    return _parts(query_points, size, inliers)[0]
+    (a copy, a burst: the object and more), shows the object. size: the query's (height,
+    width)."""
+    return _parts(size, inliers)[0]
 
 
-def views_of_object(query_points: np.ndarray, size: tuple[int, int],
-                    inliers: Sequence[np.ndarray | None]) -> list[bool]:
+def views_of_object(size: tuple[int, int], inliers: Sequence[np.ndarray | None]) -> list[bool]:
     """Which verified images matched the object and little else (SHARED of their inliers on
     its cells): other views of it, not copies of the whole photo."""
-    kinds, inside = _parts(query_points, size, inliers)
+    kinds, inside = _parts(size, inliers)
     return [kind == OBJECT and share >= SHARED for kind, share in zip(kinds, inside)]
+
+
+def unexplained(query_points: np.ndarray, size: tuple[int, int], inliers: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Which of the query's keypoints lie in cells where no verified image has inliers: the
+    part of the photo nothing found explains (where an object is when only photos of its
+    surroundings verified)."""
+    matched = sum((_cells(points, size) for points in inliers if points is not None), np.zeros(GRID * GRID, np.int64))
+    return matched[_cell_of(query_points, size)] == 0

@@ -10,8 +10,9 @@ import numpy as np
 
 from imgsearch.features.local import DEFAULT_MAX_SIDE
 from imgsearch.keypoints import LocalFeatures
-from imgsearch.rerank.expansion import EXPANSION, object_query
-from imgsearch.rerank.verify import DEFAULT_FALSE_ALARMS, Evidence, is_verified, match_kinds_of, verified_keys, verify_all
+from imgsearch.rerank.expansion import EXPANSION, second_query
+from imgsearch.rerank.scene import match_kinds
+from imgsearch.rerank.verify import DEFAULT_FALSE_ALARMS, Evidence, inlier_points, is_verified, verified_keys, verify_all
 
 
 def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[int, int]]], shortlist: int = 100,
@@ -30,13 +31,15 @@ def verified_scores(scores: np.ndarray, local: list[tuple[LocalFeatures, tuple[i
         features, (height, width) = local[i]
         scale = min(1.0, DEFAULT_MAX_SIDE / max(height, width, 1))
         results = verify_all(features, scale, (height, width), [local[j] for j in order], evidence)
-        kinds = match_kinds_of(results, features.keypoints, (height, width))
-        model = object_query(features, (height, width), results, [local[j][0] for j in order], int(expand))
+        model = second_query(features, (height, width), results, [local[j][0] for j in order], int(expand))
         again: list = [None] * len(order)
         if model is not None:
             unverified = [n for n, found in enumerate(results) if not is_verified(found)]
             for n, found in zip(unverified, verify_all(model, scale, (height, width),
                                                          [local[order[n]] for n in unverified], evidence)):
                 again[n] = found
-        out[i, order] = verified_keys(scores[i, order], results, kinds, again)
+        points = [inlier_points(first, features.keypoints) if is_verified(first) else
+                  inlier_points(second, model.keypoints) if model is not None else None
+                  for first, second in zip(results, again)]
+        out[i, order] = verified_keys(scores[i, order], results, match_kinds((height, width), points), again)
     return out

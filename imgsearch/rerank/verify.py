@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from imgsearch.keypoints import LocalFeatures
-from imgsearch.rerank.scene import OBJECT, match_kinds
+from imgsearch.rerank.scene import OBJECT
 
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 8.0  # reprojection error allowed, in pixels of the query at its extraction size
@@ -217,21 +217,21 @@ def is_verified(found: Verification | None) -> bool:
     return found is not None and found.corners is not None
 
 
-def match_kinds_of(results: Sequence[Verification | None], query_points: np.ndarray,
-                   size: tuple[int, int]) -> list[str | None]:
-    """Each result's part of the query photo (rerank.scene): OBJECT, SCENE, None where not
-    verified. query_points, size: the query's keypoints and its (height, width)."""
-    return match_kinds(query_points, size, [r.query_inliers if is_verified(r) else None for r in results])  # type: ignore[union-attr]
+def inlier_points(found: Verification | None, keypoints: np.ndarray) -> np.ndarray | None:
+    """Where a verified image's inliers lie in the query photo (n x 2; `keypoints`: those of
+    the query it was verified against), None where not verified."""
+    return keypoints[found.query_inliers, :2] if found is not None and found.corners is not None else None
 
 
 def verified_keys(scores: np.ndarray, results: Sequence[Verification | None], kinds: Sequence[str | None],
                   expanded: Sequence[Verification | None] | None = None) -> np.ndarray:
     """The one ranking rule of verification, for query and eval alike: images verified on
-    the query's object first (kinds, match_kinds_of), then those only the expanded query
-    verified (`expanded`: the second pass, None where not checked), then those verified on
-    the query's surroundings only, each by inlier count, then by their plain score; the rest
-    by their plain score (`results[i]` None: not checked). Sorting by these keys (stable)
-    keeps the plain order wherever nothing verifies."""
+    the query's object first (kinds: rerank.scene.match_kinds of both passes), then those
+    on it only the second query verified (`expanded`: the second pass, None where not
+    checked), then those verified on the query's surroundings only, each by inlier count,
+    then by their plain score; the rest by their plain score (`results[i]` None: not
+    checked). Sorting by these keys (stable) keeps the plain order wherever nothing
+    verifies."""
     second = expanded if expanded is not None else [None] * len(results)
     plain = np.asarray(scores, dtype=np.float64)
     keys = plain.copy()
@@ -240,5 +240,5 @@ def verified_keys(scores: np.ndarray, results: Sequence[Verification | None], ki
         if is_verified(first):
             keys[i] = VERIFIED + (2 * OBJECT_ABOVE if kind == OBJECT else 0.0) + first.inliers + plain[i] / 4  # type: ignore[union-attr]
         elif is_verified(again):
-            keys[i] = VERIFIED + OBJECT_ABOVE + again.inliers + plain[i] / 4  # type: ignore[union-attr]
+            keys[i] = VERIFIED + (OBJECT_ABOVE if kind == OBJECT else 0.0) + again.inliers + plain[i] / 4  # type: ignore[union-attr]
     return keys

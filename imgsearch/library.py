@@ -65,7 +65,8 @@ class Hit:
     the thing the photo shows, "scene": only its surroundings, as another photo taken on the
     same desk; None where not verified), and `found_by`: the first-stage lists that brought
     it ("photo": the whole photo's ranking, "regions": its regions' scan, "words": the
-    visual words, "expansion": the words of the photo expanded by its best object match)."""
+    visual words, "expansion": the words of verification's second query, what the first
+    pass learned of the object)."""
 
     rank: int
     id: int

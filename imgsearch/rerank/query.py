@@ -234,11 +234,14 @@ class Stopwatch:
 def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     """Geometric verification (rerank.verify) of the scan's top `shortlist` and of the
     images the visual-word first stage finds (rerank.first_stage, where the index has
-    words): verified images first, by inlier count; the rest below in the scan's order
-    (an image only the words found is shown only when it verifies). Each image gets its
-    inlier count, the first-stage lists that brought it (found_by: the whole photo's
-    ranking, the regions' scan, the visual words), a verified one the corners of its
-    outline in the query photo, and the result the time of each stage. A query with no local features (a flat photo) keeps
+    words), then of the images a second query finds (rerank.expansion, `expand`):
+    verified images first, those on the photo's object above those on its surroundings
+    only (rerank.scene), by inlier count (verified_keys); the rest below in the scan's
+    order (an image only the words found is shown only when it verifies). Each image gets
+    its inlier count, the first-stage lists that brought it (found_by: the whole photo's
+    ranking, the regions' scan, the visual words, the second query's words), a verified
+    one the corners of its outline in the query photo and its match (object or scene), and
+    the result the time of each stage. A query with no local features (a flat photo) keeps
     the scan's order."""
     clock = Stopwatch()
     row = local_extractor(ctx.catalog)

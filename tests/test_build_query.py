@@ -44,7 +44,7 @@ def test_cli_build_then_query_finds_the_edited_copy(db_url, collection, tmp_path
         assert result["rerank"] == "verify"  # no graph for these extractors: verification alone
         assert {"global", "words", "matching and ransac"} <= set(result["stages_s"])
         assert set(result["results"][0]) - {"corners"} == {"rank", "id", "name", "path", "score", "inliers", "matches",
-                                                                   "significance", "found_by"}
+                                                                   "significance", "match", "found_by"}
         assert "photo" in result["results"][0]["found_by"]  # the whole photo's ranking brought its own file
         assert result["results"][0]["path"] == os.path.join("a", "chelsea.jpg")
         assert [r["rank"] for r in result["results"]] == list(range(1, len(PHOTOS) + 1))

@@ -242,7 +242,8 @@ def said_at(text: str) -> None:
               help=RERANK_HELP + " aqe and alpha-qe cost a second scan; dba-aqe scans the augmented vectors and "
                    "diffusion and k-reciprocal re-rank the top `shortlist` (1000 / 100) with the k-NN graph that "
                    "`imgsearch graph` keeps (--dba N for dba-aqe:N). Default: dba-aqe+verify, of what the index "
-                   "keeps (a default build keeps both): verified images first, the rest in dba-aqe's order; "
+                   "keeps (a default build keeps both): verified images first (the photo's object above "
+                   "photos sharing only its surroundings), the rest in dba-aqe's order; "
                    "`none` turns the default off.")
 @click.option("--whiten", metavar="NAME", help="Apply the learned map NAME (see `imgsearch learn`) to the "
                                                   "query and every stored vector before scoring.")

@@ -101,6 +101,11 @@ def test_another_object_on_the_same_desk_is_said_to_share_only_the_scene(tmp_pat
     elsewhere, same_desk = verified
     assert same_desk["inliers"] > elsewhere["inliers"]  # by inliers alone the desk would come first
     assert all(r["match"] is None for r in run.json()["results"] if r["corners"] is None)
+    # expand 0: no second query, as --help says
+    alone = imgsearch("query", query, "--db", db_url, "-k", "4", "--json", "--rerank", "verify:100,1e-6,0")
+    assert alone.code == 0, alone.err
+    assert "expansion" not in alone.json()["stages_s"]
+    assert [r["path"] for r in alone.json()["results"] if r["corners"] is not None] == [r["path"] for r in verified]
     text = imgsearch("query", query, "--db", db_url, "-k", "4").out.splitlines()
     assert text[2].endswith(f"same object: {elsewhere['inliers']} of {elsewhere['matches']} points agree")
     assert text[3].endswith(f"same scene only: {same_desk['inliers']} of {same_desk['matches']} points agree")

@@ -276,9 +276,11 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
                                            [(stored[i], (images[i].height, images[i].width)) for i in checked],
                                            evidence)))
     clock.lap("matching and ransac")
-    again, from_expansion, second_points = expand_at_query(ctx, row, query, [(i, results[i], stored[i]) for i in checked],
-                                                           int(values["expand"]), evidence)
-    clock.lap("expansion")
+    again, from_expansion, second_points = expand_at_query(
+        ctx, row, query, {i: (results[i], stored[i], (images[i].height, images[i].width)) for i in checked},
+        int(values["expand"]), evidence)
+    if int(values["expand"]):  # expand 0: no second query, no stage to time
+        clock.lap("expansion")
     # which part of the photo each verified image matched, over both passes: the second may
     # find the object where the first found only its surroundings
     points = {**{i: inlier_points(results[i], query.features.keypoints) for i in checked}, **second_points}
@@ -297,28 +299,30 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
 
 
 def expand_at_query(ctx: QueryContext, row: ExtractorRow, query: QueryLocal,
-                    checked: list[tuple[int, Verification, LocalFeatures]], anchors: int,
+                    checked: dict[int, tuple[Verification, LocalFeatures, tuple[int, int]]], anchors: int,
                     evidence: Evidence) -> tuple[dict[int, Verification], list[int], dict[int, np.ndarray | None]]:
     """The second pass (rerank.expansion): the words stage again with the second query,
-    and what it finds that did not verify yet, verified against it. Returns those
-    verifications by image, the images its words found, and where in the photo the
-    inliers of those it verified lie."""
-    model = second_query(query.features, query.size, [found for _, found, _ in checked],
-                         [features for *_, features in checked], anchors)
+    and what it finds that did not verify yet, verified against it. checked: the first
+    pass's verification, features and (height, width) by image. Returns the second pass's
+    verifications by image, the images its words found, and where in the photo the inliers
+    of those it verified lie."""
+    model = second_query(query.features, query.size, [found for found, _, _ in checked.values()],
+                         [features for _, features, _ in checked.values()], anchors)
     if model is None:
         return {}, [], {}
     # the verified are left out; an image the first pass did not verify gets a second chance
-    # against the expanded query (a photo sharing more matches with the photo's object than
+    # against the second query (a photo sharing more matches with the photo's object than
     # chance explains only with the other views' features)
-    verified = [i for i, found, _ in checked if is_verified(found)]
+    verified = [i for i, (found, _, _) in checked.items() if is_verified(found)]
     found = [i for i, _ in word_candidates(ctx.store, row, model, list(ctx.rows.excluded) + verified,
                                            EXPANDED_CANDIDATES) if ctx.rows.admits(i)]
-    images = ctx.store.images_by_ids(found)
-    stored = ctx.store.local_features(row, found)
-    readable = [i for i in found if i in stored and i in images]
-    again = dict(zip(readable, verify_all(model, query.scale, query.size,
-                                          [(stored[i], (images[i].height, images[i].width)) for i in readable],
-                                          evidence)))
+    # only what the first pass did not read is read (a first-pass candidate is often among them)
+    new = [i for i in found if i not in checked]
+    images, stored = ctx.store.images_by_ids(new), ctx.store.local_features(row, new)
+    known = {**{i: (checked[i][1], checked[i][2]) for i in found if i in checked},
+             **{i: (stored[i], (images[i].height, images[i].width)) for i in new if i in stored and i in images}}
+    readable = [i for i in found if i in known]
+    again = dict(zip(readable, verify_all(model, query.scale, query.size, [known[i] for i in readable], evidence)))
     return again, found, {i: inlier_points(v, model.keypoints) for i, v in again.items() if is_verified(v)}
 
 

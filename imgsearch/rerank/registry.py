@@ -40,6 +40,7 @@ SHORTLIST_SIZE = whole_below(4)
 EXPONENT = number_below(2)
 POSITIVE_EXPONENT = number_below(2, above_zero=True)
 ITERATIONS = whole_below(3)
+VIEWS = whole_below(3, low=0)  # 0: none
 
 # What a re-ranking reads beyond one scan of the vectors, as it declares it.
 GRAPH = "the stored k-NN graph"  # made by `imgsearch graph`, kept by builds
@@ -223,9 +224,10 @@ DEFAULT_RERANK = "dba-aqe+verify"
 register(Reranking("verify", Method.of(
     verified_scores, "geometric verification of the top shortlist by local features, shortlist, false_alarms, "
                      "expand (RootSIFT, ratio test, RANSAC homography, Philbin et al., CVPR 2007; verified when "
-                     "chance explains fewer than false_alarms such models, Moisan & Stival 2004; the query expanded "
-                     "by its expand best matches on its object, Chum et al., ICCV 2007; 0: not expanded)",
-    {"shortlist": NEIGHBOURS, "false_alarms": POSITIVE_FRACTION, "expand": NEIGHBOURS}),
+                     "chance explains fewer than false_alarms such models, Moisan & Stival 2004; then a second "
+                     "query: the photo with its expand best other views of its object, Chum et al., ICCV 2007, "
+                     "or where only its surroundings verified, what they left unexplained; 0: none)",
+    {"shortlist": NEIGHBOURS, "false_alarms": POSITIVE_FRACTION, "expand": VIEWS}),
     verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True, follows=True,
     orders="the same object first (verified: its points agree with the photo's; most agreeing points first), "
            "then photos sharing only its surroundings (verified away from the photo's object), "

@@ -131,7 +131,8 @@ def test_specs_fill_defaults_from_the_signatures_and_keep_types() -> None:
     assert np.isfinite(parse_spec("pca:0,0.25", WHITENINGS).values["power"])
     # one grammar: digits for whole numbers; digits, a point and an exponent for the others
     assert parse_spec("alpha-qe:5,25.5", methods()).values == {"n": 5, "alpha": 25.5}
-    assert parse_spec("verify:9,1e-10", methods()).values == {"shortlist": 9, "false_alarms": 1e-10}
+    assert parse_spec("verify:9,1e-10", methods()).values == {"shortlist": 9, "false_alarms": 1e-10, "expand": 1}
+    assert parse_spec("verify:9,1e-10,0", methods()).values["expand"] == 0
     for refused in ("aqe:1e1", "aqe:+3", "aqe: 3", "aqe:03", "alpha-qe:3,inf", "alpha-qe:3,1_0", "alpha-qe:5,2.5e1",
                     "alpha-qe:5,.5", "aqe:\uff13", "verify:3.0", "verify:9,1e-100"):
         with pytest.raises(ImgsearchError):

@@ -47,4 +47,15 @@ schema = schemathesis.pytest.from_fixture("api")
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_every_answer_is_one_the_spec_documents(case) -> None:
-    case.call_and_validate(checks=CHECKS)
+    response = case.call()
+    # a box the spec allows that the upload does not hold: the photo's size is known only
+    # once decoded (the spec says so); every other check still holds for that answer
+    excused = [positive_data_acceptance] if photo_does_not_hold_the_box(response) else []
+    case.validate_response(response, checks=CHECKS, excluded_checks=excused)
+
+
+def photo_does_not_hold_the_box(response) -> bool:
+    if response.status_code != 422:
+        return False
+    message = response.json().get("error", "")
+    return message.startswith("box ") and "is not inside the photo" in message

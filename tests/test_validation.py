@@ -13,7 +13,9 @@ from test_cli_errors import assert_clean_failure
 from imgsearch.config import SOURCES
 from imgsearch.errors import ImgsearchError
 from imgsearch.learn.whiten import WHITENINGS
+from imgsearch.query import MIN_BOX_SIDE
 from imgsearch.rerank.registry import methods
+from imgsearch.serve.requests import BOX_SIDE
 from imgsearch.specs import parse_spec
 
 INT_SOURCES = [s for s in SOURCES if s.kind == "int"]
@@ -150,3 +152,9 @@ def test_each_parameters_published_pattern_takes_exactly_what_its_parser_takes(t
     it must accept exactly the texts the parser reads as a value in range."""
     for where, check in CHECKS.items():
         assert (check.reads(text) is not None) == bool(re.fullmatch(f"(?:{check.pattern})", text)), (where, text)
+
+
+def test_the_box_pattern_the_spec_publishes_takes_exactly_the_sides_a_search_takes() -> None:
+    sides = [str(n) for n in range(0, 2000)] + ["016", "999999999", "1000000000"]
+    assert [side for side in sides if re.fullmatch(BOX_SIDE, side)] == \
+        [side for side in sides if side.isdigit() and not side.startswith("0") and MIN_BOX_SIDE <= int(side) < 10 ** 9]

@@ -30,12 +30,15 @@ from starlette.requests import Request
 from imgsearch.errors import ImgsearchError, NotFoundError
 from imgsearch.features.regions import REGION_CHOICES
 from imgsearch.features.registry import names_of_kind
+from imgsearch.query import MIN_BOX_SIDE
 from imgsearch.rerank.registry import reranking_pattern
 from imgsearch.scan.metrics import METRICS
 from imgsearch.store.kinds import VECTOR
 
 MAX_K = 1000
 MAX_OFFSET = 100_000
+# a box's side: a whole number of at least MIN_BOX_SIDE (16), as the pattern of its digits
+BOX_SIDE = "(?:1[6-9]|[2-9][0-9]|[1-9][0-9]{2,8})"
 OVER_LIMIT = "imgsearch.over_limit"  # set in the ASGI scope when a body passed the limit (app.BodyLimit)
 
 
@@ -137,8 +140,9 @@ class SearchForm(_Strict):
     include_self: Annotated[_StrictStr, Field(pattern="^(?:|true|false|1|0)$")] = ""
     under: StrictStr = ""
     regions: Regions = ""
-    box: Annotated[_StrictStr, Field(pattern="^(?:|[0-9]{1,9},[0-9]{1,9},[0-9]{1,9},[0-9]{1,9})$")] = Field(
-        "", description="x,y,width,height in the photo's pixels")
+    box: Annotated[_StrictStr, Field(pattern=f"^(?:|[0-9]{{1,9}},[0-9]{{1,9}},{BOX_SIDE},{BOX_SIDE})$")] = Field(
+        "", description=f"x,y,width,height in the photo's pixels, each side at least {MIN_BOX_SIDE}; the photo "
+                        "must hold the box (422 where it does not: its size is known only once it is decoded)")
 
     def asked(self) -> dict[str, Any]:
         return {"extractor": self.extractor or None, "metric": self.metric or None, "k": int(self.k or 10),

@@ -16,7 +16,7 @@ from imgsearch.errors import NotKeptError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
 from imgsearch.rerank.expansion import EXPANDED_CANDIDATES, second_query
-from imgsearch.rerank.first_stage import word_candidates
+from imgsearch.rerank.first_stage import WHOLE_PHOTO_WORD_CANDIDATES, WORD_CANDIDATES, word_candidates
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.rerank.scene import match_kinds
 from imgsearch.rerank.verify import Evidence, Verification, inlier_points, is_verified, verified_keys, verify_all
@@ -263,7 +263,8 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
         return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
     # the word stage's best outside the folder are dropped: it adds candidates, the global
     # stage's shortlist stays the exact top within it
-    from_words = [i for i, _ in word_candidates(ctx.store, row, query.features, list(ctx.rows.excluded))
+    wanted = WORD_CANDIDATES if ctx.vector.ndim > 1 else WHOLE_PHOTO_WORD_CANDIDATES
+    from_words = [i for i, _ in word_candidates(ctx.store, row, query.features, list(ctx.rows.excluded), wanted)
                   if ctx.rows.admits(i)]
     clock.lap("words")
     candidates = list(dict.fromkeys(ids + extra + from_words))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from cli_runner import imgsearch
-from photos import PHOTOS, photo, write_collection
+from photos import PHOTOS, photo, variant, write_collection
 from test_verify import printed
 
 from imgsearch.features.registry import make_extractor
+from imgsearch.rerank.query import ONE_VECTOR
 from imgsearch.rerank.verify import root_sift
 from imgsearch.rerank.words import (
     BRANCHING,
@@ -34,6 +35,18 @@ from imgsearch.store.words_tables import (
 )
 
 SMALL_CORNERS = np.float32([[1000, 120], [1480, 170], [1450, 560], [980, 520]])  # 11 % of the photo, tilted
+
+
+def write_collection_below_the_print(folder) -> None:
+    """The sample photos but the background the print is shown on, and four more of the
+    motorcycle: the global stage ranks them nearest the phone photo, so the print ranks
+    below the global list a query of one vector verifies (verify:1 takes 3 there)."""
+    write_collection(folder, tuple(name for name in PHOTOS if name != "astronaut.png"))
+    motorcycle = photo("motorcycle_left.png")
+    height, width = motorcycle.shape[:2]
+    for n, decoy in enumerate((variant(motorcycle), motorcycle[height // 8 :, : width - width // 8],
+                               motorcycle[: height - height // 8, width // 8 :], (motorcycle * 0.7).astype(np.uint8))):
+        cv2.imwrite(str(folder / f"motorcycle-{n}.jpg"), decoy)
 
 
 def descriptors() -> np.ndarray:
@@ -115,17 +128,35 @@ def test_the_inverted_file_holds_every_keypoint_and_follows_the_collection(db_ur
 
 def test_the_word_stage_finds_a_small_tilted_print_the_global_shortlist_misses(db_url, tmp_path) -> None:
     folder = tmp_path / "photos"
-    write_collection(folder, tuple(name for name in PHOTOS if name != "astronaut.png"))  # the background is not stored
+    write_collection_below_the_print(folder)
     assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift").code == 0
     query = tmp_path / "phone.jpg"
     cv2.imwrite(str(query), printed(photo("coffee.png"), photo("astronaut.png"), SMALL_CORNERS))
     plain = imgsearch("query", query, "--db", db_url, "--rerank", "none", "--regions", "none", "--json", "-k", "8")
     ranked = [r["name"] for r in plain.json()["results"]]
-    assert ranked.index("coffee.jpg") >= 1  # the global stage alone does not put it first
+    # below the global list verify:1 checks for a query of one vector
+    assert ranked.index("coffee.jpg") >= ONE_VECTOR.shortlist_times
     verified = imgsearch("query", query, "--db", db_url, "--rerank", "verify:1", "--regions", "none", "--json", "-k", "1")
     first = verified.json()["results"][0]
     assert first["name"] == "coffee.jpg" and first["inliers"] >= 15  # only the words brought it in
     assert first["found_by"] == ["words"]  # and the answer says so
+
+
+def test_a_query_of_one_vector_verifies_three_times_the_global_shortlist(db_url, tmp_path) -> None:
+    """No regions' list finds the print for a query of one vector: verify widens the global
+    list it checks instead (alone, and after DBA-AQE, which hands it that many)."""
+    folder = tmp_path / "photos"
+    write_collection(folder, tuple(name for name in PHOTOS if name != "astronaut.png"))
+    assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift").code == 0
+    query = tmp_path / "phone.jpg"
+    cv2.imwrite(str(query), printed(photo("coffee.png"), photo("astronaut.png"), SMALL_CORNERS))
+    for before in ("none", "dba-aqe:3"):
+        plain = imgsearch("query", query, "--db", db_url, "--rerank", before, "--regions", "none", "--json", "-k", "8")
+        assert 1 <= [r["name"] for r in plain.json()["results"]].index("coffee.jpg") < ONE_VECTOR.shortlist_times
+    for rerank in ("verify:1", "dba-aqe:3+verify:1"):
+        run = imgsearch("query", query, "--db", db_url, "--rerank", rerank, "--regions", "none", "--json", "-k", "1")
+        first = run.json()["results"][0]
+        assert first["name"] == "coffee.jpg" and "photo" in first["found_by"], rerank  # beyond verify's 1
 
 
 def test_an_index_from_before_visual_words_verifies_and_the_next_build_gives_it_words(db_url, tmp_path) -> None:
@@ -258,7 +289,7 @@ def test_a_relearning_cut_short_leaves_the_current_words_and_the_next_one_clears
 
 def test_an_index_from_before_the_word_ranges_is_upgraded_by_build_and_keeps_its_words(db_url, tmp_path) -> None:
     folder = tmp_path / "photos"
-    write_collection(folder, tuple(name for name in PHOTOS if name != "astronaut.png"))
+    write_collection_below_the_print(folder)
     assert imgsearch("build", folder, "--db", db_url, "-e", "cnn-spoc", "-e", "sift").code == 0
     with open_store(parse_database_url(db_url)) as store:  # as the previous release left it
         store.execute("ALTER TABLE visual_vocabularies DROP COLUMN word_base")

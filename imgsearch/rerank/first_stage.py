@@ -18,13 +18,6 @@ from imgsearch.store.words_tables import VocabularyRow, scored_by_words, vocabul
 # images the word stage adds to the global shortlist (at most): on real phone photos the
 # right image was within the words' first 50 or the global first 100 every time (issue 29)
 WORD_CANDIDATES = 50
-# ... when the query is one whole-photo vector (a stored photo searched by name, an upload
-# with --regions none): no regions' shortlist brings an object that fills part of the
-# photo, the words bring more instead. On the dev photos searched by name (issue 39's
-# protocol) 100 lost 10 -> 8 right images of 400 at 1,300 and 24 -> 18 at 9,489, for 1.2x
-# the time (docs/benchmarks.md); uploads with regions kept 50: 100 cost them 1.14x and
-# found nothing more at 9,289
-WHOLE_PHOTO_WORD_CANDIDATES = 100
 CACHED = 4  # vocabularies a process keeps (a service reads one once, not at every query)
 SWITCHES_FOLLOWED = 3  # vocabularies a words stage tries when each was replaced while it read
 

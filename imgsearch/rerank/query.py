@@ -16,7 +16,7 @@ from imgsearch.errors import NotKeptError
 from imgsearch.keypoints import LocalFeatures
 from imgsearch.linalg import l2n
 from imgsearch.rerank.expansion import EXPANDED_CANDIDATES, second_query
-from imgsearch.rerank.first_stage import WHOLE_PHOTO_WORD_CANDIDATES, WORD_CANDIDATES, word_candidates
+from imgsearch.rerank.first_stage import WORD_CANDIDATES, word_candidates
 from imgsearch.rerank.maths import diffuse_shortlist, expanded, k_reciprocal_shortlist, k_reciprocal_universe, local_positions
 from imgsearch.rerank.scene import match_kinds
 from imgsearch.rerank.verify import Evidence, Verification, inlier_points, is_verified, verified_keys, verify_all
@@ -231,6 +231,37 @@ class Stopwatch:
         self._last = now
 
 
+@dataclass(frozen=True)
+class FirstStage:
+    """How far verification's first-stage lists reach: its shortlist times `shortlist_times`
+    of the global ranking, and the words' `words` best."""
+
+    shortlist_times: int
+    words: int
+
+
+# An upload's regions bring their own shortlist, which finds an object filling part of the
+# photo. A query of one vector (a stored photo searched by name, an upload with --regions
+# none) has none: its global and word lists reach further instead. On the dev photos
+# searched by name (issue 39's protocol; docs/benchmarks.md), the right images lost were at
+# ranks 101 to 279 of the global ranking among 9,489 images and mostly far down the words'
+# (240 to over 3,000): mAP 0.966 -> 0.977 at 1,300 and 0.930 -> 0.972 at 9,489 for 1.5x a
+# name query's time. Uploads with regions keep one shortlist and 50 words: wider lists found
+# nothing more among 9,289 and cost them 1.14x for the words alone.
+WITH_REGIONS = FirstStage(shortlist_times=1, words=WORD_CANDIDATES)
+ONE_VECTOR = FirstStage(shortlist_times=3, words=2 * WORD_CANDIDATES)
+
+
+def first_stage(ctx: QueryContext) -> FirstStage:
+    return WITH_REGIONS if ctx.vector.ndim > 1 else ONE_VECTOR
+
+
+def verified_shortlist(ctx: QueryContext, values: Params) -> int:
+    """How many of the ranking before it verification checks: its shortlist, widened for a
+    query of one vector (first_stage), at least the k asked for."""
+    return max(ctx.k, int(values["shortlist"]) * first_stage(ctx).shortlist_times)
+
+
 def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     """Geometric verification (rerank.verify) of the scan's top `shortlist` and of the
     images the visual-word first stage finds (rerank.first_stage, where the index has
@@ -245,7 +276,7 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
     the scan's order."""
     clock = Stopwatch()
     row = local_extractor(ctx.catalog)
-    shortlist = max(ctx.k, int(values["shortlist"]))
+    shortlist = verified_shortlist(ctx, values)
     if ctx.previous is None:
         scanned, extra = ctx.scanner.top_k(ctx.row, ctx.metric, ctx.vector, shortlist, ctx.rows), []
     else:
@@ -263,9 +294,8 @@ def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
         return replace(scanned, ranking=scanned.ranking[: ctx.k], timings=clock.laps)
     # the word stage's best outside the folder are dropped: it adds candidates, the global
     # stage's shortlist stays the exact top within it
-    wanted = WORD_CANDIDATES if ctx.vector.ndim > 1 else WHOLE_PHOTO_WORD_CANDIDATES
-    from_words = [i for i, _ in word_candidates(ctx.store, row, query.features, list(ctx.rows.excluded), wanted)
-                  if ctx.rows.admits(i)]
+    from_words = [i for i, _ in word_candidates(ctx.store, row, query.features, list(ctx.rows.excluded),
+                                                 first_stage(ctx).words) if ctx.rows.admits(i)]
     clock.lap("words")
     candidates = list(dict.fromkeys(ids + extra + from_words))
     images = ctx.store.images_by_ids(candidates)

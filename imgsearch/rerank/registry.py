@@ -26,6 +26,7 @@ from imgsearch.rerank.query import (
     k_reciprocal_at_query,
     pure_on_shortlist,
     query_expansion_at_query,
+    verified_shortlist,
     verify_at_query,
 )
 from imgsearch.rerank.verified import verified_scores
@@ -64,6 +65,9 @@ class Reranking:
     # before it (or the metric's) and only re-orders, as `orders` says.
     scores: str | None = None
     orders: str | None = None
+    # How much of the ranking before it a stage that follows re-orders, by the query; None:
+    # its shortlist parameter
+    wants: Callable[[QueryContext, Params], int] | None = None
 
     @property
     def usage(self) -> str:
@@ -83,8 +87,10 @@ class RerankStage:
             ctx = replace(ctx, vector=ctx.vector[0])  # the whole photo: always the first region
         return self.reranking.at_query(ctx, self.values)
 
-    @property
-    def shortlist(self) -> int:
+    def wants(self, ctx: QueryContext) -> int:
+        """How much of the ranking before it this stage re-orders for this query."""
+        if self.reranking.wants is not None:
+            return self.reranking.wants(ctx, self.values)
         return int(self.values.get("shortlist", 0))
 
 
@@ -121,7 +127,7 @@ class RerankSpec:
         result: ScanResult | None = None
         for stage, after in zip(self.stages, (*self.stages[1:], None)):
             # a stage hands the next at least the shortlist it re-orders
-            k = ctx.k if after is None else max(ctx.k, after.shortlist)
+            k = ctx.k if after is None else max(ctx.k, after.wants(ctx))
             result = stage.run(replace(ctx, k=k, previous=result))
         assert result is not None
         return result
@@ -222,13 +228,15 @@ DEFAULT_VERIFY = "verify"
 DEFAULT_RERANK = "dba-aqe+verify"
 
 register(Reranking("verify", Method.of(
-    verified_scores, "geometric verification of the top shortlist by local features, shortlist, false_alarms, "
+    verified_scores, "geometric verification of the top shortlist by local features (at query time three times "
+                     "it for a query of one vector: a name, --regions none), shortlist, false_alarms, "
                      "expand (RootSIFT, ratio test, RANSAC homography, Philbin et al., CVPR 2007; verified when "
                      "chance explains fewer than false_alarms such models, Moisan & Stival 2004; then a second "
                      "query: the photo with its expand best other views of its object, Chum et al., ICCV 2007, "
                      "or where only its surroundings verified, what they left unexplained; 0: none)",
     {"shortlist": NEIGHBOURS, "false_alarms": POSITIVE_FRACTION, "expand": VIEWS}),
     verify_at_query, frozenset({SHORTLIST, LOCAL_FEATURES}), accepts_regions=True, follows=True,
+    wants=verified_shortlist,
     orders="the same object first (verified: its points agree with the photo's; most agreeing points first), "
            "then photos sharing only its surroundings (verified away from the photo's object), "
            "then the rest by score"))

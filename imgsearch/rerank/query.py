@@ -245,9 +245,9 @@ class FirstStage:
 # none) has none: its global and word lists reach further instead. On the dev photos
 # searched by name (issue 39's protocol; docs/benchmarks.md), the right images lost were at
 # ranks 101 to 279 of the global ranking among 9,489 images and mostly far down the words'
-# (240 to over 3,000): mAP 0.966 -> 0.977 at 1,300 and 0.930 -> 0.972 at 9,489 for 1.5x a
-# name query's time. Uploads with regions keep one shortlist and 50 words: wider lists found
-# nothing more among 9,289 and cost them 1.14x for the words alone.
+# (12 of 18 beyond 300): mAP 0.966 -> 0.977 at 1,300 and 0.930 -> 0.972 at 9,489, a name
+# query 153 -> 274 ms at the median there. Uploads with regions keep one shortlist and 50
+# words: the words' 100 found nothing more among 9,289 and cost them 1.14x.
 WITH_REGIONS = FirstStage(shortlist_times=1, words=WORD_CANDIDATES)
 ONE_VECTOR = FirstStage(shortlist_times=3, words=2 * WORD_CANDIDATES)
 
@@ -263,7 +263,7 @@ def verified_shortlist(ctx: QueryContext, values: Params) -> int:
 
 
 def verify_at_query(ctx: QueryContext, values: Params) -> ScanResult:
-    """Geometric verification (rerank.verify) of the scan's top `shortlist` and of the
+    """Geometric verification (rerank.verify) of the scan's top (verified_shortlist) and of the
     images the visual-word first stage finds (rerank.first_stage, where the index has
     words), then of the images a second query finds (rerank.expansion, `expand`):
     verified images first, those on the photo's object above those on its surroundings

@@ -24,7 +24,8 @@ droid/017.jpg` does, for the other phone's photo of its cover and the cover itse
 right answers). Prints per phone and overall mAP, R-precision (the share of the two in the
 top 2), how often both are in the top 2, how often a photo of another cover by the same
 phone (the same desk: a same-scene match) is in the top 2, and each right answer missed from
-the top 2 by class: lost (not in the top 100), unverified, outranked by a photo holding the
+the top 2 by class: lost (not in the top 100; with its rank, of 1,000, in the ranking
+verification started from), unverified, outranked by a photo holding the
 cover too (the cover's own search verifies it there: a photo of one cover often shows
 another beside or beneath it, which the ground truth does not count), outranked by a cover
 the photo holds besides its own (a cover verified on the photo's object, or a photo of one),
@@ -46,6 +47,7 @@ COVERS = ("covers", "corel1k", "flowers102")  # the collection of the covers pro
 PHONE_FOLDER = {"Droid": "droid", "Palm": "palm"}
 OBJECT_FOLDERS = ("covers", "droid", "palm")  # images of covers: another cover verified is a real object
 TOP = 100
+FIRST_STAGE_DEPTH = 1000  # how far a lost right image is looked for in the ranking verify started from
 
 
 def collection(data: Path, workdir: Path, sets: list[str]) -> Path:
@@ -155,11 +157,25 @@ def photo_to_photo(data: Path, workdir: Path, phones: list[str], rerank: str | N
                 answer = service.search({"k": TOP, "rerank": rerank}, name=f"{PHONE_FOLDER[phone]}/{photo.name}")
                 seconds = time.perf_counter() - started
                 right = [f"covers/{photo.name}", *(f"{folder}/{photo.name}" for folder in others)]
-                rows.append({**judge_photo(phone, photo.name, answer["results"], right, seconds, holders),
+                judged = judge_photo(phone, photo.name, answer["results"], right, seconds, holders)
+                rows.append({**judged, "misses": with_first_stage_ranks(service, answer, judged["misses"]),
                              "stages": answer.get("stages_s", {})})
         report_photos(rows, phones)
     finally:
         service.close()
+
+
+def with_first_stage_ranks(service, answer: dict, misses: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The misses, each lost right image with its rank in the ranking verification started
+    from (the answer's re-ranking before verify: where a wider first stage would find it)."""
+    if not any(kind == "lost" for kind, *_ in misses):
+        return misses
+    chain = answer.get("rerank") or ""
+    before = chain.rsplit("+", 1)[0] if "+" in chain else "none"
+    ranked = [r["path"] for r in service.search({"k": FIRST_STAGE_DEPTH, "rerank": before},
+                                                name=answer["query"])["results"]]
+    return [(kind, image, f"{before} ranks it {ranked.index(image) + 1 if image in ranked else f'below {FIRST_STAGE_DEPTH}'}"
+             if kind == "lost" else detail) for kind, image, detail in misses]
 
 
 def photos_holding_each_cover(service, rerank: str | None) -> dict[str, set[str]]:
